@@ -1,0 +1,73 @@
+//! The `main` of every server binary.
+//!
+//! Parses the shared flags plus the architecture's own, sets up logging, binds, arranges
+//! for Ctrl+C to shut down gracefully, serves, and turns any error into one sentence on
+//! stderr and a non-zero exit status.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::config::ServerArgs;
+use crate::context::Context;
+use crate::listener::{bind, Acceptor, ServerError};
+use crate::server::Architecture;
+use crate::{logging, shutdown};
+
+#[derive(clap::Parser)]
+struct Cli<A: clap::Args> {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    arch: A,
+}
+
+/// Runs the server binary for architecture `A`. `about` is the first line of `--help`.
+pub fn main<A: Architecture + clap::Args>(about: &'static str) -> ExitCode {
+    let command = Cli::<A>::command()
+        .name(A::NAME)
+        .bin_name(A::NAME)
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"));
+    let cli = match Cli::<A>::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    logging::init(cli.server.log);
+    match run(cli.arch, cli.server) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}: {e}", A::NAME);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run<A: Architecture>(arch: A, args: ServerArgs) -> Result<(), ServerError> {
+    let listener = bind(args.addr, args.backlog)?;
+    let backlog = args.backlog;
+    let ctx = Context::new(A::NAME, args);
+    let acceptor = Acceptor::new(listener, Arc::clone(&ctx))?;
+    let signalled = Arc::clone(&ctx);
+    shutdown::on_signals(move || signalled.shutdown.trigger()).map_err(|source| {
+        ServerError::Start {
+            what: "signal handler".into(),
+            source,
+        }
+    })?;
+    let addr = acceptor
+        .local_addr()
+        .map_or_else(|_| ctx.args.addr.to_string(), |a| a.to_string());
+    tracing::info!(
+        "servelab {} listening on {addr} (backlog {backlog}); Ctrl+C stops it",
+        A::NAME
+    );
+    arch.serve(acceptor, Arc::clone(&ctx))?;
+    tracing::info!(
+        "stopped after {} requests on {} connections",
+        ctx.stats.requests_total(),
+        ctx.stats.accepted_total()
+    );
+    Ok(())
+}

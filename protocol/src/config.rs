@@ -1,0 +1,120 @@
+//! The command-line flags every server binary shares.
+//!
+//! They are defined once here, with clap's derive API, and each architecture flattens them
+//! into its own flags (`--workers`, `--handlers`, ...). A student who learns `--backlog` on
+//! the sequential server can use it unchanged on the pipeline.
+//!
+//! Durations are written the humantime way: `250ms`, `5s`, `1m 30s`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::request::Limits;
+
+/// How much the server tells about itself on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Only warnings and errors.
+    Quiet,
+    /// Start, shutdown and unusual events.
+    Info,
+    /// Every exchange: time, thread, peer address, request line and status.
+    Debug,
+}
+
+/// Flags shared by every servelab server.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct ServerArgs {
+    /// Address to listen on. Use 0.0.0.0:7777 to accept clients from other machines or
+    /// containers.
+    #[arg(long, default_value = "127.0.0.1:7777", value_name = "IP:PORT")]
+    pub addr: SocketAddr,
+
+    /// Length of the kernel's queue of connections that completed the TCP handshake but
+    /// were not accepted yet (listen(2) backlog). Linux caps it at net.core.somaxconn.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub backlog: u32,
+
+    /// How long an idle keep-alive connection may wait for its next request before the
+    /// server closes it (like Apache's KeepAliveTimeout). 0 disables keep-alive: every
+    /// response then carries `Connection: close`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(serialize_with = "as_millis")]
+    pub keep_alive_timeout: Duration,
+
+    /// How long a client may take to send a complete request once it has started (and to
+    /// send the first one on a new connection). Past it the client gets 408 and is closed.
+    /// It also bounds how long writing a response may block.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(serialize_with = "as_millis")]
+    pub read_timeout: Duration,
+
+    /// On SIGINT or SIGTERM, how long queued and in-flight requests may take to finish
+    /// before the server exits anyway.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(serialize_with = "as_millis")]
+    pub shutdown_timeout: Duration,
+
+    /// Largest request line plus headers accepted; a larger one gets 431.
+    #[arg(long, default_value_t = 8 * 1024, value_name = "BYTES")]
+    pub max_header_bytes: usize,
+
+    /// Largest request body accepted; a larger one gets 413.
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+
+    /// Longest delay /sleep/{ms} accepts; a longer one gets 400.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(serialize_with = "as_millis")]
+    pub max_sleep: Duration,
+
+    /// quiet: warnings only; info: start and stop; debug: every exchange.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info, value_name = "LEVEL")]
+    pub log: LogLevel,
+}
+
+impl Default for ServerArgs {
+    /// The same values as the command line's defaults, except the address: an ephemeral
+    /// port on loopback, which is what tests and in-process comparisons want.
+    fn default() -> Self {
+        ServerArgs {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            backlog: 1024,
+            keep_alive_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+            max_header_bytes: 8 * 1024,
+            max_body_bytes: 1024 * 1024,
+            max_sleep: Duration::from_secs(60),
+            log: LogLevel::Quiet,
+        }
+    }
+}
+
+impl ServerArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_header_bytes: self.max_header_bytes,
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+
+    /// Keep-alive is off when its timeout is zero.
+    pub fn keep_alive(&self) -> bool {
+        !self.keep_alive_timeout.is_zero()
+    }
+}
+
+/// Parses a humantime duration such as `250ms` or `5s`; a bare `0` means zero.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write durations like 250ms or 5s)"))
+}
+
+/// Durations appear in `/stats` as whole milliseconds.
+pub fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

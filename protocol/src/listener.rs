@@ -1,0 +1,118 @@
+//! The listening socket and the accept step every architecture starts with.
+//!
+//! [`bind`] creates the socket with `socket2` because the standard library's
+//! `TcpListener::bind` always asks for a backlog of 128, and the backlog is one of the
+//! things this suite teaches: it is the kernel's queue of clients that have connected but
+//! have not been accepted yet. While a sequential server is busy, new clients wait there.
+//! When it is full, Linux drops further connection attempts (SYNs) and the clients retry
+//! after about a second, which the simulator shows as a jump in connect time.
+//!
+//! [`Acceptor`] wraps the accept loop's one blocking call so that shutdown can interrupt it.
+
+use std::io::{self, ErrorKind};
+use std::net::{Shutdown as Direction, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::conn::Conn;
+use crate::context::Context;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("could not listen on {addr}: {source}{}", hint(source))]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("could not start the {what}: {source}")]
+    Start { what: String, source: io::Error },
+}
+
+fn hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        ErrorKind::AddrInUse => " (is another server already running on that port?)",
+        ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+        ErrorKind::AddrNotAvailable => " (that address does not belong to this machine)",
+        _ => "",
+    }
+}
+
+/// Creates a listening TCP socket on `addr` with the given backlog.
+pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> {
+    let fail = |source| ServerError::Bind { addr, source };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    // Lets a restarted server bind the port while connections of its previous run are
+    // still in TIME_WAIT.
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    socket
+        .listen(i32::try_from(backlog).unwrap_or(i32::MAX))
+        .map_err(fail)?;
+    Ok(socket.into())
+}
+
+/// The accepting end of a server: hands out one [`Conn`] per client until shutdown.
+pub struct Acceptor {
+    listener: TcpListener,
+    ctx: Arc<Context>,
+}
+
+impl Acceptor {
+    /// Wraps `listener` and registers the shutdown hook that interrupts a blocked accept.
+    pub fn new(listener: TcpListener, ctx: Arc<Context>) -> Result<Acceptor, ServerError> {
+        let waker = listener.try_clone().map_err(|source| ServerError::Start {
+            what: "acceptor".into(),
+            source,
+        })?;
+        ctx.shutdown.on_trigger(move || {
+            // On Linux, shutting down a listening socket makes a thread blocked in accept()
+            // return at once with an error, and refuses new connections.
+            let _ = socket2::SockRef::from(&waker).shutdown(Direction::Both);
+        });
+        Ok(Acceptor { listener, ctx })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Waits for the next client and returns its connection, or `None` once the server is
+    /// shutting down.
+    pub fn accept(&self) -> Option<Conn> {
+        loop {
+            if self.ctx.shutdown.is_triggered() {
+                return None;
+            }
+            // Blocks until a client has completed the TCP handshake (it is then taken from
+            // the backlog), or until shutdown interrupts it.
+            match self.listener.accept() {
+                Ok((stream, peer)) => {
+                    if self.ctx.shutdown.is_triggered() {
+                        return None;
+                    }
+                    match Conn::new(stream, peer, Arc::clone(&self.ctx)) {
+                        Ok(conn) => {
+                            tracing::debug!("conn #{} accepted from {peer}", conn.id);
+                            return Some(conn);
+                        }
+                        Err(e) => tracing::debug!("could not set up a connection from {peer}: {e}"),
+                    }
+                }
+                Err(_) if self.ctx.shutdown.is_triggered() => return None,
+                // The client gave up between the handshake and our accept: try the next.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionAborted | ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    // Usually "too many open files". Retrying at once would spin, so pause
+                    // briefly: other connections will close and free descriptors.
+                    tracing::warn!("accept failed: {e}; retrying in 50 ms");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Responses: what the handler returns, and how it is written on the wire.
+//!
+//! A [`Response`] is plain data (status, body, a few optional headers) so that it can be
+//! built on one thread and written on another, as the pipeline server does. Writing it out
+//! is [`Response::encode`], which adds the headers every servelab response carries:
+//! `Server`, `Date`, `Content-Length`, `Content-Type`, the name of the thread that handled
+//! the request (`X-Servelab-Thread`, so clients can see who served them), and `Connection`
+//! when the connection is about to close or an HTTP/1.0 client is being kept alive.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// The statuses servelab sends. Keeping them in one enum lets `/stats` count responses by
+/// status without a map, and makes it impossible to send a status without a reason phrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum Status {
+    Ok,
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    LengthRequired,
+    PayloadTooLarge,
+    ExpectationFailed,
+    HeaderFieldsTooLarge,
+    InternalError,
+    ServiceUnavailable,
+    VersionNotSupported,
+}
+
+impl Status {
+    /// Every status, in the order `/stats` lists them.
+    pub const ALL: [Status; 12] = [
+        Status::Ok,
+        Status::BadRequest,
+        Status::NotFound,
+        Status::MethodNotAllowed,
+        Status::RequestTimeout,
+        Status::LengthRequired,
+        Status::PayloadTooLarge,
+        Status::ExpectationFailed,
+        Status::HeaderFieldsTooLarge,
+        Status::InternalError,
+        Status::ServiceUnavailable,
+        Status::VersionNotSupported,
+    ];
+
+    pub fn code(self) -> u16 {
+        match self {
+            Status::Ok => 200,
+            Status::BadRequest => 400,
+            Status::NotFound => 404,
+            Status::MethodNotAllowed => 405,
+            Status::RequestTimeout => 408,
+            Status::LengthRequired => 411,
+            Status::PayloadTooLarge => 413,
+            Status::ExpectationFailed => 417,
+            Status::HeaderFieldsTooLarge => 431,
+            Status::InternalError => 500,
+            Status::ServiceUnavailable => 503,
+            Status::VersionNotSupported => 505,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::BadRequest => "Bad Request",
+            Status::NotFound => "Not Found",
+            Status::MethodNotAllowed => "Method Not Allowed",
+            Status::RequestTimeout => "Request Timeout",
+            Status::LengthRequired => "Length Required",
+            Status::PayloadTooLarge => "Payload Too Large",
+            Status::ExpectationFailed => "Expectation Failed",
+            Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
+            Status::InternalError => "Internal Server Error",
+            Status::ServiceUnavailable => "Service Unavailable",
+            Status::VersionNotSupported => "HTTP Version Not Supported",
+        }
+    }
+
+    /// The position of this status in [`Status::ALL`], used to index counters.
+    pub fn index(self) -> usize {
+        Status::ALL
+            .iter()
+            .position(|s| *s == self)
+            .unwrap_or_default()
+    }
+}
+
+/// A response, ready to be encoded by whichever thread sends it.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: Status,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// For 405: the methods the resource does allow.
+    pub allow: Option<&'static str>,
+    /// For 503: how many seconds the client should wait before trying again.
+    pub retry_after: Option<u32>,
+    /// The response ends the connection (every error does; see `request.rs`).
+    pub close: bool,
+    /// The thread that produced the response.
+    pub handled_by: Option<Arc<str>>,
+}
+
+pub const TEXT: &str = "text/plain; charset=utf-8";
+pub const JSON: &str = "application/json";
+pub const OCTETS: &str = "application/octet-stream";
+
+impl Response {
+    pub fn new(status: Status, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            content_type,
+            body: body.into(),
+            allow: None,
+            retry_after: None,
+            close: false,
+            handled_by: current_thread_name(),
+        }
+    }
+
+    pub fn text(status: Status, body: impl Into<String>) -> Self {
+        Response::new(status, TEXT, body.into())
+    }
+
+    /// An error response: a one-line reason as the body, and the connection is kept open
+    /// (use [`Response::closing`] for errors after which the stream cannot be trusted).
+    pub fn error(status: Status, reason: &str) -> Self {
+        Response::text(
+            status,
+            format!("{} {}: {reason}\n", status.code(), status.reason()),
+        )
+    }
+
+    /// Marks the response as the last one on its connection.
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// Serialises the response into `out` (which is cleared first).
+    ///
+    /// * `server` is the value of the `Server` header, e.g. `servelab-single`.
+    /// * `close` says whether the connection closes after this response; the caller decides
+    ///   it from the request, the response and the server's state.
+    /// * `keep_alive_header` adds `Connection: keep-alive`, which HTTP/1.0 clients need to
+    ///   hear before they reuse a connection.
+    /// * `include_body` is false for HEAD requests: the headers, including the length the
+    ///   body would have had, but no body.
+    pub fn encode(
+        &self,
+        out: &mut Vec<u8>,
+        server: &str,
+        close: bool,
+        keep_alive_header: bool,
+        include_body: bool,
+    ) {
+        out.clear();
+        let mut head = String::with_capacity(256);
+        // Writing into a String cannot fail, so the results below are safely ignored.
+        let _ = write!(
+            head,
+            "HTTP/1.1 {} {}\r\nServer: {server}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            self.status.code(),
+            self.status.reason(),
+            httpdate::fmt_http_date(SystemTime::now()),
+            self.content_type,
+            self.body.len(),
+        );
+        if let Some(thread) = &self.handled_by {
+            let _ = write!(head, "X-Servelab-Thread: {thread}\r\n");
+        }
+        if let Some(allow) = self.allow {
+            let _ = write!(head, "Allow: {allow}\r\n");
+        }
+        if let Some(seconds) = self.retry_after {
+            let _ = write!(head, "Retry-After: {seconds}\r\n");
+        }
+        if close {
+            head.push_str("Connection: close\r\n");
+        } else if keep_alive_header {
+            head.push_str("Connection: keep-alive\r\n");
+        }
+        head.push_str("\r\n");
+        out.extend_from_slice(head.as_bytes());
+        if include_body {
+            out.extend_from_slice(&self.body);
+        }
+    }
+}
+
+thread_local! {
+    // Each thread's name, made once, so that tagging every response with it costs a
+    // reference count instead of an allocation.
+    static THREAD_NAME: Option<Arc<str>> = std::thread::current().name().map(Arc::from);
+}
+
+/// The name of the calling thread, if it has one.
+pub fn current_thread_name() -> Option<Arc<str>> {
+    THREAD_NAME.with(Clone::clone)
+}

@@ -1,0 +1,92 @@
+//! Graceful shutdown: one flag, and the things to do when it flips.
+//!
+//! A server thread can be blocked in three places when the operator presses Ctrl+C: in
+//! `accept()` waiting for a new client, in `read()` waiting for a keep-alive client's next
+//! request, or inside a handler. Setting a flag wakes none of them, so [`Shutdown`] also
+//! keeps a list of hooks that run once, when it is triggered. Each part of a server
+//! registers the hook that wakes it: the acceptor shuts its listening socket down (which
+//! makes a blocked `accept()` return at once on Linux), and the connection registry shuts
+//! down the read side of every open connection (which makes a blocked `read()` return 0, as
+//! if the client had closed). Handlers are left alone: the request in progress finishes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// The shutdown flag and its hooks. Shared by every thread of a server, because any of them
+/// may need to ask "are we stopping?" and the signal thread must be able to stop them all.
+#[derive(Default)]
+pub struct Shutdown {
+    triggered: AtomicBool,
+    /// Hooks to run when triggered. Guarded by a mutex so that registering a hook and
+    /// triggering cannot interleave: a hook registered after the trigger runs at once.
+    hooks: Mutex<Vec<Hook>>,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Shutdown::default()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_triggered(&self) -> bool {
+        self.triggered.load(Ordering::Acquire)
+    }
+
+    /// Begins shutdown and runs every hook once. Calling it again does nothing.
+    pub fn trigger(&self) {
+        let hooks = {
+            let mut hooks = self.hooks.lock();
+            if self.triggered.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            std::mem::take(&mut *hooks)
+        };
+        // Run outside the lock, so a hook may itself look at the flag or register hooks.
+        for hook in hooks {
+            hook();
+        }
+    }
+
+    /// Registers something to do when shutdown begins (or does it now, if it already has).
+    pub fn on_trigger(&self, hook: impl FnOnce() + Send + 'static) {
+        let mut hooks = self.hooks.lock();
+        if self.is_triggered() {
+            drop(hooks);
+            hook();
+        } else {
+            hooks.push(Box::new(hook));
+        }
+    }
+}
+
+/// Starts a thread named `signals` that calls `begin_shutdown` on the first SIGINT or
+/// SIGTERM, and exits the process at once (status 130) on a second one, for an operator who
+/// does not want to wait for slow requests.
+pub fn on_signals(begin_shutdown: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            // Blocks until the process receives one of the signals above.
+            let mut received = signals.forever();
+            if let Some(signal) = received.next() {
+                let name = if signal == SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                tracing::info!("{name} received: shutting down (send it again to exit at once)");
+                begin_shutdown();
+            }
+            if received.next().is_some() {
+                tracing::warn!("second signal received: exiting without waiting");
+                std::process::exit(130);
+            }
+        })?;
+    Ok(())
+}

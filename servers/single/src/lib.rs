@@ -1,0 +1,70 @@
+//! The sequential server: one thread does everything.
+//!
+//! This is the lecture's starting point (its Figure 4.4): a loop that accepts one client,
+//! serves that client until it leaves, and only then accepts the next.
+//!
+//! ```text
+//!                 kernel backlog                 the one thread
+//!   clients ──▶ [ c5 | c4 | c3 | c2 ] ──accept──▶ serve c1: read, handle, write, read, ...
+//!                 (waiting their turn)            until c1 closes or idles out
+//! ```
+//!
+//! While the thread serves one client, everybody else waits: clients that connect meanwhile
+//! sit in the kernel's backlog (`--backlog`), and once it is full their connection attempts
+//! are dropped and retried by their kernels. A client that holds its connection open and
+//! idle keeps the whole server from everyone else until the keep-alive timeout closes it.
+//!
+//! It is the simplest correct server and the baseline for the others: with one client at a
+//! time it has no hand-off costs at all, and with many clients its latency grows by one
+//! service time per client ahead in the queue.
+
+use std::sync::Arc;
+
+use protocol::{handler, Acceptor, Architecture, Conn, Context, Next, ServerError, ThreadGroup};
+
+/// The sequential server. It has no options of its own.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Single {}
+
+impl Architecture for Single {
+    const NAME: &'static str = "single";
+
+    fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
+        // The group counts this one thread, so /stats can show whether it is busy.
+        let threads = ThreadGroup::new("main");
+        let _me = threads.enter();
+        ctx.set_arch_figures({
+            let threads = threads.clone();
+            move || serde_json::json!({ "threads": [threads.stats_json()] })
+        });
+
+        // Blocks in accept until the next client is there; `None` once shutdown begins.
+        while let Some(conn) = acceptor.accept() {
+            let _busy = threads.busy();
+            serve_connection(conn);
+        }
+        tracing::info!(
+            "shutting down: no longer accepting; the connection in progress was finished"
+        );
+        Ok(())
+    }
+}
+
+/// Serves every request of one connection, in order, until it closes.
+fn serve_connection(mut conn: Conn) {
+    loop {
+        // Blocks until the client's next request is complete, or it leaves, or times out.
+        let response = match conn.next_request() {
+            Next::Request(request) => handler::respond(&request, conn.context()),
+            Next::Reject(response) => response,
+            Next::Closed(why) => {
+                tracing::debug!("conn #{} {} closed: {why:?}", conn.id, conn.peer);
+                return;
+            }
+        };
+        // Blocks until the response is handed to the kernel.
+        if !conn.send(&response) {
+            return;
+        }
+    }
+}
