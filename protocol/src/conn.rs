@@ -394,6 +394,36 @@ impl Conn {
         !close
     }
 
+    /// Turns the connection away without serving it, e.g. with a 503 when the server is
+    /// too busy, and closes it. Never waits: it discards whatever request bytes have already
+    /// arrived (so that closing does not become a reset that destroys the answer), writes
+    /// `response` into the empty socket buffer, and shuts the connection down.
+    pub fn refuse(mut self, response: &Response) {
+        let mut scratch = [0u8; 4096];
+        if self.stream.set_nonblocking(true).is_ok() {
+            let mut discarded = 0;
+            // Ends with WouldBlock as soon as nothing more is buffered.
+            while let Ok(n @ 1..) = self.stream.read(&mut scratch) {
+                discarded += n;
+                if discarded >= LINGER_BYTES {
+                    break;
+                }
+            }
+            let _ = self.stream.set_nonblocking(false);
+        }
+        self.ctx.stats.rejected();
+        response.encode(&mut self.out, &self.ctx.server_header, true, false, true);
+        let sent = self.stream.write_all(&self.out);
+        self.ctx.stats.responded(response.status);
+        tracing::debug!(
+            "conn #{} {} refused -> {} ({sent:?})",
+            self.id,
+            self.peer,
+            response.status.code()
+        );
+        let _ = self.stream.shutdown(Direction::Write);
+    }
+
     /// Sends the last bytes and closes the sending side. After an error (`drain`), the
     /// client may still be sending, so its input is read and discarded for a short while
     /// first; see [`LINGER`].
@@ -415,6 +445,35 @@ impl Conn {
                 Ok(0) | Err(_) => break,
                 Ok(n) => discarded += n,
             }
+        }
+    }
+}
+
+/// Serves every request of one connection, in order, on the calling thread, until the
+/// connection closes. `threads` is the caller's group: the thread counts as busy while it
+/// handles a request, and as idle while it waits for the client.
+///
+/// This is the whole job of the sequential server's thread, of each thread-per-connection
+/// thread and of each pool worker. (The pipeline splits the same steps across threads.)
+pub fn serve_connection(mut conn: Conn, threads: &crate::ThreadGroup) {
+    loop {
+        // Blocks until the client's next request is complete, or it leaves, or times out.
+        let keep_going = match conn.next_request() {
+            Next::Request(request) => {
+                let _busy = threads.busy();
+                let response = crate::handler::respond(&request, &conn.ctx);
+                // Blocks until the kernel has taken the response.
+                conn.send(&response)
+            }
+            // Bad input: the error response closes the connection.
+            Next::Reject(response) => conn.send(&response),
+            Next::Closed(why) => {
+                tracing::debug!("conn #{} {} closed: {why:?}", conn.id, conn.peer);
+                false
+            }
+        };
+        if !keep_going {
+            return;
         }
     }
 }

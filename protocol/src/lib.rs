@@ -10,6 +10,7 @@
 //! * [`listener`]: the listening socket with its backlog, and the accept step;
 //! * [`context`], [`stats`], [`shutdown`]: the state all threads of one server share;
 //! * [`threads`]: named thread groups that can be counted and joined with a deadline;
+//! * [`queue`] and [`permits`]: the bounded queues and the semaphore that join threads;
 //! * [`server`] and [`cli`]: starting an architecture in-process or as a binary.
 //!
 //! Read `docs/protocol.md` for the protocol and `docs/architectures.md` for the servers.
@@ -21,6 +22,8 @@ pub mod context;
 pub mod handler;
 pub mod listener;
 pub mod logging;
+pub mod permits;
+pub mod queue;
 pub mod request;
 pub mod response;
 pub mod server;
@@ -32,7 +35,7 @@ pub mod threads;
 pub mod testing;
 
 pub use config::ServerArgs;
-pub use conn::{Closed, Conn, Next, Request};
+pub use conn::{serve_connection, Closed, Conn, Next, Request};
 pub use context::Context;
 pub use listener::{Acceptor, ServerError};
 pub use response::{Response, Status};

@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 
-use protocol::{handler, Acceptor, Architecture, Conn, Context, Next, ServerError, ThreadGroup};
+use protocol::{serve_connection, Acceptor, Architecture, Context, ServerError, ThreadGroup};
 
 /// The sequential server. It has no options of its own.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -40,31 +40,12 @@ impl Architecture for Single {
 
         // Blocks in accept until the next client is there; `None` once shutdown begins.
         while let Some(conn) = acceptor.accept() {
-            let _busy = threads.busy();
-            serve_connection(conn);
+            // Serves all of this client's requests; nobody else is served meanwhile.
+            serve_connection(conn, &threads);
         }
         tracing::info!(
             "shutting down: no longer accepting; the connection in progress was finished"
         );
         Ok(())
-    }
-}
-
-/// Serves every request of one connection, in order, until it closes.
-fn serve_connection(mut conn: Conn) {
-    loop {
-        // Blocks until the client's next request is complete, or it leaves, or times out.
-        let response = match conn.next_request() {
-            Next::Request(request) => handler::respond(&request, conn.context()),
-            Next::Reject(response) => response,
-            Next::Closed(why) => {
-                tracing::debug!("conn #{} {} closed: {why:?}", conn.id, conn.peer);
-                return;
-            }
-        };
-        // Blocks until the response is handed to the kernel.
-        if !conn.send(&response) {
-            return;
-        }
     }
 }

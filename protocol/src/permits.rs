@@ -1,0 +1,117 @@
+//! A counting semaphore: at most N of something at once.
+//!
+//! The thread-per-connection server uses it to bound its live connection threads
+//! (`--max-threads`) and the pipeline to bound the connections inside it
+//! (`--max-connections`). The accept loop takes a [`Permit`] *before* it accepts; when none
+//! is left it waits, and meanwhile new clients wait in the kernel's backlog instead of each
+//! costing the server a thread. The permit travels with the connection and is given back
+//! when the connection is dropped.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+
+/// The semaphore. Shared (in an `Arc`) by the thread that takes permits and every permit,
+/// because a permit is returned by whichever thread drops it.
+pub struct Permits {
+    state: Mutex<State>,
+    /// Signalled whenever a permit is returned, or the semaphore is closed.
+    changed: Condvar,
+}
+
+struct State {
+    available: usize,
+    total: usize,
+    closed: bool,
+}
+
+/// One unit taken from [`Permits`]; returned when dropped.
+pub struct Permit(Arc<Permits>);
+
+impl Permits {
+    pub fn new(total: usize) -> Arc<Permits> {
+        Arc::new(Permits {
+            state: Mutex::new(State {
+                available: total,
+                total,
+                closed: false,
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    /// Takes a permit. Blocks while none is available, until one is returned. Returns
+    /// `None` once the semaphore is closed (at shutdown).
+    pub fn acquire(self: &Arc<Self>) -> Option<Permit> {
+        let mut state = self.state.lock();
+        loop {
+            if state.closed {
+                return None;
+            }
+            if state.available > 0 {
+                state.available -= 1;
+                return Some(Permit(Arc::clone(self)));
+            }
+            // Releases the lock and sleeps until a permit is returned or we are closed.
+            self.changed.wait(&mut state);
+        }
+    }
+
+    /// Wakes every waiting `acquire` with `None`, now and from now on.
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    /// Permits currently taken.
+    pub fn in_use(&self) -> usize {
+        let state = self.state.lock();
+        state.total - state.available
+    }
+
+    /// Waits until every permit has been returned, or until `deadline`. Returns whether all
+    /// were returned.
+    pub fn wait_all_returned(&self, deadline: Instant) -> bool {
+        let mut state = self.state.lock();
+        while state.available < state.total {
+            // Sleeps until a permit comes back or the deadline passes.
+            if self.changed.wait_until(&mut state, deadline).timed_out() {
+                break;
+            }
+        }
+        state.available == state.total
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.state.lock().available += 1;
+        // Both a blocked `acquire` and `wait_all_returned` may be waiting for this.
+        self.0.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bounds_and_returns() {
+        let permits = Permits::new(2);
+        let a = permits.acquire().unwrap();
+        let b = permits.acquire().unwrap();
+        assert_eq!(permits.in_use(), 2);
+        let waiter = {
+            let permits = Arc::clone(&permits);
+            std::thread::spawn(move || permits.acquire().is_some())
+        };
+        drop(a);
+        assert!(waiter.join().unwrap(), "a returned permit wakes a waiter");
+        drop(b);
+        assert!(permits.wait_all_returned(Instant::now() + Duration::from_secs(5)));
+        permits.close();
+        assert!(permits.acquire().is_none());
+    }
+}
