@@ -453,7 +453,7 @@ mod tests {
             p.join().unwrap();
         }
         let total: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
-        assert_eq!(total, (0..3000u64).sum());
+        assert_eq!(total, (0..3000u64).sum::<u64>());
     }
 
     #[test]
