@@ -1,0 +1,34 @@
+//! The shared behaviour list (protocol::testing::cases), run against the pipeline with
+//! dedicated handler threads, with the rayon handler pool, and with the condvar queues.
+
+use pipeline::{HandlerPool, Pipeline};
+use protocol::queue::QueueKind;
+
+mod threads {
+    protocol::behaviour_tests!(|args| {
+        protocol::RunningServer::start(super::Pipeline::default(), args).expect("the server starts")
+    });
+}
+
+mod rayon {
+    protocol::behaviour_tests!(|args| {
+        let pipeline = super::Pipeline {
+            handler_pool: super::HandlerPool::Rayon,
+            ..Default::default()
+        };
+        protocol::RunningServer::start(pipeline, args).expect("the server starts")
+    });
+}
+
+mod condvar {
+    protocol::behaviour_tests!(|args| {
+        let pipeline = super::Pipeline {
+            queue_impl: super::QueueKind::Condvar,
+            receivers: 1,
+            handlers: 1,
+            senders: 1,
+            ..Default::default()
+        };
+        protocol::RunningServer::start(pipeline, args).expect("the server starts")
+    });
+}
