@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::config::ServerArgs;
 use crate::request::Limits;
@@ -42,6 +42,10 @@ pub struct Context {
     arch_config: OnceLock<serde_json::Value>,
     /// A function that reports the architecture's own figures (threads, queues) for `/stats`.
     arch_figures: OnceLock<Figures>,
+    /// Set once the architecture has started its threads and begins accepting (or gave up),
+    /// so that an in-process starter can wait for a server that is really up.
+    ready: Mutex<bool>,
+    ready_changed: Condvar,
 }
 
 impl Context {
@@ -59,6 +63,8 @@ impl Context {
             next_id: AtomicU64::new(1),
             arch_config: OnceLock::new(),
             arch_figures: OnceLock::new(),
+            ready: Mutex::new(false),
+            ready_changed: Condvar::new(),
         });
         // A weak reference, because the context owns the hook: a strong one would keep the
         // context alive forever.
@@ -74,6 +80,23 @@ impl Context {
             }
         });
         ctx
+    }
+
+    /// Marks the server as up: its threads are started and it is accepting.
+    pub(crate) fn set_ready(&self) {
+        let mut ready = self.ready.lock();
+        if !*ready {
+            *ready = true;
+            self.ready_changed.notify_all();
+        }
+    }
+
+    /// Blocks until the server is up (see `set_ready`).
+    pub(crate) fn wait_ready(&self) {
+        let mut ready = self.ready.lock();
+        while !*ready {
+            self.ready_changed.wait(&mut ready);
+        }
     }
 
     /// Adds a freshly accepted connection to the registry and returns its id. A connection

@@ -80,6 +80,8 @@ impl Acceptor {
     /// Waits for the next client and returns its connection, or `None` once the server is
     /// shutting down.
     pub fn accept(&self) -> Option<Conn> {
+        // The architecture has set itself up by the time it first accepts.
+        self.ctx.set_ready();
         loop {
             if self.ctx.shutdown.is_triggered() {
                 return None;

@@ -32,8 +32,8 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Binds `args.addr` (use port 0 for an ephemeral port) and starts serving on a new
-    /// thread named `main`.
+    /// Binds `args.addr` (use port 0 for an ephemeral port), starts serving on a new
+    /// thread named `main`, and returns once the architecture's threads are up.
     pub fn start<A: Architecture>(arch: A, args: ServerArgs) -> Result<RunningServer, ServerError> {
         let listener = bind(args.addr, args.backlog)?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind {
@@ -46,12 +46,19 @@ impl RunningServer {
             .name("main".into())
             .spawn({
                 let ctx = Arc::clone(&ctx);
-                move || arch.serve(acceptor, ctx)
+                move || {
+                    let result = arch.serve(acceptor, Arc::clone(&ctx));
+                    // Also "ready" if it stopped before accepting (it failed to start).
+                    ctx.set_ready();
+                    result
+                }
             })
             .map_err(|source| ServerError::Start {
                 what: "server thread".into(),
                 source,
             })?;
+        // Return only once the server's threads are up and /stats is complete.
+        ctx.wait_ready();
         Ok(RunningServer {
             addr,
             ctx,

@@ -230,6 +230,66 @@ pub fn stop_cleanly(server: RunningServer) {
     }
 }
 
+/// Starts `clients` client threads together (behind a barrier); each opens its own
+/// connection, sends `GET path` with `Connection: close`, and reads the reply. Returns the
+/// time from the barrier to the last reply, and the replies. Fails the test if any client
+/// does not get a complete response.
+pub fn burst(addr: SocketAddr, clients: usize, path: &str) -> (Duration, Vec<Reply>) {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients + 1));
+    let threads: Vec<_> = (0..clients)
+        .map(|i| {
+            let barrier = std::sync::Arc::clone(&barrier);
+            let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+            std::thread::Builder::new()
+                .name(format!("client-{}", i + 1))
+                .spawn(move || {
+                    barrier.wait();
+                    let mut client = Client::connect(addr);
+                    client.send(request);
+                    client.read_reply()
+                })
+                .expect("start a client thread")
+        })
+        .collect();
+    barrier.wait();
+    let began = Instant::now();
+    let replies: Vec<Reply> = threads
+        .into_iter()
+        .map(|t| t.join().expect("a client thread failed"))
+        .collect();
+    (began.elapsed(), replies)
+}
+
+/// Opens `n` connections that each make one request and then stay open and idle, like the
+/// lecture's clients that "stay connected". Keep the returned clients alive while measuring.
+pub fn idle_holders(addr: SocketAddr, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|_| {
+            let mut client = Client::connect(addr);
+            assert_eq!(client.get("/").status, 200);
+            client
+        })
+        .collect()
+}
+
+/// How long one fresh client waits for `GET path`.
+pub fn timed_get(addr: SocketAddr, path: &str) -> (Duration, Reply) {
+    let began = Instant::now();
+    let reply = get(addr, path);
+    (began.elapsed(), reply)
+}
+
+/// A thread group's figure (`alive`, `busy`, `peak`, ...) from the server's `/stats`
+/// snapshot, by the group's role.
+pub fn thread_figure(server: &RunningServer, role: &str, figure: &str) -> u64 {
+    let snapshot = server.context().snapshot();
+    snapshot["threads"]
+        .as_array()
+        .and_then(|groups| groups.iter().find(|g| g["role"] == role))
+        .and_then(|g| g[figure].as_u64())
+        .unwrap_or_else(|| panic!("no figure {figure} for thread group {role} in {snapshot}"))
+}
+
 /// Settings for most cases: defaults, on an ephemeral loopback port.
 pub fn args() -> ServerArgs {
     ServerArgs::default()

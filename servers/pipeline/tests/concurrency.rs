@@ -1,0 +1,98 @@
+//! What the pipeline implies, measured with wide margins: the handler stage bounds how many
+//! requests are computed at once, and receivers can be held by idle connections.
+
+use std::time::Duration;
+
+use pipeline::{HandlerPool, Pipeline};
+use protocol::testing::{burst, idle_holders, stop_cleanly, thread_figure, timed_get, wait_until};
+use protocol::{RunningServer, ServerArgs};
+
+fn start(pipeline: Pipeline, args: ServerArgs) -> RunningServer {
+    RunningServer::start(pipeline, args).expect("the server starts")
+}
+
+#[test]
+fn four_handlers_serve_eight_sleepers_in_two_rounds() {
+    let server = start(Pipeline::default(), ServerArgs::default());
+    let (elapsed, replies) = burst(server.addr(), 8, "/sleep/200");
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert!(replies.iter().all(|r| r
+        .header("x-servelab-thread")
+        .is_some_and(|t| t.starts_with("handler-"))));
+    assert!(elapsed >= Duration::from_millis(400), "took {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1200), "took {elapsed:?}");
+    stop_cleanly(server);
+}
+
+#[test]
+fn a_rayon_pool_sized_to_the_cpus_serialises_blocking_work() {
+    let server = start(
+        Pipeline {
+            handler_pool: HandlerPool::Rayon,
+            ..Pipeline::default()
+        },
+        ServerArgs::default(),
+    );
+    let cpus = thread_figure(&server, "handler", "alive");
+    assert!(cpus >= 1);
+    let (elapsed, replies) = burst(server.addr(), 8, "/sleep/200");
+    assert!(replies.iter().all(|r| r.status == 200));
+    // Sleeping blocks a pool thread, so only `cpus` requests sleep at a time.
+    let rounds = 8u64.div_ceil(cpus);
+    let floor = Duration::from_millis(200 * rounds);
+    assert!(
+        elapsed >= floor,
+        "took {elapsed:?} with {cpus} pool threads"
+    );
+    stop_cleanly(server);
+}
+
+#[test]
+fn idle_clients_occupy_receivers_until_the_keep_alive_timeout() {
+    let server = start(
+        Pipeline {
+            receivers: 2,
+            ..Pipeline::default()
+        },
+        ServerArgs {
+            keep_alive_timeout: Duration::from_millis(300),
+            ..ServerArgs::default()
+        },
+    );
+    let _holders = idle_holders(server.addr(), 2);
+    // Both connections went back to the receivers, which now wait on them.
+    wait_until("both receivers wait on idle clients", || {
+        thread_figure(&server, "receiver", "busy") == 2
+    });
+    let (waited, reply) = timed_get(server.addr(), "/");
+    assert_eq!(reply.status, 200);
+    assert!(
+        waited >= Duration::from_millis(250),
+        "served after only {waited:?}"
+    );
+    stop_cleanly(server);
+}
+
+#[test]
+fn stats_show_the_three_queues() {
+    let server = start(Pipeline::default(), ServerArgs::default());
+    burst(server.addr(), 4, "/");
+    let snapshot = server.context().snapshot();
+    let names: Vec<_> = snapshot["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .map(|q| q["name"].clone())
+        .collect();
+    assert_eq!(names, ["connections", "requests", "responses"]);
+    assert_eq!(snapshot["queues"][1]["capacity"], 64);
+    assert!(snapshot["queues"][1]["pushed"].as_u64() >= Some(4));
+    let roles: Vec<_> = snapshot["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .map(|g| g["role"].clone())
+        .collect();
+    assert_eq!(roles, ["receiver", "handler", "sender"]);
+    stop_cleanly(server);
+}

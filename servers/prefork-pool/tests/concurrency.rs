@@ -1,0 +1,145 @@
+//! What the pre-fork pool implies, measured with wide margins: --workers clients at once,
+//! the rest queued, and a full queue either blocks or answers 503.
+
+use std::time::Duration;
+
+use prefork_pool::{PreforkPool, WhenFull};
+use protocol::queue::QueueKind;
+use protocol::testing::{
+    burst, idle_holders, stop_cleanly, thread_figure, timed_get, wait_until, Client,
+};
+use protocol::{RunningServer, ServerArgs};
+
+fn start(pool: PreforkPool, args: ServerArgs) -> RunningServer {
+    RunningServer::start(pool, args).expect("the server starts")
+}
+
+fn pool(workers: u32) -> PreforkPool {
+    PreforkPool {
+        workers,
+        ..PreforkPool::default()
+    }
+}
+
+#[test]
+fn four_workers_serve_eight_sleepers_in_two_rounds() {
+    for queue_impl in [QueueKind::Crossbeam, QueueKind::Condvar] {
+        let server = start(
+            PreforkPool {
+                queue_impl,
+                ..pool(4)
+            },
+            ServerArgs::default(),
+        );
+        let (elapsed, replies) = burst(server.addr(), 8, "/sleep/200");
+        assert!(replies.iter().all(|r| r.status == 200));
+        // Two rounds of four: at least 0.4 s, about 0.4 s.
+        assert!(
+            elapsed >= Duration::from_millis(400),
+            "{queue_impl:?}: took {elapsed:?}"
+        );
+        assert!(
+            elapsed < Duration::from_millis(1200),
+            "{queue_impl:?}: took {elapsed:?}"
+        );
+        stop_cleanly(server);
+    }
+}
+
+#[test]
+fn eight_workers_serve_eight_sleepers_at_once() {
+    let server = start(pool(8), ServerArgs::default());
+    let (elapsed, _) = burst(server.addr(), 8, "/sleep/200");
+    assert!(elapsed < Duration::from_millis(900), "took {elapsed:?}");
+    assert_eq!(
+        thread_figure(&server, "worker", "started"),
+        8,
+        "the pool never grows"
+    );
+    stop_cleanly(server);
+}
+
+/// One worker, a queue of one: client A is being served, client B waits in the queue.
+fn fill_the_pool(server: &RunningServer) -> (Client, Client) {
+    let mut a = Client::connect(server.addr());
+    a.send("GET /sleep/300 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    wait_until("the worker is busy", || {
+        server.context().stats.in_flight() == 1
+    });
+    let mut b = Client::connect(server.addr());
+    b.send("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    wait_until("B is queued", || {
+        server.context().snapshot()["queues"][0]["depth"] == 1
+    });
+    (a, b)
+}
+
+#[test]
+fn reject_answers_503_when_the_queue_is_full() {
+    let server = start(
+        PreforkPool {
+            queue: 1,
+            when_full: WhenFull::Reject,
+            ..pool(1)
+        },
+        ServerArgs::default(),
+    );
+    let (mut a, mut b) = fill_the_pool(&server);
+    let mut c = Client::connect(server.addr());
+    c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let reply = c.read_reply();
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert!(reply.closes());
+    c.expect_closed();
+    // The accepted clients are still served.
+    assert_eq!(a.read_reply().status, 200);
+    assert_eq!(b.read_reply().status, 200);
+    let snapshot = server.context().snapshot();
+    assert_eq!(snapshot["connections"]["rejected"], 1);
+    assert_eq!(snapshot["queues"][0]["full"], 1);
+    stop_cleanly(server);
+}
+
+#[test]
+fn block_makes_the_newcomer_wait_instead() {
+    let server = start(
+        PreforkPool {
+            queue: 1,
+            ..pool(1)
+        },
+        ServerArgs::default(),
+    );
+    let (mut a, mut b) = fill_the_pool(&server);
+    // C is accepted, but the main thread then waits for room in the queue, so C waits
+    // until A is done (about 300 ms) and B too.
+    let (waited, reply) = timed_get(server.addr(), "/");
+    assert_eq!(reply.status, 200);
+    assert!(
+        waited >= Duration::from_millis(100),
+        "served after only {waited:?}"
+    );
+    assert_eq!(a.read_reply().status, 200);
+    assert_eq!(b.read_reply().status, 200);
+    assert_eq!(server.context().stats.rejected_total(), 0);
+    stop_cleanly(server);
+}
+
+#[test]
+fn idle_clients_occupy_workers_until_the_keep_alive_timeout() {
+    let server = start(
+        pool(2),
+        ServerArgs {
+            keep_alive_timeout: Duration::from_millis(300),
+            ..ServerArgs::default()
+        },
+    );
+    let _holders = idle_holders(server.addr(), 2);
+    let (waited, reply) = timed_get(server.addr(), "/");
+    assert_eq!(reply.status, 200);
+    assert!(
+        waited >= Duration::from_millis(250),
+        "served after only {waited:?}"
+    );
+    stop_cleanly(server);
+}

@@ -1,0 +1,49 @@
+//! What the sequential model implies, measured with wide margins: one client at a time.
+
+use std::time::Duration;
+
+use protocol::testing::{burst, idle_holders, stop_cleanly, timed_get};
+use protocol::{RunningServer, ServerArgs};
+use single::Single;
+
+fn start(args: ServerArgs) -> RunningServer {
+    RunningServer::start(Single::default(), args).expect("the server starts")
+}
+
+#[test]
+fn eight_sleepers_are_served_one_after_another() {
+    let server = start(ServerArgs::default());
+    let (elapsed, replies) = burst(server.addr(), 8, "/sleep/200");
+    assert!(replies.iter().all(|r| r.status == 200));
+    // Eight 200 ms sleeps on one thread cannot take less than 1.6 s.
+    assert!(elapsed >= Duration::from_millis(1590), "took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    stop_cleanly(server);
+}
+
+#[test]
+fn one_idle_client_holds_up_everyone_until_the_keep_alive_timeout() {
+    let server = start(ServerArgs {
+        keep_alive_timeout: Duration::from_millis(300),
+        ..ServerArgs::default()
+    });
+    let _holder = idle_holders(server.addr(), 1);
+    let (waited, reply) = timed_get(server.addr(), "/");
+    assert_eq!(reply.status, 200);
+    // The newcomer is accepted only when the idle connection times out.
+    assert!(
+        waited >= Duration::from_millis(250),
+        "served after only {waited:?}"
+    );
+    stop_cleanly(server);
+}
+
+#[test]
+fn every_response_names_the_one_thread() {
+    let server = start(ServerArgs::default());
+    let (_, replies) = burst(server.addr(), 4, "/");
+    assert!(replies
+        .iter()
+        .all(|r| r.header("x-servelab-thread") == Some("main")));
+    stop_cleanly(server);
+}
