@@ -23,6 +23,8 @@ pub struct Permits {
 struct State {
     available: usize,
     total: usize,
+    /// The most permits ever taken at once.
+    peak: usize,
     closed: bool,
 }
 
@@ -35,6 +37,7 @@ impl Permits {
             state: Mutex::new(State {
                 available: total,
                 total,
+                peak: 0,
                 closed: false,
             }),
             changed: Condvar::new(),
@@ -51,6 +54,7 @@ impl Permits {
             }
             if state.available > 0 {
                 state.available -= 1;
+                state.peak = state.peak.max(state.total - state.available);
                 return Some(Permit(Arc::clone(self)));
             }
             // Releases the lock and sleeps until a permit is returned or we are closed.
@@ -68,6 +72,11 @@ impl Permits {
     pub fn in_use(&self) -> usize {
         let state = self.state.lock();
         state.total - state.available
+    }
+
+    /// The most permits ever taken at once.
+    pub fn peak(&self) -> usize {
+        self.state.lock().peak
     }
 
     /// Waits until every permit has been returned, or until `deadline`. Returns whether all

@@ -68,7 +68,7 @@ impl Architecture for ThreadPerConn {
             move || {
                 serde_json::json!({
                     "threads": [threads.stats_json()],
-                    "thread_limit": { "max": max, "in_use": permits.in_use() },
+                    "thread_limit": { "max": max, "in_use": permits.in_use(), "peak": permits.peak() },
                 })
             }
         });
