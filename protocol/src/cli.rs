@@ -44,17 +44,40 @@ pub fn main<A: Architecture + clap::Args>(about: &'static str) -> ExitCode {
     }
 }
 
+/// Bounds a graceful shutdown: if the server has not stopped within `--shutdown-timeout`
+/// (plus a second for the architecture's own joins), exit anyway. The sequential server
+/// needs this most: its only thread may be inside a 60-second `/sleep`.
+fn watchdog(ctx: Arc<Context>) {
+    let limit = ctx.args.shutdown_timeout + std::time::Duration::from_secs(1);
+    let spawned = std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            // Sleeps through the grace period; the process normally exits before it ends.
+            std::thread::sleep(limit);
+            tracing::warn!(
+                "{} requests still in flight after the shutdown timeout; exiting anyway",
+                ctx.stats.in_flight()
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("could not start the shutdown watchdog: {e}");
+    }
+}
+
 fn run<A: Architecture>(arch: A, args: ServerArgs) -> Result<(), ServerError> {
     let listener = bind(args.addr, args.backlog)?;
     let backlog = args.backlog;
     let ctx = Context::new(A::NAME, args);
     let acceptor = Acceptor::new(listener, Arc::clone(&ctx))?;
     let signalled = Arc::clone(&ctx);
-    shutdown::on_signals(move || signalled.shutdown.trigger()).map_err(|source| {
-        ServerError::Start {
-            what: "signal handler".into(),
-            source,
-        }
+    shutdown::on_signals(move || {
+        signalled.shutdown.trigger();
+        watchdog(signalled);
+    })
+    .map_err(|source| ServerError::Start {
+        what: "signal handler".into(),
+        source,
     })?;
     let addr = acceptor
         .local_addr()

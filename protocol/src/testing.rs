@@ -845,6 +845,30 @@ pub mod cases {
         stop_cleanly(server);
     }
 
+    /// Not in the shared list: the sequential server's only thread is the one stuck in the
+    /// handler, so in-process it cannot give up (its binary has a watchdog for that).
+    pub fn shutdown_gives_up_after_its_timeout(start: Start) {
+        let server = start(ServerArgs {
+            shutdown_timeout: Duration::from_millis(200),
+            ..args()
+        });
+        let mut client = Client::connect(server.addr());
+        client.send("GET /sleep/3000 HTTP/1.1\r\nHost: t\r\n\r\n");
+        let ctx = std::sync::Arc::clone(server.context());
+        wait_until("the request is in flight", || ctx.stats.in_flight() == 1);
+        let began = Instant::now();
+        server.stop().expect("stop");
+        let took = began.elapsed();
+        assert!(
+            took >= Duration::from_millis(190),
+            "gave up after only {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(2500),
+            "waited {took:?} for a 3 s request"
+        );
+    }
+
     pub fn random_bytes_get_an_answer_or_a_close(start: Start) {
         use proptest::prelude::*;
         use proptest::test_runner::{Config, TestRunner};

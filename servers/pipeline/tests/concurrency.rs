@@ -96,3 +96,10 @@ fn stats_show_the_three_queues() {
     assert_eq!(roles, ["receiver", "handler", "sender"]);
     stop_cleanly(server);
 }
+
+#[test]
+fn shutdown_gives_up_after_its_timeout() {
+    protocol::testing::cases::shutdown_gives_up_after_its_timeout(&|args| {
+        RunningServer::start(pipeline::Pipeline::default(), args).expect("the server starts")
+    });
+}

@@ -143,3 +143,10 @@ fn idle_clients_occupy_workers_until_the_keep_alive_timeout() {
     );
     stop_cleanly(server);
 }
+
+#[test]
+fn shutdown_gives_up_after_its_timeout() {
+    protocol::testing::cases::shutdown_gives_up_after_its_timeout(&|args| {
+        RunningServer::start(prefork_pool::PreforkPool::default(), args).expect("the server starts")
+    });
+}

@@ -95,3 +95,11 @@ fn max_threads_bounds_threads_under_2000_connections() {
     assert_eq!(server.context().stats.accepted_total(), 2000);
     stop_cleanly(server);
 }
+
+#[test]
+fn shutdown_gives_up_after_its_timeout() {
+    protocol::testing::cases::shutdown_gives_up_after_its_timeout(&|args| {
+        RunningServer::start(thread_per_conn::ThreadPerConn::default(), args)
+            .expect("the server starts")
+    });
+}

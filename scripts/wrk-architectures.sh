@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Measures every servelab architecture with wrk on loopback, one after another, and prints
+# one line per architecture and path: requests/s and latency percentiles.
+#
+#   scripts/wrk-architectures.sh                 # -c64 on / and /sleep/5, 5 s each
+#   CONNS=1 PATHS="/" DURATION=5s scripts/wrk-architectures.sh
+#
+# Each server runs with its default flags on 127.0.0.1:$PORT and is stopped by PID.
+# Installs wrk with apt if it is missing. Loopback only; every run is bounded by DURATION.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONNS=${CONNS:-64}
+DURATION=${DURATION:-5s}
+PATHS=${PATHS:-"/ /sleep/5"}
+PORT=${PORT:-7801}
+ARCHS=${ARCHS:-"single thread-per-conn prefork-pool pipeline"}
+
+if ! command -v wrk >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release -q -p single -p thread-per-conn -p prefork-pool -p pipeline
+
+printf '%-16s %-10s %12s %10s %10s %10s %8s\n' architecture path "req/s" p50 p99 max errors
+for arch in $ARCHS; do
+  for path in $PATHS; do
+    "target/release/$arch" --addr "127.0.0.1:$PORT" --log quiet &
+    pid=$!
+    # Wait (bounded) until the server answers.
+    for _ in $(seq 50); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
+      sleep 0.1
+    done
+    out=$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$PORT$path")
+    kill -INT "$pid"
+    wait "$pid" || true
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    max=$(awk '/^    Latency/ {print $4}' <<<"$out")
+    errors=$(awk '/Socket errors|Non-2xx/ {gsub(",", ""); s=s $0 "; "} END {print (s == "" ? "0" : "yes")}' <<<"$out")
+    printf '%-16s %-10s %12s %10s %10s %10s %8s\n' "$arch" "$path" "$rps" "$p50" "$p99" "$max" "$errors"
+  done
+done
