@@ -1,0 +1,207 @@
+//! The `simulator` command line: `run` against any HTTP/1.1 server, `compare` the four
+//! architectures in-process.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use protocol::config::{parse_duration, LogLevel};
+use simulator::compare::{self, ServerFlags};
+use simulator::report::{self, Report};
+use simulator::{Load, RequestSpec, Scenario, SimError};
+
+/// servelab's client simulator: many clients at once, each with a deadline; who was served
+/// in time, who gave up, and why.
+#[derive(Parser)]
+#[command(name = "simulator", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario against a server that is already running (any HTTP/1.1 server).
+    Run(RunArgs),
+    /// Run the same scenario against each of the four architectures, started in-process,
+    /// and print one table.
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The server, as host:port.
+    #[arg(long, default_value = "127.0.0.1:7777")]
+    target: String,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    #[command(flatten)]
+    servers: ServerFlags,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// The scenario. Defaults differ between `run` (the lecture's 5 clients, 15 s deadline,
+/// `GET /`) and `compare` (16 clients, `GET /sleep/400`, 1 s deadline).
+#[derive(Args)]
+struct ScenarioArgs {
+    /// Number of clients, each on its own thread and connection [run: 5, compare: 16].
+    #[arg(long, value_name = "N")]
+    clients: Option<usize>,
+    /// Each client's deadline, from the common start: connect, send and receive must all
+    /// fit in it. In load runs, each request's deadline [run: 15s, compare: 1s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    timeout: Option<Duration>,
+    /// How long a served client keeps its connection open and idle before leaving [0].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    hold: Option<Duration>,
+    /// The request: "METHOD PATH" [run: "GET /", compare: "GET /sleep/400"].
+    #[arg(long, value_name = "METHOD PATH")]
+    request: Option<String>,
+    /// A request body.
+    #[arg(long, value_name = "TEXT")]
+    body: Option<String>,
+    /// A fresh 36-byte UUID as the body of every request.
+    #[arg(long)]
+    body_uuid: bool,
+    /// Requests per client, one after another on one connection [1].
+    #[arg(long, value_name = "K", conflicts_with = "duration")]
+    requests: Option<u32>,
+    /// Closed-loop load run: each client sends requests back to back for this long.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    duration: Option<Duration>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Csv,
+}
+
+#[derive(Args)]
+struct OutputArgs {
+    /// Output format. csv gives one row per client.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// quiet: the report only; info: also each client's story as it happens, with time
+    /// and thread name.
+    #[arg(long, value_enum, default_value_t = LogLevel::Quiet)]
+    log: LogLevel,
+}
+
+struct Defaults {
+    clients: usize,
+    timeout: Duration,
+    request: &'static str,
+}
+
+impl ScenarioArgs {
+    fn resolve(self, defaults: Defaults) -> Result<Scenario, SimError> {
+        let clients = self.clients.unwrap_or(defaults.clients);
+        if clients == 0 {
+            return Err(SimError::Usage("--clients must be at least 1".into()));
+        }
+        let timeout = self.timeout.unwrap_or(defaults.timeout);
+        if timeout.is_zero() {
+            return Err(SimError::Usage("--timeout must be longer than 0".into()));
+        }
+        let request = RequestSpec::parse(
+            self.request.as_deref().unwrap_or(defaults.request),
+            self.body,
+            self.body_uuid,
+        )?;
+        let load = match (self.duration, self.requests) {
+            (Some(d), _) => Load::Duration(d),
+            (None, Some(0)) => return Err(SimError::Usage("--requests must be at least 1".into())),
+            (None, k) => Load::Requests(k.unwrap_or(1)),
+        };
+        Ok(Scenario {
+            clients,
+            timeout,
+            hold: self.hold.unwrap_or(Duration::ZERO),
+            request,
+            load,
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("simulator: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, SimError> {
+    match cli.command {
+        Command::Run(args) => {
+            protocol::logging::init(args.output.log);
+            let scenario = args.scenario.resolve(Defaults {
+                clients: 5,
+                timeout: Duration::from_secs(15),
+                request: "GET /",
+            })?;
+            let addr = report::resolve(&args.target)?;
+            // Fails with one sentence if nothing listens there.
+            let info = report::probe(addr, &args.target)?;
+            let report = report::run(addr, &args.target, &scenario, info.as_ref())?;
+            print_report(&report, args.output.format);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare(args) => {
+            protocol::logging::init(args.output.log);
+            let scenario = args.scenario.resolve(Defaults {
+                clients: 16,
+                timeout: Duration::from_secs(1),
+                request: "GET /sleep/400",
+            })?;
+            let reports = compare::compare(&scenario, &args.servers)?;
+            match args.output.format {
+                Format::Text => print!("{}", compare::to_text(&scenario, &reports)),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "scenario": scenario, "servers": args.servers, "results": reports }))
+                        .unwrap_or_default()
+                ),
+                Format::Csv => {
+                    for (i, r) in reports.iter().enumerate() {
+                        let csv = r.to_csv();
+                        let arch = r.architecture.as_deref().unwrap_or("?");
+                        for (j, line) in csv.lines().enumerate() {
+                            match (i, j) {
+                                (0, 0) => println!("architecture,{line}"),
+                                (_, 0) => {}
+                                _ => println!("{arch},{line}"),
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_report(report: &Report, format: Format) {
+    match format {
+        Format::Text => print!("{}", report.to_text()),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        ),
+        Format::Csv => print!("{}", report.to_csv()),
+    }
+}

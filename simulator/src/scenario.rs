@@ -1,0 +1,134 @@
+//! What the simulated clients do: how many, with which deadline, sending what, and for how
+//! long they stay connected after being served.
+
+use std::time::Duration;
+
+use crate::SimError;
+
+/// A whole scenario: every client does the same thing, starting at the same moment.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Scenario {
+    /// How many clients, each on its own thread and its own connection.
+    pub clients: usize,
+    /// Each client's deadline, counted from the common start: connecting, sending and
+    /// receiving every response must all happen within it.
+    #[serde(serialize_with = "protocol::config::as_millis")]
+    pub timeout: Duration,
+    /// How long a served client keeps its connection open and idle before it leaves.
+    #[serde(serialize_with = "protocol::config::as_millis")]
+    pub hold: Duration,
+    pub request: RequestSpec,
+    pub load: Load,
+}
+
+/// How many requests each client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Load {
+    /// This many requests per client, one after another on one connection, all within the
+    /// deadline. The lecture's experiments are `Requests(1)`.
+    Requests(u32),
+    /// A closed-loop load run: each client sends its next request as soon as the previous
+    /// response is in, for this long. `timeout` then applies to each request.
+    #[serde(serialize_with = "protocol::config::as_millis")]
+    Duration(Duration),
+}
+
+/// The request each client sends.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequestSpec {
+    pub method: String,
+    pub path: String,
+    pub body: Body,
+}
+
+/// The request body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Body {
+    None,
+    Text(String),
+    /// A fresh random 36-byte UUID per request, like the lecture's heavy-request clients.
+    Uuid,
+}
+
+impl RequestSpec {
+    /// Parses `"METHOD PATH"`, e.g. `"GET /sleep/400"`.
+    pub fn parse(
+        text: &str,
+        body: Option<String>,
+        body_uuid: bool,
+    ) -> Result<RequestSpec, SimError> {
+        let mut words = text.split_whitespace();
+        let (Some(method), Some(path), None) = (words.next(), words.next(), words.next()) else {
+            return Err(SimError::Usage(format!(
+                "--request takes \"METHOD PATH\", for example \"GET /sleep/400\"; got {text:?}"
+            )));
+        };
+        if !method.bytes().all(|b| b.is_ascii_uppercase()) || !path.starts_with('/') {
+            return Err(SimError::Usage(format!(
+                "--request takes an upper-case method and a path starting with '/'; got {text:?}"
+            )));
+        }
+        let body = match (body, body_uuid) {
+            (Some(_), true) => {
+                return Err(SimError::Usage(
+                    "use either --body or --body-uuid, not both".into(),
+                ))
+            }
+            (Some(text), false) => Body::Text(text),
+            (None, true) => Body::Uuid,
+            (None, false) => Body::None,
+        };
+        Ok(RequestSpec {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            body,
+        })
+    }
+
+    /// Writes the request's bytes into `out` (cleared first). `host` is the Host header.
+    pub fn encode(&self, host: &str, out: &mut Vec<u8>) {
+        out.clear();
+        let uuid;
+        let body: &[u8] = match &self.body {
+            Body::None => b"",
+            Body::Text(text) => text.as_bytes(),
+            Body::Uuid => {
+                uuid = uuid::Uuid::new_v4().hyphenated().to_string();
+                uuid.as_bytes()
+            }
+        };
+        out.extend_from_slice(
+            format!("{} {} HTTP/1.1\r\nHost: {host}\r\n", self.method, self.path).as_bytes(),
+        );
+        if !body.is_empty() || self.method == "POST" {
+            out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+    }
+
+    /// Whether the body changes with every request (so it must be encoded every time).
+    pub fn varies(&self) -> bool {
+        self.body == Body::Uuid
+    }
+
+    /// A HEAD request's response has no body.
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+
+    /// How long servelab's handler works on this request, when the path says so
+    /// (`/sleep/{ms}`). Used by the prediction.
+    pub fn service_time(&self) -> Duration {
+        self.path
+            .strip_prefix("/sleep/")
+            .and_then(|ms| ms.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_millis)
+    }
+
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}

@@ -1,0 +1,217 @@
+//! Outcome classification against tiny fake servers that refuse, reset, stall, answer
+//! garbage or answer 503, plus servers that frame their responses differently.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use simulator::scenario::{Body, Load, RequestSpec, Scenario};
+use simulator::{report, Outcome, Report};
+
+const IO: Duration = Duration::from_secs(5);
+
+fn scenario(clients: usize, timeout_ms: u64) -> Scenario {
+    Scenario {
+        clients,
+        timeout: Duration::from_millis(timeout_ms),
+        hold: Duration::ZERO,
+        request: RequestSpec {
+            method: "GET".into(),
+            path: "/".into(),
+            body: Body::None,
+        },
+        load: Load::Requests(1),
+    }
+}
+
+/// A fake server: accepts `connections` connections, reads each request head, and lets
+/// `answer` do what it likes with the stream. Returns its address.
+fn fake(connections: usize, answer: fn(&mut TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for _ in 0..connections {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let _ = stream.set_read_timeout(Some(IO));
+            let _ = stream.set_write_timeout(Some(IO));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            answer(&mut stream);
+        }
+    });
+    addr
+}
+
+fn run(addr: SocketAddr, scenario: &Scenario) -> Report {
+    report::run(addr, &addr.to_string(), scenario, None).expect("the run completes")
+}
+
+fn only(report: &Report, outcome: Outcome) {
+    assert_eq!(
+        report.summary.count(outcome),
+        report.summary.clients,
+        "{}",
+        report.to_text()
+    );
+    assert!(report.clients.iter().all(|c| c.outcome == outcome));
+}
+
+#[test]
+fn refused() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    // The listener is dropped: nothing listens there now.
+    only(&run(addr, &scenario(2, 1000)), Outcome::Refused);
+    assert!(matches!(
+        report::probe(addr, &addr.to_string()),
+        Err(simulator::SimError::NothingListening { .. })
+    ));
+}
+
+#[test]
+fn reset() {
+    let addr = fake(2, |stream| {
+        // Linger 0: closing sends a reset instead of an orderly close.
+        let _ = socket2::SockRef::from(&*stream).set_linger(Some(Duration::ZERO));
+    });
+    only(&run(addr, &scenario(2, 2000)), Outcome::Reset);
+}
+
+#[test]
+fn closed_without_an_answer_is_a_reset() {
+    let addr = fake(2, |_| {});
+    only(&run(addr, &scenario(2, 2000)), Outcome::Reset);
+}
+
+#[test]
+fn stall() {
+    let addr = fake(2, |stream| {
+        // Never answers; waits until the client gives up and closes.
+        let _ = stream.read(&mut [0u8; 16]);
+    });
+    let began = Instant::now();
+    let report = run(addr, &scenario(2, 300));
+    only(&report, Outcome::ServiceTimeout);
+    assert!(report.clients.iter().all(|c| c.connect_us.is_some()));
+    // Never past the deadline (plus scheduling slack).
+    assert!(
+        began.elapsed() < Duration::from_millis(1300),
+        "took {:?}",
+        began.elapsed()
+    );
+    assert_eq!(report.latency_us.over_deadline, 2);
+}
+
+#[test]
+fn connect_timeout_on_a_full_backlog() {
+    // A listener with backlog 0 that never accepts: Linux keeps one handshake-completed
+    // connection in its queue and then drops further SYNs.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    socket.listen(0).expect("listen");
+    let addr = socket
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet");
+    let filler: Vec<_> = (0..2)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok())
+        .collect();
+    assert!(!filler.is_empty());
+    let report = run(addr, &scenario(2, 400));
+    only(&report, Outcome::ConnectTimeout);
+    assert!(report.clients.iter().all(|c| c.connect_us.is_none()));
+    drop(socket);
+}
+
+#[test]
+fn garbage() {
+    let addr = fake(2, |stream| {
+        let _ = stream.write_all(b"HELLO THERE\r\n\r\n");
+    });
+    only(&run(addr, &scenario(2, 2000)), Outcome::BadResponse);
+}
+
+#[test]
+fn service_unavailable() {
+    let addr = fake(2, |stream| {
+        let _ = stream.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 4\r\n\r\nbusy",
+        );
+    });
+    let report = run(addr, &scenario(2, 2000));
+    only(&report, Outcome::Rejected);
+    assert!(report.clients.iter().all(|c| c.status == Some(503)));
+}
+
+#[test]
+fn chunked_and_close_delimited_responses_are_served() {
+    let chunked = fake(2, |stream| {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    });
+    only(&run(chunked, &scenario(2, 2000)), Outcome::Served);
+    let until_close = fake(2, |stream| {
+        let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nhello until close");
+    });
+    only(&run(until_close, &scenario(2, 2000)), Outcome::Served);
+}
+
+#[test]
+fn json_report_has_the_documented_shape() {
+    let addr = fake(3, |stream| {
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Servelab-Thread: worker-7\r\n\r\nok",
+        );
+    });
+    let report = run(addr, &scenario(3, 2000));
+    let json = serde_json::to_value(&report).expect("JSON");
+    for field in [
+        "clients",
+        "served",
+        "connect_timeout",
+        "service_timeout",
+        "refused",
+        "reset",
+        "rejected",
+        "bad_response",
+    ] {
+        assert!(json["summary"][field].is_u64(), "summary.{field} in {json}");
+    }
+    assert_eq!(json["summary"]["served"], 3);
+    for field in ["p50", "p90", "p99", "p99_9", "max", "over_deadline"] {
+        assert!(json["latency_us"][field].is_u64(), "latency_us.{field}");
+    }
+    assert_eq!(json["clients"].as_array().map(Vec::len), Some(3));
+    assert_eq!(json["clients"][0]["server_thread"], "worker-7");
+    assert_eq!(json["clients"][0]["outcome"], "served");
+}
+
+#[test]
+fn the_cli_says_one_sentence_when_nothing_listens() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .args(["run", "--target", &addr.to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the simulator");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        format!("simulator: nothing is listening on {addr} — is the server running?")
+    );
+}

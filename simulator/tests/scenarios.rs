@@ -1,0 +1,161 @@
+//! The lecture's experiments, scaled from seconds to milliseconds, against the real
+//! servers. Every deadline sits at least 100 ms away from the nearest predicted completion
+//! (see "the boundary rule" in docs/simulator.md).
+
+use std::time::Duration;
+
+use simulator::compare::{run_one, Arch, ServerFlags};
+use simulator::scenario::{Body, Load, RequestSpec, Scenario};
+use simulator::Report;
+
+fn scenario(timeout_ms: u64, hold_ms: u64, path: &str) -> Scenario {
+    Scenario {
+        clients: 5,
+        timeout: Duration::from_millis(timeout_ms),
+        hold: Duration::from_millis(hold_ms),
+        request: RequestSpec {
+            method: "GET".into(),
+            path: path.into(),
+            body: Body::None,
+        },
+        load: Load::Requests(1),
+    }
+}
+
+fn run(arch: Arch, flags: ServerFlags, scenario: &Scenario) -> Report {
+    let args = flags.server_args(scenario);
+    run_one(arch, scenario, &flags, args).expect("the run completes")
+}
+
+/// Asserts the served count, that the others timed out, and that the prediction agrees.
+fn check(report: &Report, served: usize) {
+    let s = &report.summary;
+    assert_eq!(s.served, served, "{}", report.to_text());
+    assert_eq!(
+        s.service_timeout + s.connect_timeout,
+        s.clients - served,
+        "{}",
+        report.to_text()
+    );
+    assert_eq!(
+        report.prediction.as_ref().and_then(|p| p.served),
+        Some(served),
+        "{}",
+        report.to_text()
+    );
+    assert_eq!(report.agrees, Some(true), "{}", report.to_text());
+    // Nobody waited past the deadline plus the hold.
+    let limit = report.scenario.timeout + report.scenario.hold + Duration::from_millis(500);
+    assert!(
+        Duration::from_millis(report.summary.elapsed_ms) < limit,
+        "{}",
+        report.to_text()
+    );
+}
+
+#[test]
+fn sequential_five_patient_clients_three_served() {
+    // The lecture's E1 off its boundary: hold 5 → 500 ms, timeout 15 → 14 s scaled to 1.4 s.
+    check(
+        &run(
+            Arch::Single,
+            ServerFlags::default(),
+            &scenario(1400, 500, "/"),
+        ),
+        3,
+    );
+}
+
+#[test]
+fn sequential_short_patience_long_hold_one_served() {
+    check(
+        &run(
+            Arch::Single,
+            ServerFlags::default(),
+            &scenario(500, 3000, "/"),
+        ),
+        1,
+    );
+}
+
+#[test]
+fn thread_per_conn_serves_all_five_holders() {
+    check(
+        &run(
+            Arch::ThreadPerConn,
+            ServerFlags::default(),
+            &scenario(500, 3000, "/"),
+        ),
+        5,
+    );
+}
+
+#[test]
+fn a_pool_of_eight_serves_all_five_holders() {
+    check(
+        &run(
+            Arch::PreforkPool,
+            ServerFlags::default(),
+            &scenario(500, 3000, "/"),
+        ),
+        5,
+    );
+}
+
+#[test]
+fn a_pool_of_four_serves_four_holders() {
+    let flags = ServerFlags {
+        workers: 4,
+        ..ServerFlags::default()
+    };
+    check(&run(Arch::PreforkPool, flags, &scenario(500, 3000, "/")), 4);
+}
+
+#[test]
+fn sequential_heavy_requests_two_served() {
+    check(
+        &run(
+            Arch::Single,
+            ServerFlags::default(),
+            &scenario(1000, 0, "/sleep/400"),
+        ),
+        2,
+    );
+}
+
+#[test]
+fn thread_per_conn_heavy_requests_all_served() {
+    check(
+        &run(
+            Arch::ThreadPerConn,
+            ServerFlags::default(),
+            &scenario(1000, 0, "/sleep/400"),
+        ),
+        5,
+    );
+}
+
+#[test]
+fn a_load_run_reports_throughput() {
+    let scenario = Scenario {
+        clients: 4,
+        timeout: Duration::from_secs(2),
+        hold: Duration::ZERO,
+        request: RequestSpec {
+            method: "GET".into(),
+            path: "/sleep/20".into(),
+            body: Body::None,
+        },
+        load: Load::Duration(Duration::from_millis(400)),
+    };
+    let report = run(Arch::ThreadPerConn, ServerFlags::default(), &scenario);
+    let throughput = report
+        .throughput
+        .clone()
+        .expect("a load run has throughput");
+    // Four clients, 20 ms each: at most 200 requests/s, and a good share of that.
+    assert!(throughput.per_second <= 210.0, "{}", report.to_text());
+    assert!(throughput.per_second >= 100.0, "{}", report.to_text());
+    assert_eq!(report.summary.served, 4);
+    assert!(report.latency_us.p50 >= 20_000);
+}
