@@ -272,6 +272,30 @@ pub fn idle_holders(addr: SocketAddr, n: usize) -> Vec<Client> {
         .collect()
 }
 
+/// The idle-holder experiment: `holders` clients make one request each and then stay
+/// connected and idle; once `settled` says the server is in that state, a newcomer sends
+/// `GET /`. Returns how long the newcomer waited. Start the server with a short keep-alive
+/// timeout to see how long idle clients can hold it up.
+pub fn newcomer_wait_behind_idle_holders(
+    server: &RunningServer,
+    holders: usize,
+    settled: impl Fn() -> bool,
+) -> Duration {
+    let _holders = idle_holders(server.addr(), holders);
+    wait_until("the idle holders occupy the server", settled);
+    let (waited, reply) = timed_get(server.addr(), "/");
+    assert_eq!(reply.status, 200);
+    waited
+}
+
+/// Server settings with a 300 ms keep-alive timeout, for the idle-holder experiment.
+pub fn short_keep_alive() -> ServerArgs {
+    ServerArgs {
+        keep_alive_timeout: Duration::from_millis(300),
+        ..ServerArgs::default()
+    }
+}
+
 /// How long one fresh client waits for `GET path`.
 pub fn timed_get(addr: SocketAddr, path: &str) -> (Duration, Reply) {
     let began = Instant::now();

@@ -253,7 +253,6 @@ fn fmt(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{Body, RequestSpec};
 
     fn info(arch: &str, config: Value) -> ServerInfo {
         ServerInfo::from_stats(serde_json::json!({ "architecture": arch, "config": config }))
@@ -261,17 +260,12 @@ mod tests {
     }
 
     fn scenario(clients: usize, timeout_ms: u64, hold_ms: u64, path: &str) -> Scenario {
-        Scenario {
+        Scenario::get(
             clients,
-            timeout: Duration::from_millis(timeout_ms),
-            hold: Duration::from_millis(hold_ms),
-            request: RequestSpec {
-                method: "GET".into(),
-                path: path.into(),
-                body: Body::None,
-            },
-            load: Load::Requests(1),
-        }
+            path,
+            Duration::from_millis(timeout_ms),
+            Duration::from_millis(hold_ms),
+        )
     }
 
     #[test]

@@ -21,6 +21,24 @@ pub struct Scenario {
     pub load: Load,
 }
 
+impl Scenario {
+    /// `clients` clients each sending one `GET path` with a deadline of `timeout` and a
+    /// hold of `hold`: the shape of every experiment in the lecture.
+    pub fn get(clients: usize, path: &str, timeout: Duration, hold: Duration) -> Scenario {
+        Scenario {
+            clients,
+            timeout,
+            hold,
+            request: RequestSpec {
+                method: "GET".into(),
+                path: path.into(),
+                body: Body::None,
+            },
+            load: Load::Requests(1),
+        }
+    }
+}
+
 /// How many requests each client sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

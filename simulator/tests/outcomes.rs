@@ -5,23 +5,18 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use simulator::scenario::{Body, Load, RequestSpec, Scenario};
+use simulator::scenario::Scenario;
 use simulator::{report, Outcome, Report};
 
 const IO: Duration = Duration::from_secs(5);
 
 fn scenario(clients: usize, timeout_ms: u64) -> Scenario {
-    Scenario {
+    Scenario::get(
         clients,
-        timeout: Duration::from_millis(timeout_ms),
-        hold: Duration::ZERO,
-        request: RequestSpec {
-            method: "GET".into(),
-            path: "/".into(),
-            body: Body::None,
-        },
-        load: Load::Requests(1),
-    }
+        "/",
+        Duration::from_millis(timeout_ms),
+        Duration::ZERO,
+    )
 }
 
 /// A fake server: accepts `connections` connections, reads each request head, and lets

@@ -9,17 +9,12 @@ use simulator::scenario::{Body, Load, RequestSpec, Scenario};
 use simulator::Report;
 
 fn scenario(timeout_ms: u64, hold_ms: u64, path: &str) -> Scenario {
-    Scenario {
-        clients: 5,
-        timeout: Duration::from_millis(timeout_ms),
-        hold: Duration::from_millis(hold_ms),
-        request: RequestSpec {
-            method: "GET".into(),
-            path: path.into(),
-            body: Body::None,
-        },
-        load: Load::Requests(1),
-    }
+    Scenario::get(
+        5,
+        path,
+        Duration::from_millis(timeout_ms),
+        Duration::from_millis(hold_ms),
+    )
 }
 
 fn run(arch: Arch, flags: ServerFlags, scenario: &Scenario) -> Report {

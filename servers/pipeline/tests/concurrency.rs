@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use pipeline::{HandlerPool, Pipeline};
-use protocol::testing::{burst, idle_holders, stop_cleanly, thread_figure, timed_get, wait_until};
+use protocol::testing::{
+    burst, newcomer_wait_behind_idle_holders, short_keep_alive, stop_cleanly, thread_figure,
+};
 use protocol::{RunningServer, ServerArgs};
 
 fn start(pipeline: Pipeline, args: ServerArgs) -> RunningServer {
@@ -49,23 +51,15 @@ fn a_rayon_pool_sized_to_the_cpus_serialises_blocking_work() {
 
 #[test]
 fn idle_clients_occupy_receivers_until_the_keep_alive_timeout() {
-    let server = start(
-        Pipeline {
-            receivers: 2,
-            ..Pipeline::default()
-        },
-        ServerArgs {
-            keep_alive_timeout: Duration::from_millis(300),
-            ..ServerArgs::default()
-        },
-    );
-    let _holders = idle_holders(server.addr(), 2);
-    // Both connections went back to the receivers, which now wait on them.
-    wait_until("both receivers wait on idle clients", || {
+    let pipeline = Pipeline {
+        receivers: 2,
+        ..Pipeline::default()
+    };
+    let server = start(pipeline, short_keep_alive());
+    // Both connections went back to the receivers, which then wait on them.
+    let waited = newcomer_wait_behind_idle_holders(&server, 2, || {
         thread_figure(&server, "receiver", "busy") == 2
     });
-    let (waited, reply) = timed_get(server.addr(), "/");
-    assert_eq!(reply.status, 200);
     assert!(
         waited >= Duration::from_millis(250),
         "served after only {waited:?}"

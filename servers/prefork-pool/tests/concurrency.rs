@@ -6,7 +6,8 @@ use std::time::Duration;
 use prefork_pool::{PreforkPool, WhenFull};
 use protocol::queue::QueueKind;
 use protocol::testing::{
-    burst, idle_holders, stop_cleanly, thread_figure, timed_get, wait_until, Client,
+    burst, newcomer_wait_behind_idle_holders, short_keep_alive, stop_cleanly, thread_figure,
+    timed_get, wait_until, Client,
 };
 use protocol::{RunningServer, ServerArgs};
 
@@ -127,16 +128,9 @@ fn block_makes_the_newcomer_wait_instead() {
 
 #[test]
 fn idle_clients_occupy_workers_until_the_keep_alive_timeout() {
-    let server = start(
-        pool(2),
-        ServerArgs {
-            keep_alive_timeout: Duration::from_millis(300),
-            ..ServerArgs::default()
-        },
-    );
-    let _holders = idle_holders(server.addr(), 2);
-    let (waited, reply) = timed_get(server.addr(), "/");
-    assert_eq!(reply.status, 200);
+    let server = start(pool(2), short_keep_alive());
+    // Each worker owns its holder's connection, so no further settling is needed.
+    let waited = newcomer_wait_behind_idle_holders(&server, 2, || true);
     assert!(
         waited >= Duration::from_millis(250),
         "served after only {waited:?}"

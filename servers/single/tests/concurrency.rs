@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use protocol::testing::{burst, idle_holders, stop_cleanly, timed_get};
+use protocol::testing::{burst, newcomer_wait_behind_idle_holders, short_keep_alive, stop_cleanly};
 use protocol::{RunningServer, ServerArgs};
 use single::Single;
 
@@ -23,14 +23,9 @@ fn eight_sleepers_are_served_one_after_another() {
 
 #[test]
 fn one_idle_client_holds_up_everyone_until_the_keep_alive_timeout() {
-    let server = start(ServerArgs {
-        keep_alive_timeout: Duration::from_millis(300),
-        ..ServerArgs::default()
-    });
-    let _holder = idle_holders(server.addr(), 1);
-    let (waited, reply) = timed_get(server.addr(), "/");
-    assert_eq!(reply.status, 200);
+    let server = start(short_keep_alive());
     // The newcomer is accepted only when the idle connection times out.
+    let waited = newcomer_wait_behind_idle_holders(&server, 1, || true);
     assert!(
         waited >= Duration::from_millis(250),
         "served after only {waited:?}"
