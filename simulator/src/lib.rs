@@ -11,10 +11,12 @@
 //! * [`report`]: running a scenario against a target and reporting it (text, JSON, CSV),
 //!   with an hdrhistogram latency distribution;
 //! * [`predict`]: the queueing arithmetic that predicts how many clients will be served;
-//! * [`compare`]: the same scenario against all four architectures, in-process.
+//! * [`compare`]: the same scenario against all four architectures, in-process;
+//! * [`labs`]: the lecture's experiments as one-command labs (`simulator lab <id>`).
 
 pub mod client;
 pub mod compare;
+pub mod labs;
 pub mod predict;
 pub mod report;
 pub mod scenario;

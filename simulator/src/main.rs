@@ -26,6 +26,27 @@ enum Command {
     /// Run the same scenario against each of the four architectures, started in-process,
     /// and print one table.
     Compare(CompareArgs),
+    /// Run one of the lecture's experiments and check the result (sheets in labs/).
+    Lab(LabArgs),
+}
+
+#[derive(Args)]
+struct LabArgs {
+    /// The lab's number (see --list).
+    #[arg(required_unless_present = "list")]
+    id: Option<u32>,
+    /// List the labs.
+    #[arg(long)]
+    list: bool,
+    /// Lecture seconds to real seconds: 0.1 makes one lecture second last 100 ms; 1
+    /// replays the lecture's timing.
+    #[arg(long, default_value_t = 0.1, value_name = "FACTOR")]
+    scale: f64,
+    /// Use a server you started yourself (host:port) instead of in-process servers.
+    #[arg(long, value_name = "HOST:PORT")]
+    target: Option<String>,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Args)]
@@ -192,7 +213,42 @@ fn run(cli: Cli) -> Result<ExitCode, SimError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Lab(args) => lab(args),
     }
+}
+
+fn lab(args: LabArgs) -> Result<ExitCode, SimError> {
+    protocol::logging::init(args.output.log);
+    if args.list {
+        for lab in simulator::labs::all() {
+            println!("{:>2}  {}  ({})", lab.id, lab.title, lab.sheet);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !(args.scale > 0.0 && args.scale <= 10.0) {
+        return Err(SimError::Usage(
+            "--scale must be above 0 and at most 10".into(),
+        ));
+    }
+    let lab = simulator::labs::find(args.id.unwrap_or_default())?;
+    let env = simulator::labs::LabEnv {
+        scale: args.scale,
+        target: args.target,
+    };
+    let checks = lab.run(&env)?;
+    match args.output.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "lab": lab.id, "title": lab.title, "scale": env.scale, "checks": checks }))
+                .unwrap_or_default()
+        ),
+        _ => print!("{}", simulator::labs::to_text(&lab, &env, &checks)),
+    }
+    Ok(if checks.iter().all(|c| c.agrees) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn print_report(report: &Report, format: Format) {
