@@ -40,3 +40,44 @@ fn labs_that_start_their_own_servers_refuse_a_target() {
     assert!(labs::find(7).expect("lab 7").run(&env).is_err());
     assert!(labs::find(99).is_err());
 }
+
+#[test]
+fn a_lab_runs_against_a_server_the_student_started() {
+    let server =
+        protocol::RunningServer::start(single::Single::default(), protocol::ServerArgs::default())
+            .expect("the server starts");
+    let env = LabEnv {
+        scale: 0.1,
+        target: Some(server.addr().to_string()),
+    };
+    let checks = labs::find(2)
+        .expect("lab 2")
+        .run(&env)
+        .expect("lab 2 runs against the target");
+    assert_eq!(checks.len(), 1);
+    assert!(checks[0].agrees, "{:?}", checks[0]);
+    // Lab 5 against a sequential server runs only the sequential step.
+    let checks = labs::find(5).expect("lab 5").run(&env).expect("lab 5 runs");
+    assert_eq!(checks.len(), 1);
+    assert!(checks[0].what.starts_with("single"));
+    server.stop().expect("stop");
+
+    // The wrong kind of server is named in one sentence.
+    let pool = protocol::RunningServer::start(
+        prefork_pool::PreforkPool::default(),
+        protocol::ServerArgs::default(),
+    )
+    .expect("the server starts");
+    let env = LabEnv {
+        scale: 0.1,
+        target: Some(pool.addr().to_string()),
+    };
+    let error = labs::find(1)
+        .expect("lab 1")
+        .run(&env)
+        .expect_err("lab 1 needs a sequential server");
+    assert!(
+        error.to_string().contains("needs a single server"),
+        "{error}"
+    );
+}
