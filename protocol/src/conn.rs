@@ -82,7 +82,9 @@ struct Pending {
     keep_alive: bool,
     http10: bool,
     head_only: bool,
-    line: String,
+    /// The request line, for the debug log only: `None` unless debug logging is on, so
+    /// that serving a request does not cost an allocation for a line nobody reads.
+    line: Option<String>,
     started: Instant,
 }
 
@@ -270,7 +272,8 @@ impl Conn {
             keep_alive: head.keep_alive,
             http10: head.version == Version::Http10,
             head_only: head.method == Method::Head,
-            line: format!("{} {}", head.method.as_str(), head.path),
+            line: tracing::enabled!(tracing::Level::DEBUG)
+                .then(|| format!("{} {}", head.method.as_str(), head.path)),
             started: Instant::now(),
         });
         Next::Request(Request {
@@ -363,7 +366,7 @@ impl Conn {
                 "conn #{} {} \"{}\" -> {} in {:?}{}",
                 self.id,
                 self.peer,
-                pending.line,
+                pending.line.as_deref().unwrap_or("?"),
                 response.status.code(),
                 pending.started.elapsed(),
                 response

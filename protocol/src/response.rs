@@ -7,7 +7,9 @@
 //! the request (`X-Servelab-Thread`, so clients can see who served them), and `Connection`
 //! when the connection is about to close or an HTTP/1.0 client is being kept alive.
 
-use std::fmt::Write as _;
+use std::cell::RefCell;
+use std::io::Write as _;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -159,40 +161,66 @@ impl Response {
         include_body: bool,
     ) {
         out.clear();
-        let mut head = String::with_capacity(256);
-        // Writing into a String cannot fail, so the results below are safely ignored.
+        // Writing into a Vec cannot fail, so the results below are safely ignored.
         let _ = write!(
-            head,
+            out,
             "HTTP/1.1 {} {}\r\nServer: {server}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
             self.status.code(),
             self.status.reason(),
-            httpdate::fmt_http_date(SystemTime::now()),
+            HttpDateCache::now(),
             self.content_type,
             self.body.len(),
         );
         if let Some(thread) = &self.handled_by {
-            let _ = write!(head, "X-Servelab-Thread: {thread}\r\n");
+            let _ = write!(out, "X-Servelab-Thread: {thread}\r\n");
         }
         if let Some(allow) = self.allow {
-            let _ = write!(head, "Allow: {allow}\r\n");
+            let _ = write!(out, "Allow: {allow}\r\n");
         }
         if let Some(seconds) = self.retry_after {
-            let _ = write!(head, "Retry-After: {seconds}\r\n");
+            let _ = write!(out, "Retry-After: {seconds}\r\n");
         }
         if close {
-            head.push_str("Connection: close\r\n");
+            out.extend_from_slice(b"Connection: close\r\n");
         } else if keep_alive_header {
-            head.push_str("Connection: keep-alive\r\n");
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
-        head.push_str("\r\n");
-        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(b"\r\n");
         if include_body {
             out.extend_from_slice(&self.body);
         }
     }
 }
 
+/// The `Date` header's value, formatted at most once per second per thread. The header has
+/// a resolution of one second, and formatting a date costs more than the rest of a small
+/// response's head.
+struct HttpDateCache;
+
+impl HttpDateCache {
+    fn now() -> Rc<str> {
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        DATE.with(|cell| {
+            let mut cached = cell.borrow_mut();
+            match &*cached {
+                Some((s, text)) if *s == second => Rc::clone(text),
+                _ => {
+                    let text: Rc<str> = Rc::from(httpdate::fmt_http_date(now));
+                    *cached = Some((second, Rc::clone(&text)));
+                    text
+                }
+            }
+        })
+    }
+}
+
 thread_local! {
+    // This thread's last formatted Date: the second it is for, and the text.
+    static DATE: RefCell<Option<(u64, Rc<str>)>> = const { RefCell::new(None) };
+
     // Each thread's name, made once, so that tagging every response with it costs a
     // reference count instead of an allocation.
     static THREAD_NAME: Option<Arc<str>> = std::thread::current().name().map(Arc::from);

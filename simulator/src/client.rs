@@ -100,9 +100,9 @@ pub struct ClientRecord {
 
 /// A failed exchange: its class and a sentence about it.
 #[derive(Debug)]
-struct Failure {
-    outcome: Outcome,
-    message: String,
+pub struct Failure {
+    pub outcome: Outcome,
+    pub message: String,
 }
 
 impl Failure {
@@ -123,12 +123,12 @@ impl Failure {
 }
 
 /// One complete response.
-struct Reply {
-    status: u16,
-    first_byte: Instant,
-    server_thread: Option<String>,
+pub struct Reply {
+    pub status: u16,
+    pub first_byte: Instant,
+    pub server_thread: Option<String>,
     /// The server announced it closes the connection.
-    close: bool,
+    pub close: bool,
 }
 
 /// The fixed inputs of every client of a run.
@@ -332,8 +332,8 @@ pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// A client connection with a read buffer.
-struct Connection {
+/// A client connection with a read buffer. Also used by the end-to-end benchmarks.
+pub struct Connection {
     stream: TcpStream,
     buf: Vec<u8>,
     /// Bytes of `buf` that hold unread data.
@@ -344,7 +344,7 @@ struct Connection {
 
 impl Connection {
     /// Connects, waiting at most until `deadline`.
-    fn open(addr: SocketAddr, deadline: Instant) -> Result<Connection, Failure> {
+    pub fn open(addr: SocketAddr, deadline: Instant) -> Result<Connection, Failure> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Failure::new(
@@ -376,7 +376,7 @@ impl Connection {
     /// Sends `request` and reads one complete response by `deadline`. With `exact` the
     /// read timeout is recomputed before every read so the deadline holds to the
     /// millisecond; load runs skip that system call and check the time afterwards instead.
-    fn exchange(
+    pub fn exchange(
         &mut self,
         request: &[u8],
         deadline: Instant,

@@ -1,0 +1,86 @@
+//! End-to-end benchmarks: every architecture against every workload.
+//!
+//! One criterion group per workload (`hello`, `io`, `cpu`, `mixed`), and in each group one
+//! benchmark per architecture and number of concurrent clients (1, 16, 64), so criterion's
+//! report and `bench-report` set the architectures side by side. An iteration is one
+//! request, and the throughput is declared as one element per iteration, so criterion
+//! prints requests per second.
+//!
+//! The servers run in this process on ephemeral loopback ports, all four started once at
+//! the beginning of a group and stopped at its end; the clients are real TCP clients on
+//! their own threads (see `benches::drive`). Everything shares the machine's cores, so the
+//! numbers are what one machine does playing both client and server.
+//!
+//! Full run: `cargo bench -p benches --bench end_to_end` (about 4 minutes on 2 cores).
+//! Quick run: add `-- --quick` (about 40 seconds; fewer, shorter samples).
+
+use std::time::Duration;
+
+use benches::{drive, quick_mode, Workload, CONCURRENCY};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
+use simulator::compare::{arch_name, Arch, ServerFlags};
+
+fn end_to_end(c: &mut Criterion) {
+    benches::record_mode();
+    let flags = ServerFlags::default();
+    for workload in Workload::ALL {
+        let servers: Vec<_> = Arch::ALL
+            .iter()
+            .map(|&arch| {
+                let args = protocol::ServerArgs {
+                    shutdown_timeout: Duration::from_secs(2),
+                    ..protocol::ServerArgs::default()
+                };
+                let server = flags
+                    .start(arch, args)
+                    .unwrap_or_else(|e| panic!("could not start {}: {e}", arch_name(arch)));
+                (arch, server)
+            })
+            .collect();
+
+        let mut group = c.benchmark_group(workload.name());
+        // Each iteration is one request over the network; flat sampling gives every sample
+        // the same number of requests, which suits benchmarks this slow.
+        group.sampling_mode(SamplingMode::Flat);
+        group.throughput(Throughput::Elements(1));
+        for (arch, server) in &servers {
+            for clients in CONCURRENCY {
+                group.bench_with_input(
+                    BenchmarkId::new(arch_name(*arch), clients),
+                    &clients,
+                    |b, &clients| {
+                        b.iter_custom(|requests| drive(server.addr(), clients, requests, workload))
+                    },
+                );
+            }
+        }
+        group.finish();
+        for (arch, server) in servers {
+            if let Err(e) = server.stop() {
+                eprintln!("{} did not stop cleanly: {e}", arch_name(arch));
+            }
+        }
+    }
+}
+
+fn config() -> Criterion {
+    let c = Criterion::default().sample_size(10);
+    if quick_mode() {
+        // With --quick criterion doubles the request count until the estimate is stable
+        // or the measurement time has passed; half a second keeps the whole run short.
+        c.warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(500))
+    } else {
+        c.warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3))
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = end_to_end
+}
+criterion_main!(benches);
