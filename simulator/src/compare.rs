@@ -188,6 +188,20 @@ pub fn compare(scenario: &Scenario, flags: &ServerFlags) -> Result<Vec<Report>, 
     Ok(reports)
 }
 
+/// Runs `scenario` against servers that are already running, one after another: servers
+/// in containers, on other machines, or started by hand. Each target is probed first, so
+/// a target with nothing listening fails with one sentence that names it before any load
+/// is sent.
+pub fn compare_targets(scenario: &Scenario, targets: &[String]) -> Result<Vec<Report>, SimError> {
+    let mut reports = Vec::new();
+    for target in targets {
+        let addr = crate::report::resolve(target)?;
+        let info = crate::report::probe(addr, target)?;
+        reports.push(crate::report::run(addr, target, scenario, info.as_ref())?);
+    }
+    Ok(reports)
+}
+
 /// Runs `scenario` against one in-process server started with `args`.
 pub fn run_one(
     arch: Arch,
@@ -269,7 +283,7 @@ pub fn to_text(scenario: &Scenario, reports: &[Report]) -> String {
         let _ = writeln!(
             out,
             "{:<16} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>5} {:>10} {:>10} {:>10} {:>10}   {}",
-            r.architecture.as_deref().unwrap_or("?"),
+            r.architecture.as_deref().unwrap_or(&r.target),
             format!("{}/{}", s.served, s.clients),
             s.connect_timeout,
             s.service_timeout,

@@ -30,6 +30,8 @@ pub use scenario::{Load, RequestSpec, Scenario};
 pub enum SimError {
     #[error("nothing is listening on {target} — is the server running?")]
     NothingListening { target: String },
+    #[error("{target} accepts connections but sent no answer within 3 s")]
+    Silent { target: String },
     #[error("cannot resolve {target}: {reason}")]
     Unresolvable { target: String, reason: String },
     #[error("{0}")]

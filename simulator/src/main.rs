@@ -28,6 +28,18 @@ enum Command {
     Compare(CompareArgs),
     /// Run one of the lecture's experiments and check the result (sheets in labs/).
     Lab(LabArgs),
+    /// Check that a server answers: exit 0 if it does, 1 (with one sentence) if not. Made
+    /// for container health checks, where there is no curl.
+    Probe(ProbeArgs),
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    /// The server, as host:port.
+    target: String,
+    /// Print the server's /stats document instead of one line.
+    #[arg(long)]
+    stats: bool,
 }
 
 #[derive(Args)]
@@ -62,6 +74,11 @@ struct RunArgs {
 
 #[derive(Args)]
 struct CompareArgs {
+    /// Measure servers that are already running (host:port; repeat the flag or separate
+    /// with commas) instead of starting the four architectures in-process. The server
+    /// flags below apply only to in-process servers.
+    #[arg(long = "target", value_name = "HOST:PORT", value_delimiter = ',')]
+    targets: Vec<String>,
     #[command(flatten)]
     scenario: ScenarioArgs,
     #[command(flatten)]
@@ -189,7 +206,11 @@ fn run(cli: Cli) -> Result<ExitCode, SimError> {
                 timeout: Duration::from_secs(1),
                 request: "GET /sleep/400",
             })?;
-            let reports = compare::compare(&scenario, &args.servers)?;
+            let reports = if args.targets.is_empty() {
+                compare::compare(&scenario, &args.servers)?
+            } else {
+                compare::compare_targets(&scenario, &args.targets)?
+            };
             match args.output.format {
                 Format::Text => print!("{}", compare::to_text(&scenario, &reports)),
                 Format::Json => println!(
@@ -214,6 +235,26 @@ fn run(cli: Cli) -> Result<ExitCode, SimError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Lab(args) => lab(args),
+        Command::Probe(args) => {
+            let addr = report::resolve(&args.target)?;
+            // Fails with one sentence if nothing listens there or it does not answer.
+            let info = report::health(addr, &args.target)?;
+            match (info, args.stats) {
+                (Some(info), true) => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&info.stats).unwrap_or_default()
+                ),
+                (Some(info), false) => println!(
+                    "{}: servelab {} is up, {} requests served",
+                    args.target, info.architecture, info.stats["requests"]["served"]
+                ),
+                (None, _) => println!(
+                    "{}: an HTTP server answers, but not servelab (no /stats)",
+                    args.target
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -33,6 +33,17 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
+    /// Reads a whole HTTP response to `GET /stats`; `None` if it is not servelab's.
+    pub fn from_stats_response(response: &[u8]) -> Option<ServerInfo> {
+        let body = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|at| &response[at + 4..])?;
+        serde_json::from_slice(body)
+            .ok()
+            .and_then(ServerInfo::from_stats)
+    }
+
     /// Reads a `/stats` document; `None` if it is not servelab's.
     pub fn from_stats(stats: Value) -> Option<ServerInfo> {
         let architecture = stats.get("architecture")?.as_str()?.to_owned();

@@ -110,9 +110,29 @@ pub fn resolve(target: &str) -> Result<SocketAddr, SimError> {
         })
 }
 
-/// Asks the target for servelab's `/stats`. `Ok(None)` means it answered but is not a
-/// servelab server; an error means nothing answers there at all.
+/// Asks the target for servelab's `/stats`. `Ok(None)` means something listens there but
+/// it is not a servelab server (or did not answer in time); an error means nothing
+/// listens there at all.
 pub fn probe(addr: SocketAddr, target: &str) -> Result<Option<ServerInfo>, SimError> {
+    Ok(ServerInfo::from_stats_response(&fetch_stats(addr, target)?))
+}
+
+/// A health check: like [`probe`], but a server that accepts the connection and then says
+/// nothing within the probe's time is unhealthy too (an error), because it would not
+/// serve a client either.
+pub fn health(addr: SocketAddr, target: &str) -> Result<Option<ServerInfo>, SimError> {
+    let response = fetch_stats(addr, target)?;
+    if response.is_empty() {
+        return Err(SimError::Silent {
+            target: target.to_owned(),
+        });
+    }
+    Ok(ServerInfo::from_stats_response(&response))
+}
+
+/// Sends `GET /stats` and returns whatever came back before the server closed or 3 s
+/// passed.
+fn fetch_stats(addr: SocketAddr, target: &str) -> Result<Vec<u8>, SimError> {
     use std::io::{Read, Write};
     let timeout = Duration::from_secs(3);
     let nothing = || SimError::NothingListening {
@@ -133,14 +153,7 @@ pub fn probe(addr: SocketAddr, target: &str) -> Result<Option<ServerInfo>, SimEr
     // Reads until the server closes (we asked it to); a server that never answers is
     // still "listening", so a timeout here is not an error.
     let _ = stream.take(1 << 20).read_to_end(&mut response);
-    let body = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| &response[at + 4..])
-        .unwrap_or_default();
-    Ok(serde_json::from_slice(body)
-        .ok()
-        .and_then(ServerInfo::from_stats))
+    Ok(response)
 }
 
 /// Runs `scenario` against `addr`: starts every client on its own thread behind a common

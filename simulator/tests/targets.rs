@@ -1,0 +1,134 @@
+//! The simulator against servers it did not start: `compare --target` and `probe`, the
+//! commands the containers use. Each runs the real binary, with stdin closed (nothing may
+//! need a terminal).
+
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use simulator::compare::{Arch, ServerFlags};
+
+fn simulator(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the simulator")
+}
+
+fn server(arch: Arch) -> protocol::RunningServer {
+    let args = protocol::ServerArgs {
+        shutdown_timeout: Duration::from_secs(2),
+        ..protocol::ServerArgs::default()
+    };
+    ServerFlags::default()
+        .start(arch, args)
+        .expect("server starts")
+}
+
+#[test]
+fn compare_measures_each_running_target_and_names_its_architecture() {
+    let single = server(Arch::Single);
+    let threads = server(Arch::ThreadPerConn);
+    let targets = format!("{},{}", single.addr(), threads.addr());
+    // 4 clients of 100 ms each: single serves them one after another (400 ms), within the
+    // 1 s deadline, and thread-per-conn all at once.
+    let out = simulator(&[
+        "compare",
+        "--target",
+        &targets,
+        "--clients",
+        "4",
+        "--request",
+        "GET /sleep/100",
+        "--timeout",
+        "1s",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |arch: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(arch))
+            .unwrap_or_else(|| panic!("no {arch} row in\n{stdout}"))
+            .to_string()
+    };
+    for arch in ["single", "thread-per-conn"] {
+        let row = row(arch);
+        assert!(row.contains(" 4/4 "), "{row}");
+        assert!(row.contains("agrees"), "{row}");
+    }
+    assert_eq!(
+        single.context().stats.served_total(),
+        4 + 1,
+        "4 clients and the probe"
+    );
+    single.stop().expect("stops");
+    threads.stop().expect("stops");
+}
+
+#[test]
+fn compare_with_a_target_where_nothing_listens_says_so_in_one_sentence() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let out = simulator(&["compare", "--target", &addr.to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!("simulator: nothing is listening on {addr} — is the server running?")
+    );
+    assert!(out.stdout.is_empty(), "no table before the error");
+}
+
+#[test]
+fn probe_reports_a_healthy_server_and_exits_zero() {
+    let running = server(Arch::PreforkPool);
+    let target = running.addr().to_string();
+    let out = simulator(&["probe", &target]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{target}: servelab prefork-pool is up, 0 requests served")
+    );
+    let out = simulator(&["probe", "--stats", &target]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(stats["architecture"], "prefork-pool");
+    running.stop().expect("stops");
+}
+
+#[test]
+fn probe_fails_when_nothing_listens_or_nothing_answers() {
+    let free = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let out = simulator(&["probe", &free.to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing is listening"));
+
+    // A listener that never accepts: the kernel completes the handshake, nobody answers.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let out = simulator(&["probe", &addr.to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!("simulator: {addr} accepts connections but sent no answer within 3 s")
+    );
+}
+
+#[test]
+fn probe_cannot_resolve_a_name_and_says_which() {
+    let out = simulator(&["probe", "no-such-host.invalid:7777"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("simulator: cannot resolve no-such-host.invalid:7777"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
