@@ -35,13 +35,15 @@ pub fn quick_mode() -> bool {
     std::env::args().any(|arg| arg == "--quick")
 }
 
-/// Notes in the criterion directory whether this run is quick or full, so that the report
-/// can say which it shows. Best effort: a benchmark run must not fail over a note.
+/// Notes in the criterion directory whether this run is quick or full, and the commit it
+/// measures, so that the report can say both. Best effort: a benchmark run must not fail
+/// over a note.
 pub fn record_mode() {
     let dir = report::default_criterion_dir();
     let mode = if quick_mode() { "quick" } else { "full" };
+    let note = format!("{mode}\n{}\n", report::commit());
     if std::fs::create_dir_all(&dir).is_ok() {
-        let _ = std::fs::write(dir.join("servelab-mode.txt"), mode);
+        let _ = std::fs::write(dir.join(report::RUN_NOTE), note);
     }
 }
 

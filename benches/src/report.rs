@@ -66,6 +66,41 @@ impl Estimate {
     }
 }
 
+/// The file in the criterion directory where the end-to-end benchmark notes its mode
+/// (`quick` or `full`) and the commit it measured, one per line.
+pub const RUN_NOTE: &str = "servelab-run.txt";
+
+/// The current commit, short, marked when files other than this report differ from it.
+pub fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown".to_string();
+    };
+    // The report itself is excluded: writing it must not mark the numbers as uncommitted.
+    let dirty = git(&[
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ":/",
+        ":(exclude,top)docs/benchmarks.md",
+    ])
+    .is_some_and(|changes| !changes.is_empty());
+    if dirty {
+        format!("{head} with uncommitted changes")
+    } else {
+        head
+    }
+}
+
 /// Where criterion writes its results: `$CRITERION_HOME`, else `$CARGO_TARGET_DIR/criterion`,
 /// else `target/criterion` in the workspace.
 pub fn default_criterion_dir() -> PathBuf {

@@ -65,11 +65,12 @@ fn run(args: &Args) -> Result<(), ReportError> {
                 .clone()
                 .unwrap_or_else(report::default_criterion_dir);
             let estimates = report::load(&dir)?;
-            let mode = std::fs::read_to_string(dir.join("servelab-mode.txt"))
-                .map(|m| m.trim().to_string())
-                .unwrap_or_else(|_| "unknown".to_string());
+            let note = std::fs::read_to_string(dir.join(report::RUN_NOTE)).unwrap_or_default();
+            let mut note = note.lines();
+            let mode = note.next().unwrap_or("unknown").to_string();
+            let measured = note.next().unwrap_or("unknown").to_string();
             let content = format!(
-                "{}- Criterion run: {mode} (`cargo bench{}`).\n\n{}",
+                "{}- Criterion run: {mode} (`cargo bench{}`), measuring commit {measured}.\n\n{}",
                 stamp(),
                 if mode == "quick" { " -- --quick" } else { "" },
                 report::to_markdown(&estimates)
@@ -108,15 +109,9 @@ fn stamp() -> String {
             .unwrap_or_else(|| "unknown".to_string())
     };
     let rustc = output("rustc", &["-V"]);
-    let commit = output("git", &["rev-parse", "--short", "HEAD"]);
-    let dirty = output("git", &["status", "--porcelain", "--untracked-files=no"]);
-    let dirty = if dirty.is_empty() || dirty == "unknown" {
-        ""
-    } else {
-        " (with uncommitted changes)"
-    };
+    let commit = report::commit();
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     format!(
-        "- Machine: {cpus} CPUs (`nproc`), {model}.\n- Compiler: {rustc}.\n- Commit: {commit}{dirty}; generated {date}.\n"
+        "- Machine: {cpus} CPUs (`nproc`), {model}.\n- Compiler: {rustc}.\n- Commit: {commit}; report generated {date}.\n"
     )
 }
