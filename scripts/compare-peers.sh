@@ -63,27 +63,13 @@ cleanup() {
 trap cleanup EXIT
 
 # --- what is needed -----------------------------------------------------------------
-install_missing() {
-  local missing=()
-  command -v wrk >/dev/null || missing+=(wrk)
-  [ -x /usr/sbin/nginx ] || missing+=(nginx)
-  [ -x /usr/sbin/apache2 ] || missing+=(apache2)
-  [ ${#missing[@]} -eq 0 ] && return
-  echo "installing ${missing[*]} with apt" >&2
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  # Keep apt from starting nginx and Apache as system services on ports 80 and 443.
-  local policy_added=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-    $sudo chmod 755 /usr/sbin/policy-rc.d
-    policy_added=1
-  fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  [ $policy_added -eq 0 ] || $sudo rm -f /usr/sbin/policy-rc.d
-}
-install_missing
+# shellcheck source=lib/install.sh
+. scripts/lib/install.sh
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
+[ -x /usr/sbin/apache2 ] || missing+=(apache2)
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 command -v python3 >/dev/null || { echo "compare-peers: python3 is needed for the Python servers" >&2; exit 1; }
 
 echo "building servelab (release)" >&2

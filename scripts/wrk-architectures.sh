@@ -16,9 +16,9 @@ PATHS=${PATHS:-"/ /sleep/5"}
 PORT=${PORT:-7801}
 ARCHS=${ARCHS:-"single thread-per-conn prefork-pool pipeline"}
 
-if ! command -v wrk >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
+# shellcheck source=lib/install.sh
+. "$(dirname "$0")/lib/install.sh"
+command -v wrk >/dev/null || apt_install wrk
 cargo build --release -q -p single -p thread-per-conn -p prefork-pool -p pipeline
 
 printf '%-16s %-10s %12s %10s %10s %10s %8s\n' architecture path "req/s" p50 p99 max errors
