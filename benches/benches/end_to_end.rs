@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use benches::{drive, quick_mode, Workload, CONCURRENCY};
+use benches::{drive, timings, Workload, CONCURRENCY};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
@@ -66,16 +66,11 @@ fn end_to_end(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    let c = Criterion::default().sample_size(10);
-    if quick_mode() {
-        // With --quick criterion doubles the request count until the estimate is stable
-        // or the measurement time has passed; half a second keeps the whole run short.
-        c.warm_up_time(Duration::from_millis(200))
-            .measurement_time(Duration::from_millis(500))
-    } else {
-        c.warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(3))
-    }
+    let (warm_up, measurement) = timings();
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(warm_up)
+        .measurement_time(measurement)
 }
 
 criterion_group! {

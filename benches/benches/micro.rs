@@ -15,9 +15,9 @@
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use benches::quick_mode;
+use benches::timings;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use protocol::queue::{bounded, QueueKind};
 use protocol::request::parse_head;
@@ -191,14 +191,10 @@ fn bench_spawn_vs_pool(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    let c = Criterion::default();
-    if quick_mode() {
-        c.warm_up_time(Duration::from_millis(200))
-            .measurement_time(Duration::from_millis(500))
-    } else {
-        c.warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(3))
-    }
+    let (warm_up, measurement) = timings();
+    Criterion::default()
+        .warm_up_time(warm_up)
+        .measurement_time(measurement)
 }
 
 criterion_group! {

@@ -35,6 +35,18 @@ pub fn quick_mode() -> bool {
     std::env::args().any(|arg| arg == "--quick")
 }
 
+/// Criterion's warm-up and measurement time per benchmark: 1 s and 3 s, or in quick mode
+/// 200 ms and 500 ms. With `--quick` criterion skips the warm-up and doubles the batch until
+/// two measurements agree or the measurement time has passed, so half a second keeps the
+/// whole run short.
+pub fn timings() -> (Duration, Duration) {
+    if quick_mode() {
+        (Duration::from_millis(200), Duration::from_millis(500))
+    } else {
+        (Duration::from_secs(1), Duration::from_secs(3))
+    }
+}
+
 /// Notes in the criterion directory whether this run is quick or full, and the commit it
 /// measures, so that the report can say both. Best effort: a benchmark run must not fail
 /// over a note.
