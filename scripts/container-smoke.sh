@@ -18,9 +18,10 @@ cd "$(dirname "$0")/.."
 PROJECT=servelab-smoke
 IMAGE=servelab-smoke:latest
 WORK=$(mktemp -d /tmp/servelab-smoke.XXXXXX)
-DOCKERD_PID=""
 # shellcheck source=lib/install.sh
 . scripts/lib/install.sh
+# shellcheck source=lib/docker.sh
+. scripts/lib/docker.sh
 
 log() { echo "container-smoke: $*" >&2; }
 
@@ -30,46 +31,14 @@ cleanup() {
     SERVELAB_IMAGE=$IMAGE docker compose -p "$PROJECT" down --volumes --timeout 5 >/dev/null 2>&1 || true
     [ "${SMOKE_KEEP:-0}" = 1 ] || docker image rm -f "$IMAGE" >/dev/null 2>&1 || true
   fi
-  if [ -n "$DOCKERD_PID" ]; then
-    log "stopping dockerd (pid $DOCKERD_PID)"
-    $SUDO kill "$DOCKERD_PID" 2>/dev/null || true
-    # dockerd stops its containers and containerd; give it 20 s.
-    for _ in $(seq 200); do
-      $SUDO kill -0 "$DOCKERD_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    $SUDO kill -9 "$DOCKERD_PID" 2>/dev/null || true
-  fi
+  docker_down
   $SUDO rm -rf "$WORK" 2>/dev/null || true
   exit $rc
 }
 trap cleanup EXIT
 
 # --- the engine ---------------------------------------------------------------------
-# Docker's engine; docker.io's docker CLI too, unless one is installed already.
-command -v dockerd >/dev/null || apt_install docker.io iptables ca-certificates
-
-if ! docker info >/dev/null 2>&1; then
-  log "no Docker engine running; starting dockerd with data root $WORK/data"
-  export DOCKER_HOST="unix://$WORK/docker.sock"
-  $SUDO dockerd --data-root "$WORK/data" --exec-root "$WORK/exec" \
-    --pidfile "$WORK/dockerd.pid" --host "$DOCKER_HOST" \
-    >"$WORK/dockerd.log" 2>&1 &
-  DOCKERD_PID=$!
-  for _ in $(seq 300); do
-    docker info >/dev/null 2>&1 && break
-    if ! $SUDO kill -0 "$DOCKERD_PID" 2>/dev/null; then
-      log "dockerd exited; its log:"
-      tail -20 "$WORK/dockerd.log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  docker info >/dev/null 2>&1 || { log "dockerd did not answer within 30 s"; tail -20 "$WORK/dockerd.log" >&2; exit 1; }
-  # The daemon is root's; let this user's docker CLI reach the socket.
-  $SUDO chmod 666 "$WORK/docker.sock"
-fi
-log "engine: $(docker version --format '{{.Server.Version}}'), storage $(docker info --format '{{.Driver}}')"
+docker_up
 
 # --- compose ------------------------------------------------------------------------
 if ! docker compose version >/dev/null 2>&1; then
