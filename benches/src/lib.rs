@@ -158,7 +158,9 @@ fn client(addr: SocketAddr, requests: &[Vec<u8>], remaining: &AtomicU64, barrier
         Connection::open(addr, deadline())
             .unwrap_or_else(|f| panic!("benchmark client: {}", f.message))
     };
-    let mut conn = Some(open());
+    // A failure here must not panic before the barrier, or every other thread would wait
+    // at it forever; the loop below connects again and reports the failure.
+    let mut conn = Connection::open(addr, deadline()).ok();
     barrier.wait();
     while let Ok(n) =
         remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))

@@ -43,3 +43,22 @@ fn fewer_requests_than_clients_is_fine() {
     server.stop().expect("server stops");
     assert_eq!(ctx.stats.responses(Status::Ok), 3);
 }
+
+#[test]
+fn a_server_that_is_not_there_fails_the_benchmark_instead_of_hanging_it() {
+    // A port nothing listens on: every client's connect fails. The driver must report
+    // that with a panic (criterion shows it), not leave the clients waiting at the barrier.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome = std::panic::catch_unwind(|| drive(addr, 4, 10, Workload::Hello));
+        let _ = done.send(outcome.is_err());
+    });
+    // Waits for the driver to give up; a hang fails here instead of stalling the suite.
+    let panicked = finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the driver returned within 10 s");
+    assert!(panicked, "the driver reported the failed connections");
+}
