@@ -189,17 +189,12 @@ pub fn compare(scenario: &Scenario, flags: &ServerFlags) -> Result<Vec<Report>, 
 }
 
 /// Runs `scenario` against servers that are already running, one after another: servers
-/// in containers, on other machines, or started by hand. Each target is probed first, so
-/// a target with nothing listening fails with one sentence that names it before any load
-/// is sent.
+/// in containers, on other machines, or started by hand (see [`crate::report::run_target`]).
 pub fn compare_targets(scenario: &Scenario, targets: &[String]) -> Result<Vec<Report>, SimError> {
-    let mut reports = Vec::new();
-    for target in targets {
-        let addr = crate::report::resolve(target)?;
-        let info = crate::report::probe(addr, target)?;
-        reports.push(crate::report::run(addr, target, scenario, info.as_ref())?);
-    }
-    Ok(reports)
+    targets
+        .iter()
+        .map(|target| crate::report::run_target(target, scenario))
+        .collect()
 }
 
 /// Runs `scenario` against one in-process server started with `args`.

@@ -192,10 +192,8 @@ fn run(cli: Cli) -> Result<ExitCode, SimError> {
                 timeout: Duration::from_secs(15),
                 request: "GET /",
             })?;
-            let addr = report::resolve(&args.target)?;
             // Fails with one sentence if nothing listens there.
-            let info = report::probe(addr, &args.target)?;
-            let report = report::run(addr, &args.target, &scenario, info.as_ref())?;
+            let report = report::run_target(&args.target, &scenario)?;
             print_report(&report, args.output.format);
             Ok(ExitCode::SUCCESS)
         }

@@ -156,6 +156,15 @@ fn fetch_stats(addr: SocketAddr, target: &str) -> Result<Vec<u8>, SimError> {
     Ok(response)
 }
 
+/// Runs `scenario` against a server that is already running at `target` (host:port):
+/// resolves it, probes it (one sentence and an error if nothing listens there, before any
+/// load is sent; its `/stats` enables the prediction), and runs.
+pub fn run_target(target: &str, scenario: &Scenario) -> Result<Report, SimError> {
+    let addr = resolve(target)?;
+    let info = probe(addr, target)?;
+    run(addr, target, scenario, info.as_ref())
+}
+
 /// Runs `scenario` against `addr`: starts every client on its own thread behind a common
 /// barrier, waits for all of them, and summarises. `info` (from [`probe`]) enables the
 /// prediction.
