@@ -26,9 +26,9 @@ pub enum LogLevel {
 /// Flags shared by every servelab server.
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct ServerArgs {
-    /// Address to listen on. Use 0.0.0.0:7777 to accept clients from other machines or
-    /// containers.
-    #[arg(long, default_value = "127.0.0.1:7777", value_name = "IP:PORT")]
+    /// Address to listen on, as IP:PORT or HOST:PORT (a name is resolved; IPv4 preferred).
+    /// Use 0.0.0.0:7777 to accept clients from other machines or containers.
+    #[arg(long, default_value = "127.0.0.1:7777", value_parser = parse_addr, value_name = "HOST:PORT")]
     pub addr: SocketAddr,
 
     /// Length of the kernel's queue of connections that completed the TCP handshake but
@@ -106,6 +106,27 @@ impl ServerArgs {
     }
 }
 
+/// Resolves `HOST:PORT` (or `IP:PORT`) to one address: the first IPv4 address if the name
+/// has one, else the first address. Servers and the simulator resolve names the same way,
+/// so `localhost:7777` means the same socket to both.
+pub fn resolve(text: &str) -> std::io::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = text.to_socket_addrs()?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address found"))
+}
+
+/// `--addr`: a socket address, or a host name with a port.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    resolve(text).map_err(|e| {
+        format!("cannot resolve {text}: {e} (write it as HOST:PORT, e.g. localhost:7777)")
+    })
+}
+
 /// Parses a humantime duration such as `250ms` or `5s`; a bare `0` means zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.trim() == "0" {
@@ -117,4 +138,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Durations appear in `/stats` as whole milliseconds.
 pub fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_may_be_names_and_prefer_ipv4() {
+        assert_eq!(
+            parse_addr("localhost:7777"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 7777)))
+        );
+        assert_eq!(
+            parse_addr("127.0.0.1:0"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 0)))
+        );
+        assert!(parse_addr("no-such-host.invalid:7777")
+            .is_err_and(|e| e.starts_with("cannot resolve no-such-host.invalid:7777")));
+        assert!(parse_addr("localhost").is_err(), "a port is required");
+    }
 }

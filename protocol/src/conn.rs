@@ -347,7 +347,21 @@ impl Conn {
         let (keep_alive, http10, head_only) = pending.as_ref().map_or((false, false, false), |p| {
             (p.keep_alive, p.http10, p.head_only)
         });
+        // A client that has closed its side while its request was handled: the lecture's
+        // "left before the server could handle it". The answer is still written, because a
+        // client that only half-closed (shut down its sending side) is still reading.
+        let left = pending.is_some() && self.peer_has_left();
+        if left {
+            self.peer_closed = true;
+            self.ctx.stats.client_left();
+            tracing::info!(
+                "client {} left before the server could handle it (conn #{})",
+                self.peer,
+                self.id
+            );
+        }
         let close = response.close
+            || left
             || !keep_alive
             || !self.ctx.args.keep_alive()
             || self.ctx.shutdown.is_triggered();
@@ -359,7 +373,9 @@ impl Conn {
             !head_only,
         );
         let written = self.stream.write_all(&self.out);
-        self.ctx.stats.responded(response.status);
+        if !left {
+            self.ctx.stats.responded(response.status);
+        }
         if let Some(pending) = &pending {
             self.ctx.stats.request_finished();
             tracing::debug!(
@@ -395,6 +411,28 @@ impl Conn {
             self.close_gracefully(response.close);
         }
         !close
+    }
+
+    /// Whether the client has closed its sending side or reset the connection, judged
+    /// without waiting: a peek at the socket that returns end-of-stream or a reset. Unread
+    /// request bytes (a pipelined request) mean the client is still there.
+    fn peer_has_left(&self) -> bool {
+        if self.peer_closed {
+            return true;
+        }
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        // Never blocks (MSG_DONTWAIT), and leaves any byte in the socket for the next read
+        // (MSG_PEEK).
+        match socket2::SockRef::from(&self.stream)
+            .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+            ),
+        }
     }
 
     /// Turns the connection away without serving it, e.g. with a 503 when the server is

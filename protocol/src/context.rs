@@ -157,6 +157,7 @@ impl Context {
             "requests": {
                 "received": self.stats.requests_total(),
                 "served": self.stats.served_total(),
+                "client_left": self.stats.client_left_total(),
                 "in_flight": self.stats.in_flight(),
             },
             "responses": self.stats.responses_json(),

@@ -8,6 +8,7 @@
 //! |---------------------|--------------------------------------------------|
 //! | `GET /`             | almost none: measures the server's own overhead  |
 //! | `POST /echo`        | copies the body back (the lecture echoes a UUID) |
+//! | `POST /echo/{ms}`   | the same after blocking `ms` milliseconds: the lecture's heavy request |
 //! | `GET /sleep/{ms}`   | blocks the thread: I/O-bound work, like a database call |
 //! | `GET /factor/{n}`   | trial division: CPU-bound work                   |
 //! | `GET /time`         | the server's clock, as in the Docker seed        |
@@ -43,6 +44,7 @@ fn route(request: &Request, ctx: &Context) -> Response {
     let allowed = match path {
         "/" | "/time" | "/stats" => GET,
         "/echo" => POST,
+        _ if path.starts_with("/echo/") => POST,
         _ if path.starts_with("/sleep/") || path.starts_with("/factor/") => GET,
         _ => return Response::error(Status::NotFound, &format!("no route for {path}")),
     };
@@ -77,7 +79,15 @@ fn route(request: &Request, ctx: &Context) -> Response {
         }
         _ => {
             if let Some(ms) = path.strip_prefix("/sleep/") {
-                sleep(ms, ctx)
+                sleep(ms, ctx).map_or_else(
+                    |error| error,
+                    |ms| Response::text(Status::Ok, format!("slept {ms} ms\n")),
+                )
+            } else if let Some(ms) = path.strip_prefix("/echo/") {
+                sleep(ms, ctx).map_or_else(
+                    |error| error,
+                    |_| Response::new(Status::Ok, OCTETS, request.body.clone()),
+                )
             } else if let Some(n) = path.strip_prefix("/factor/") {
                 factor_route(n)
             } else {
@@ -87,20 +97,21 @@ fn route(request: &Request, ctx: &Context) -> Response {
     }
 }
 
-/// `GET /sleep/{ms}`: blocks this thread for `ms` milliseconds, like a handler waiting for
-/// a slow disk or database. While it sleeps the thread can do nothing else: that is what
-/// makes this route show the difference between the architectures.
-fn sleep(ms: &str, ctx: &Context) -> Response {
+/// `GET /sleep/{ms}` and `POST /echo/{ms}`: blocks this thread for `ms` milliseconds, like a
+/// handler waiting for a slow disk or database. While it sleeps the thread can do nothing
+/// else: that is what makes these routes show the difference between the architectures.
+/// Returns the delay, or the 400 for a delay that is not a number up to `--max-sleep`.
+fn sleep(ms: &str, ctx: &Context) -> Result<u64, Response> {
     let max = u64::try_from(ctx.args.max_sleep.as_millis()).unwrap_or(u64::MAX);
     match ms.parse::<u64>() {
         Ok(ms) if ms <= max => {
             std::thread::sleep(Duration::from_millis(ms));
-            Response::text(Status::Ok, format!("slept {ms} ms\n"))
+            Ok(ms)
         }
-        _ => Response::error(
+        _ => Err(Response::error(
             Status::BadRequest,
             &format!("{ms:?} is not a whole number of milliseconds from 0 to {max}"),
-        ),
+        )),
     }
 }
 

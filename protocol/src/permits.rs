@@ -62,6 +62,23 @@ impl Permits {
         }
     }
 
+    /// Takes a permit if one is free; never blocks. `None` when all are taken or the
+    /// semaphore is closed.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let mut state = self.state.lock();
+        if state.closed || state.available == 0 {
+            return None;
+        }
+        state.available -= 1;
+        state.peak = state.peak.max(state.total - state.available);
+        Some(Permit(Arc::clone(self)))
+    }
+
+    /// How many permits there are in all.
+    pub fn total(&self) -> usize {
+        self.state.lock().total
+    }
+
     /// Wakes every waiting `acquire` with `None`, now and from now on.
     pub fn close(&self) {
         self.state.lock().closed = true;
@@ -118,6 +135,9 @@ mod tests {
         };
         drop(a);
         assert!(waiter.join().unwrap(), "a returned permit wakes a waiter");
+        let c = permits.try_acquire().expect("one is free again");
+        assert!(permits.try_acquire().is_none(), "both are taken");
+        drop(c);
         drop(b);
         assert!(permits.wait_all_returned(Instant::now() + Duration::from_secs(5)));
         permits.close();

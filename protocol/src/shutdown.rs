@@ -10,6 +10,8 @@
 //! if the client had closed). Handlers are left alone: the request in progress finishes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -22,6 +24,9 @@ type Hook = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 pub struct Shutdown {
     triggered: AtomicBool,
+    /// When shutdown began: every grace period is counted from this moment, not from when
+    /// a thread notices (a main thread may have been blocked for a while first).
+    began: OnceLock<Instant>,
     /// Hooks to run when triggered. Guarded by a mutex so that registering a hook and
     /// triggering cannot interleave: a hook registered after the trigger runs at once.
     hooks: Mutex<Vec<Hook>>,
@@ -44,12 +49,19 @@ impl Shutdown {
             if self.triggered.swap(true, Ordering::AcqRel) {
                 return;
             }
+            let _ = self.began.set(Instant::now());
             std::mem::take(&mut *hooks)
         };
         // Run outside the lock, so a hook may itself look at the flag or register hooks.
         for hook in hooks {
             hook();
         }
+    }
+
+    /// The end of a grace period of `grace` counted from the moment shutdown began (or from
+    /// now, if it has not begun).
+    pub fn deadline(&self, grace: Duration) -> Instant {
+        self.began.get().copied().unwrap_or_else(Instant::now) + grace
     }
 
     /// Registers something to do when shutdown begins (or does it now, if it already has).

@@ -16,6 +16,7 @@ pub struct Stats {
     rejected: AtomicU64,
     requests: AtomicU64,
     in_flight: AtomicU64,
+    client_left: AtomicU64,
     by_status: [AtomicU64; Status::ALL.len()],
 }
 
@@ -40,6 +41,17 @@ impl Stats {
     /// The response to a started request was written (or failed to be).
     pub fn request_finished(&self) {
         self.in_flight.fetch_sub(1, Relaxed);
+    }
+
+    /// The client of a started request had closed its side (or reset the connection) by the
+    /// time its response was ready: the lecture's "left before the server could handle it".
+    /// Such a response is not counted as served.
+    pub fn client_left(&self) {
+        self.client_left.fetch_add(1, Relaxed);
+    }
+
+    pub fn client_left_total(&self) -> u64 {
+        self.client_left.load(Relaxed)
     }
 
     /// A response with this status was written.

@@ -333,6 +333,7 @@ macro_rules! behaviour_tests {
             pipelining, idle_timeout, keep_alive_disabled, read_timeout_partial_head,
             read_timeout_silent_client, read_timeout_body, shutdown_with_request_in_flight,
             shutdown_closes_idle_connections, random_bytes_get_an_answer_or_a_close,
+            a_client_that_left_is_not_counted_as_served,
         );
     };
     (@cases $start:expr; $($case:ident),* $(,)?) => {
@@ -402,6 +403,16 @@ pub mod cases {
         client.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
         let reply = client.read_reply();
         assert_eq!((reply.status, reply.body.len()), (200, 0));
+        // The lecture's heavy request: the same echo after a processing delay.
+        let began = Instant::now();
+        client.send(format!(
+            "POST /echo/60 HTTP/1.1\r\nHost: t\r\nContent-Length: 36\r\n\r\n{uuid}"
+        ));
+        let reply = client.read_reply();
+        assert_eq!((reply.status, reply.text()), (200, uuid.to_owned()));
+        assert!(began.elapsed() >= Duration::from_millis(60));
+        client.send("POST /echo/soon HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(client.read_reply().status, 400);
         stop_cleanly(server);
     }
 
@@ -891,6 +902,30 @@ pub mod cases {
             took < Duration::from_millis(2500),
             "waited {took:?} for a 3 s request"
         );
+    }
+
+    pub fn a_client_that_left_is_not_counted_as_served(start: Start) {
+        let server = start(args());
+        let ctx = std::sync::Arc::clone(server.context());
+        // The lecture's impatient client: it asks, then gives up and closes before the
+        // answer is ready.
+        let mut client = Client::connect(server.addr());
+        client.send("GET /sleep/150 HTTP/1.1\r\nHost: t\r\n\r\n");
+        wait_until("the request is in flight", || ctx.stats.in_flight() == 1);
+        drop(client);
+        wait_until("the server noticed the client left", || {
+            ctx.stats.client_left_total() == 1
+        });
+        wait_until("the request is finished", || ctx.stats.in_flight() == 0);
+        let reply = get(server.addr(), "/stats");
+        let json: serde_json::Value = serde_json::from_slice(&reply.body).expect("JSON");
+        assert_eq!(json["requests"]["client_left"], 1, "{json}");
+        assert_eq!(
+            json["responses"]["200"],
+            serde_json::Value::Null,
+            "the abandoned answer is not counted: {json}"
+        );
+        stop_cleanly(server);
     }
 
     pub fn random_bytes_get_an_answer_or_a_close(start: Start) {

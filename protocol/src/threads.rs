@@ -28,6 +28,8 @@ struct Inner {
     alive: Mutex<usize>,
     all_done: Condvar,
     busy: AtomicUsize,
+    /// The most threads of the group busy at once.
+    busy_peak: AtomicUsize,
     peak: AtomicUsize,
     spawned: AtomicU64,
     /// Handles of threads not joined yet. Finished ones are joined and dropped as new
@@ -45,6 +47,7 @@ impl ThreadGroup {
                 alive: Mutex::new(0),
                 all_done: Condvar::new(),
                 busy: AtomicUsize::new(0),
+                busy_peak: AtomicUsize::new(0),
                 peak: AtomicUsize::new(0),
                 spawned: AtomicU64::new(0),
                 handles: Mutex::new(Vec::new()),
@@ -108,7 +111,8 @@ impl ThreadGroup {
 
     /// Marks the calling thread busy until the guard is dropped.
     pub fn busy(&self) -> BusyGuard {
-        self.inner.busy.fetch_add(1, Relaxed);
+        let now = self.inner.busy.fetch_add(1, Relaxed) + 1;
+        self.inner.busy_peak.fetch_max(now, Relaxed);
         BusyGuard(Arc::clone(&self.inner))
     }
 
@@ -147,6 +151,7 @@ impl ThreadGroup {
             "role": self.inner.role,
             "alive": self.alive(),
             "busy": self.busy_count(),
+            "busy_peak": self.inner.busy_peak.load(Relaxed),
             "peak": self.inner.peak.load(Relaxed),
             "started": self.inner.spawned.load(Relaxed),
         })

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::scenario::{Load, Scenario};
+use crate::scenario::{DeadlineClock, Load, Scenario};
 
 /// What happened to a client (or, in a load run, to one request). Exactly one per client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -68,6 +68,17 @@ impl Outcome {
     }
 }
 
+/// The deadline rule, in one place: a wait meets its limit only if it ended strictly
+/// before it. A response that completes at the deadline, or a few microseconds after it
+/// because the kernel rounded a read timeout up, is late.
+///
+/// Every judgement of "in time" goes through this function: the client's outcome, each
+/// load-run request, and the "over the deadline" count of the latency distribution, so the
+/// ledger and the distribution can never disagree.
+pub fn in_time(waited_us: u64, limit_us: u64) -> bool {
+    waited_us < limit_us
+}
+
 /// Everything recorded about one client.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ClientRecord {
@@ -79,6 +90,11 @@ pub struct ClientRecord {
     pub first_byte_us: Option<u64>,
     /// From the start to the end of the last response.
     pub complete_us: Option<u64>,
+    /// The wait the deadline was applied to, when it is known: from the start to the last
+    /// response (`--deadline from-start`), or the longest single step, connecting or one
+    /// response (`--deadline per-call`). A client whose deadline passed while it was still
+    /// waiting has none: all we know is that it waited at least the deadline.
+    pub waited_us: Option<u64>,
     /// The status of the last response received.
     pub status: Option<u16>,
     /// The server thread that answered the first request, where the server says
@@ -90,9 +106,14 @@ pub struct ClientRecord {
     pub failed_requests: u64,
     /// What went wrong, in words.
     pub error: Option<String>,
-    /// Per-request latencies in microseconds (request sent to response complete).
+    /// Load runs: the latency of every request whose response arrived, in microseconds
+    /// (request sent to response complete), late ones included.
     #[serde(skip)]
     pub latencies: Histogram<u64>,
+    /// Load runs: requests still unanswered when their deadline passed. Their latency is
+    /// unknown (censored): the distribution records them at the deadline.
+    #[serde(skip)]
+    pub censored: u64,
     /// Failed requests by outcome (load runs).
     #[serde(skip)]
     pub failures: Vec<Outcome>,
@@ -119,6 +140,17 @@ impl Failure {
             _ => Outcome::Reset,
         };
         Failure::new(outcome, format!("{doing}: {e}"))
+    }
+
+    /// A step that completed, but not in time.
+    fn late(outcome: Outcome, what: &str, waited_us: u64, limit_us: u64) -> Failure {
+        Failure::new(
+            outcome,
+            format!(
+                "{what} {} after the deadline",
+                crate::report::human_us(waited_us - limit_us.min(waited_us))
+            ),
+        )
     }
 }
 
@@ -147,76 +179,121 @@ pub fn run(id: usize, plan: &Plan, start: Instant) -> ClientRecord {
         connect_us: None,
         first_byte_us: None,
         complete_us: None,
+        waited_us: None,
         status: None,
         server_thread: None,
         served_requests: 0,
         failed_requests: 0,
         error: None,
         latencies: crate::report::new_histogram(),
+        censored: 0,
         failures: Vec::new(),
     };
     match plan.scenario.load {
-        Load::Requests(count) => scenario_client(plan, start, count, &mut record),
+        Load::Requests(count) => {
+            if let Err(failure) = scenario_client(plan, start, count, &mut record) {
+                let limit_us = micros(plan.scenario.timeout);
+                if failure.outcome.timed_out()
+                    && record.waited_us.is_some_and(|w| in_time(w, limit_us))
+                {
+                    // The step that ran out of time never ended, so the client's wait is
+                    // unknown beyond "at least the deadline" (censored); what was recorded
+                    // belongs to an earlier step.
+                    record.waited_us = None;
+                }
+                fail(&mut record, failure);
+            }
+        }
         Load::Duration(length) => load_client(plan, start, length, &mut record),
     }
     tracing::info!("disconnected ...");
     record
 }
 
-/// The lecture's client: connect, be served `count` times, hold the connection, leave,
-/// all under one deadline.
-fn scenario_client(plan: &Plan, start: Instant, count: u32, record: &mut ClientRecord) {
-    let deadline = start + plan.scenario.timeout;
+/// The lecture's client: connect, be served `count` times, hold the connection, leave.
+///
+/// Each step is bounded by the deadline of the scenario's clock: with `from-start` one
+/// deadline, `T` after the common start, bounds everything; with `per-call` each step gets
+/// a fresh `T` from its own beginning, as the lecture's `settimeout(T)` does. The wait that
+/// the deadline applies to is recorded in `waited_us` and judged by [`in_time`].
+fn scenario_client(
+    plan: &Plan,
+    start: Instant,
+    count: u32,
+    record: &mut ClientRecord,
+) -> Result<(), Failure> {
+    let timeout = plan.scenario.timeout;
+    let limit_us = micros(timeout);
+    // Where the clock of a step that begins at `began` starts, by the scenario's rule.
+    let origin = |began: Instant| match plan.scenario.deadline {
+        DeadlineClock::FromStart => start,
+        DeadlineClock::PerCall => began,
+    };
     let mut conn = None;
     let mut request = Vec::with_capacity(256);
     plan.scenario.request.encode(&plan.host, &mut request);
     for i in 0..count {
         if conn.is_none() {
             tracing::info!("trying to connect to {} ...", plan.addr);
-            match Connection::open(plan.addr, deadline) {
-                Ok(c) => {
-                    record.connect_us.get_or_insert(micros(start.elapsed()));
-                    tracing::info!("connected, waiting for service ...");
-                    conn = Some(c);
-                }
-                Err(failure) => return fail(record, failure),
+            let began = Instant::now();
+            let clock = origin(began);
+            let c = Connection::open(plan.addr, clock + timeout)?;
+            let connected = Instant::now();
+            record.connect_us.get_or_insert(micros(connected - start));
+            let waited = micros(connected - clock);
+            record.waited_us = Some(record.waited_us.unwrap_or(0).max(waited));
+            if !in_time(waited, limit_us) {
+                return Err(Failure::late(
+                    Outcome::ConnectTimeout,
+                    "connected",
+                    waited,
+                    limit_us,
+                ));
             }
+            tracing::info!("connected, waiting for service ...");
+            conn = Some(c);
         }
-        let Some(c) = conn.as_mut() else { return };
+        let Some(c) = conn.as_mut() else {
+            return Ok(());
+        };
         if i > 0 && plan.scenario.request.varies() {
             plan.scenario.request.encode(&plan.host, &mut request);
         }
         let sent = Instant::now();
-        match c.exchange(
+        let clock = origin(sent);
+        let reply = c.exchange(
             &request,
-            deadline,
+            clock + timeout,
             true,
             plan.scenario.request.is_head(),
             i == 0,
-        ) {
-            Ok(reply) => {
-                record.status = Some(reply.status);
-                if i == 0 {
-                    record.first_byte_us = Some(micros(reply.first_byte - start));
-                    record.server_thread = reply.server_thread;
-                }
-                record.complete_us = Some(micros(start.elapsed()));
-                if !(200..300).contains(&reply.status) {
-                    return fail(
-                        record,
-                        Failure::new(
-                            Outcome::Rejected,
-                            format!("the server answered {}", reply.status),
-                        ),
-                    );
-                }
-                record.served_requests += 1;
-                let _ = record.latencies.record(micros(sent.elapsed()).max(1));
-                if reply.close {
-                    conn = None;
-                }
-            }
-            Err(failure) => return fail(record, failure),
+        )?;
+        let done = Instant::now();
+        record.complete_us = Some(micros(done - start));
+        record.status = Some(reply.status);
+        if i == 0 {
+            record.first_byte_us = Some(micros(reply.first_byte - start));
+            record.server_thread = reply.server_thread;
+        }
+        let waited = micros(done - clock);
+        record.waited_us = Some(record.waited_us.unwrap_or(0).max(waited));
+        if !in_time(waited, limit_us) {
+            return Err(Failure::late(
+                Outcome::ServiceTimeout,
+                "the response arrived",
+                waited,
+                limit_us,
+            ));
+        }
+        if !(200..300).contains(&reply.status) {
+            return Err(Failure::new(
+                Outcome::Rejected,
+                format!("the server answered {}", reply.status),
+            ));
+        }
+        record.served_requests += 1;
+        if reply.close {
+            conn = None;
         }
     }
     if !plan.scenario.hold.is_zero() {
@@ -229,6 +306,7 @@ fn scenario_client(plan: &Plan, start: Instant, count: u32, record: &mut ClientR
         tracing::info!("finished using the service");
     }
     drop(conn);
+    Ok(())
 }
 
 /// A load-run client: requests back to back on a keep-alive connection until `length` has
@@ -236,6 +314,7 @@ fn scenario_client(plan: &Plan, start: Instant, count: u32, record: &mut ClientR
 fn load_client(plan: &Plan, start: Instant, length: Duration, record: &mut ClientRecord) {
     let end = start + length;
     let timeout = plan.scenario.timeout;
+    let limit_us = micros(timeout);
     let mut conn: Option<Connection> = None;
     let mut request = Vec::with_capacity(256);
     plan.scenario.request.encode(&plan.host, &mut request);
@@ -249,6 +328,9 @@ fn load_client(plan: &Plan, start: Instant, length: Duration, record: &mut Clien
                 }
                 Err(failure) => {
                     let stop = matches!(failure.outcome, Outcome::Refused);
+                    if failure.outcome.timed_out() {
+                        record.censored += 1;
+                    }
                     note_failure(record, failure);
                     if stop {
                         // Nothing is listening any more; retrying would only spin.
@@ -271,7 +353,8 @@ fn load_client(plan: &Plan, start: Instant, length: Duration, record: &mut Clien
             first,
         ) {
             Ok(reply) => {
-                let took = sent.elapsed();
+                let took = micros(sent.elapsed());
+                let _ = record.latencies.record(took.max(1));
                 record.status = Some(reply.status);
                 if first {
                     record.first_byte_us = Some(micros(reply.first_byte - start));
@@ -280,15 +363,19 @@ fn load_client(plan: &Plan, start: Instant, length: Duration, record: &mut Clien
                 if reply.close {
                     conn = None;
                 }
-                if took > timeout {
+                if !in_time(took, limit_us) {
                     note_failure(
                         record,
-                        Failure::new(Outcome::ServiceTimeout, "a response came after the timeout"),
+                        Failure::late(
+                            Outcome::ServiceTimeout,
+                            "a response arrived",
+                            took,
+                            limit_us,
+                        ),
                     );
                 } else if (200..300).contains(&reply.status) {
                     record.served_requests += 1;
                     record.complete_us = Some(micros(start.elapsed()));
-                    let _ = record.latencies.record(micros(took).max(1));
                 } else {
                     note_failure(
                         record,
@@ -301,6 +388,9 @@ fn load_client(plan: &Plan, start: Instant, length: Duration, record: &mut Clien
             }
             Err(failure) => {
                 conn = None;
+                if failure.outcome.timed_out() {
+                    record.censored += 1;
+                }
                 note_failure(record, failure);
             }
         }

@@ -60,11 +60,11 @@ pub struct ServerFlags {
     pub backlog: u32,
 
     /// prefork-pool: worker threads.
-    #[arg(long, default_value_t = 8, value_name = "N")]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub workers: u32,
 
     /// prefork-pool and pipeline: queue capacity.
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub queue: u32,
 
     /// prefork-pool and pipeline: queue implementation.
@@ -76,19 +76,19 @@ pub struct ServerFlags {
     pub when_full: WhenFull,
 
     /// thread-per-conn: most connection threads at once.
-    #[arg(long, default_value_t = 4096, value_name = "N")]
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub max_threads: u32,
 
     /// pipeline: receiver threads.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub receivers: u32,
 
     /// pipeline: handler threads.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub handlers: u32,
 
     /// pipeline: sender threads.
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub senders: u32,
 
     /// pipeline: threads or a rayon pool for the handler stage.
@@ -143,15 +143,15 @@ impl ServerFlags {
             Arch::Single => RunningServer::start(Single::default(), args),
             Arch::ThreadPerConn => RunningServer::start(
                 ThreadPerConn {
-                    max_threads: self.max_threads.max(1),
+                    max_threads: self.max_threads,
                     ..ThreadPerConn::default()
                 },
                 args,
             ),
             Arch::PreforkPool => RunningServer::start(
                 PreforkPool {
-                    workers: self.workers.max(1),
-                    queue: self.queue.max(1),
+                    workers: self.workers,
+                    queue: self.queue,
                     queue_impl: self.queue_impl,
                     when_full: self.when_full,
                 },
@@ -159,10 +159,10 @@ impl ServerFlags {
             ),
             Arch::Pipeline => RunningServer::start(
                 Pipeline {
-                    receivers: self.receivers.max(1),
-                    handlers: self.handlers.max(1),
-                    senders: self.senders.max(1),
-                    queue: self.queue.max(1),
+                    receivers: self.receivers,
+                    handlers: self.handlers,
+                    senders: self.senders,
+                    queue: self.queue,
                     handler_pool: self.handler_pool,
                     queue_impl: self.queue_impl,
                     ..Pipeline::default()
@@ -266,10 +266,8 @@ pub fn to_text(scenario: &Scenario, reports: &[Report]) -> String {
         let prediction = match (&r.prediction, r.agrees) {
             (Some(p), Some(agrees)) => format!(
                 "{} {}{}",
-                p.served.map_or_else(
-                    || format!("{:.0}/s", p.per_second.unwrap_or(0.0)),
-                    |n| n.to_string()
-                ),
+                p.served_text()
+                    .unwrap_or_else(|| format!("{:.0}/s", p.per_second.unwrap_or(0.0))),
                 if agrees { "agrees" } else { "DISAGREES" },
                 if p.boundary { " (boundary)" } else { "" }
             ),
@@ -296,5 +294,73 @@ pub fn to_text(scenario: &Scenario, reports: &[Report]) -> String {
             let _ = writeln!(out, "{:<16} {:.0} requests/s", "", t.per_second);
         }
     }
+    let _ = writeln!(
+        out,
+        "\nserved: clients with complete 2xx answers before their deadline; conn_to: not connected by the deadline;\n\
+         svc_to: connected but not answered in time; refused: connection refused; reset: closed or reset before an\n\
+         answer; rejected: answered with an error status (503, ...); bad: not HTTP. p50 … max: the wait the deadline\n\
+         applies to (\"> deadline\": a client that missed it); prediction: the served count queueing arithmetic gives\n\
+         (`--format json` has its rule in words)."
+    );
+    let _ = writeln!(out, "\nsettings in force:");
+    for r in reports {
+        let _ = writeln!(
+            out,
+            "  {:<16} {}",
+            r.architecture.as_deref().unwrap_or(&r.target),
+            r.server_config
+                .as_ref()
+                .map_or_else(|| "not a servelab server: unknown".to_owned(), settings)
+        );
+    }
     out
+}
+
+/// A server's settings in a few words, from the `config` object of its `/stats`.
+pub fn settings(config: &serde_json::Value) -> String {
+    let n = |key: &str| {
+        config[key]
+            .as_u64()
+            .map_or("?".to_owned(), |n| n.to_string())
+    };
+    let word = |key: &str| config[key].as_str().unwrap_or("?").to_owned();
+    let ms = |key: &str| {
+        config[key].as_u64().map_or("?".to_owned(), |ms| {
+            humantime::format_duration(Duration::from_millis(ms)).to_string()
+        })
+    };
+    let own = if config.get("workers").is_some() {
+        format!(
+            "{} workers, queue {} ({}), when full: {}; ",
+            n("workers"),
+            n("queue"),
+            word("queue_impl"),
+            word("when_full")
+        )
+    } else if config.get("receivers").is_some() {
+        format!(
+            "{} receivers, {} handlers ({}), {} senders, queues of {} ({}), at most {} connections; ",
+            n("receivers"),
+            n("handlers"),
+            word("handler_pool"),
+            n("senders"),
+            n("queue"),
+            word("queue_impl"),
+            n("max_connections")
+        )
+    } else if config.get("max_threads").is_some() {
+        format!("at most {} connection threads; ", n("max_threads"))
+    } else {
+        String::new()
+    };
+    format!(
+        "{own}keep-alive timeout {}, read timeout {}, backlog {}",
+        if config["keep_alive_timeout"] == 0 {
+            "0 (off)".to_owned()
+        } else {
+            ms("keep_alive_timeout")
+        },
+        ms("read_timeout"),
+        n("backlog")
+    )
 }

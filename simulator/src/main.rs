@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use protocol::config::{parse_duration, LogLevel};
+use protocol::config::parse_duration;
 use simulator::compare::{self, ServerFlags};
 use simulator::report::{self, Report};
+use simulator::scenario::DeadlineClock;
 use simulator::{Load, RequestSpec, Scenario, SimError};
 
 /// servelab's client simulator: many clients at once, each with a deadline; who was served
@@ -116,6 +117,11 @@ struct ScenarioArgs {
     /// Closed-loop load run: each client sends requests back to back for this long.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     duration: Option<Duration>,
+    /// Which clock --timeout runs on: from-start (one deadline, from the moment all
+    /// clients start) or per-call (the lecture's: connecting and each response each get a
+    /// fresh --timeout).
+    #[arg(long, value_enum, default_value_t = DeadlineClock::FromStart, value_name = "CLOCK")]
+    deadline: DeadlineClock,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -130,10 +136,31 @@ struct OutputArgs {
     /// Output format. csv gives one row per client.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// quiet: the report only; info: also each client's story as it happens, with time
-    /// and thread name.
-    #[arg(long, value_enum, default_value_t = LogLevel::Quiet)]
+    /// How much to tell on stderr while the clients run.
+    #[arg(long, value_enum, default_value_t = LogLevel::Quiet, value_name = "LEVEL")]
     log: LogLevel,
+}
+
+/// The simulator's log levels (the servers' `--log` describes the servers' own).
+#[derive(Clone, Copy, ValueEnum)]
+enum LogLevel {
+    /// The report only.
+    Quiet,
+    /// Also each client's story as it happens, in the lecture's words, with the time and
+    /// the client's thread.
+    Info,
+    /// Everything, including the in-process servers' own debug lines.
+    Debug,
+}
+
+impl LogLevel {
+    fn init(self) {
+        protocol::logging::init(match self {
+            LogLevel::Quiet => protocol::config::LogLevel::Quiet,
+            LogLevel::Info => protocol::config::LogLevel::Info,
+            LogLevel::Debug => protocol::config::LogLevel::Debug,
+        });
+    }
 }
 
 struct Defaults {
@@ -168,6 +195,7 @@ impl ScenarioArgs {
             hold: self.hold.unwrap_or(Duration::ZERO),
             request,
             load,
+            deadline: self.deadline,
         })
     }
 }
@@ -186,7 +214,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, SimError> {
     match cli.command {
         Command::Run(args) => {
-            protocol::logging::init(args.output.log);
+            args.output.log.init();
             let scenario = args.scenario.resolve(Defaults {
                 clients: 5,
                 timeout: Duration::from_secs(15),
@@ -198,7 +226,7 @@ fn run(cli: Cli) -> Result<ExitCode, SimError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Compare(args) => {
-            protocol::logging::init(args.output.log);
+            args.output.log.init();
             let scenario = args.scenario.resolve(Defaults {
                 clients: 16,
                 timeout: Duration::from_secs(1),
@@ -257,7 +285,7 @@ fn run(cli: Cli) -> Result<ExitCode, SimError> {
 }
 
 fn lab(args: LabArgs) -> Result<ExitCode, SimError> {
-    protocol::logging::init(args.output.log);
+    args.output.log.init();
     if args.list {
         for lab in simulator::labs::all() {
             println!("{:>2}  {}  ({})", lab.id, lab.title, lab.sheet);

@@ -2,28 +2,49 @@
 //!
 //! When the target is a servelab server, its `/stats` tells the architecture and its
 //! configuration. From those and the scenario, the simulator predicts how many clients will
-//! be served before their deadline, prints the rule it used, and flags a measurement that
-//! disagrees. The model (see `docs/simulator.md`):
+//! be served before their deadline, prints the rule it used in words, and flags a
+//! measurement that disagrees. The model (see `docs/simulator.md`):
 //!
 //! * the server has `P` slots that each serve one client at a time: 1 for `single`, the
 //!   workers of a pool, one thread per client for thread-per-connection (up to
 //!   `--max-threads`), and the handlers of a pipeline;
 //! * a client occupies its slot for `O = K·D + H`: its `K` requests of `D` each (`D` is the
-//!   `ms` of `/sleep/{ms}`, 0 for other routes), plus the time it holds the connection idle,
-//!   `H = min(hold, keep-alive timeout)`. A pipeline's handlers are freed as soon as the
-//!   response is computed, so there `O = K·D`: idle clients hold receivers, not handlers;
-//! * clients are taken in order, so client `k` (from 0) completes at `⌊k/P⌋·O + K·D`, and is
-//!   served if that is before its deadline `T`.
+//!   delay of `/sleep/{ms}` or `/echo/{ms}`, 0 for other routes), plus the time it holds the
+//!   connection idle, `H = min(hold, keep-alive timeout)`;
+//! * clients are taken in order, so client `k` (from 0) is answered at `⌊k/P⌋·O + K·D`;
+//! * a client is served if that is strictly before its deadline `T` (the rule of
+//!   [`crate::client::in_time`]). With the per-call clock each step has its own `T`: the
+//!   first answer's wait is `⌊k/P⌋·O + D`, and every later one `D`.
 //!
-//! A predicted completion closer to the deadline than the margin (a twentieth of `T`, at
-//! least 25 ms) is flagged as *on the boundary*: real clocks, scheduling and the order of accepts
-//! decide it, and the measurement may go either way.
+//! Two architectures need more than one number:
+//!
+//! * a **pipeline** computes with its `--handlers`, but a served client that holds its
+//!   connection keeps a *receiver* waiting for its next request. When the work is quick
+//!   (`D` under [`QUICK_WORK`]) the first served clients come back to the receivers while
+//!   the last new ones may still be arriving, and whether a newcomer or a returning holder
+//!   gets the next free receiver is a race. The prediction is then a range: at least what a
+//!   pool of `--receivers` would serve, at most what the handlers alone allow;
+//! * a **pre-fork pool** admits `--workers` + `--queue` connections; with `--when-full
+//!   reject` every client beyond that is answered 503 at once and is not served.
+//!
+//! Completion times are lower bounds: nothing can be served sooner than the arithmetic says,
+//! only later (hand-overs, scheduling). So under the from-start clock a completion predicted
+//! at or after the deadline is certainly late, and only one predicted a little *before* it
+//! (within the margin, a twentieth of `T`, at least 25 ms) is *on the boundary*. Under the
+//! per-call clock a client's timer starts when its own step starts, so a completion within
+//! the margin on either side may go either way.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::scenario::{Load, Scenario};
+use crate::scenario::{DeadlineClock, Load, Scenario};
+
+/// Work shorter than this counts as quick in the pipeline's model (see the module
+/// documentation): served clients may come back to the receivers before every new client
+/// has been read.
+pub const QUICK_WORK: Duration = Duration::from_millis(10);
 
 /// What the target said about itself in `/stats`.
 #[derive(Debug, Clone)]
@@ -58,23 +79,36 @@ impl ServerInfo {
         self.stats["config"][key].as_u64()
     }
 
-    /// How many clients the server serves at once, and whether idle holding occupies a slot.
-    fn slots(&self, clients: usize) -> Option<(usize, bool, String)> {
+    fn config_usize(&self, key: &str) -> Option<usize> {
+        self.config(key)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    /// The architecture as the model sees it, or `None` for servers it does not know.
+    fn model(&self, clients: usize) -> Option<Model> {
         let clients = clients.max(1);
-        let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         Some(match self.architecture.as_str() {
-            "single" => (1, true, "1 thread".into()),
+            "single" => Model::slots(1, "one client at a time", "the one thread"),
             "thread-per-conn" => {
-                let max = as_usize(self.config("max_threads")?);
-                (
+                let max = self.config_usize("max_threads")?;
+                Model::slots(
                     clients.min(max),
-                    true,
-                    format!("a thread per client (at most {max})"),
+                    &format!("every client at once, on a thread of its own (at most {max})"),
+                    "its thread",
                 )
             }
             "prefork-pool" => {
-                let workers = as_usize(self.config("workers")?);
-                (workers, true, format!("{workers} workers"))
+                let workers = self.config_usize("workers")?;
+                let mut model = Model::slots(
+                    workers,
+                    &format!("{workers} clients at a time ({workers} workers)"),
+                    "a worker",
+                );
+                if self.stats["config"]["when_full"] == "reject" {
+                    let queue = self.config_usize("queue")?;
+                    model.admitted = Some(workers.saturating_add(queue));
+                }
+                model
             }
             "pipeline" => {
                 let handlers = if self.stats["config"]["handler_pool"] == "rayon" {
@@ -84,23 +118,62 @@ impl ServerInfo {
                         .iter()
                         .find(|g| g["role"] == "handler")?["alive"]
                         .as_u64()
-                        .map(as_usize)?
+                        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))?
                 } else {
-                    as_usize(self.config("handlers")?)
+                    self.config_usize("handlers")?
                 };
-                (handlers, false, format!("{handlers} handlers"))
+                let mut model = Model::slots(
+                    handlers,
+                    &format!("{handlers} requests at a time ({handlers} handlers)"),
+                    "a handler",
+                );
+                model.holding_pins = false;
+                model.receivers = Some(self.config_usize("receivers")?);
+                model
             }
             _ => return None,
         })
     }
 }
 
+/// An architecture reduced to what the arithmetic needs.
+struct Model {
+    /// How many clients are worked on at once.
+    slots: usize,
+    /// The slots in words: "4 clients at a time (4 workers)".
+    slots_text: String,
+    /// What a client occupies: "a worker".
+    slot_name: &'static str,
+    /// Whether a client that holds its connection idle keeps its slot meanwhile.
+    holding_pins: bool,
+    /// The pipeline's receivers, which holders keep waiting.
+    receivers: Option<usize>,
+    /// With `--when-full reject`: connections admitted before the rest get 503.
+    admitted: Option<usize>,
+}
+
+impl Model {
+    fn slots(slots: usize, text: &str, slot_name: &'static str) -> Model {
+        Model {
+            slots: slots.max(1),
+            slots_text: text.to_owned(),
+            slot_name,
+            holding_pins: true,
+            receivers: None,
+            admitted: None,
+        }
+    }
+}
+
 /// The prediction for one scenario against one server.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Prediction {
-    /// Clients predicted to be served (scenario runs).
+    /// Clients predicted to be served (scenario runs): the most likely count.
     pub served: Option<usize>,
-    /// Requests per second predicted (load runs of `/sleep/{ms}`).
+    /// Every served count that agrees with the model, lowest and highest (scenario runs).
+    /// Equal to `served` unless a boundary or a race leaves the count open.
+    pub served_range: Option<[usize; 2]>,
+    /// Requests per second predicted (load runs of a route with a known delay).
     pub per_second: Option<f64>,
     /// The rule, in words, with the numbers filled in.
     pub rule: String,
@@ -111,81 +184,68 @@ pub struct Prediction {
 }
 
 impl Prediction {
-    /// Whether a measurement agrees: the same served count (scenario runs), or throughput
-    /// within 20% (load runs). A boundary prediction accepts either side of the boundary.
-    pub fn agrees(
-        &self,
-        served: usize,
-        per_second: Option<f64>,
-        model: &Scenario,
-        info: &ServerInfo,
-    ) -> bool {
-        if let Some(predicted) = self.served {
-            if predicted == served {
-                return true;
-            }
-            // On the boundary the other rule's count is as good.
-            return self.boundary
-                && predict_count(info, model, true).is_some_and(|(alt, _)| alt == served);
+    /// Whether a measurement agrees: a served count in the predicted range (scenario runs),
+    /// or throughput within 20% (load runs). `None` when nothing was predicted to compare.
+    pub fn agrees(&self, served: usize, per_second: Option<f64>) -> Option<bool> {
+        if let Some([low, high]) = self.served_range {
+            return Some((low..=high).contains(&served));
         }
         match (self.per_second, per_second) {
-            (Some(p), Some(m)) => m >= 0.8 * p && m <= 1.2 * p,
-            _ => true,
+            (Some(p), Some(m)) => Some(m >= 0.8 * p && m <= 1.2 * p),
+            _ => None,
         }
+    }
+
+    /// The predicted count in words: "3", or "4 to 5".
+    pub fn served_text(&self) -> Option<String> {
+        let [low, high] = self.served_range?;
+        Some(if low == high {
+            low.to_string()
+        } else {
+            format!("{low} to {high}")
+        })
     }
 }
 
 /// Predicts the scenario's outcome against `info`, or `None` for servers the model does not
 /// know.
 pub fn predict(info: &ServerInfo, scenario: &Scenario) -> Option<Prediction> {
-    let (slots, holds, slots_text) = info.slots(scenario.clients)?;
+    let model = info.model(scenario.clients)?;
     let mut caveats = Vec::new();
     let backlog = info.config("backlog").unwrap_or(u64::MAX);
-    let waiting = scenario.clients.saturating_sub(slots) as u64;
+    let waiting = scenario.clients.saturating_sub(model.slots) as u64;
     if waiting > backlog + 1 {
         caveats.push(format!(
             "{waiting} clients must wait but the backlog holds {backlog}: late connects (SYN retries after ~1 s) shift the times"
         ));
     }
-    let d = scenario.request.service_time();
+    let work = scenario.request.service_time();
     match scenario.load {
-        Load::Requests(_) => {
-            let (served, boundary) = predict_count(info, scenario, false)?;
-            let k = match scenario.load {
-                Load::Requests(k) => k,
-                Load::Duration(_) => 1,
-            };
-            let hold = effective_hold(info, scenario);
-            let occupancy = d * k + if holds { hold } else { Duration::ZERO };
-            let rule = format!(
-                "{} serves {slots_text} at a time; each client occupies a slot for {} ({k} × {} of work{}); client k completes at ⌊k/{slots}⌋·{} + {}, served if before the {} deadline",
-                info.architecture,
-                fmt(occupancy),
-                fmt(d),
-                if holds { format!(" + {} held", fmt(hold)) } else { String::new() },
-                fmt(occupancy),
-                fmt(d * k),
-                fmt(scenario.timeout),
-            );
-            Some(Prediction {
-                served: Some(served),
-                per_second: None,
-                rule,
-                boundary,
-                caveats,
-            })
-        }
-        Load::Duration(_) if !d.is_zero() => {
-            let busy = slots.min(scenario.clients);
-            let per_second = busy as f64 / d.as_secs_f64();
+        Load::Requests(_) if !caveats.is_empty() => Some(Prediction {
+            served: None,
+            served_range: None,
+            per_second: None,
+            rule: format!(
+                "{} serves {}, but more clients must wait than its backlog holds: the kernel drops their connection attempts and retries them about a second later, which this arithmetic does not model, so it predicts no count.",
+                info.architecture, model.slots_text
+            ),
+            boundary: false,
+            caveats,
+        }),
+        Load::Requests(k) => Some(predict_served(info, &model, scenario, k, caveats)),
+        Load::Duration(_) if !work.is_zero() => {
+            let busy = model.slots.min(scenario.clients);
+            let per_second = busy as f64 / work.as_secs_f64();
             Some(Prediction {
                 served: None,
+                served_range: None,
                 per_second: Some(per_second),
                 rule: format!(
-                    "{} works on {busy} requests of {} at a time: {busy} / {} = {per_second:.0} requests/s",
+                    "{} works on {} requests at a time, each taking {}: {busy} ÷ {} = {per_second:.0} requests per second.",
                     info.architecture,
-                    fmt(d),
-                    fmt(d)
+                    busy,
+                    fmt(work),
+                    fmt(work)
                 ),
                 boundary: false,
                 caveats,
@@ -193,6 +253,195 @@ pub fn predict(info: &ServerInfo, scenario: &Scenario) -> Option<Prediction> {
         }
         Load::Duration(_) => None,
     }
+}
+
+/// What the arithmetic says for each client of a scenario run.
+struct Schedule {
+    /// Client k's predicted answer: the wait its deadline applies to.
+    waits: Vec<Duration>,
+    served: usize,
+    /// Counts that are also possible because a completion is within the margin.
+    boundary_low: usize,
+    boundary_high: usize,
+    boundary: bool,
+}
+
+/// The served count of a scenario run against `model` with `slots` slots.
+fn schedule(
+    scenario: &Scenario,
+    slots: usize,
+    occupancy: Duration,
+    k_requests: u32,
+    admitted: Option<usize>,
+) -> Schedule {
+    let work = scenario.request.service_time();
+    let margin = boundary_margin(scenario.timeout);
+    let t = scenario.timeout;
+    let mut waits = Vec::with_capacity(scenario.clients);
+    let (mut served, mut low, mut high, mut boundary) = (0, 0, 0, false);
+    for k in 0..scenario.clients {
+        if admitted.is_some_and(|a| k >= a) {
+            // Turned away at once (503): never served, however the clocks fall.
+            continue;
+        }
+        let rounds = u32::try_from(k / slots.max(1)).unwrap_or(u32::MAX);
+        let queued = occupancy.saturating_mul(rounds);
+        let (wait, later_ok) = match scenario.deadline {
+            // One deadline for the whole exchange: the last answer must be in before it.
+            DeadlineClock::FromStart => (queued.saturating_add(work * k_requests), true),
+            // A fresh deadline per step: the first answer waits for the slot, later ones
+            // only for their own work.
+            DeadlineClock::PerCall => (queued.saturating_add(work), k_requests <= 1 || work < t),
+        };
+        waits.push(wait);
+        let in_time = wait < t && later_ok;
+        let near = match scenario.deadline {
+            // Completions are lower bounds: one predicted before the deadline may slip past
+            // it, never the other way round.
+            DeadlineClock::FromStart => wait < t && t - wait < margin,
+            // A client's own timer starts a little after the common start, so a predicted
+            // completion just after the deadline may still be in time for that client.
+            DeadlineClock::PerCall => wait.abs_diff(t) < margin,
+        };
+        boundary |= near;
+        served += usize::from(in_time);
+        low += usize::from(in_time && !near);
+        high += usize::from(in_time || near);
+    }
+    Schedule {
+        waits,
+        served,
+        boundary_low: low,
+        boundary_high: high,
+        boundary,
+    }
+}
+
+fn predict_served(
+    info: &ServerInfo,
+    model: &Model,
+    scenario: &Scenario,
+    k: u32,
+    caveats: Vec<String>,
+) -> Prediction {
+    let work = scenario.request.service_time();
+    let hold = effective_hold(info, scenario);
+    let pinned = if model.holding_pins {
+        hold
+    } else {
+        Duration::ZERO
+    };
+    let occupancy = work * k + pinned;
+    let main = schedule(scenario, model.slots, occupancy, k, model.admitted);
+    let (mut low, high) = (main.boundary_low, main.boundary_high);
+
+    let mut rule = String::new();
+    let _ = write!(rule, "{} serves {}. ", info.architecture, model.slots_text);
+    let _ = write!(
+        rule,
+        "Each client keeps {} for {}{}",
+        model.slot_name,
+        fmt(occupancy),
+        occupancy_parts(work, k, pinned)
+    );
+    let _ = write!(
+        rule,
+        ", so client k (counting from 0) is answered at ⌊k/{}⌋ × {} + {}: {}. ",
+        model.slots,
+        fmt(occupancy),
+        fmt(match scenario.deadline {
+            DeadlineClock::FromStart => work * k,
+            DeadlineClock::PerCall => work,
+        }),
+        list_times(&main.waits)
+    );
+    if let Some(admitted) = model.admitted {
+        if scenario.clients > admitted {
+            let _ = write!(
+                rule,
+                "The pool admits {admitted} connections (workers plus queue); the other {} get 503 at once. ",
+                scenario.clients - admitted
+            );
+        }
+    }
+
+    // The pipeline's receivers: with quick work and clients that hold, a race.
+    if let Some(receivers) = model.receivers {
+        if !hold.is_zero() && work < QUICK_WORK && scenario.clients > receivers {
+            let pinned_pool = schedule(scenario, receivers, work * k + hold, k, None);
+            low = low.min(pinned_pool.boundary_low);
+            let _ = write!(
+                rule,
+                "But each served client then holds its connection idle for {}, keeping a receiver waiting for its next request: once all {receivers} receivers wait on holders, new clients are not even read. Whether the next free receiver picks up a newcomer or a returning holder depends on which reached the connections queue first, so between {} (a pool of {receivers}) and {} are served. ",
+                fmt(hold),
+                pinned_pool.served,
+                main.served,
+            );
+        }
+    }
+    let _ = write!(
+        rule,
+        "Served: those answered {} — {}.",
+        match scenario.deadline {
+            DeadlineClock::FromStart => format!(
+                "before the {} deadline (counted from the common start)",
+                fmt(scenario.timeout)
+            ),
+            DeadlineClock::PerCall => format!(
+                "less than {} after they asked (each step has its own {})",
+                fmt(scenario.timeout),
+                fmt(scenario.timeout)
+            ),
+        },
+        main.served
+    );
+    Prediction {
+        served: Some(main.served),
+        served_range: Some([low, high.max(low)]),
+        per_second: None,
+        rule,
+        boundary: main.boundary,
+        caveats,
+    }
+}
+
+/// "(1 request of 400ms, then holding the connection idle for 3s)".
+fn occupancy_parts(work: Duration, k: u32, pinned: Duration) -> String {
+    let requests = if work.is_zero() {
+        format!(
+            "{k} request{} that take{} no time",
+            plural(k),
+            if k == 1 { "s" } else { "" }
+        )
+    } else {
+        format!("{k} request{} of {} each", plural(k), fmt(work))
+    };
+    if pinned.is_zero() {
+        format!(" ({requests})")
+    } else {
+        format!(
+            " ({requests}, then holding its connection idle for {})",
+            fmt(pinned)
+        )
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// The first few predicted times: "0, 500ms, 1s, 1.5s, 2s".
+fn list_times(times: &[Duration]) -> String {
+    const SHOWN: usize = 8;
+    let mut text: Vec<String> = times.iter().take(SHOWN).map(|t| fmt(*t)).collect();
+    if times.len() > SHOWN {
+        text.push(format!("… ({} clients)", times.len()));
+    }
+    text.join(", ")
 }
 
 /// The hold time a server actually grants: it closes idle connections after its keep-alive
@@ -203,45 +452,6 @@ fn effective_hold(info: &ServerInfo, scenario: &Scenario) -> Duration {
         Some(ms) => scenario.hold.min(Duration::from_millis(ms)),
         None => scenario.hold,
     }
-}
-
-/// Served count and whether any completion is on the boundary. With `inclusive`, a
-/// completion exactly at the deadline counts as served (the other reading of the boundary).
-fn predict_count(info: &ServerInfo, scenario: &Scenario, inclusive: bool) -> Option<(usize, bool)> {
-    let (slots, holds, _) = info.slots(scenario.clients)?;
-    let k_requests = match scenario.load {
-        Load::Requests(k) => k,
-        Load::Duration(_) => return None,
-    };
-    let work = scenario.request.service_time() * k_requests;
-    let occupancy = work
-        + if holds {
-            effective_hold(info, scenario)
-        } else {
-            Duration::ZERO
-        };
-    let margin = boundary_margin(scenario.timeout);
-    let mut served = 0;
-    let mut boundary = false;
-    for k in 0..scenario.clients {
-        let rounds = u32::try_from(k / slots.max(1)).unwrap_or(u32::MAX);
-        let done = occupancy.saturating_mul(rounds).saturating_add(work);
-        let distance = if done > scenario.timeout {
-            done - scenario.timeout
-        } else {
-            scenario.timeout - done
-        };
-        boundary |= distance < margin;
-        let within = if inclusive {
-            done <= scenario.timeout + margin
-        } else {
-            done < scenario.timeout
-        };
-        if within {
-            served += 1;
-        }
-    }
-    Some((served, boundary))
 }
 
 /// How close to the deadline a predicted completion may come before it is "on the
@@ -279,48 +489,103 @@ mod tests {
         )
     }
 
+    fn range(p: &Prediction) -> [usize; 2] {
+        p.served_range.unwrap()
+    }
+
+    fn ka() -> Value {
+        serde_json::json!({ "keep_alive_timeout": 60_000, "backlog": 1024 })
+    }
+
     #[test]
-    fn the_lectures_experiments() {
-        let ka = serde_json::json!({ "keep_alive_timeout": 60_000, "backlog": 1024 });
-        let single = info("single", ka.clone());
-        // E1: 5 clients hold 5 s, timeout 15 s: the 4th completes exactly at 15 s.
+    fn the_lectures_first_experiment_is_three_under_a_strict_common_clock() {
+        let single = info("single", ka());
+        // E1: 5 clients hold 5 s, timeout 15 s: the 4th is answered at 15 s at the earliest,
+        // so a deadline counted from the common start always misses it.
         let e1 = predict(&single, &scenario(5, 15_000, 5_000, "/")).unwrap();
         assert_eq!(e1.served, Some(3));
+        assert_eq!(range(&e1), [3, 3]);
+        assert!(!e1.boundary);
+        // With the lecture's per-call clock the 4th client's own timer starts a little late:
+        // on the boundary, 3 or 4.
+        let e1 = predict(
+            &single,
+            &scenario(5, 15_000, 5_000, "/").with_clock(DeadlineClock::PerCall),
+        )
+        .unwrap();
+        assert_eq!(range(&e1), [3, 4]);
         assert!(e1.boundary);
+        // Just before the deadline is on the boundary under either clock.
+        let close = predict(&single, &scenario(5, 15_100, 5_000, "/")).unwrap();
+        assert_eq!(range(&close), [3, 4]);
+    }
+
+    #[test]
+    fn the_lectures_questions() {
+        let single = info("single", ka());
         // Q1: timeout 5 s, hold 30 s: only the first.
-        assert_eq!(
-            predict(&single, &scenario(5, 5_000, 30_000, "/"))
-                .unwrap()
-                .served,
-            Some(1)
-        );
+        let q1 = predict(&single, &scenario(5, 5_000, 30_000, "/")).unwrap();
+        assert_eq!(range(&q1), [1, 1]);
         // Q2: a pool of 4.
         let pool4 = info(
             "prefork-pool",
-            serde_json::json!({ "workers": 4, "keep_alive_timeout": 60_000, "backlog": 1024 }),
+            serde_json::json!({ "workers": 4, "queue": 64, "when_full": "block", "keep_alive_timeout": 60_000, "backlog": 1024 }),
         );
         assert_eq!(
-            predict(&pool4, &scenario(5, 5_000, 30_000, "/"))
-                .unwrap()
-                .served,
-            Some(4)
+            range(&predict(&pool4, &scenario(5, 5_000, 30_000, "/")).unwrap()),
+            [4, 4]
         );
         // E3: heavy requests of 4 s, timeout 10 s: two.
         assert_eq!(
-            predict(&single, &scenario(5, 10_000, 0, "/sleep/4000"))
-                .unwrap()
-                .served,
-            Some(2)
+            range(&predict(&single, &scenario(5, 10_000, 0, "/sleep/4000")).unwrap()),
+            [2, 2]
         );
         let tpc = info(
             "thread-per-conn",
             serde_json::json!({ "max_threads": 4096, "keep_alive_timeout": 60_000, "backlog": 1024 }),
         );
         assert_eq!(
-            predict(&tpc, &scenario(5, 10_000, 0, "/sleep/4000"))
-                .unwrap()
-                .served,
-            Some(5)
+            range(&predict(&tpc, &scenario(5, 10_000, 0, "/sleep/4000")).unwrap()),
+            [5, 5]
+        );
+    }
+
+    #[test]
+    fn a_full_pool_that_rejects_serves_only_what_it_admits() {
+        let pool = info(
+            "prefork-pool",
+            serde_json::json!({ "workers": 4, "queue": 1, "when_full": "reject", "keep_alive_timeout": 60_000, "backlog": 1024 }),
+        );
+        let p = predict(&pool, &scenario(6, 500, 3_000, "/")).unwrap();
+        assert_eq!(range(&p), [4, 4]);
+        assert!(p.rule.contains("admits 5"), "{}", p.rule);
+    }
+
+    #[test]
+    fn idle_holders_keep_a_pipelines_receivers_waiting() {
+        let pipeline = info(
+            "pipeline",
+            serde_json::json!({ "receivers": 4, "handlers": 4, "keep_alive_timeout": 60_000, "backlog": 1024 }),
+        );
+        // The documented example: quick requests, clients that hold. At least the 4 the
+        // receivers can read, at most all 5.
+        let p = predict(&pipeline, &scenario(5, 500, 3_000, "/")).unwrap();
+        assert_eq!(range(&p), [4, 5]);
+        assert!(p.rule.contains("receivers"), "{}", p.rule);
+        // Slow requests are all read before the first served client comes back.
+        let p = predict(&pipeline, &scenario(16, 1_000, 0, "/sleep/400")).unwrap();
+        assert_eq!(range(&p), [8, 8]);
+        let p = predict(&pipeline, &scenario(5, 1_000, 3_000, "/sleep/400")).unwrap();
+        assert_eq!(range(&p), [5, 5]);
+    }
+
+    #[test]
+    fn the_rule_reads_as_sentences() {
+        let single = info("single", ka());
+        let p = predict(&single, &scenario(5, 1_400, 500, "/")).unwrap();
+        assert_eq!(
+            p.rule,
+            "single serves one client at a time. Each client keeps the one thread for 500ms (1 request that takes no time, then holding its connection idle for 500ms), so client k (counting from 0) is answered at ⌊k/1⌋ × 500ms + 0: 0, 500ms, 1s, 1s 500ms, 2s. Served: those answered before the 1s 400ms deadline (counted from the common start) — 3."
         );
     }
 

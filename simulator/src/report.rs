@@ -1,7 +1,7 @@
 //! Running a scenario against one target, and reporting it as text, JSON or CSV.
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,9 @@ pub struct Report {
     pub target: String,
     /// The target's architecture, when it is a servelab server.
     pub architecture: Option<String>,
+    /// The server's settings as its `/stats` reported them before the run (its `config`
+    /// object), when it is a servelab server.
+    pub server_config: Option<serde_json::Value>,
     pub scenario: Scenario,
     pub summary: Summary,
     pub latency_us: Latency,
@@ -95,19 +98,13 @@ pub struct Throughput {
     pub per_second: f64,
 }
 
-/// Resolves `target` (`host:port`) to its first address.
+/// Resolves `target` (`host:port`) the way the servers resolve `--addr`: the first IPv4
+/// address, else the first address.
 pub fn resolve(target: &str) -> Result<SocketAddr, SimError> {
-    target
-        .to_socket_addrs()
-        .map_err(|e| SimError::Unresolvable {
-            target: target.to_owned(),
-            reason: e.to_string(),
-        })?
-        .next()
-        .ok_or_else(|| SimError::Unresolvable {
-            target: target.to_owned(),
-            reason: "no address found".into(),
-        })
+    protocol::config::resolve(target).map_err(|e| SimError::Unresolvable {
+        target: target.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Asks the target for servelab's `/stats`. `Ok(None)` means something listens there but
@@ -243,20 +240,23 @@ fn summarise(
         summary.add(record.outcome);
         match scenario.load {
             Load::Requests(_) => {
-                if record.outcome == Outcome::Served {
-                    let _ = histogram.record(record.complete_us.unwrap_or(0).max(1));
-                } else if record.outcome.timed_out() {
-                    over_deadline += 1;
-                    let _ = histogram.record(timeout_us.max(1));
+                // The sample is the wait the deadline was applied to; a client still waiting
+                // when its deadline passed is recorded at the deadline (all we know is that
+                // it waited at least that long).
+                if record.outcome == Outcome::Served || record.outcome.timed_out() {
+                    let sample = record.waited_us.unwrap_or(timeout_us);
+                    if !client::in_time(sample, timeout_us) {
+                        over_deadline += 1;
+                    }
+                    let _ = histogram.record(sample.max(1));
                 }
             }
             Load::Duration(_) => {
+                // Responses that arrived (late ones included) are in `latencies`; requests
+                // that were never answered are recorded at the deadline.
                 let _ = histogram.add(&record.latencies);
-                let timed_out = record.failures.iter().filter(|o| o.timed_out()).count() as u64;
-                over_deadline += timed_out;
-                for _ in 0..timed_out {
-                    let _ = histogram.record(timeout_us.max(1));
-                }
+                let _ = histogram.record_n(timeout_us.max(1), record.censored);
+                over_deadline += record.failures.iter().filter(|o| o.timed_out()).count() as u64;
                 requests += record.served_requests;
                 failed += record.failed_requests;
             }
@@ -278,18 +278,13 @@ fn summarise(
         per_second: requests as f64 / elapsed.as_secs_f64().max(1e-9),
     });
     let prediction = info.and_then(|info| predict(info, scenario));
-    let agrees = match (&prediction, info) {
-        (Some(p), Some(info)) => Some(p.agrees(
-            summary.served,
-            throughput.as_ref().map(|t| t.per_second),
-            scenario,
-            info,
-        )),
-        _ => None,
-    };
+    let agrees = prediction
+        .as_ref()
+        .and_then(|p| p.agrees(summary.served, throughput.as_ref().map(|t| t.per_second)));
     Report {
         target: target.to_owned(),
         architecture: info.map(|i| i.architecture.clone()),
+        server_config: info.map(|i| i.stats["config"].clone()),
         scenario: scenario.clone(),
         summary,
         latency_us: latency,
@@ -329,7 +324,7 @@ impl Report {
     pub fn verdict(&self) -> String {
         match (&self.prediction, self.agrees) {
             (Some(p), Some(agrees)) => {
-                let predicted = match (p.served, p.per_second) {
+                let predicted = match (p.served_text(), p.per_second) {
                     (Some(n), _) => format!("{n} served"),
                     (None, Some(r)) => format!("{r:.0} req/s"),
                     _ => String::new(),
@@ -337,13 +332,14 @@ impl Report {
                 let mut line = format!(
                     "predicted {predicted}: {}{}",
                     if agrees { "agrees" } else { "DISAGREES" },
-                    if p.boundary { " (on the deadline boundary: either side is possible)" } else { "" }
+                    if p.boundary { " (a predicted answer is on the deadline boundary: either side is possible)" } else { "" }
                 );
                 for caveat in &p.caveats {
                     let _ = write!(line, "; note: {caveat}");
                 }
                 line
             }
+            (Some(p), None) => format!("no prediction: {}", p.caveats.join("; ")),
             _ => "no prediction (not a servelab server, or a load run of a route without a known service time)".into(),
         }
     }

@@ -19,22 +19,57 @@ pub struct Scenario {
     pub hold: Duration,
     pub request: RequestSpec,
     pub load: Load,
+    /// Which clock the deadline runs on.
+    pub deadline: DeadlineClock,
+}
+
+/// Which clock a client's deadline runs on.
+///
+/// The two differ only when a client waits a long time for one step and then little for the
+/// next, which is what a full listen backlog does to connects (see lab 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeadlineClock {
+    /// servelab's rule: one deadline for the whole exchange, counted from the moment all
+    /// clients start together. Connecting, sending and every response must fit in it.
+    #[default]
+    FromStart,
+    /// The lecture's rule: its client sets `settimeout(T)` on the socket, so each blocking
+    /// step starts a fresh `T`. Connecting must take less than `T`, and each response must
+    /// arrive less than `T` after its request was sent.
+    PerCall,
 }
 
 impl Scenario {
     /// `clients` clients each sending one `GET path` with a deadline of `timeout` and a
     /// hold of `hold`: the shape of every experiment in the lecture.
     pub fn get(clients: usize, path: &str, timeout: Duration, hold: Duration) -> Scenario {
+        Scenario::new(clients, RequestSpec::get(path), timeout, hold)
+    }
+
+    /// `clients` clients each sending `request` once, with a deadline of `timeout` from the
+    /// common start and a hold of `hold`.
+    pub fn new(
+        clients: usize,
+        request: RequestSpec,
+        timeout: Duration,
+        hold: Duration,
+    ) -> Scenario {
         Scenario {
             clients,
             timeout,
             hold,
-            request: RequestSpec {
-                method: "GET".into(),
-                path: path.into(),
-                body: Body::None,
-            },
+            request,
             load: Load::Requests(1),
+            deadline: DeadlineClock::FromStart,
+        }
+    }
+
+    /// The same scenario with its deadline on `clock`.
+    pub fn with_clock(self, clock: DeadlineClock) -> Scenario {
+        Scenario {
+            deadline: clock,
+            ..self
         }
     }
 }
@@ -71,6 +106,25 @@ pub enum Body {
 }
 
 impl RequestSpec {
+    /// `GET path`, no body.
+    pub fn get(path: &str) -> RequestSpec {
+        RequestSpec {
+            method: "GET".into(),
+            path: path.into(),
+            body: Body::None,
+        }
+    }
+
+    /// The lecture's heavy request: `POST /echo/{ms}` with a fresh 36-byte UUID, which the
+    /// server echoes after `ms` milliseconds of processing.
+    pub fn heavy(delay: Duration) -> RequestSpec {
+        RequestSpec {
+            method: "POST".into(),
+            path: format!("/echo/{}", delay.as_millis()),
+            body: Body::Uuid,
+        }
+    }
+
     /// Parses `"METHOD PATH"`, e.g. `"GET /sleep/400"`.
     pub fn parse(
         text: &str,
@@ -138,10 +192,11 @@ impl RequestSpec {
     }
 
     /// How long servelab's handler works on this request, when the path says so
-    /// (`/sleep/{ms}`). Used by the prediction.
+    /// (`/sleep/{ms}`, `/echo/{ms}`). Used by the prediction.
     pub fn service_time(&self) -> Duration {
         self.path
             .strip_prefix("/sleep/")
+            .or_else(|| self.path.strip_prefix("/echo/"))
             .and_then(|ms| ms.parse().ok())
             .map_or(Duration::ZERO, Duration::from_millis)
     }

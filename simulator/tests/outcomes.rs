@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use simulator::scenario::Scenario;
+use simulator::scenario::{DeadlineClock, Scenario};
 use simulator::{report, Outcome, Report};
 
 const IO: Duration = Duration::from_secs(5);
@@ -209,4 +209,69 @@ fn the_cli_says_one_sentence_when_nothing_listens() {
         stderr.trim(),
         format!("simulator: nothing is listening on {addr} — is the server running?")
     );
+}
+
+/// A fake server that answers each request `delay` after accepting its connection.
+fn answers_after(connections: usize, delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let handlers: Vec<_> = (0..connections)
+            .filter_map(|_| listener.accept().ok())
+            .map(|(mut stream, _)| {
+                let accepted = Instant::now();
+                std::thread::spawn(move || {
+                    let _ = stream.set_write_timeout(Some(IO));
+                    // Waits out the delay without reading; the request sits in the buffer.
+                    std::thread::sleep(delay.saturating_sub(accepted.elapsed()));
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                    let _ = stream.read(&mut [0u8; 64]);
+                })
+            })
+            .collect();
+        for handler in handlers {
+            let _ = handler.join();
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_answer_just_after_the_deadline_is_late_on_both_clocks() {
+    // The answer comes about half a millisecond after each client's deadline: a read
+    // timeout that the kernel rounds up would still deliver it. It must never count as
+    // served, and the distribution must say the same as the ledger.
+    for clock in [DeadlineClock::FromStart, DeadlineClock::PerCall] {
+        let timeout = Duration::from_millis(200);
+        let addr = answers_after(4, timeout + Duration::from_micros(500));
+        let report = run(addr, &scenario(4, 200).with_clock(clock));
+        only(&report, Outcome::ServiceTimeout);
+        assert_eq!(report.latency_us.over_deadline, 4, "{clock:?}");
+        for client in &report.clients {
+            assert!(
+                client.waited_us.is_none_or(|w| w >= 200_000),
+                "{clock:?}: {client:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_answer_just_before_the_deadline_is_served() {
+    let addr = answers_after(3, Duration::from_millis(100));
+    let report = run(addr, &scenario(3, 300));
+    only(&report, Outcome::Served);
+    assert_eq!(report.latency_us.over_deadline, 0);
+    assert!(report
+        .clients
+        .iter()
+        .all(|c| c.waited_us.is_some_and(|w| (100_000..300_000).contains(&w))));
+}
+
+#[test]
+fn the_deadline_rule_is_strict() {
+    use simulator::client::in_time;
+    assert!(in_time(14_999_999, 15_000_000));
+    assert!(!in_time(15_000_000, 15_000_000));
+    assert!(!in_time(15_002_387, 15_000_000));
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use simulator::compare::{run_one, Arch, ServerFlags};
-use simulator::scenario::{Body, Load, RequestSpec, Scenario};
+use simulator::scenario::{DeadlineClock, Load, RequestSpec, Scenario};
 use simulator::Report;
 
 fn scenario(timeout_ms: u64, hold_ms: u64, path: &str) -> Scenario {
@@ -136,21 +136,20 @@ fn a_load_run_reports_throughput() {
         clients: 4,
         timeout: Duration::from_secs(2),
         hold: Duration::ZERO,
-        request: RequestSpec {
-            method: "GET".into(),
-            path: "/sleep/20".into(),
-            body: Body::None,
-        },
+        request: RequestSpec::get("/sleep/20"),
         load: Load::Duration(Duration::from_millis(400)),
+        deadline: DeadlineClock::FromStart,
     };
     let report = run(Arch::ThreadPerConn, ServerFlags::default(), &scenario);
     let throughput = report
         .throughput
         .clone()
         .expect("a load run has throughput");
-    // Four clients, 20 ms each: at most 200 requests/s, and a good share of that.
+    // What the architecture implies, however busy the machine: every request takes at
+    // least 20 ms, so four clients cannot exceed 200 requests per second, and each served
+    // request waited at least its 20 ms.
+    assert!(throughput.requests > 0, "{}", report.to_text());
     assert!(throughput.per_second <= 210.0, "{}", report.to_text());
-    assert!(throughput.per_second >= 100.0, "{}", report.to_text());
     assert_eq!(report.summary.served, 4);
     assert!(report.latency_us.p50 >= 20_000);
 }

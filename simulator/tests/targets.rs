@@ -132,3 +132,70 @@ fn probe_cannot_resolve_a_name_and_says_which() {
     );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn a_count_of_zero_is_refused_with_the_servers_sentence() {
+    // The same sentence as `prefork-pool --workers 0` (servers/prefork-pool/tests).
+    let out = simulator(&["compare", "--workers", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with(
+            "error: invalid value '0' for '--workers <N>': 0 is not in 1..=4294967295"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "nothing ran");
+}
+
+#[test]
+fn the_log_flag_describes_the_simulators_levels() {
+    let out = simulator(&["run", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("each client's story"), "{help}");
+    assert!(
+        !help.contains("Start, shutdown and unusual events"),
+        "the server's description leaked into the simulator's help: {help}"
+    );
+}
+
+#[test]
+fn the_compare_table_explains_its_columns_and_settings() {
+    let out = simulator(&[
+        "compare",
+        "--archs",
+        "single,prefork-pool",
+        "--clients",
+        "2",
+        "--request",
+        "GET /",
+        "--workers",
+        "3",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for column in ["conn_to:", "svc_to:", "bad:", "rejected:"] {
+        assert!(
+            stdout.contains(column),
+            "{column} is not explained:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("settings in force:"), "{stdout}");
+    assert!(
+        stdout.contains("prefork-pool     3 workers, queue 64"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn targets_may_be_host_names() {
+    let running = server(Arch::Single);
+    let target = format!("localhost:{}", running.addr().port());
+    let out = simulator(&["probe", &target]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    running.stop().expect("stops");
+}

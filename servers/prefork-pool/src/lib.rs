@@ -7,22 +7,31 @@
 //! serves all its requests until the client leaves, and takes the next.
 //!
 //! ```text
-//!                                  connections queue            ┌─▶ worker-1 ─┐
-//!   clients ─▶ [backlog] ─▶ main ─▶ [ c7 | c6 | c5 ] ─▶ pop ────┼─▶ worker-2  ├─ serve a
-//!                          accept   capacity --queue            └─▶ worker-8 ─┘  connection
-//!                                   full: block or 503              to its end
+//!                                   connections queue            ┌─▶ worker-1 ─┐
+//!   clients ─▶ [backlog] ─▶ main ─▶ [ c7 | c6 | c5 ] ─▶ pop ─────┼─▶ worker-2  ├─ serve a
+//!                          accept   admits --workers + --queue   └─▶ worker-8 ─┘  connection
+//!                                   more: block, or 503              to its end
 //! ```
 //!
-//! At most `--workers` clients are served at once; up to `--queue` more wait in the queue,
-//! and behind them more wait in the kernel's backlog. What happens when the queue is full is
-//! chosen with `--when-full`:
+//! At most `--workers` clients are served at once, and up to `--queue` more wait in the
+//! queue: the pool *admits* `--workers` + `--queue` connections. Behind them more wait in the
+//! kernel's backlog. Admission is a counting semaphore (`protocol::permits`) with that many
+//! permits: the main thread takes one per connection, and a worker gives it back when its
+//! client leaves. What happens when none is left is chosen with `--when-full`:
 //!
-//! * `block` (the default): the main thread waits until a worker takes a connection. It
-//!   stops accepting meanwhile, so new clients pile up in the backlog, and once that is full
-//!   their kernels retry the connection after about a second.
-//! * `reject`: the main thread answers the new client at once with `503 Service
-//!   Unavailable` and `Retry-After: 1`, and closes. Clients learn immediately that the
-//!   server is overloaded instead of waiting.
+//! * `block` (the default): the main thread waits for a permit *before* it accepts. It stops
+//!   accepting meanwhile, so new clients pile up in the backlog, and once that is full their
+//!   kernels retry the connection after about a second.
+//! * `reject`: the main thread accepts, finds no permit, and answers the new client at once
+//!   with `503 Service Unavailable` and `Retry-After: 1`, and closes. Clients learn
+//!   immediately that the server is overloaded instead of waiting.
+//!
+//! Why a semaphore and not simply the queue's own capacity? A worker that is waiting in
+//! `pop` needs some microseconds to wake up and take a connection. If a full queue decided,
+//! a burst of clients would find it "full" while workers sat idle, still waking up, and
+//! whether a client got a 503 would depend on the scheduler. Counting admitted connections
+//! makes the answer depend only on how many clients are being served or waiting. The queue
+//! itself has room for every admitted connection, so pushing never blocks.
 //!
 //! Compared with thread-per-connection, the pool pays for its threads once, at start, and
 //! can never be pushed past its size. The price: a client that holds its connection open
@@ -33,10 +42,11 @@
 //! `Mutex<VecDeque>` with condition variables built the way the lecture builds its queue.
 //! See `protocol::queue` for both.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
 
-use protocol::queue::{self, QueueKind, TryPushError};
+use protocol::permits::{Permit, Permits};
+use protocol::queue::{self, QueueKind};
 use protocol::{
     serve_connection, Acceptor, Architecture, Conn, Context, Response, ServerError, Status,
     ThreadGroup,
@@ -60,7 +70,8 @@ pub struct PreforkPool {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub workers: u32,
 
-    /// Capacity of the queue of accepted connections waiting for a worker.
+    /// How many accepted connections may wait for a worker (beyond the --workers being
+    /// served).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub queue: u32,
 
@@ -69,8 +80,8 @@ pub struct PreforkPool {
     #[arg(long, value_enum, default_value_t = QueueKind::Crossbeam)]
     pub queue_impl: QueueKind,
 
-    /// When the queue is full: block (stop accepting; clients wait in the backlog) or
-    /// reject (answer 503 at once).
+    /// When every worker is busy and the queue is full: block (stop accepting; clients
+    /// wait in the backlog) or reject (answer 503 at once).
     #[arg(long, value_enum, default_value_t = WhenFull::Block)]
     pub when_full: WhenFull,
 }
@@ -86,26 +97,52 @@ impl Default for PreforkPool {
     }
 }
 
+/// A connection on its way to a worker, with the permit that counts it as admitted.
+/// Dropping it (when the worker is done, or at shutdown) returns the permit.
+struct Admitted {
+    conn: Conn,
+    _permit: Permit,
+}
+
 impl Architecture for PreforkPool {
     const NAME: &'static str = "prefork-pool";
 
     fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
-        // The queue between the main thread (producer) and the workers (consumers). Each
-        // worker holds a clone of the receiving half; the main thread holds the only
-        // sending half, so dropping it tells the workers that no more connections will come.
+        // Admission: one permit per connection being served or waiting for a worker.
+        // Shared with every worker, which gives a permit back when its client leaves.
+        let admitted = self.workers as usize + self.queue as usize;
+        let permits = Permits::new(admitted);
+        // The queue between the main thread (producer) and the workers (consumers). It has
+        // room for every admitted connection, so the main thread never blocks on it. Each
+        // worker holds a clone of the receiving half; the main thread holds the only sending
+        // half, so dropping it tells the workers that no more connections will come.
         let (connections, waiting) =
-            queue::bounded::<Conn>("connections", self.queue as usize, self.queue_impl);
+            queue::bounded::<Admitted>("connections", admitted, self.queue_impl);
         let workers = ThreadGroup::new("worker");
+        let refused = Arc::new(AtomicU64::new(0));
         ctx.set_arch_config(serde_json::to_value(&self).unwrap_or_default());
         ctx.set_arch_figures({
             let workers = workers.clone();
             let queue = connections.stats();
+            let permits = Arc::clone(&permits);
+            let refused = Arc::clone(&refused);
             move || {
                 serde_json::json!({
                     "threads": [workers.stats_json()],
                     "queues": [queue.to_json()],
+                    "admission": {
+                        "max": admitted,
+                        "in_use": permits.in_use(),
+                        "peak": permits.peak(),
+                        "refused": refused.load(Relaxed),
+                    },
                 })
             }
+        });
+        // At shutdown, a main thread waiting for a permit must wake up too.
+        ctx.shutdown.on_trigger({
+            let permits = Arc::clone(&permits);
+            move || permits.close()
         });
 
         // Pre-fork: all workers exist before the first client is accepted.
@@ -116,8 +153,9 @@ impl Architecture for PreforkPool {
                 .spawn(format!("worker-{i}"), None, move || {
                     // Blocks until a connection is queued; `None` once the main thread has
                     // dropped its sender and the queue is drained.
-                    while let Some(conn) = waiting.pop() {
+                    while let Some(Admitted { conn, _permit }) = waiting.pop() {
                         serve_connection(conn, &group);
+                        // `_permit` drops here: one more connection may be admitted.
                     }
                 })
                 .map_err(|source| ServerError::Start {
@@ -127,22 +165,31 @@ impl Architecture for PreforkPool {
         }
         drop(waiting);
 
-        // Blocks until the next client connects; `None` once shutdown begins.
-        while let Some(conn) = acceptor.accept() {
-            match self.when_full {
-                // Blocks while the queue is full, until a worker takes a connection.
-                WhenFull::Block => {
-                    if let Err(conn) = connections.push(conn) {
-                        conn.refuse(&busy(&self));
-                    }
-                }
-                // Never blocks: a full queue means a 503 for this client.
-                WhenFull::Reject => match connections.try_push(conn) {
-                    Ok(()) => {}
-                    Err(TryPushError::Full(conn) | TryPushError::Closed(conn)) => {
-                        conn.refuse(&busy(&self))
-                    }
+        loop {
+            let permit = match self.when_full {
+                // Blocks while every permit is taken, until a worker's client leaves;
+                // `None` once shutdown begins.
+                WhenFull::Block => match permits.acquire() {
+                    Some(permit) => Some(permit),
+                    None => break,
                 },
+                // Decided after the accept below.
+                WhenFull::Reject => None,
+            };
+            // Blocks until the next client connects; `None` once shutdown begins.
+            let Some(conn) = acceptor.accept() else { break };
+            // Never blocks: a full pool means a 503 for this client.
+            let Some(permit) = permit.or_else(|| permits.try_acquire()) else {
+                refused.fetch_add(1, Relaxed);
+                conn.refuse(&busy(&self));
+                continue;
+            };
+            // Never blocks: the queue has room for every admitted connection.
+            if let Err(Admitted { conn, .. }) = connections.push(Admitted {
+                conn,
+                _permit: permit,
+            }) {
+                conn.refuse(&busy(&self));
             }
         }
 
@@ -153,7 +200,7 @@ impl Architecture for PreforkPool {
         );
         // Closing the queue: workers finish what is queued, then their `pop` returns None.
         drop(connections);
-        let still_running = workers.join(Instant::now() + ctx.args.shutdown_timeout);
+        let still_running = workers.join(ctx.shutdown.deadline(ctx.args.shutdown_timeout));
         if still_running > 0 {
             tracing::warn!("{still_running} workers still busy after the shutdown timeout");
         }

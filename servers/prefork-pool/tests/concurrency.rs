@@ -98,8 +98,38 @@ fn reject_answers_503_when_the_queue_is_full() {
     assert_eq!(b.read_reply().status, 200);
     let snapshot = server.context().snapshot();
     assert_eq!(snapshot["connections"]["rejected"], 1);
-    assert_eq!(snapshot["queues"][0]["full"], 1);
+    assert_eq!(snapshot["admission"]["refused"], 1);
+    assert_eq!(snapshot["admission"]["max"], 2);
     stop_cleanly(server);
+}
+
+#[test]
+fn a_burst_is_admitted_up_to_workers_plus_queue_however_fast_the_workers_wake() {
+    // Two workers, a queue of one: of a burst of five, exactly three are admitted. The
+    // acceptor can outrun workers that are still waking up; admission must not depend on it.
+    for _ in 0..3 {
+        let server = start(
+            PreforkPool {
+                queue: 1,
+                when_full: WhenFull::Reject,
+                ..pool(2)
+            },
+            ServerArgs::default(),
+        );
+        let (_, replies) = burst(server.addr(), 5, "/sleep/100");
+        let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            3,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 503).count(),
+            2,
+            "{statuses:?}"
+        );
+        stop_cleanly(server);
+    }
 }
 
 #[test]
@@ -143,4 +173,22 @@ fn shutdown_gives_up_after_its_timeout() {
     protocol::testing::cases::shutdown_gives_up_after_its_timeout(&|args| {
         RunningServer::start(prefork_pool::PreforkPool::default(), args).expect("the server starts")
     });
+}
+
+#[test]
+fn a_pool_of_zero_workers_is_refused_in_one_sentence() {
+    // The same sentence as `simulator compare --workers 0` (simulator/tests/targets.rs).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prefork-pool"))
+        .args(["--workers", "0"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the server");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with(
+            "error: invalid value '0' for '--workers <N>': 0 is not in 1..=4294967295"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
