@@ -6,7 +6,8 @@
 //! request, and the throughput is declared as one element per iteration, so criterion
 //! prints requests per second.
 //!
-//! The servers run in this process on ephemeral loopback ports, all four started once at
+//! The servers run in this process on ephemeral loopback ports, every registered
+//! architecture started once at
 //! the beginning of a group and stopped at its end; the clients are real TCP clients on
 //! their own threads (see `benches::drive`). Everything shares the machine's cores, so the
 //! numbers are what one machine does playing both client and server.
@@ -20,25 +21,23 @@ use benches::{drive, timings, Workload, CONCURRENCY};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use simulator::compare::{arch_name, Arch, ServerFlags};
 
 fn end_to_end(c: &mut Criterion) {
     // The run's note (quick or full, which commit) is written when the first benchmark
     // really runs, so that a filter matching nothing leaves the last run's note alone.
     let note = std::sync::Once::new();
-    let flags = ServerFlags::default();
     for workload in Workload::ALL {
-        let servers: Vec<_> = Arch::ALL
+        let servers: Vec<_> = architectures::ALL
             .iter()
-            .map(|&arch| {
-                let args = protocol::ServerArgs {
+            .map(|arch| {
+                let args = server_core::ServerArgs {
                     shutdown_timeout: Duration::from_secs(2),
-                    ..protocol::ServerArgs::default()
+                    ..server_core::ServerArgs::default()
                 };
-                let server = flags
-                    .start(arch, args)
-                    .unwrap_or_else(|e| panic!("could not start {}: {e}", arch_name(arch)));
-                (arch, server)
+                let server = arch
+                    .start(&[], args)
+                    .unwrap_or_else(|e| panic!("could not start {}: {e}", arch.name));
+                (arch.name, server)
             })
             .collect();
 
@@ -50,7 +49,7 @@ fn end_to_end(c: &mut Criterion) {
         for (arch, server) in &servers {
             for clients in CONCURRENCY {
                 group.bench_with_input(
-                    BenchmarkId::new(arch_name(*arch), clients),
+                    BenchmarkId::new(*arch, clients),
                     &clients,
                     |b, &clients| {
                         note.call_once(benches::record_mode);
@@ -62,7 +61,7 @@ fn end_to_end(c: &mut Criterion) {
         group.finish();
         for (arch, server) in servers {
             if let Err(e) = server.stop() {
-                eprintln!("{} did not stop cleanly: {e}", arch_name(arch));
+                eprintln!("{arch} did not stop cleanly: {e}");
             }
         }
     }

@@ -6,7 +6,7 @@
 //! * `hand_off`: what the prefork pool and the pipeline add per connection or request: one
 //!   item passed from a producer thread to a consumer thread through a bounded queue of 64,
 //!   with a crossbeam channel, the lecture-style `Mutex<VecDeque>` + `Condvar` queue (both
-//!   as the servers use them, from `protocol::queue`), and `std::sync::mpsc::sync_channel`.
+//!   as the servers use them, from `server_core::queue`), and `std::sync::mpsc::sync_channel`.
 //! * `spawn_vs_pool`: what thread-per-conn pays instead: a new thread for each task, against
 //!   handing each task to a pool of two waiting threads.
 //!
@@ -19,9 +19,10 @@ use std::time::Instant;
 
 use benches::timings;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use protocol::queue::{bounded, QueueKind};
 use protocol::request::parse_head;
-use protocol::{Context, Request, ServerArgs};
+use protocol::Request;
+use server_core::queue::{bounded, QueueKind};
+use server_core::{Context, ServerArgs};
 
 /// A request as curl sends it.
 const CURL_GET: &[u8] =
@@ -29,7 +30,7 @@ const CURL_GET: &[u8] =
 
 /// Parses `bytes`, answers the request and encodes the answer into `out`.
 fn parse_and_answer(bytes: &[u8], ctx: &Context, out: &mut Vec<u8>) {
-    let head = match parse_head(bytes, &ctx.limits) {
+    let head = match parse_head(bytes, &ctx.connection.limits) {
         Ok(Some(head)) => head,
         other => panic!("the benchmark request does not parse: {other:?}"),
     };
@@ -39,8 +40,8 @@ fn parse_and_answer(bytes: &[u8], ctx: &Context, out: &mut Vec<u8>) {
         version: head.version,
         body: Vec::new(),
     };
-    let response = protocol::handler::respond(&request, ctx);
-    response.encode(out, &ctx.server_header, false, false, true);
+    let response = server_core::work::answer(&request, ctx);
+    response.encode(out, &ctx.connection.server_header, false, false, true);
 }
 
 fn bench_parse_and_answer(c: &mut Criterion) {

@@ -14,10 +14,10 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use simulator::client::Connection;
+use simulator::gate::StartGate;
+use simulator::http::Connection;
 
 pub mod report;
 
@@ -126,22 +126,28 @@ impl Workload {
 pub fn drive(addr: SocketAddr, clients: usize, total: u64, workload: Workload) -> Duration {
     let requests = workload.requests();
     let remaining = AtomicU64::new(total);
-    // Every client thread and this one meet here, so that all clients start together and
-    // thread start-up is not part of the measured time.
-    let barrier = Barrier::new(clients + 1);
-    std::thread::scope(|scope| {
+    // Every client thread waits here until all exist, so that all clients start together
+    // and thread start-up is not part of the measured time. If the system refuses a
+    // thread, the gate is called off and the others return at once instead of waiting.
+    let gate = StartGate::new();
+    let began = std::thread::scope(|scope| {
         for _ in 0..clients {
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .stack_size(256 * 1024)
-                .spawn_scoped(scope, || client(addr, &requests, &remaining, &barrier))
-                .expect("the OS refused to start a benchmark client thread");
+                .spawn_scoped(scope, || client(addr, &requests, &remaining, &gate));
+            if let Err(e) = spawned {
+                gate.call_off();
+                return Err(e);
+            }
         }
-        barrier.wait();
-        let began = Instant::now();
+        gate.go();
         // The scope waits here for every client thread to finish its share of the batch.
-        began
-    })
-    .elapsed()
+        Ok(Instant::now())
+    });
+    match began {
+        Ok(began) => began.elapsed(),
+        Err(e) => panic!("the OS refused to start a benchmark client thread: {e}"),
+    }
 }
 
 /// One client: connects, waits for the others, then takes request numbers from
@@ -152,16 +158,18 @@ pub fn drive(addr: SocketAddr, clients: usize, total: u64, workload: Workload) -
 /// completes from the listen backlog, before the server even accepts) is not timed; the
 /// server's accept is. That keeps the fixed cost of an iteration small, so that short
 /// batches, as in `--quick` runs, still measure requests rather than connections.
-fn client(addr: SocketAddr, requests: &[Vec<u8>], remaining: &AtomicU64, barrier: &Barrier) {
+fn client(addr: SocketAddr, requests: &[Vec<u8>], remaining: &AtomicU64, gate: &StartGate) {
     let deadline = || Instant::now() + EXCHANGE_LIMIT;
     let open = || {
         Connection::open(addr, deadline())
             .unwrap_or_else(|f| panic!("benchmark client: {}", f.message))
     };
-    // A failure here must not panic before the barrier, or every other thread would wait
-    // at it forever; the loop below connects again and reports the failure.
+    // A failure here must not panic before the gate; the loop below connects again and
+    // reports the failure.
     let mut conn = Connection::open(addr, deadline()).ok();
-    barrier.wait();
+    if !gate.wait() {
+        return;
+    }
     while let Ok(n) =
         remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
     {

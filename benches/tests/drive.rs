@@ -5,17 +5,16 @@ use std::time::Duration;
 
 use benches::{drive, Workload};
 use protocol::Status;
-use simulator::compare::{Arch, ServerFlags};
 
 #[test]
 fn every_architecture_serves_a_whole_batch_from_many_clients() {
-    let flags = ServerFlags::default();
-    for arch in Arch::ALL {
-        let args = protocol::ServerArgs {
+    for arch in &architectures::ALL {
+        let args = server_core::ServerArgs {
             shutdown_timeout: Duration::from_secs(2),
-            ..protocol::ServerArgs::default()
+            ..server_core::ServerArgs::default()
         };
-        let server = flags.start(arch, args).expect("server starts");
+        let server = arch.start(&[], args).expect("server starts");
+        let arch = arch.name;
         // 16 clients share 200 requests of the mixed workload; with only one connection
         // served at a time (single), this ends only if clients hang up when done.
         let elapsed = drive(server.addr(), 16, 200, Workload::Mixed);
@@ -23,25 +22,23 @@ fn every_architecture_serves_a_whole_batch_from_many_clients() {
         // it (which joins its threads), not the moment the last response arrives.
         let ctx = server.context().clone();
         server.stop().expect("server stops");
-        let ok = ctx.stats.responses(Status::Ok);
-        assert_eq!(ok, 200, "{arch:?}: every request answered with 200");
+        let ok = ctx.snapshot().responses_with(Status::Ok.code());
+        assert_eq!(ok, 200, "{arch}: every request answered with 200");
         // 20 of the 200 are /sleep/5: even all 16 clients at once need 10 ms for them.
-        assert!(
-            elapsed >= Duration::from_millis(10),
-            "{arch:?}: {elapsed:?}"
-        );
+        assert!(elapsed >= Duration::from_millis(10), "{arch}: {elapsed:?}");
     }
 }
 
 #[test]
 fn fewer_requests_than_clients_is_fine() {
-    let server = ServerFlags::default()
-        .start(Arch::Single, protocol::ServerArgs::default())
+    let server = architectures::find("single")
+        .expect("registered")
+        .start(&[], server_core::ServerArgs::default())
         .expect("server starts");
     drive(server.addr(), 8, 3, Workload::Hello);
     let ctx = server.context().clone();
     server.stop().expect("server stops");
-    assert_eq!(ctx.stats.responses(Status::Ok), 3);
+    assert_eq!(ctx.snapshot().responses_with(Status::Ok.code()), 3);
 }
 
 #[test]

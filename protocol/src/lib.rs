@@ -1,43 +1,24 @@
-//! servelab's shared library.
+//! servelab's protocol: a strict subset of HTTP/1.1, with no I/O in it.
 //!
-//! Everything the four server architectures have in common lives here, so that each server
-//! crate holds only its threading model:
+//! * [`request`]: parsing a request head (with `httparse`) into a [`request::Head`], or a
+//!   [`request::Rejection`] that says which error the client deserves;
+//! * [`response`]: a [`Response`] as plain data, and how it is written on the wire;
+//! * [`connection`]: one client connection as a state machine: bytes in, requests out;
+//!   responses in, bytes out; and the deadlines in between;
+//! * [`routes`]: what each request needs ([`Work`]): an answer, a wait, a computation.
 //!
-//! * [`request`] and [`response`]: the wire protocol, a strict subset of HTTP/1.1;
-//! * [`conn`]: one client connection, reading requests and writing responses;
-//! * [`handler`]: the routes (`/`, `/echo`, `/sleep/{ms}`, `/factor/{n}`, `/time`, `/stats`);
-//! * [`config`]: the command-line flags every server shares;
-//! * [`listener`]: the listening socket with its backlog, and the accept step;
-//! * [`context`], [`stats`], [`shutdown`]: the state all threads of one server share;
-//! * [`threads`]: named thread groups that can be counted and joined with a deadline;
-//! * [`queue`] and [`permits`]: the bounded queues and the semaphore that join threads;
-//! * [`server`] and [`cli`]: starting an architecture in-process or as a binary.
+//! Nothing here reads a socket, starts a thread or looks at the clock (callers pass `now`),
+//! so every architecture, blocking or event-driven, drives the same code, and the tests
+//! drive it byte by byte. What servers share to *run* (listening, threads, queues,
+//! shutdown, counters) is the `server-core` crate.
 //!
-//! Read `docs/protocol.md` for the protocol and `docs/architectures.md` for the servers.
+//! Read `docs/protocol.md` for the protocol itself.
 
-pub mod cli;
-pub mod config;
-pub mod conn;
-pub mod context;
-pub mod handler;
-pub mod listener;
-pub mod logging;
-pub mod permits;
-pub mod queue;
+pub mod connection;
 pub mod request;
 pub mod response;
-pub mod server;
-pub mod shutdown;
-pub mod stats;
-pub mod threads;
+pub mod routes;
 
-#[cfg(feature = "testing")]
-pub mod testing;
-
-pub use config::ServerArgs;
-pub use conn::{serve_connection, Closed, Conn, Next, Request};
-pub use context::Context;
-pub use listener::{Acceptor, ServerError};
+pub use connection::{Closed, Config, Connection, Event, Request, Ticket};
 pub use response::{Response, Status};
-pub use server::{Architecture, RunningServer};
-pub use threads::ThreadGroup;
+pub use routes::{route, Job, RouteConfig, Work};

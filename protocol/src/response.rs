@@ -1,7 +1,8 @@
 //! Responses: what the handler returns, and how it is written on the wire.
 //!
 //! A [`Response`] is plain data (status, body, a few optional headers) so that it can be
-//! built on one thread and written on another, as the pipeline server does. Writing it out
+//! built on one thread and written on another, as the pipeline server does, or built by a
+//! helper thread and written by an event loop. Writing it out
 //! is [`Response::encode`], which adds the headers every servelab response carries:
 //! `Server`, `Date`, `Content-Length`, `Content-Type`, the name of the thread that handled
 //! the request (`X-Servelab-Thread`, so clients can see who served them), and `Connection`
@@ -15,7 +16,7 @@ use std::time::SystemTime;
 
 /// The statuses servelab sends. Keeping them in one enum lets `/stats` count responses by
 /// status without a map, and makes it impossible to send a status without a reason phrase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
     Ok,
     BadRequest,
@@ -101,7 +102,9 @@ pub struct Response {
     pub allow: Option<&'static str>,
     /// For 503: how many seconds the client should wait before trying again.
     pub retry_after: Option<u32>,
-    /// The response ends the connection (every error does; see `request.rs`).
+    /// The response ends the connection: errors after which the byte stream cannot be
+    /// trusted (a malformed request, a timeout) set it; a 404 or 405 does not, because the
+    /// request was well-framed and the next one can be read.
     pub close: bool,
     /// The thread that produced the response.
     pub handled_by: Option<Arc<str>>,

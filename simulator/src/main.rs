@@ -1,14 +1,15 @@
-//! The `simulator` command line: `run` against any HTTP/1.1 server, `compare` the four
-//! architectures in-process.
+//! The `simulator` command line: `run` against any HTTP/1.1 server, `compare` the
+//! registered architectures in-process (or running servers), `lab`, and `probe`.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use protocol::config::parse_duration;
-use simulator::compare::{self, ServerFlags};
-use simulator::report::{self, Report};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use server_core::config::parse_duration;
+use simulator::report::Report;
 use simulator::scenario::DeadlineClock;
+use simulator::servers::{self, Servers};
+use simulator::{compare, render, run, target};
 use simulator::{Load, RequestSpec, Scenario, SimError};
 
 /// servelab's client simulator: many clients at once, each with a deadline; who was served
@@ -24,8 +25,8 @@ struct Cli {
 enum Command {
     /// Run a scenario against a server that is already running (any HTTP/1.1 server).
     Run(RunArgs),
-    /// Run the same scenario against each of the four architectures, started in-process,
-    /// and print one table.
+    /// Run the same scenario against each architecture, started in-process, and print one
+    /// table.
     Compare(CompareArgs),
     /// Run one of the lecture's experiments and check the result (sheets in labs/).
     Lab(LabArgs),
@@ -83,9 +84,45 @@ struct CompareArgs {
     #[command(flatten)]
     scenario: ScenarioArgs,
     #[command(flatten)]
-    servers: ServerFlags,
+    servers: ServerChoice,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+/// Which in-process servers `compare` runs. The architectures' own flags (`--workers`,
+/// `--handlers`, ...) are added from the registry at run time (see `servers.rs`).
+#[derive(Args)]
+struct ServerChoice {
+    /// Which architectures to run, in order (comma-separated) [default: all].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES", value_parser = clap::builder::PossibleValuesParser::new(architectures::names()))]
+    archs: Vec<String>,
+
+    /// The servers' keep-alive timeout [default: long enough for --hold, at least 5s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    keep_alive_timeout: Option<Duration>,
+
+    /// The servers' listen backlog.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    backlog: u32,
+}
+
+impl ServerChoice {
+    fn servers(self, flags: Vec<(String, String)>) -> Servers {
+        let mut servers = Servers {
+            flags,
+            keep_alive_timeout: self.keep_alive_timeout,
+            backlog: self.backlog,
+            ..Servers::default()
+        };
+        if !self.archs.is_empty() {
+            servers.archs = self
+                .archs
+                .iter()
+                .filter_map(|name| architectures::find(name).map(|e| e.name))
+                .collect();
+        }
+        servers
+    }
 }
 
 /// The scenario. Defaults differ between `run` (the lecture's 5 clients, 15 s deadline,
@@ -155,10 +192,10 @@ enum LogLevel {
 
 impl LogLevel {
     fn init(self) {
-        protocol::logging::init(match self {
-            LogLevel::Quiet => protocol::config::LogLevel::Quiet,
-            LogLevel::Info => protocol::config::LogLevel::Info,
-            LogLevel::Debug => protocol::config::LogLevel::Debug,
+        server_core::logging::init(match self {
+            LogLevel::Quiet => server_core::config::LogLevel::Quiet,
+            LogLevel::Info => server_core::config::LogLevel::Info,
+            LogLevel::Debug => server_core::config::LogLevel::Debug,
         });
     }
 }
@@ -201,8 +238,20 @@ impl ScenarioArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    // The architectures' own flags join `compare` from the registry.
+    let command = Cli::command().mut_subcommand("compare", |compare| {
+        compare.args(servers::architecture_args())
+    });
+    let matches = command.get_matches();
+    let flags = matches
+        .subcommand_matches("compare")
+        .map(servers::given_flags)
+        .unwrap_or_default();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match execute(cli, flags) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("simulator: {e}");
@@ -211,7 +260,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, SimError> {
+fn execute(cli: Cli, flags: Vec<(String, String)>) -> Result<ExitCode, SimError> {
     match cli.command {
         Command::Run(args) => {
             args.output.log.init();
@@ -221,7 +270,7 @@ fn run(cli: Cli) -> Result<ExitCode, SimError> {
                 request: "GET /",
             })?;
             // Fails with one sentence if nothing listens there.
-            let report = report::run_target(&args.target, &scenario)?;
+            let report = run::run_target(&args.target, &scenario)?;
             print_report(&report, args.output.format);
             Ok(ExitCode::SUCCESS)
         }
@@ -232,47 +281,36 @@ fn run(cli: Cli) -> Result<ExitCode, SimError> {
                 timeout: Duration::from_secs(1),
                 request: "GET /sleep/400",
             })?;
+            let servers = args.servers.servers(flags);
             let reports = if args.targets.is_empty() {
-                compare::compare(&scenario, &args.servers)?
+                compare::compare(&scenario, &servers)?
             } else {
                 compare::compare_targets(&scenario, &args.targets)?
             };
             match args.output.format {
-                Format::Text => print!("{}", compare::to_text(&scenario, &reports)),
+                Format::Text => print!("{}", render::compare_text(&scenario, &reports)),
                 Format::Json => println!(
                     "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({ "scenario": scenario, "servers": args.servers, "results": reports }))
+                    serde_json::to_string_pretty(&serde_json::json!({ "scenario": scenario, "servers": { "archs": servers.archs, "flags": servers.flags, "backlog": servers.backlog }, "results": reports }))
                         .unwrap_or_default()
                 ),
-                Format::Csv => {
-                    for (i, r) in reports.iter().enumerate() {
-                        let csv = r.to_csv();
-                        let arch = r.architecture.as_deref().unwrap_or("?");
-                        for (j, line) in csv.lines().enumerate() {
-                            match (i, j) {
-                                (0, 0) => println!("architecture,{line}"),
-                                (_, 0) => {}
-                                _ => println!("{arch},{line}"),
-                            }
-                        }
-                    }
-                }
+                Format::Csv => print!("{}", render::compare_csv(&reports)),
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Lab(args) => lab(args),
         Command::Probe(args) => {
-            let addr = report::resolve(&args.target)?;
+            let addr = target::resolve(&args.target)?;
             // Fails with one sentence if nothing listens there or it does not answer.
-            let info = report::health(addr, &args.target)?;
+            let info = target::health(addr, &args.target)?;
             match (info, args.stats) {
                 (Some(info), true) => println!(
                     "{}",
-                    serde_json::to_string_pretty(&info.stats).unwrap_or_default()
+                    serde_json::to_string_pretty(&info.snapshot).unwrap_or_default()
                 ),
                 (Some(info), false) => println!(
                     "{}: servelab {} is up, {} requests served",
-                    args.target, info.architecture, info.stats["requests"]["served"]
+                    args.target, info.architecture, info.snapshot.requests.served
                 ),
                 (None, _) => println!(
                     "{}: an HTTP server answers, but not servelab (no /stats)",

@@ -5,27 +5,31 @@
 //! be served before their deadline, prints the rule it used in words, and flags a
 //! measurement that disagrees. The model (see `docs/simulator.md`):
 //!
-//! * the server has `P` slots that each serve one client at a time: 1 for `single`, the
-//!   workers of a pool, one thread per client for thread-per-connection (up to
-//!   `--max-threads`), and the handlers of a pipeline;
+//! * the server has `P` slots that each serve one client at a time, as its `/stats` states in
+//!   `capacity` (see `server_core::Capacity`): 1 for `single`, the workers of a pool, one
+//!   thread per client for thread-per-connection (up to `--max-threads`), the handlers of
+//!   a pipeline. The model never names an architecture: each one describes itself;
 //! * a client occupies its slot for `O = K·D + H`: its `K` requests of `D` each (`D` is the
 //!   delay of `/sleep/{ms}` or `/echo/{ms}`, 0 for other routes), plus the time it holds the
 //!   connection idle, `H = min(hold, keep-alive timeout)`;
 //! * clients are taken in order, so client `k` (from 0) is answered at `⌊k/P⌋·O + K·D`;
 //! * a client is served if that is strictly before its deadline `T` (the rule of
-//!   [`crate::client::in_time`]). With the per-call clock each step has its own `T`: the
+//!   [`crate::outcome::in_time`]). With the per-call clock each step has its own `T`: the
 //!   first answer's wait is `⌊k/P⌋·O + D`, and every later one `D`.
 //!
-//! Two architectures need more than one number:
+//! Two kinds of architecture need more than one number:
 //!
-//! * a **pipeline** computes with its `--handlers`, but a served client that holds its
-//!   connection keeps a *receiver* waiting for its next request. When the work is quick
+//! * where idle holders keep *readers* waiting (`capacity.idle_holds_readers`: a
+//!   **pipeline** computes with its `--handlers`, but a served client that holds its
+//!   connection keeps a *receiver* waiting for its next request). When the work is quick
 //!   (`D` under [`QUICK_WORK`]) the first served clients come back to the receivers while
 //!   the last new ones may still be arriving, and whether a newcomer or a returning holder
 //!   gets the next free receiver is a race. The prediction is then a range: at least what a
 //!   pool of `--receivers` would serve, at most what the handlers alone allow;
-//! * a **pre-fork pool** admits `--workers` + `--queue` connections; with `--when-full
-//!   reject` every client beyond that is answered 503 at once and is not served.
+//! * where the server admits a fixed number of connections and turns the rest away
+//!   (`capacity.admitted` with `rejects_beyond`: a **pre-fork pool** with `--when-full
+//!   reject` admits `--workers` + `--queue`), every client beyond that gets 503 at once and
+//!   is not served.
 //!
 //! Completion times are lower bounds: nothing can be served sooner than the arithmetic says,
 //! only later (hand-overs, scheduling). So under the from-start clock a completion predicted
@@ -37,130 +41,76 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde_json::Value;
+use server_core::Capacity;
 
 use crate::scenario::{DeadlineClock, Load, Scenario};
+use crate::target::ServerInfo;
 
 /// Work shorter than this counts as quick in the pipeline's model (see the module
 /// documentation): served clients may come back to the receivers before every new client
 /// has been read.
 pub const QUICK_WORK: Duration = Duration::from_millis(10);
 
-/// What the target said about itself in `/stats`.
-#[derive(Debug, Clone)]
-pub struct ServerInfo {
-    pub architecture: String,
-    pub stats: Value,
-}
-
-impl ServerInfo {
-    /// Reads a whole HTTP response to `GET /stats`; `None` if it is not servelab's.
-    pub fn from_stats_response(response: &[u8]) -> Option<ServerInfo> {
-        let body = response
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|at| &response[at + 4..])?;
-        serde_json::from_slice(body)
-            .ok()
-            .and_then(ServerInfo::from_stats)
-    }
-
-    /// Reads a `/stats` document; `None` if it is not servelab's.
-    pub fn from_stats(stats: Value) -> Option<ServerInfo> {
-        let architecture = stats.get("architecture")?.as_str()?.to_owned();
-        stats.get("config")?.as_object()?;
-        Some(ServerInfo {
-            architecture,
-            stats,
-        })
-    }
-
-    fn config(&self, key: &str) -> Option<u64> {
-        self.stats["config"][key].as_u64()
-    }
-
-    fn config_usize(&self, key: &str) -> Option<usize> {
-        self.config(key)
-            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
-    }
-
-    /// The architecture as the model sees it, or `None` for servers it does not know.
-    fn model(&self, clients: usize) -> Option<Model> {
-        let clients = clients.max(1);
-        Some(match self.architecture.as_str() {
-            "single" => Model::slots(1, "one client at a time", "the one thread"),
-            "thread-per-conn" => {
-                let max = self.config_usize("max_threads")?;
-                Model::slots(
-                    clients.min(max),
-                    &format!("every client at once, on a thread of its own (at most {max})"),
-                    "its thread",
-                )
-            }
-            "prefork-pool" => {
-                let workers = self.config_usize("workers")?;
-                let mut model = Model::slots(
-                    workers,
-                    &format!("{workers} clients at a time ({workers} workers)"),
-                    "a worker",
-                );
-                if self.stats["config"]["when_full"] == "reject" {
-                    let queue = self.config_usize("queue")?;
-                    model.admitted = Some(workers.saturating_add(queue));
-                }
-                model
-            }
-            "pipeline" => {
-                let handlers = if self.stats["config"]["handler_pool"] == "rayon" {
-                    // The pool's size: the handler group's live threads.
-                    self.stats["threads"]
-                        .as_array()?
-                        .iter()
-                        .find(|g| g["role"] == "handler")?["alive"]
-                        .as_u64()
-                        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))?
-                } else {
-                    self.config_usize("handlers")?
-                };
-                let mut model = Model::slots(
-                    handlers,
-                    &format!("{handlers} requests at a time ({handlers} handlers)"),
-                    "a handler",
-                );
-                model.holding_pins = false;
-                model.receivers = Some(self.config_usize("receivers")?);
-                model
-            }
-            _ => return None,
-        })
-    }
-}
-
-/// An architecture reduced to what the arithmetic needs.
+/// An architecture reduced to what the arithmetic needs, from the [`Capacity`] it states
+/// in its `/stats`.
 struct Model {
     /// How many clients are worked on at once.
     slots: usize,
     /// The slots in words: "4 clients at a time (4 workers)".
     slots_text: String,
-    /// What a client occupies: "a worker".
-    slot_name: &'static str,
+    /// What a client occupies: "a worker", "its thread", "the one thread".
+    slot_name: String,
     /// Whether a client that holds its connection idle keeps its slot meanwhile.
     holding_pins: bool,
-    /// The pipeline's receivers, which holders keep waiting.
+    /// Readers that holders keep waiting (the pipeline's receivers).
     receivers: Option<usize>,
-    /// With `--when-full reject`: connections admitted before the rest get 503.
+    /// Connections admitted before the rest get 503 at once, when the server rejects.
     admitted: Option<usize>,
 }
 
 impl Model {
-    fn slots(slots: usize, text: &str, slot_name: &'static str) -> Model {
+    fn of(capacity: &Capacity, clients: usize) -> Model {
+        let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let worker = &capacity.worker;
+        let (slots, slots_text, slot_name) =
+            match (capacity.concurrent.map(as_usize), capacity.per_client) {
+                (limit, true) => (
+                    clients.max(1).min(limit.unwrap_or(usize::MAX)),
+                    match limit {
+                        Some(max) => format!(
+                            "every client at once, on a {worker} of its own (at most {max})"
+                        ),
+                        None => format!("every client at once, on a {worker} of its own"),
+                    },
+                    format!("its {worker}"),
+                ),
+                (None, false) => (
+                    clients.max(1),
+                    "every client at once".to_owned(),
+                    format!("a {worker}"),
+                ),
+                (Some(1), false) => (
+                    1,
+                    "one client at a time".to_owned(),
+                    format!("the one {worker}"),
+                ),
+                (Some(n), false) => (
+                    n.max(1),
+                    format!("{n} clients at a time ({n} {worker}s)"),
+                    format!("a {worker}"),
+                ),
+            };
         Model {
-            slots: slots.max(1),
-            slots_text: text.to_owned(),
+            slots,
+            slots_text,
             slot_name,
-            holding_pins: true,
-            receivers: None,
-            admitted: None,
+            holding_pins: capacity.idle_holds_worker,
+            receivers: capacity.idle_holds_readers.map(as_usize),
+            admitted: capacity
+                .rejects_beyond
+                .then_some(capacity.admitted)
+                .flatten()
+                .map(as_usize),
         }
     }
 }
@@ -210,9 +160,9 @@ impl Prediction {
 /// Predicts the scenario's outcome against `info`, or `None` for servers the model does not
 /// know.
 pub fn predict(info: &ServerInfo, scenario: &Scenario) -> Option<Prediction> {
-    let model = info.model(scenario.clients)?;
+    let model = Model::of(&info.snapshot.capacity, scenario.clients);
     let mut caveats = Vec::new();
-    let backlog = info.config("backlog").unwrap_or(u64::MAX);
+    let backlog = u64::from(info.snapshot.config.backlog);
     let waiting = scenario.clients.saturating_sub(model.slots) as u64;
     if waiting > backlog + 1 {
         caveats.push(format!(
@@ -447,10 +397,9 @@ fn list_times(times: &[Duration]) -> String {
 /// The hold time a server actually grants: it closes idle connections after its keep-alive
 /// timeout (and at once when keep-alive is off).
 fn effective_hold(info: &ServerInfo, scenario: &Scenario) -> Duration {
-    match info.config("keep_alive_timeout") {
-        Some(0) => Duration::ZERO,
-        Some(ms) => scenario.hold.min(Duration::from_millis(ms)),
-        None => scenario.hold,
+    match info.snapshot.config.keep_alive_timeout {
+        0 => Duration::ZERO,
+        ms => scenario.hold.min(Duration::from_millis(ms)),
     }
 }
 
@@ -475,9 +424,33 @@ fn fmt(d: Duration) -> String {
 mod tests {
     use super::*;
 
-    fn info(arch: &str, config: Value) -> ServerInfo {
-        ServerInfo::from_stats(serde_json::json!({ "architecture": arch, "config": config }))
-            .unwrap()
+    /// A servelab server as its `/stats` describes it: keep-alive 60 s, backlog 1024.
+    fn info(arch: &str, capacity: Capacity) -> ServerInfo {
+        let stats = serde_json::json!({
+            "architecture": arch, "uptime_ms": 0, "shutting_down": false,
+            "config": { "addr": "127.0.0.1:7777", "backlog": 1024, "keep_alive_timeout": 60_000,
+                        "read_timeout": 10_000, "shutdown_timeout": 10_000, "max_header_bytes": 8192,
+                        "max_body_bytes": 1_048_576, "max_sleep": 60_000, "log": "quiet" },
+            "connections": { "accepted": 0, "open": 0, "rejected": 0 },
+            "requests": { "received": 0, "served": 0, "client_left": 0, "in_flight": 0 },
+            "responses": {}, "capacity": capacity,
+        });
+        ServerInfo::from(serde_json::from_value::<server_core::Snapshot>(stats).unwrap())
+    }
+
+    fn single() -> ServerInfo {
+        info("single", Capacity::workers(1, "thread"))
+    }
+
+    fn pool(workers: u64, queue: u64, rejects: bool) -> ServerInfo {
+        info(
+            "prefork-pool",
+            Capacity {
+                admitted: Some(workers + queue),
+                rejects_beyond: rejects,
+                ..Capacity::workers(workers, "worker")
+            },
+        )
     }
 
     fn scenario(clients: usize, timeout_ms: u64, hold_ms: u64, path: &str) -> Scenario {
@@ -493,13 +466,9 @@ mod tests {
         p.served_range.unwrap()
     }
 
-    fn ka() -> Value {
-        serde_json::json!({ "keep_alive_timeout": 60_000, "backlog": 1024 })
-    }
-
     #[test]
     fn the_lectures_first_experiment_is_three_under_a_strict_common_clock() {
-        let single = info("single", ka());
+        let single = single();
         // E1: 5 clients hold 5 s, timeout 15 s: the 4th is answered at 15 s at the earliest,
         // so a deadline counted from the common start always misses it.
         let e1 = predict(&single, &scenario(5, 15_000, 5_000, "/")).unwrap();
@@ -522,15 +491,12 @@ mod tests {
 
     #[test]
     fn the_lectures_questions() {
-        let single = info("single", ka());
+        let single = single();
         // Q1: timeout 5 s, hold 30 s: only the first.
         let q1 = predict(&single, &scenario(5, 5_000, 30_000, "/")).unwrap();
         assert_eq!(range(&q1), [1, 1]);
         // Q2: a pool of 4.
-        let pool4 = info(
-            "prefork-pool",
-            serde_json::json!({ "workers": 4, "queue": 64, "when_full": "block", "keep_alive_timeout": 60_000, "backlog": 1024 }),
-        );
+        let pool4 = pool(4, 64, false);
         assert_eq!(
             range(&predict(&pool4, &scenario(5, 5_000, 30_000, "/")).unwrap()),
             [4, 4]
@@ -542,7 +508,10 @@ mod tests {
         );
         let tpc = info(
             "thread-per-conn",
-            serde_json::json!({ "max_threads": 4096, "keep_alive_timeout": 60_000, "backlog": 1024 }),
+            Capacity {
+                per_client: true,
+                ..Capacity::workers(4096, "thread")
+            },
         );
         assert_eq!(
             range(&predict(&tpc, &scenario(5, 10_000, 0, "/sleep/4000")).unwrap()),
@@ -552,11 +521,7 @@ mod tests {
 
     #[test]
     fn a_full_pool_that_rejects_serves_only_what_it_admits() {
-        let pool = info(
-            "prefork-pool",
-            serde_json::json!({ "workers": 4, "queue": 1, "when_full": "reject", "keep_alive_timeout": 60_000, "backlog": 1024 }),
-        );
-        let p = predict(&pool, &scenario(6, 500, 3_000, "/")).unwrap();
+        let p = predict(&pool(4, 1, true), &scenario(6, 500, 3_000, "/")).unwrap();
         assert_eq!(range(&p), [4, 4]);
         assert!(p.rule.contains("admits 5"), "{}", p.rule);
     }
@@ -565,7 +530,12 @@ mod tests {
     fn idle_holders_keep_a_pipelines_receivers_waiting() {
         let pipeline = info(
             "pipeline",
-            serde_json::json!({ "receivers": 4, "handlers": 4, "keep_alive_timeout": 60_000, "backlog": 1024 }),
+            Capacity {
+                idle_holds_worker: false,
+                idle_holds_readers: Some(4),
+                admitted: Some(1024),
+                ..Capacity::workers(4, "handler")
+            },
         );
         // The documented example: quick requests, clients that hold. At least the 4 the
         // receivers can read, at most all 5.
@@ -581,8 +551,7 @@ mod tests {
 
     #[test]
     fn the_rule_reads_as_sentences() {
-        let single = info("single", ka());
-        let p = predict(&single, &scenario(5, 1_400, 500, "/")).unwrap();
+        let p = predict(&single(), &scenario(5, 1_400, 500, "/")).unwrap();
         assert_eq!(
             p.rule,
             "single serves one client at a time. Each client keeps the one thread for 500ms (1 request that takes no time, then holding its connection idle for 500ms), so client k (counting from 0) is answered at ⌊k/1⌋ × 500ms + 0: 0, 500ms, 1s, 1s 500ms, 2s. Served: those answered before the 1s 400ms deadline (counted from the common start) — 3."
@@ -590,9 +559,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_servers_get_no_prediction() {
-        assert!(ServerInfo::from_stats(serde_json::json!({ "hello": 1 })).is_none());
-        let other = info("nginx", serde_json::json!({}));
-        assert!(predict(&other, &scenario(5, 1000, 0, "/")).is_none());
+    fn other_servers_are_not_servelab() {
+        assert!(
+            ServerInfo::from_stats_response(b"HTTP/1.1 200 OK\r\n\r\n{\"hello\": 1}").is_none()
+        );
+        assert!(ServerInfo::from_stats_response(b"HTTP/1.1 404 Not Found\r\n\r\n").is_none());
     }
 }

@@ -12,10 +12,10 @@ pub struct Scenario {
     pub clients: usize,
     /// Each client's deadline, counted from the common start: connecting, sending and
     /// receiving every response must all happen within it.
-    #[serde(serialize_with = "protocol::config::as_millis")]
+    #[serde(serialize_with = "server_core::config::as_millis")]
     pub timeout: Duration,
     /// How long a served client keeps its connection open and idle before it leaves.
-    #[serde(serialize_with = "protocol::config::as_millis")]
+    #[serde(serialize_with = "server_core::config::as_millis")]
     pub hold: Duration,
     pub request: RequestSpec,
     pub load: Load,
@@ -83,7 +83,7 @@ pub enum Load {
     Requests(u32),
     /// A closed-loop load run: each client sends its next request as soon as the previous
     /// response is in, for this long. `timeout` then applies to each request.
-    #[serde(serialize_with = "protocol::config::as_millis")]
+    #[serde(serialize_with = "server_core::config::as_millis")]
     Duration(Duration),
 }
 

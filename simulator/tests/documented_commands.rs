@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use simulator::compare::{Arch, ServerFlags};
+use simulator::Servers;
 
 /// What a documented command needs before it can run.
 enum Setup {
@@ -24,25 +24,26 @@ enum Setup {
     Alone,
     /// A server of this kind listening where the command says (`127.0.0.1:7777`, the
     /// default target).
-    Server(fn() -> protocol::RunningServer),
+    Server(fn() -> server_core::RunningServer),
     /// Not run here; the reason is given where it is listed.
     Elsewhere,
 }
 
-fn start(arch: Arch, flags: ServerFlags, args: protocol::ServerArgs) -> protocol::RunningServer {
-    flags.start(arch, args).expect("the server starts")
+fn start(servers: Servers, args: server_core::ServerArgs) -> server_core::RunningServer {
+    let arch = servers.archs[0];
+    servers.start(arch, args).expect("the server starts")
 }
 
-fn server_args() -> protocol::ServerArgs {
-    protocol::ServerArgs {
+fn server_args() -> server_core::ServerArgs {
+    server_core::ServerArgs {
         shutdown_timeout: Duration::from_secs(2),
-        ..protocol::ServerArgs::default()
+        ..server_core::ServerArgs::default()
     }
 }
 
 /// How to run each documented command. The docs and this list must name the same commands.
 fn setup(command: &str) -> Option<Setup> {
-    let single = || start(Arch::Single, ServerFlags::default(), server_args());
+    let single = || start(Servers::only("single"), server_args());
     Some(match command {
         // Labs and comparisons start their own in-process servers.
         c if c.starts_with("lab ") || c.starts_with("compare") && !c.contains("--target") => {
@@ -53,27 +54,25 @@ fn setup(command: &str) -> Option<Setup> {
         | "run --clients 5 --hold 500ms --timeout 1400ms --log info" => Setup::Server(single),
         // Lab 9's variation: any server, with --log debug (the log is not checked here).
         "run --clients 5 --hold 1s" => {
-            Setup::Server(|| start(Arch::ThreadPerConn, ServerFlags::default(), server_args()))
+            Setup::Server(|| start(Servers::only("thread-per-conn"), server_args()))
         }
         // Lab 6's variation: a pipeline with the rayon handler pool.
         "run --clients 8 --request \"GET /sleep/200\"" => Setup::Server(|| {
-            let flags = ServerFlags {
-                handler_pool: pipeline::HandlerPool::Rayon,
-                ..ServerFlags::default()
-            };
-            start(Arch::Pipeline, flags, server_args())
+            start(
+                Servers::only("pipeline").with("handler-pool", "rayon"),
+                server_args(),
+            )
         }),
         // Lab 10's variation: the pool with the condvar queue and keep-alive off.
         "run --clients 32 --duration 5s" => Setup::Server(|| {
-            let flags = ServerFlags {
-                queue_impl: protocol::queue::QueueKind::Condvar,
-                ..ServerFlags::default()
-            };
-            let args = protocol::ServerArgs {
+            let args = server_core::ServerArgs {
                 keep_alive_timeout: Duration::ZERO,
                 ..server_args()
             };
-            start(Arch::PreforkPool, flags, args)
+            start(
+                Servers::only("prefork-pool").with("queue-impl", "condvar"),
+                args,
+            )
         }),
         "compare --target single:7777,thread-per-conn:7777,prefork-pool:7777,pipeline:7777" => {
             // Needs the compose network's service names; scripts/container-smoke.sh runs it

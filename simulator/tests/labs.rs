@@ -29,9 +29,9 @@ fn labs_that_start_their_own_servers_refuse_a_target() {
 
 #[test]
 fn a_lab_runs_against_a_server_the_student_started() {
-    let server =
-        protocol::RunningServer::start(single::Single::default(), protocol::ServerArgs::default())
-            .expect("the server starts");
+    let server = simulator::Servers::default()
+        .start("single", server_core::ServerArgs::default())
+        .expect("the server starts");
     let env = LabEnv {
         scale: 0.1,
         target: Some(server.addr().to_string()),
@@ -60,11 +60,9 @@ fn a_lab_runs_against_a_server_the_student_started() {
     server.stop().expect("stop");
 
     // The wrong kind of server is named in one sentence.
-    let pool = protocol::RunningServer::start(
-        prefork_pool::PreforkPool::default(),
-        protocol::ServerArgs::default(),
-    )
-    .expect("the server starts");
+    let pool = simulator::Servers::default()
+        .start("prefork-pool", server_core::ServerArgs::default())
+        .expect("the server starts");
     let env = LabEnv {
         scale: 0.1,
         target: Some(pool.addr().to_string()),

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use simulator::scenario::{DeadlineClock, Scenario};
-use simulator::{report, Outcome, Report};
+use simulator::{run, target, Outcome, Report};
 
 const IO: Duration = Duration::from_secs(5);
 
@@ -46,7 +46,7 @@ fn fake(connections: usize, answer: fn(&mut TcpStream)) -> SocketAddr {
 }
 
 fn run(addr: SocketAddr, scenario: &Scenario) -> Report {
-    report::run(addr, &addr.to_string(), scenario, None).expect("the run completes")
+    run::run(addr, &addr.to_string(), scenario, None).expect("the run completes")
 }
 
 fn only(report: &Report, outcome: Outcome) {
@@ -67,7 +67,7 @@ fn refused() {
     // The listener is dropped: nothing listens there now.
     only(&run(addr, &scenario(2, 1000)), Outcome::Refused);
     assert!(matches!(
-        report::probe(addr, &addr.to_string()),
+        target::probe(addr, &addr.to_string()),
         Err(simulator::SimError::NothingListening { .. })
     ));
 }
@@ -270,8 +270,62 @@ fn an_answer_just_before_the_deadline_is_served() {
 
 #[test]
 fn the_deadline_rule_is_strict() {
-    use simulator::client::in_time;
+    use simulator::outcome::in_time;
     assert!(in_time(14_999_999, 15_000_000));
     assert!(!in_time(15_000_000, 15_000_000));
     assert!(!in_time(15_002_387, 15_000_000));
+}
+
+#[test]
+fn a_client_thread_the_system_refuses_releases_the_others() {
+    // The third thread cannot be started. Before the fix the first two waited forever at
+    // their start barrier; now the run is called off and returns an error at once.
+    let addr = fake(0, |_| {});
+    let mut started = 0;
+    let began = Instant::now();
+    let result = run::run_with(addr, "fake", &scenario(5, 2000), None, &mut |name, job| {
+        started += 1;
+        if started == 3 {
+            return Err(std::io::Error::other("no more threads"));
+        }
+        std::thread::Builder::new().name(name).spawn(job)
+    });
+    let error = result.expect_err("the run fails");
+    assert!(
+        error.to_string().contains("refused to start client 3 of 5"),
+        "{error}"
+    );
+    assert!(
+        began.elapsed() < IO,
+        "returned only after {:?}",
+        began.elapsed()
+    );
+}
+
+#[test]
+fn csv_quotes_what_needs_quoting() {
+    let mut client = simulator::client::ClientRecord::new(1);
+    client.outcome = Outcome::Reset;
+    client.error = Some("reset, then \"closed\"\nfor good".into());
+    let report = Report::new(
+        "x",
+        None,
+        &scenario(1, 1000),
+        vec![client],
+        Duration::from_millis(5),
+    );
+    let csv = report.to_csv();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let headers = reader.headers().expect("a header").clone();
+    let error_column = headers
+        .iter()
+        .position(|h| h == "error")
+        .expect("an error column");
+    let row = reader
+        .records()
+        .next()
+        .expect("one row")
+        .expect("a valid row");
+    assert_eq!(&row[error_column], "reset, then \"closed\"\nfor good");
+    assert_eq!(&row[1], "reset");
 }

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use simulator::compare::{run_one, Arch, ServerFlags};
+use simulator::compare::run_one;
 use simulator::scenario::{DeadlineClock, Load, RequestSpec, Scenario};
 use simulator::Report;
+use simulator::Servers;
 
 fn scenario(timeout_ms: u64, hold_ms: u64, path: &str) -> Scenario {
     Scenario::get(
@@ -17,9 +18,8 @@ fn scenario(timeout_ms: u64, hold_ms: u64, path: &str) -> Scenario {
     )
 }
 
-fn run(arch: Arch, flags: ServerFlags, scenario: &Scenario) -> Report {
-    let args = flags.server_args(scenario);
-    run_one(arch, scenario, &flags, args).expect("the run completes")
+fn run(arch: &str, servers: Servers, scenario: &Scenario) -> Report {
+    run_one(arch, scenario, &servers).expect("the run completes")
 }
 
 /// Asserts the served count, that the others timed out, and that the prediction agrees.
@@ -52,11 +52,7 @@ fn check(report: &Report, served: usize) {
 fn sequential_five_patient_clients_three_served() {
     // The lecture's E1 off its boundary: hold 5 → 500 ms, timeout 15 → 14 s scaled to 1.4 s.
     check(
-        &run(
-            Arch::Single,
-            ServerFlags::default(),
-            &scenario(1400, 500, "/"),
-        ),
+        &run("single", Servers::default(), &scenario(1400, 500, "/")),
         3,
     );
 }
@@ -64,11 +60,7 @@ fn sequential_five_patient_clients_three_served() {
 #[test]
 fn sequential_short_patience_long_hold_one_served() {
     check(
-        &run(
-            Arch::Single,
-            ServerFlags::default(),
-            &scenario(500, 3000, "/"),
-        ),
+        &run("single", Servers::default(), &scenario(500, 3000, "/")),
         1,
     );
 }
@@ -77,8 +69,8 @@ fn sequential_short_patience_long_hold_one_served() {
 fn thread_per_conn_serves_all_five_holders() {
     check(
         &run(
-            Arch::ThreadPerConn,
-            ServerFlags::default(),
+            "thread-per-conn",
+            Servers::default(),
             &scenario(500, 3000, "/"),
         ),
         5,
@@ -89,8 +81,8 @@ fn thread_per_conn_serves_all_five_holders() {
 fn a_pool_of_eight_serves_all_five_holders() {
     check(
         &run(
-            Arch::PreforkPool,
-            ServerFlags::default(),
+            "prefork-pool",
+            Servers::default(),
             &scenario(500, 3000, "/"),
         ),
         5,
@@ -99,19 +91,16 @@ fn a_pool_of_eight_serves_all_five_holders() {
 
 #[test]
 fn a_pool_of_four_serves_four_holders() {
-    let flags = ServerFlags {
-        workers: 4,
-        ..ServerFlags::default()
-    };
-    check(&run(Arch::PreforkPool, flags, &scenario(500, 3000, "/")), 4);
+    let flags = Servers::default().with("workers", 4);
+    check(&run("prefork-pool", flags, &scenario(500, 3000, "/")), 4);
 }
 
 #[test]
 fn sequential_heavy_requests_two_served() {
     check(
         &run(
-            Arch::Single,
-            ServerFlags::default(),
+            "single",
+            Servers::default(),
             &scenario(1000, 0, "/sleep/400"),
         ),
         2,
@@ -122,8 +111,8 @@ fn sequential_heavy_requests_two_served() {
 fn thread_per_conn_heavy_requests_all_served() {
     check(
         &run(
-            Arch::ThreadPerConn,
-            ServerFlags::default(),
+            "thread-per-conn",
+            Servers::default(),
             &scenario(1000, 0, "/sleep/400"),
         ),
         5,
@@ -140,7 +129,7 @@ fn a_load_run_reports_throughput() {
         load: Load::Duration(Duration::from_millis(400)),
         deadline: DeadlineClock::FromStart,
     };
-    let report = run(Arch::ThreadPerConn, ServerFlags::default(), &scenario);
+    let report = run("thread-per-conn", Servers::default(), &scenario);
     let throughput = report
         .throughput
         .clone()

@@ -48,13 +48,13 @@
 //! requests wait: each queue's depth and mean wait, and each group's busy threads.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use protocol::permits::{Permit, Permits};
-use protocol::queue::{self, QueueKind, QueueReceiver, QueueSender};
-use protocol::{
-    handler, Acceptor, Architecture, Conn, Context, Next, Request, Response, ServerError,
-    ThreadGroup,
+use protocol::{Request, Response};
+use server_core::permits::{Permit, Permits};
+use server_core::queue::{self, QueueKind, QueueReceiver, QueueSender};
+use server_core::stats::{Capacity, Figures};
+use server_core::{
+    work, Acceptor, Architecture, BlockingConn, Context, Exchange, Next, ServerError, ThreadGroup,
 };
 
 /// How the handler stage runs.
@@ -72,23 +72,23 @@ pub enum HandlerPool {
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct Pipeline {
     /// Receiver threads: each waits for one request on one connection at a time.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=65_536), value_name = "N")]
     pub receivers: u32,
 
     /// Handler threads: each computes one response at a time (ignored with --handler-pool rayon).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=65_536), value_name = "N")]
     pub handlers: u32,
 
     /// Sender threads: each writes one response at a time.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=65_536), value_name = "N")]
     pub senders: u32,
 
     /// Capacity of the requests queue and of the responses queue.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
     pub queue: u32,
 
     /// Most connections inside the pipeline at once; past it, accepting pauses.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
     pub max_connections: u32,
 
     /// threads: --handlers dedicated threads; rayon: a rayon pool sized to the CPU count.
@@ -118,9 +118,16 @@ impl Default for Pipeline {
 /// A connection inside the pipeline, with the permit that counts it against
 /// `--max-connections`. Dropping it closes the connection and returns the permit.
 struct Client {
-    conn: Conn,
+    conn: BlockingConn,
     _permit: Permit,
 }
+
+/// A request on its way to a handler: the connection it came on, the request, and the claim
+/// to answer it.
+type Job = (Client, Request, Exchange);
+
+/// A response on its way to a sender, with the connection and the claim it answers.
+type Answer = (Client, Response, Exchange);
 
 /// What travels through the connections queue: a connection waiting for its next request,
 /// or `None`, which tells the receiver that takes it to stop (at shutdown).
@@ -131,19 +138,20 @@ type ConnectionItem = Option<Client>;
 /// a stage stops, the queue behind it closes and the next stage stops in turn.
 #[derive(Clone)]
 struct ReceiverOutputs {
-    requests: QueueSender<(Client, Request)>,
-    responses: QueueSender<(Client, Response)>,
+    requests: QueueSender<Job>,
+    responses: QueueSender<Answer>,
 }
 
 impl Architecture for Pipeline {
     const NAME: &'static str = "pipeline";
+    const ABOUT: &'static str = "servelab's pipeline: receiver, handler and sender threads joined by three bounded queues (connections, requests, responses).";
 
     fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
         let kind = self.queue_impl;
         let capacity = self.queue as usize;
         let (connections_in, connections_out) = queue::bounded(
             "connections",
-            (self.max_connections + self.receivers) as usize,
+            self.max_connections as usize + self.receivers as usize,
             kind,
         );
         let (requests_in, requests_out) = queue::bounded("requests", capacity, kind);
@@ -168,12 +176,10 @@ impl Architecture for Pipeline {
                 responses_in.stats(),
             ];
             let permits = Arc::clone(&permits);
-            move || {
-                serde_json::json!({
-                    "threads": groups.iter().map(ThreadGroup::stats_json).collect::<Vec<_>>(),
-                    "queues": queues.iter().map(|q| q.to_json()).collect::<Vec<_>>(),
-                    "connections_in_pipeline": permits.in_use(),
-                })
+            move || Figures {
+                threads: groups.iter().map(ThreadGroup::snapshot).collect(),
+                queues: queues.iter().map(|q| q.snapshot()).collect(),
+                limits: vec![permits.snapshot("connections")],
             }
         });
         ctx.shutdown.on_trigger({
@@ -227,6 +233,16 @@ impl Architecture for Pipeline {
                     .map_err(start_error("dispatcher".into()))?;
             }
         }
+        let handler_threads = match self.handler_pool {
+            HandlerPool::Threads => u64::from(self.handlers),
+            HandlerPool::Rayon => handlers.alive() as u64,
+        };
+        ctx.set_capacity(Capacity {
+            idle_holds_worker: false,
+            idle_holds_readers: Some(u64::from(self.receivers)),
+            admitted: Some(u64::from(self.max_connections)),
+            ..Capacity::workers(handler_threads, "handler")
+        });
         for i in 1..=self.senders {
             let (from, to, group) = (
                 responses_out.clone(),
@@ -265,7 +281,7 @@ impl Architecture for Pipeline {
 
         // Shutdown. Idle connections were closed by the shutdown hook; wait for the ones
         // with a request in flight to be answered (with `Connection: close`) and dropped.
-        let deadline = Instant::now() + ctx.args.shutdown_timeout;
+        let deadline = ctx.shutdown.deadline(ctx.args.shutdown_timeout);
         tracing::info!(
             "shutting down: no longer accepting; {} connections in the pipeline",
             permits.in_use()
@@ -304,12 +320,12 @@ fn receive(from: &QueueReceiver<ConnectionItem>, to: &ReceiverOutputs, group: &T
         // Blocks until the client's next request is complete, or it leaves, or times out.
         match client.conn.next_request() {
             // Blocks while the requests queue is full, until a handler takes one.
-            Next::Request(request) => {
-                let _ = to.requests.push((client, request));
+            Next::Request(request, exchange) => {
+                let _ = to.requests.push((client, request, exchange));
             }
             // Bad input needs no handler: its error response goes straight to a sender.
-            Next::Reject(response) => {
-                let _ = to.responses.push((client, response));
+            Next::Reject(response, exchange) => {
+                let _ = to.responses.push((client, response, exchange));
             }
             Next::Closed(why) => {
                 tracing::debug!(
@@ -323,18 +339,14 @@ fn receive(from: &QueueReceiver<ConnectionItem>, to: &ReceiverOutputs, group: &T
 }
 
 /// A handler thread: computes one response at a time.
-fn handle(
-    from: &QueueReceiver<(Client, Request)>,
-    to: &QueueSender<(Client, Response)>,
-    group: &ThreadGroup,
-    ctx: &Context,
-) {
+fn handle(from: &QueueReceiver<Job>, to: &QueueSender<Answer>, group: &ThreadGroup, ctx: &Context) {
     // Blocks until a request is queued; `None` once every receiver is gone and it is drained.
-    while let Some((client, request)) = from.pop() {
+    while let Some((client, request, exchange)) = from.pop() {
         let _busy = group.busy();
-        let response = handler::respond(&request, ctx);
+        // Sleeps or computes on this handler thread, as the route needs.
+        let response = work::answer(&request, ctx);
         // Blocks while the responses queue is full, until a sender takes one.
-        let _ = to.push((client, response));
+        let _ = to.push((client, response, exchange));
     }
 }
 
@@ -357,23 +369,23 @@ fn rayon_pool(handlers: &ThreadGroup) -> std::io::Result<rayon::ThreadPool> {
 /// instead of in rayon's unbounded internal queue.
 fn dispatch(
     pool: rayon::ThreadPool,
-    from: &QueueReceiver<(Client, Request)>,
-    to: &QueueSender<(Client, Response)>,
+    from: &QueueReceiver<Job>,
+    to: &QueueSender<Answer>,
     group: &ThreadGroup,
     ctx: &Arc<Context>,
 ) {
     let slots = Permits::new(2 * pool.current_num_threads());
     // Blocks until a request is queued; `None` once every receiver is gone and it is drained.
-    while let Some((client, request)) = from.pop() {
+    while let Some((client, request, exchange)) = from.pop() {
         // Blocks while the pool already holds two requests per thread.
         let Some(slot) = slots.acquire() else { break };
         let (to, group, ctx) = (to.clone(), group.clone(), Arc::clone(ctx));
         pool.spawn(move || {
             let _slot = slot;
             let _busy = group.busy();
-            let response = handler::respond(&request, &ctx);
+            let response = work::answer(&request, &ctx);
             // Blocks while the responses queue is full, until a sender takes one.
-            let _ = to.push((client, response));
+            let _ = to.push((client, response, exchange));
         });
     }
     // Dropping the pool lets its threads finish the jobs they hold, then exit.
@@ -381,16 +393,12 @@ fn dispatch(
 }
 
 /// A sender: writes one response at a time, and returns live connections to the start.
-fn send(
-    from: &QueueReceiver<(Client, Response)>,
-    to: &QueueSender<ConnectionItem>,
-    group: &ThreadGroup,
-) {
+fn send(from: &QueueReceiver<Answer>, to: &QueueSender<ConnectionItem>, group: &ThreadGroup) {
     // Blocks until a response is queued; `None` once every handler is gone and it is drained.
-    while let Some((mut client, response)) = from.pop() {
+    while let Some((mut client, response, exchange)) = from.pop() {
         let _busy = group.busy();
         // Blocks until the kernel has taken the response.
-        if client.conn.send(&response) {
+        if client.conn.send(exchange, &response) {
             // Never blocks (see the module documentation). Fails only when the receivers
             // are gone at shutdown, and then dropping the client closes the connection.
             let _ = to.push(Some(client));

@@ -2,26 +2,27 @@
 //! dedicated handler threads, with the rayon handler pool, and with the condvar queues.
 
 use pipeline::{HandlerPool, Pipeline};
-use protocol::queue::QueueKind;
+use server_core::queue::QueueKind;
 
 mod threads {
-    protocol::behaviour_tests!(|args| {
-        protocol::RunningServer::start(super::Pipeline::default(), args).expect("the server starts")
+    testkit::behaviour_tests!(|args| {
+        server_core::RunningServer::start(super::Pipeline::default(), args)
+            .expect("the server starts")
     });
 }
 
 mod rayon {
-    protocol::behaviour_tests!(|args| {
+    testkit::behaviour_tests!(|args| {
         let pipeline = super::Pipeline {
             handler_pool: super::HandlerPool::Rayon,
             ..Default::default()
         };
-        protocol::RunningServer::start(pipeline, args).expect("the server starts")
+        server_core::RunningServer::start(pipeline, args).expect("the server starts")
     });
 }
 
 mod condvar {
-    protocol::behaviour_tests!(|args| {
+    testkit::behaviour_tests!(|args| {
         let pipeline = super::Pipeline {
             queue_impl: super::QueueKind::Condvar,
             receivers: 1,
@@ -29,6 +30,6 @@ mod condvar {
             senders: 1,
             ..Default::default()
         };
-        protocol::RunningServer::start(pipeline, args).expect("the server starts")
+        server_core::RunningServer::start(pipeline, args).expect("the server starts")
     });
 }

@@ -42,14 +42,14 @@
 //! `Mutex<VecDeque>` with condition variables built the way the lecture builds its queue.
 //! See `protocol::queue` for both.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use protocol::permits::{Permit, Permits};
-use protocol::queue::{self, QueueKind};
-use protocol::{
-    serve_connection, Acceptor, Architecture, Conn, Context, Response, ServerError, Status,
-    ThreadGroup,
+use protocol::{Response, Status};
+use server_core::permits::{Permit, Permits};
+use server_core::queue::{self, QueueKind};
+use server_core::stats::{Capacity, Figures};
+use server_core::{
+    serve_connection, Acceptor, Architecture, BlockingConn, Context, ServerError, ThreadGroup,
 };
 
 /// What the main thread does when the connections queue is full.
@@ -67,12 +67,12 @@ pub enum WhenFull {
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct PreforkPool {
     /// Worker threads, started before the first accept (the lecture's PREFORK_THREADS).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65_536), value_name = "N")]
     pub workers: u32,
 
     /// How many accepted connections may wait for a worker (beyond the --workers being
     /// served).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
     pub queue: u32,
 
     /// The queue's implementation: crossbeam-channel, or the lecture's mutex and condition
@@ -100,12 +100,13 @@ impl Default for PreforkPool {
 /// A connection on its way to a worker, with the permit that counts it as admitted.
 /// Dropping it (when the worker is done, or at shutdown) returns the permit.
 struct Admitted {
-    conn: Conn,
+    conn: BlockingConn,
     _permit: Permit,
 }
 
 impl Architecture for PreforkPool {
     const NAME: &'static str = "prefork-pool";
+    const ABOUT: &'static str = "servelab's pre-fork pool (producer-consumer): a fixed pool of worker threads fed by a bounded queue of connections.";
 
     fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
         // Admission: one permit per connection being served or waiting for a worker.
@@ -119,24 +120,20 @@ impl Architecture for PreforkPool {
         let (connections, waiting) =
             queue::bounded::<Admitted>("connections", admitted, self.queue_impl);
         let workers = ThreadGroup::new("worker");
-        let refused = Arc::new(AtomicU64::new(0));
         ctx.set_arch_config(serde_json::to_value(&self).unwrap_or_default());
+        ctx.set_capacity(Capacity {
+            admitted: Some(admitted as u64),
+            rejects_beyond: self.when_full == WhenFull::Reject,
+            ..Capacity::workers(u64::from(self.workers), "worker")
+        });
         ctx.set_arch_figures({
             let workers = workers.clone();
             let queue = connections.stats();
             let permits = Arc::clone(&permits);
-            let refused = Arc::clone(&refused);
-            move || {
-                serde_json::json!({
-                    "threads": [workers.stats_json()],
-                    "queues": [queue.to_json()],
-                    "admission": {
-                        "max": admitted,
-                        "in_use": permits.in_use(),
-                        "peak": permits.peak(),
-                        "refused": refused.load(Relaxed),
-                    },
-                })
+            move || Figures {
+                threads: vec![workers.snapshot()],
+                queues: vec![queue.snapshot()],
+                limits: vec![permits.snapshot("admission")],
             }
         });
         // At shutdown, a main thread waiting for a permit must wake up too.
@@ -180,7 +177,6 @@ impl Architecture for PreforkPool {
             let Some(conn) = acceptor.accept() else { break };
             // Never blocks: a full pool means a 503 for this client.
             let Some(permit) = permit.or_else(|| permits.try_acquire()) else {
-                refused.fetch_add(1, Relaxed);
                 conn.refuse(&busy(&self));
                 continue;
             };

@@ -2,18 +2,18 @@
 //! each queue implementation.
 
 mod crossbeam {
-    protocol::behaviour_tests!(|args| {
-        protocol::RunningServer::start(prefork_pool::PreforkPool::default(), args)
+    testkit::behaviour_tests!(|args| {
+        server_core::RunningServer::start(prefork_pool::PreforkPool::default(), args)
             .expect("the server starts")
     });
 }
 
 mod condvar {
-    protocol::behaviour_tests!(|args| {
+    testkit::behaviour_tests!(|args| {
         let pool = prefork_pool::PreforkPool {
-            queue_impl: protocol::queue::QueueKind::Condvar,
+            queue_impl: server_core::queue::QueueKind::Condvar,
             ..Default::default()
         };
-        protocol::RunningServer::start(pool, args).expect("the server starts")
+        server_core::RunningServer::start(pool, args).expect("the server starts")
     });
 }

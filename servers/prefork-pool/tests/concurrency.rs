@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use prefork_pool::{PreforkPool, WhenFull};
-use protocol::queue::QueueKind;
-use protocol::testing::{
-    burst, newcomer_wait_behind_idle_holders, short_keep_alive, stop_cleanly, thread_figure,
-    timed_get, wait_until, Client,
+use server_core::queue::QueueKind;
+use server_core::{RunningServer, ServerArgs};
+use testkit::{
+    burst, newcomer_wait_behind_idle_holders, short_keep_alive, stop_cleanly, threads, timed_get,
+    wait_until, Client,
 };
-use protocol::{RunningServer, ServerArgs};
 
 fn start(pool: PreforkPool, args: ServerArgs) -> RunningServer {
     RunningServer::start(pool, args).expect("the server starts")
@@ -24,6 +24,7 @@ fn pool(workers: u32) -> PreforkPool {
 
 #[test]
 fn four_workers_serve_eight_sleepers_in_two_rounds() {
+    let _timing = testkit::timing();
     for queue_impl in [QueueKind::Crossbeam, QueueKind::Condvar] {
         let server = start(
             PreforkPool {
@@ -49,11 +50,12 @@ fn four_workers_serve_eight_sleepers_in_two_rounds() {
 
 #[test]
 fn eight_workers_serve_eight_sleepers_at_once() {
+    let _timing = testkit::timing();
     let server = start(pool(8), ServerArgs::default());
     let (elapsed, _) = burst(server.addr(), 8, "/sleep/200");
     assert!(elapsed < Duration::from_millis(900), "took {elapsed:?}");
     assert_eq!(
-        thread_figure(&server, "worker", "started"),
+        threads(&server, "worker").started,
         8,
         "the pool never grows"
     );
@@ -70,13 +72,14 @@ fn fill_the_pool(server: &RunningServer) -> (Client, Client) {
     let mut b = Client::connect(server.addr());
     b.send("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     wait_until("B is queued", || {
-        server.context().snapshot()["queues"][0]["depth"] == 1
+        server.context().snapshot().queues[0].depth == 1
     });
     (a, b)
 }
 
 #[test]
 fn reject_answers_503_when_the_queue_is_full() {
+    let _timing = testkit::timing();
     let server = start(
         PreforkPool {
             queue: 1,
@@ -97,14 +100,15 @@ fn reject_answers_503_when_the_queue_is_full() {
     assert_eq!(a.read_reply().status, 200);
     assert_eq!(b.read_reply().status, 200);
     let snapshot = server.context().snapshot();
-    assert_eq!(snapshot["connections"]["rejected"], 1);
-    assert_eq!(snapshot["admission"]["refused"], 1);
-    assert_eq!(snapshot["admission"]["max"], 2);
+    assert_eq!(snapshot.connections.rejected, 1);
+    let admission = snapshot.limit("admission").expect("an admission limit");
+    assert_eq!((admission.refused, admission.max), (1, 2));
     stop_cleanly(server);
 }
 
 #[test]
 fn a_burst_is_admitted_up_to_workers_plus_queue_however_fast_the_workers_wake() {
+    let _timing = testkit::timing();
     // Two workers, a queue of one: of a burst of five, exactly three are admitted. The
     // acceptor can outrun workers that are still waking up; admission must not depend on it.
     for _ in 0..3 {
@@ -134,6 +138,7 @@ fn a_burst_is_admitted_up_to_workers_plus_queue_however_fast_the_workers_wake() 
 
 #[test]
 fn block_makes_the_newcomer_wait_instead() {
+    let _timing = testkit::timing();
     let server = start(
         PreforkPool {
             queue: 1,
@@ -158,6 +163,7 @@ fn block_makes_the_newcomer_wait_instead() {
 
 #[test]
 fn idle_clients_occupy_workers_until_the_keep_alive_timeout() {
+    let _timing = testkit::timing();
     let server = start(pool(2), short_keep_alive());
     // Each worker owns its holder's connection, so no further settling is needed.
     let waited = newcomer_wait_behind_idle_holders(&server, 2, || true);
@@ -170,7 +176,7 @@ fn idle_clients_occupy_workers_until_the_keep_alive_timeout() {
 
 #[test]
 fn shutdown_gives_up_after_its_timeout() {
-    protocol::testing::cases::shutdown_gives_up_after_its_timeout(&|args| {
+    testkit::shutdown_gives_up_after_its_timeout(&|args| {
         RunningServer::start(prefork_pool::PreforkPool::default(), args).expect("the server starts")
     });
 }
@@ -185,10 +191,42 @@ fn a_pool_of_zero_workers_is_refused_in_one_sentence() {
         .expect("run the server");
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).starts_with(
-            "error: invalid value '0' for '--workers <N>': 0 is not in 1..=4294967295"
-        ),
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("error: invalid value '0' for '--workers <N>': 0 is not in 1..=65536"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn shutdown_wakes_a_main_thread_waiting_for_room() {
+    let _timing = testkit::timing();
+    // One worker busy for 3 s, one connection queued: the main thread waits for room.
+    let server = start(
+        PreforkPool {
+            queue: 1,
+            ..pool(1)
+        },
+        ServerArgs {
+            shutdown_timeout: Duration::from_millis(200),
+            ..ServerArgs::default()
+        },
+    );
+    let mut a = Client::connect(server.addr());
+    a.send("GET /sleep/3000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    wait_until("the worker is busy", || {
+        server.context().stats.in_flight() == 1
+    });
+    let mut b = Client::connect(server.addr());
+    b.send("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    wait_until("B is queued", || {
+        server.context().snapshot().queues[0].depth == 1
+    });
+    let _c = Client::connect(server.addr());
+    // Stopping must not wait for the 3 s request: the main thread is woken at once, and the
+    // grace period counts from the moment shutdown began.
+    let began = std::time::Instant::now();
+    server.stop().expect("stops");
+    let took = began.elapsed();
+    assert!(took < Duration::from_millis(1500), "stopping took {took:?}");
 }

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use protocol::{RunningServer, ServerArgs};
+use server_core::{RunningServer, ServerArgs};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = RunningServer::start(single::Single::default(), ServerArgs::default())?;

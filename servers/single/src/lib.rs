@@ -20,7 +20,8 @@
 
 use std::sync::Arc;
 
-use protocol::{serve_connection, Acceptor, Architecture, Context, ServerError, ThreadGroup};
+use server_core::stats::{Capacity, Figures};
+use server_core::{serve_connection, Acceptor, Architecture, Context, ServerError, ThreadGroup};
 
 /// The sequential server. It has no options of its own.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -28,14 +29,19 @@ pub struct Single {}
 
 impl Architecture for Single {
     const NAME: &'static str = "single";
+    const ABOUT: &'static str = "servelab's sequential server: one thread accepts a connection and serves it to the end, then accepts the next.";
 
     fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
         // The group counts this one thread, so /stats can show whether it is busy.
         let threads = ThreadGroup::new("main");
         let _me = threads.enter();
+        ctx.set_capacity(Capacity::workers(1, "thread"));
         ctx.set_arch_figures({
             let threads = threads.clone();
-            move || serde_json::json!({ "threads": [threads.stats_json()] })
+            move || Figures {
+                threads: vec![threads.snapshot()],
+                ..Figures::default()
+            }
         });
 
         // Blocks in accept until the next client is there; `None` once shutdown begins.

@@ -1,5 +1,5 @@
 //! The shared behaviour list (protocol::testing::cases), run against the sequential server.
 
-protocol::behaviour_tests!(|args| {
-    protocol::RunningServer::start(single::Single::default(), args).expect("the server starts")
+testkit::behaviour_tests!(|args| {
+    server_core::RunningServer::start(single::Single::default(), args).expect("the server starts")
 });

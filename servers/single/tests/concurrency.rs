@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use protocol::testing::{burst, newcomer_wait_behind_idle_holders, short_keep_alive, stop_cleanly};
-use protocol::{RunningServer, ServerArgs};
+use server_core::{RunningServer, ServerArgs};
 use single::Single;
+use testkit::{burst, newcomer_wait_behind_idle_holders, short_keep_alive, stop_cleanly};
 
 fn start(args: ServerArgs) -> RunningServer {
     RunningServer::start(Single::default(), args).expect("the server starts")
@@ -12,6 +12,7 @@ fn start(args: ServerArgs) -> RunningServer {
 
 #[test]
 fn eight_sleepers_are_served_one_after_another() {
+    let _timing = testkit::timing();
     let server = start(ServerArgs::default());
     let (elapsed, replies) = burst(server.addr(), 8, "/sleep/200");
     assert!(replies.iter().all(|r| r.status == 200));
@@ -23,6 +24,7 @@ fn eight_sleepers_are_served_one_after_another() {
 
 #[test]
 fn one_idle_client_holds_up_everyone_until_the_keep_alive_timeout() {
+    let _timing = testkit::timing();
     let server = start(short_keep_alive());
     // The newcomer is accepted only when the idle connection times out.
     let waited = newcomer_wait_behind_idle_holders(&server, 1, || true);
@@ -35,6 +37,7 @@ fn one_idle_client_holds_up_everyone_until_the_keep_alive_timeout() {
 
 #[test]
 fn every_response_names_the_one_thread() {
+    let _timing = testkit::timing();
     let server = start(ServerArgs::default());
     let (_, replies) = burst(server.addr(), 4, "/");
     assert!(replies

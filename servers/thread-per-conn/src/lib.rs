@@ -27,19 +27,20 @@
 
 use std::sync::Arc;
 
-use protocol::permits::Permits;
-use protocol::{serve_connection, Acceptor, Architecture, Context, ServerError, ThreadGroup};
+use server_core::permits::Permits;
+use server_core::stats::{Capacity, Figures};
+use server_core::{serve_connection, Acceptor, Architecture, Context, ServerError, ThreadGroup};
 
 /// The thread-per-connection server's own flags.
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct ThreadPerConn {
     /// Most connection threads alive at once. When reached, accepting pauses and new
     /// clients wait in the kernel's backlog.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
     pub max_threads: u32,
 
     /// Stack size of each connection thread, in bytes.
-    #[arg(long, default_value_t = 256 * 1024, value_parser = clap::value_parser!(u64).range(64 * 1024..), value_name = "BYTES")]
+    #[arg(long, default_value_t = 256 * 1024, value_parser = clap::value_parser!(u64).range(64 * 1024..=1024 * 1024 * 1024), value_name = "BYTES")]
     pub stack_size: u64,
 }
 
@@ -54,6 +55,7 @@ impl Default for ThreadPerConn {
 
 impl Architecture for ThreadPerConn {
     const NAME: &'static str = "thread-per-conn";
+    const ABOUT: &'static str = "servelab's thread-per-connection server (delegation): the main thread accepts and starts a new thread for every connection.";
 
     fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
         let threads = ThreadGroup::new("conn");
@@ -61,15 +63,17 @@ impl Architecture for ThreadPerConn {
         // which gives its permit back when it exits.
         let permits = Permits::new(self.max_threads as usize);
         ctx.set_arch_config(serde_json::to_value(&self).unwrap_or_default());
+        ctx.set_capacity(Capacity {
+            per_client: true,
+            ..Capacity::workers(u64::from(self.max_threads), "thread")
+        });
         ctx.set_arch_figures({
             let threads = threads.clone();
             let permits = Arc::clone(&permits);
-            let max = self.max_threads;
-            move || {
-                serde_json::json!({
-                    "threads": [threads.stats_json()],
-                    "thread_limit": { "max": max, "in_use": permits.in_use(), "peak": permits.peak() },
-                })
+            move || Figures {
+                threads: vec![threads.snapshot()],
+                limits: vec![permits.snapshot("threads")],
+                ..Figures::default()
             }
         });
         // At shutdown, a main thread waiting for a free permit must wake up too.
@@ -106,7 +110,7 @@ impl Architecture for ThreadPerConn {
             "shutting down: no longer accepting; waiting for {} connection threads",
             threads.alive()
         );
-        let still_running = threads.join(std::time::Instant::now() + ctx.args.shutdown_timeout);
+        let still_running = threads.join(ctx.shutdown.deadline(ctx.args.shutdown_timeout));
         if still_running > 0 {
             tracing::warn!(
                 "{still_running} connection threads still busy after the shutdown timeout"

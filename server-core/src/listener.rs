@@ -7,7 +7,10 @@
 //! When it is full, Linux drops further connection attempts (SYNs) and the clients retry
 //! after about a second, which the simulator shows as a jump in connect time.
 //!
-//! [`Acceptor`] wraps the accept loop's one blocking call so that shutdown can interrupt it.
+//! [`Acceptor`] wraps the accept loop's one blocking call so that shutdown can interrupt it,
+//! and hands out each accepted client as a [`BlockingConn`]. An event loop takes the
+//! listening socket itself instead ([`Acceptor::into_listener`]) and accepts without
+//! blocking.
 
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener};
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::conn::Conn;
+use crate::blocking::BlockingConn;
 use crate::context::Context;
 
 /// Why a server could not start.
@@ -52,7 +55,7 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> 
     Ok(socket.into())
 }
 
-/// The accepting end of a server: hands out one [`Conn`] per client until shutdown.
+/// The accepting end of a server: hands out one [`BlockingConn`] per client until shutdown.
 pub struct Acceptor {
     listener: TcpListener,
     ctx: Arc<Context>,
@@ -77,9 +80,16 @@ impl Acceptor {
         self.listener.local_addr()
     }
 
+    /// The listening socket itself, for an architecture that accepts on its own (an event
+    /// loop, which must never block in `accept`). Marks the server ready: it is accepting.
+    pub fn into_listener(self) -> TcpListener {
+        self.ctx.set_ready();
+        self.listener
+    }
+
     /// Waits for the next client and returns its connection, or `None` once the server is
     /// shutting down.
-    pub fn accept(&self) -> Option<Conn> {
+    pub fn accept(&self) -> Option<BlockingConn> {
         // The architecture has set itself up by the time it first accepts.
         self.ctx.set_ready();
         loop {
@@ -93,7 +103,7 @@ impl Acceptor {
                     if self.ctx.shutdown.is_triggered() {
                         return None;
                     }
-                    match Conn::new(stream, peer, Arc::clone(&self.ctx)) {
+                    match BlockingConn::new(stream, peer, Arc::clone(&self.ctx)) {
                         Ok(conn) => {
                             tracing::debug!("conn #{} accepted from {peer}", conn.id);
                             return Some(conn);

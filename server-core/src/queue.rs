@@ -19,8 +19,11 @@
 //! get `None`. That is how a server's threads learn that shutdown has reached their stage.
 //!
 //! Every queue keeps figures for `/stats`: its depth, its capacity, how many times a
-//! producer found it full, and how long items waited in it on average. The waiting time is
-//! what tells which stage of a pipeline is the bottleneck.
+//! producer found it full, and how long items waited on average, from the moment a producer
+//! offered one (including any time the producer itself waited for room) until a consumer
+//! took it. That waiting time is what tells which stage of a pipeline is the bottleneck.
+//! The figures are relaxed atomics: each is read on its own for monitoring and guards no
+//! other data.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -29,6 +32,8 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::stats::QueueSnapshot;
+
 /// Which engine a queue uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,8 +41,18 @@ pub enum QueueKind {
     /// crossbeam-channel's bounded channel.
     #[default]
     Crossbeam,
-    /// A Mutex<VecDeque> with condition variables, built as in the lecture.
+    /// A `Mutex<VecDeque>` with condition variables, built as in the lecture.
     Condvar,
+}
+
+impl QueueKind {
+    /// The flag's value for this kind: `crossbeam` or `condvar`.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueKind::Crossbeam => "crossbeam",
+            QueueKind::Condvar => "condvar",
+        }
+    }
 }
 
 /// Why a non-blocking push did not happen. The item is handed back.
@@ -105,7 +120,7 @@ pub fn bounded<T>(
     }
 }
 
-/// An item with the moment it entered the queue, to measure how long it waited.
+/// An item with the moment a producer offered it, to measure how long it waited.
 struct Stamped<T> {
     item: T,
     since: Instant,
@@ -313,22 +328,23 @@ impl QueueStats {
         self.full.load(Relaxed)
     }
 
-    pub fn to_json(&self) -> serde_json::Value {
+    /// The queue's figures for `/stats`.
+    pub fn snapshot(&self) -> QueueSnapshot {
         let popped = self.popped.load(Relaxed);
         let mean_wait_us = self
             .waited_ns
             .load(Relaxed)
             .checked_div(popped)
             .map_or(0.0, |ns| ns as f64 / 1000.0);
-        serde_json::json!({
-            "name": self.name,
-            "impl": self.kind,
-            "capacity": self.capacity,
-            "depth": self.depth(),
-            "full": self.times_full(),
-            "pushed": self.pushed.load(Relaxed),
-            "mean_wait_us": (mean_wait_us * 10.0).round() / 10.0,
-        })
+        QueueSnapshot {
+            name: self.name.to_owned(),
+            implementation: self.kind.name().to_owned(),
+            capacity: self.capacity as u64,
+            depth: self.depth() as u64,
+            full: self.times_full(),
+            pushed: self.pushed.load(Relaxed),
+            mean_wait_us: (mean_wait_us * 10.0).round() / 10.0,
+        }
     }
 }
 

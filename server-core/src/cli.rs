@@ -12,7 +12,7 @@ use clap::{CommandFactory, FromArgMatches};
 use crate::config::ServerArgs;
 use crate::context::Context;
 use crate::listener::{bind, Acceptor, ServerError};
-use crate::server::Architecture;
+use crate::running::Architecture;
 use crate::{logging, shutdown};
 
 #[derive(clap::Parser)]
@@ -23,12 +23,12 @@ struct Cli<A: clap::Args> {
     arch: A,
 }
 
-/// Runs the server binary for architecture `A`. `about` is the first line of `--help`.
-pub fn main<A: Architecture + clap::Args>(about: &'static str) -> ExitCode {
+/// Runs the server binary for architecture `A`.
+pub fn main<A: Architecture + clap::Args>() -> ExitCode {
     let command = Cli::<A>::command()
         .name(A::NAME)
         .bin_name(A::NAME)
-        .about(about)
+        .about(A::ABOUT)
         .version(env!("CARGO_PKG_VERSION"));
     let cli = match Cli::<A>::from_arg_matches(&command.get_matches()) {
         Ok(cli) => cli,
@@ -54,6 +54,7 @@ fn watchdog(ctx: Arc<Context>) {
         .spawn(move || {
             // Sleeps through the grace period; the process normally exits before it ends.
             std::thread::sleep(limit);
+            // The architecture's own log says which threads it was still waiting for.
             tracing::warn!(
                 "{} requests still in flight after the shutdown timeout; exiting anyway",
                 ctx.stats.in_flight()

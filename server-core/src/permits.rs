@@ -1,8 +1,8 @@
 //! A counting semaphore: at most N of something at once.
 //!
 //! The thread-per-connection server uses it to bound its live connection threads
-//! (`--max-threads`) and the pipeline to bound the connections inside it
-//! (`--max-connections`). The accept loop takes a [`Permit`] *before* it accepts; when none
+//! (`--max-threads`), the pre-fork pool to bound the connections it admits (`--workers` +
+//! `--queue`), and the pipeline to bound the connections inside it (`--max-connections`). The accept loop takes a [`Permit`] *before* it accepts; when none
 //! is left it waits, and meanwhile new clients wait in the kernel's backlog instead of each
 //! costing the server a thread. The permit travels with the connection and is given back
 //! when the connection is dropped.
@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
+
+use crate::stats::LimitSnapshot;
 
 /// The semaphore. Shared (in an `Arc`) by the thread that takes permits and every permit,
 /// because a permit is returned by whichever thread drops it.
@@ -25,6 +27,8 @@ struct State {
     total: usize,
     /// The most permits ever taken at once.
     peak: usize,
+    /// Times `try_acquire` found none left.
+    refused: u64,
     closed: bool,
 }
 
@@ -38,6 +42,7 @@ impl Permits {
                 available: total,
                 total,
                 peak: 0,
+                refused: 0,
                 closed: false,
             }),
             changed: Condvar::new(),
@@ -67,6 +72,7 @@ impl Permits {
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         let mut state = self.state.lock();
         if state.closed || state.available == 0 {
+            state.refused += 1;
             return None;
         }
         state.available -= 1;
@@ -94,6 +100,18 @@ impl Permits {
     /// The most permits ever taken at once.
     pub fn peak(&self) -> usize {
         self.state.lock().peak
+    }
+
+    /// The semaphore's figures for `/stats`, under the name of what it limits.
+    pub fn snapshot(&self, name: &str) -> LimitSnapshot {
+        let state = self.state.lock();
+        LimitSnapshot {
+            name: name.to_owned(),
+            max: state.total as u64,
+            in_use: (state.total - state.available) as u64,
+            peak: state.peak as u64,
+            refused: state.refused,
+        }
     }
 
     /// Waits until every permit has been returned, or until `deadline`. Returns whether all

@@ -5,6 +5,11 @@
 //! `X-Servelab-Thread` header say who did what), counts how many are alive and how many are
 //! busy (for `/stats`), and at shutdown waits for all of them to finish, but only until a
 //! deadline: a handler stuck in a 60-second `/sleep` must not keep the process alive forever.
+//!
+//! The counters that only feed `/stats` (`busy`, `busy_peak`, `peak`, `spawned`) are relaxed
+//! atomics: each is read on its own and guards no other data, so any recent value will do.
+//! `alive` is different: `join` waits for it to reach zero, so it lives under a mutex with
+//! the condition variable that announces the change.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -13,6 +18,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
+
+use crate::stats::ThreadGroupSnapshot;
 
 /// A group of threads with one role. Cheap to clone; clones share the same counts.
 #[derive(Clone)]
@@ -27,6 +34,7 @@ struct Inner {
     /// mutex that protects the condition.
     alive: Mutex<usize>,
     all_done: Condvar,
+    /// Threads handling a request now.
     busy: AtomicUsize,
     /// The most threads of the group busy at once.
     busy_peak: AtomicUsize,
@@ -146,15 +154,15 @@ impl ThreadGroup {
     }
 
     /// The group's figures for `/stats`.
-    pub fn stats_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "role": self.inner.role,
-            "alive": self.alive(),
-            "busy": self.busy_count(),
-            "busy_peak": self.inner.busy_peak.load(Relaxed),
-            "peak": self.inner.peak.load(Relaxed),
-            "started": self.inner.spawned.load(Relaxed),
-        })
+    pub fn snapshot(&self) -> ThreadGroupSnapshot {
+        ThreadGroupSnapshot {
+            role: self.inner.role.to_owned(),
+            alive: self.alive() as u64,
+            busy: self.busy_count() as u64,
+            busy_peak: self.inner.busy_peak.load(Relaxed) as u64,
+            peak: self.inner.peak.load(Relaxed) as u64,
+            started: self.inner.spawned.load(Relaxed),
+        }
     }
 
     fn finished(&self) {

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::request::Limits;
+use protocol::request::Limits;
 
 /// How much the server tells about itself on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -56,13 +56,15 @@ pub struct ServerArgs {
     #[serde(serialize_with = "as_millis")]
     pub shutdown_timeout: Duration,
 
-    /// Largest request line plus headers accepted; a larger one gets 431.
-    #[arg(long, default_value_t = 8 * 1024, value_name = "BYTES")]
-    pub max_header_bytes: usize,
+    /// Largest request line plus headers accepted, from 64 bytes to 1 MiB; a larger head gets
+    /// 431.
+    #[arg(long, default_value_t = 8 * 1024, value_parser = clap::value_parser!(u32).range(64..=1024 * 1024), value_name = "BYTES")]
+    pub max_header_bytes: u32,
 
-    /// Largest request body accepted; a larger one gets 413.
-    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
-    pub max_body_bytes: usize,
+    /// Largest request body accepted, up to 1 GiB; a larger one gets 413. Memory follows
+    /// the bytes a client really sends, never what it announces.
+    #[arg(long, default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(0..=1024 * 1024 * 1024), value_name = "BYTES")]
+    pub max_body_bytes: u32,
 
     /// Longest delay /sleep/{ms} accepts; a longer one gets 400.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
@@ -95,8 +97,18 @@ impl Default for ServerArgs {
 impl ServerArgs {
     pub fn limits(&self) -> Limits {
         Limits {
-            max_header_bytes: self.max_header_bytes,
-            max_body_bytes: self.max_body_bytes,
+            max_header_bytes: usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX),
+            max_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The settings of one connection of an architecture called `architecture`.
+    pub fn connection_config(&self, architecture: &str) -> protocol::Config {
+        protocol::Config {
+            limits: self.limits(),
+            read_timeout: self.read_timeout,
+            keep_alive_timeout: self.keep_alive_timeout,
+            server_header: format!("servelab-{architecture}"),
         }
     }
 
@@ -128,11 +140,21 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// Parses a humantime duration such as `250ms` or `5s`; a bare `0` means zero.
+///
+/// Durations are bounded to a day, which is longer than any timeout needs and keeps every
+/// `Instant + duration` the servers compute far from overflow.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.trim() == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(text).map_err(|e| format!("{e} (write durations like 250ms or 5s)"))
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (write durations like 250ms or 5s)"))?;
+    if duration > Duration::from_secs(24 * 3600) {
+        return Err(format!(
+            "{text} is more than a day; durations here are at most 24h"
+        ));
+    }
+    Ok(duration)
 }
 
 /// Durations appear in `/stats` as whole milliseconds.

@@ -1,0 +1,251 @@
+//! servelab's routes, as descriptions of the work each request needs.
+//!
+//! Every architecture answers the same routes, so the servers differ only in how they use
+//! threads, never in what they answer. The routes model the kinds of work a real server
+//! does:
+//!
+//! | route               | work                                                        |
+//! |---------------------|-------------------------------------------------------------|
+//! | `GET /`             | almost none: measures the server's own overhead             |
+//! | `POST /echo`        | copies the body back (the lecture's clients send a UUID)    |
+//! | `POST /echo/{ms}`   | the same after a wait: the lecture's heavy request          |
+//! | `GET /sleep/{ms}`   | a wait: I/O-bound work, like a database call                |
+//! | `GET /factor/{n}`   | trial division: CPU-bound work                              |
+//! | `GET /time`         | the server's clock, as in the Docker seed                   |
+//! | `GET /stats`        | the server's counters and its architecture's own figures    |
+//!
+//! `HEAD` is accepted wherever `GET` is.
+//!
+//! [`route`] does not do the work: it says what the work is ([`Work`]), and the driver
+//! decides how to wait for it. A thread of a blocking server sleeps through a
+//! [`Work::Sleep`] and computes a [`Work::Compute`] itself; an event loop must never block,
+//! so it sets a timer for the sleep and sends the computation to helper threads.
+
+use std::time::{Duration, SystemTime};
+
+use crate::connection::Request;
+use crate::request::Method;
+use crate::response::{Response, Status, OCTETS};
+
+const GET: &str = "GET, HEAD";
+const POST: &str = "POST";
+
+/// What the routes need to know about the server.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// The architecture's name, the body of `GET /`.
+    pub architecture: &'static str,
+    /// The longest wait `/sleep/{ms}` and `/echo/{ms}` accept.
+    pub max_sleep: Duration,
+}
+
+/// The work a request needs before it can be answered.
+#[derive(Debug)]
+pub enum Work {
+    /// Nothing: here is the answer.
+    Respond(Response),
+    /// Wait `delay`, then answer `then`. A blocking server sleeps; an event loop sets a
+    /// timer.
+    Sleep { delay: Duration, then: Response },
+    /// CPU work: run the job (on this thread, or a helper) and answer with its result.
+    Compute(Job),
+    /// Answer with the server's `/stats` document, which only the server can write.
+    Stats,
+}
+
+/// CPU-bound work, movable to another thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// The prime factors of the number.
+    Factor(u64),
+}
+
+impl Job {
+    /// Does the work and returns the answer. Runs as long as the work takes: the worst case
+    /// of `Factor` (a large prime near 2^64) takes seconds.
+    pub fn run(self) -> Response {
+        match self {
+            Job::Factor(n) => {
+                let factors = factorise(n)
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" * ");
+                Response::text(Status::Ok, format!("{n} = {factors}\n"))
+            }
+        }
+    }
+}
+
+/// What `request` needs. Never blocks and never fails: bad parameters are answered with a
+/// precise error status.
+pub fn route(request: &Request, config: &RouteConfig) -> Work {
+    let path = request.path.as_str();
+    let allowed = match path {
+        "/" | "/time" | "/stats" => GET,
+        "/echo" => POST,
+        _ if path.starts_with("/echo/") => POST,
+        _ if path.starts_with("/sleep/") || path.starts_with("/factor/") => GET,
+        _ => {
+            return Work::Respond(Response::error(
+                Status::NotFound,
+                &format!("no route for {path}"),
+            ))
+        }
+    };
+    let method_ok = match request.method {
+        Method::Get | Method::Head => allowed == GET,
+        Method::Post => allowed == POST,
+        Method::Other(_) => false,
+    };
+    if !method_ok {
+        let mut response = Response::error(
+            Status::MethodNotAllowed,
+            &format!(
+                "{} is not allowed on {path}; use {allowed}",
+                request.method.as_str()
+            ),
+        );
+        response.allow = Some(allowed);
+        return Work::Respond(response);
+    }
+
+    match path {
+        "/" => Work::Respond(Response::text(
+            Status::Ok,
+            format!("servelab {}\n", config.architecture),
+        )),
+        "/echo" => Work::Respond(Response::new(Status::Ok, OCTETS, request.body.clone())),
+        "/time" => Work::Respond(Response::text(
+            Status::Ok,
+            format!("{}\n", humantime::format_rfc3339_micros(SystemTime::now())),
+        )),
+        "/stats" => Work::Stats,
+        _ => {
+            if let Some(ms) = path.strip_prefix("/sleep/") {
+                match delay(ms, config) {
+                    Ok(delay) => Work::Sleep {
+                        delay,
+                        then: Response::text(
+                            Status::Ok,
+                            format!("slept {} ms\n", delay.as_millis()),
+                        ),
+                    },
+                    Err(error) => Work::Respond(error),
+                }
+            } else if let Some(ms) = path.strip_prefix("/echo/") {
+                match delay(ms, config) {
+                    Ok(delay) => Work::Sleep {
+                        delay,
+                        then: Response::new(Status::Ok, OCTETS, request.body.clone()),
+                    },
+                    Err(error) => Work::Respond(error),
+                }
+            } else if let Some(n) = path.strip_prefix("/factor/") {
+                match n.parse::<u64>() {
+                    Ok(n) if n >= 2 => Work::Compute(Job::Factor(n)),
+                    _ => Work::Respond(Response::error(
+                        Status::BadRequest,
+                        &format!("{n:?} is not a whole number from 2 to {}", u64::MAX),
+                    )),
+                }
+            } else {
+                Work::Respond(Response::error(
+                    Status::NotFound,
+                    &format!("no route for {path}"),
+                ))
+            }
+        }
+    }
+}
+
+/// The `{ms}` of `/sleep/{ms}` and `/echo/{ms}`: a whole number of milliseconds up to
+/// `--max-sleep`, or the 400 that says so.
+fn delay(ms: &str, config: &RouteConfig) -> Result<Duration, Response> {
+    let max = u64::try_from(config.max_sleep.as_millis()).unwrap_or(u64::MAX);
+    match ms.parse::<u64>() {
+        Ok(ms) if ms <= max => Ok(Duration::from_millis(ms)),
+        _ => Err(Response::error(
+            Status::BadRequest,
+            &format!("{ms:?} is not a whole number of milliseconds from 0 to {max}"),
+        )),
+    }
+}
+
+/// The prime factors of `n` in ascending order, by trial division: divide out 2, then every
+/// odd number up to the square root of what remains. Pure CPU work; the worst case (a large
+/// prime near 2^64) takes several seconds, which is the point of a CPU-bound route.
+pub fn factorise(mut n: u64) -> Vec<u64> {
+    let mut factors = Vec::new();
+    while n % 2 == 0 && n > 1 {
+        factors.push(2);
+        n /= 2;
+    }
+    let mut d = 3;
+    // `d <= n / d` is `d * d <= n` without overflow.
+    while d <= n / d {
+        while n % d == 0 {
+            factors.push(d);
+            n /= d;
+        }
+        d += 2;
+    }
+    if n > 1 {
+        factors.push(n);
+    }
+    factors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Version;
+
+    fn get(path: &str) -> Request {
+        Request {
+            method: Method::Get,
+            path: path.into(),
+            version: Version::Http11,
+            body: Vec::new(),
+        }
+    }
+
+    fn config() -> RouteConfig {
+        RouteConfig {
+            architecture: "test",
+            max_sleep: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn factorises() {
+        assert_eq!(factorise(600_851_475_143), vec![71, 839, 1471, 6857]);
+        assert_eq!(factorise(2), vec![2]);
+        assert_eq!(factorise(1024), vec![2; 10]);
+        assert_eq!(factorise(97), vec![97]);
+        // The top of the range: the loop bound must not overflow.
+        assert_eq!(
+            factorise(u64::MAX),
+            vec![3, 5, 17, 257, 641, 65537, 6_700_417]
+        );
+    }
+
+    #[test]
+    fn routes_say_what_work_they_need() {
+        assert!(matches!(route(&get("/"), &config()), Work::Respond(r) if r.status == Status::Ok));
+        assert!(matches!(
+            route(&get("/sleep/250"), &config()),
+            Work::Sleep { delay, .. } if delay == Duration::from_millis(250)
+        ));
+        assert!(matches!(
+            route(&get("/factor/91"), &config()),
+            Work::Compute(Job::Factor(91))
+        ));
+        assert!(matches!(route(&get("/stats"), &config()), Work::Stats));
+        assert!(matches!(
+            route(&get("/sleep/61000"), &config()),
+            Work::Respond(r) if r.status == Status::BadRequest
+        ));
+        assert_eq!(Job::Factor(91).run().body, b"91 = 7 * 13\n");
+    }
+}

@@ -1,0 +1,293 @@
+//! The state one server shares between all its threads.
+//!
+//! Every architecture creates one [`Context`] and hands an `Arc` of it to each thread it
+//! starts. It holds what must be the same for everyone: the configuration, the counters, the
+//! shutdown flag, and the registry of open connections. Nothing in it is "the current
+//! client": per-client data lives with each connection, which one thread holds at a time.
+//! (The lecture's servers kept the client's address in one global variable, so every
+//! worker logged the last client's address; lab 9 shows that bug.)
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+use protocol::RouteConfig;
+
+use crate::config::ServerArgs;
+use crate::shutdown::Shutdown;
+use crate::stats::{Capacity, ConfigSnapshot, Connections, Figures, Requests, Snapshot, Stats};
+
+type FiguresFn = Box<dyn Fn() -> Figures + Send + Sync>;
+
+/// One server's shared state. See the module documentation.
+pub struct Context {
+    /// The architecture's name, e.g. `single`; it is in `GET /`, `Server` and `/stats`.
+    pub arch: &'static str,
+    pub args: ServerArgs,
+    /// Every connection's settings, made once from `args`.
+    pub connection: protocol::Config,
+    /// What the routes need to know.
+    pub routes: RouteConfig,
+    pub stats: Stats,
+    pub shutdown: Shutdown,
+    pub started: Instant,
+    /// Open connections by id, for shutdown to wake the threads blocked reading them.
+    /// Shared because connections are opened and closed by many threads.
+    open: Mutex<HashMap<u64, Registered>>,
+    next_id: AtomicU64,
+    /// The architecture's own settings (`--workers`, ...), for `/stats`.
+    arch_config: OnceLock<serde_json::Value>,
+    /// How many clients the architecture serves at once, for `/stats`.
+    capacity: OnceLock<Capacity>,
+    /// A function that reports the architecture's own figures (threads, queues) for `/stats`.
+    arch_figures: OnceLock<FiguresFn>,
+    /// Whether the architecture has started (or failed to), so that an in-process starter
+    /// can wait for a server that is really up.
+    ready: Mutex<Readiness>,
+    ready_changed: Condvar,
+}
+
+/// Where an architecture is in starting up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    Starting,
+    /// Its threads are up and it accepts connections.
+    Ready,
+    /// It stopped before it was ready: it failed to start.
+    Failed,
+}
+
+/// A registered connection: its descriptor, and whether it is between requests.
+struct Registered {
+    fd: RawFd,
+    /// Set by the connection's driver while no request has begun on it. Shutdown wakes only
+    /// these; a request that is arriving is let finish and answered with `Connection: close`.
+    idle: Arc<AtomicBool>,
+}
+
+/// A connection's place in the registry. Dropping it unregisters the connection; its owner
+/// must drop it *before* the socket closes (declare it before the socket in the struct, as
+/// fields drop in order), so that shutdown never touches a closed descriptor.
+pub struct Registration {
+    ctx: Weak<Context>,
+    id: u64,
+    idle: Arc<AtomicBool>,
+}
+
+impl Registration {
+    /// The connection's id, unique within the server, shown in logs as `conn #id`.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Tells shutdown whether the connection is between requests. Relaxed is enough: the
+    /// shutdown hook reads this once, and either answer leads to an honest end (an idle
+    /// connection closed; an arriving request completed, or answered 503 if shutdown cut it
+    /// off; see `protocol::connection`).
+    pub fn set_idle(&self, idle: bool) {
+        self.idle.store(idle, Relaxed);
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(ctx) = self.ctx.upgrade() {
+            ctx.open.lock().remove(&self.id);
+        }
+    }
+}
+
+impl Context {
+    /// Creates the context and registers the shutdown hook that wakes idle connections.
+    pub fn new(arch: &'static str, args: ServerArgs) -> Arc<Context> {
+        let ctx = Arc::new(Context {
+            arch,
+            connection: args.connection_config(arch),
+            routes: RouteConfig {
+                architecture: arch,
+                max_sleep: args.max_sleep,
+            },
+            args,
+            stats: Stats::default(),
+            shutdown: Shutdown::new(),
+            started: Instant::now(),
+            open: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            arch_config: OnceLock::new(),
+            capacity: OnceLock::new(),
+            arch_figures: OnceLock::new(),
+            ready: Mutex::new(Readiness::Starting),
+            ready_changed: Condvar::new(),
+        });
+        // A weak reference, because the context owns the hook: a strong one would keep the
+        // context alive forever.
+        let weak: Weak<Context> = Arc::downgrade(&ctx);
+        ctx.shutdown.on_trigger(move || {
+            if let Some(ctx) = weak.upgrade() {
+                for registered in ctx.open.lock().values() {
+                    if registered.idle.load(Relaxed) {
+                        shut_read(registered.fd);
+                    }
+                }
+            }
+        });
+        ctx
+    }
+
+    /// Marks the server as up: its threads are started and it is accepting.
+    pub fn set_ready(&self) {
+        self.set_readiness(Readiness::Ready);
+    }
+
+    /// Marks a server that stopped before it was ready as failed to start.
+    pub(crate) fn set_stopped(&self) {
+        self.set_readiness(Readiness::Failed);
+    }
+
+    /// Moves from starting to `state`; later changes are ignored.
+    fn set_readiness(&self, state: Readiness) {
+        let mut ready = self.ready.lock();
+        if *ready == Readiness::Starting {
+            *ready = state;
+            self.ready_changed.notify_all();
+        }
+    }
+
+    /// Blocks until the server is up or has failed to start.
+    pub(crate) fn wait_ready(&self) -> Readiness {
+        let mut ready = self.ready.lock();
+        while *ready == Readiness::Starting {
+            self.ready_changed.wait(&mut ready);
+        }
+        *ready
+    }
+
+    /// Adds a freshly accepted connection to the registry. A connection registered after
+    /// shutdown began has its read side shut at once, like the others that were idle.
+    pub fn register(self: &Arc<Self>, socket: &impl AsRawFd) -> Registration {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let idle = Arc::new(AtomicBool::new(true));
+        let fd = socket.as_raw_fd();
+        let mut open = self.open.lock();
+        if self.shutdown.is_triggered() {
+            shut_read(fd);
+        }
+        open.insert(
+            id,
+            Registered {
+                fd,
+                idle: Arc::clone(&idle),
+            },
+        );
+        Registration {
+            ctx: Arc::downgrade(self),
+            id,
+            idle,
+        }
+    }
+
+    /// Connections accepted and not closed yet.
+    pub fn open_connections(&self) -> usize {
+        self.open.lock().len()
+    }
+
+    /// Open connections on which a request is arriving (not idle between requests).
+    pub fn receiving_connections(&self) -> usize {
+        self.open
+            .lock()
+            .values()
+            .filter(|r| !r.idle.load(Relaxed))
+            .count()
+    }
+
+    /// Records the architecture's own settings for `/stats`. Only the first call counts.
+    pub fn set_arch_config(&self, config: serde_json::Value) {
+        let _ = self.arch_config.set(config);
+    }
+
+    /// Records how many clients the architecture serves at once. Only the first call counts.
+    pub fn set_capacity(&self, capacity: Capacity) {
+        let _ = self.capacity.set(capacity);
+    }
+
+    /// Installs the function that reports the architecture's own figures for `/stats`.
+    /// Only the first call counts.
+    pub fn set_arch_figures(&self, figures: impl Fn() -> Figures + Send + Sync + 'static) {
+        let _ = self.arch_figures.set(Box::new(figures));
+    }
+
+    /// Everything `/stats` reports.
+    pub fn snapshot(&self) -> Snapshot {
+        let a = &self.args;
+        let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let architecture = match self.arch_config.get() {
+            Some(serde_json::Value::Object(map)) => {
+                map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            }
+            _ => Default::default(),
+        };
+        let figures = self.arch_figures.get().map(|f| f()).unwrap_or_default();
+        let served = self.stats.served_total();
+        Snapshot {
+            architecture: self.arch.to_owned(),
+            uptime_ms: millis(self.started.elapsed()),
+            shutting_down: self.shutdown.is_triggered(),
+            config: ConfigSnapshot {
+                addr: a.addr.to_string(),
+                backlog: a.backlog,
+                keep_alive_timeout: millis(a.keep_alive_timeout),
+                read_timeout: millis(a.read_timeout),
+                shutdown_timeout: millis(a.shutdown_timeout),
+                max_header_bytes: a.max_header_bytes,
+                max_body_bytes: a.max_body_bytes,
+                max_sleep: millis(a.max_sleep),
+                log: format!("{:?}", a.log).to_lowercase(),
+                architecture,
+            },
+            connections: Connections {
+                accepted: self.stats.accepted_total(),
+                open: self.open_connections() as u64,
+                receiving: self.receiving_connections() as u64,
+                rejected: self.stats.rejected_total(),
+            },
+            requests: Requests {
+                received: self.stats.requests_total(),
+                served,
+                client_left: self.stats.client_left_total(),
+                in_flight: self.stats.in_flight(),
+            },
+            responses: self.stats.responses(),
+            capacity: self
+                .capacity
+                .get()
+                .cloned()
+                .unwrap_or_else(|| Capacity::workers(1, "thread")),
+            threads: figures.threads,
+            queues: figures.queues,
+            limits: figures.limits,
+        }
+    }
+
+    /// The `/stats` document as the body of a response.
+    pub fn stats_response(&self) -> protocol::Response {
+        let mut body = serde_json::to_vec_pretty(&self.snapshot()).unwrap_or_default();
+        body.push(b'\n');
+        protocol::Response::new(protocol::Status::Ok, protocol::response::JSON, body)
+    }
+}
+
+/// Shuts down the reading side of a registered socket, which wakes a thread blocked in
+/// `read()` on it: the read returns 0 as if the client had closed. Writing still works, so
+/// a response in progress is delivered.
+fn shut_read(fd: RawFd) {
+    // SAFETY: `fd` belongs to a registered connection, and a connection unregisters itself
+    // (under the same lock the caller holds) before its socket is closed, so `fd` is an open
+    // socket here. `shutdown` touches no memory; an error (the socket is already gone) is
+    // harmless and ignored.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RD);
+    }
+}

@@ -1,0 +1,306 @@
+//! Counters, and the typed `/stats` document.
+//!
+//! Every thread of a server updates the counters in [`Stats`], so they are atomics. Each
+//! update is a relaxed `fetch_add`: a single instruction that never blocks, which matters
+//! because it sits on every request's path. Relaxed is enough because no counter guards
+//! other data: each is a number read on its own, and a reader only needs *some* recent
+//! value. A snapshot may therefore be a few requests out of step between fields; for
+//! monitoring that is fine.
+//!
+//! [`Snapshot`] is the `/stats` document as a type. Servers fill it in, serialize it as
+//! JSON, and the simulator, labs, benchmarks and tests read it back into the same type,
+//! so a field cannot be misspelt on one side. Its schema is documented in
+//! `docs/protocol.md`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use protocol::Status;
+use serde::{Deserialize, Serialize};
+
+/// Server-wide counters, shared by all threads through the [`Context`](crate::Context).
+#[derive(Default)]
+pub struct Stats {
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    requests: AtomicU64,
+    in_flight: AtomicU64,
+    client_left: AtomicU64,
+    by_status: [AtomicU64; Status::ALL.len()],
+}
+
+impl Stats {
+    /// A connection was accepted.
+    pub fn accepted(&self) {
+        self.accepted.fetch_add(1, Relaxed);
+    }
+
+    /// A connection was turned away without being served (for example with a 503 because
+    /// the server was full).
+    pub fn rejected(&self) {
+        self.rejected.fetch_add(1, Relaxed);
+    }
+
+    /// A complete request was read and is now being handled.
+    pub fn request_started(&self) {
+        self.requests.fetch_add(1, Relaxed);
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    /// The response to a started request was written, or the request was given up.
+    pub fn request_finished(&self) {
+        self.in_flight.fetch_sub(1, Relaxed);
+    }
+
+    /// The client of a started request had closed its side (or reset the connection) by the
+    /// time its response was ready: the lecture's "left before the server could handle it".
+    /// Such a response is not counted as served.
+    pub fn client_left(&self) {
+        self.client_left.fetch_add(1, Relaxed);
+    }
+
+    /// A response with this status was written to a client that was still there.
+    pub fn responded(&self, status: Status) {
+        self.by_status[status.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn accepted_total(&self) -> u64 {
+        self.accepted.load(Relaxed)
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.load(Relaxed)
+    }
+
+    pub fn requests_total(&self) -> u64 {
+        self.requests.load(Relaxed)
+    }
+
+    /// Requests read but not yet answered.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Relaxed)
+    }
+
+    pub fn client_left_total(&self) -> u64 {
+        self.client_left.load(Relaxed)
+    }
+
+    /// Responses written, of any status.
+    pub fn served_total(&self) -> u64 {
+        self.by_status.iter().map(|n| n.load(Relaxed)).sum()
+    }
+
+    /// Responses by status code, leaving out statuses never sent.
+    pub fn responses(&self) -> BTreeMap<String, u64> {
+        Status::ALL
+            .iter()
+            .zip(&self.by_status)
+            .filter_map(|(status, n)| {
+                let n = n.load(Relaxed);
+                (n > 0).then(|| (status.code().to_string(), n))
+            })
+            .collect()
+    }
+}
+
+/// The `/stats` document. See `docs/protocol.md` for every field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The architecture's name, e.g. `prefork-pool`.
+    pub architecture: String,
+    pub uptime_ms: u64,
+    pub shutting_down: bool,
+    /// The server's settings: the shared flags, and the architecture's own.
+    pub config: ConfigSnapshot,
+    pub connections: Connections,
+    pub requests: Requests,
+    /// Responses written, by status code; statuses never sent are left out.
+    pub responses: BTreeMap<String, u64>,
+    /// How many clients the architecture serves at once: what the simulator's predictions
+    /// are made of.
+    pub capacity: Capacity,
+    /// The architecture's thread groups.
+    #[serde(default)]
+    pub threads: Vec<ThreadGroupSnapshot>,
+    /// The architecture's queues.
+    #[serde(default)]
+    pub queues: Vec<QueueSnapshot>,
+    /// The architecture's semaphores: how many of something it allows at once.
+    #[serde(default)]
+    pub limits: Vec<LimitSnapshot>,
+}
+
+impl Snapshot {
+    /// The thread group playing `role` (`worker`, `handler`, ...).
+    pub fn thread_group(&self, role: &str) -> Option<&ThreadGroupSnapshot> {
+        self.threads.iter().find(|g| g.role == role)
+    }
+
+    /// The queue called `name` (`connections`, `requests`, ...).
+    pub fn queue(&self, name: &str) -> Option<&QueueSnapshot> {
+        self.queues.iter().find(|q| q.name == name)
+    }
+
+    /// The limit called `name` (`admission`, `threads`, ...).
+    pub fn limit(&self, name: &str) -> Option<&LimitSnapshot> {
+        self.limits.iter().find(|l| l.name == name)
+    }
+
+    /// Responses written with status `code`.
+    pub fn responses_with(&self, code: u16) -> u64 {
+        self.responses.get(&code.to_string()).copied().unwrap_or(0)
+    }
+}
+
+/// The server's settings. Durations are whole milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigSnapshot {
+    pub addr: String,
+    pub backlog: u32,
+    pub keep_alive_timeout: u64,
+    pub read_timeout: u64,
+    pub shutdown_timeout: u64,
+    pub max_header_bytes: u32,
+    pub max_body_bytes: u32,
+    pub max_sleep: u64,
+    pub log: String,
+    /// The architecture's own flags (`workers`, `handlers`, ...), by name.
+    #[serde(flatten)]
+    pub architecture: BTreeMap<String, serde_json::Value>,
+}
+
+impl ConfigSnapshot {
+    /// One of the architecture's own settings as a number.
+    pub fn number(&self, key: &str) -> Option<u64> {
+        self.architecture
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+    }
+
+    /// One of the architecture's own settings as text.
+    pub fn text(&self, key: &str) -> Option<&str> {
+        self.architecture
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connections {
+    pub accepted: u64,
+    pub open: u64,
+    /// Open connections on which a request has begun and is still arriving (only drivers
+    /// that block on reads keep this; 0 otherwise).
+    #[serde(default)]
+    pub receiving: u64,
+    /// Turned away without being served (a 503 because the server was full).
+    pub rejected: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Requests {
+    /// Complete requests read.
+    pub received: u64,
+    /// Responses written to a client that was still there, errors included.
+    pub served: u64,
+    /// Requests whose client had left by the time the response was ready.
+    pub client_left: u64,
+    /// Read and not answered yet.
+    pub in_flight: u64,
+}
+
+/// How many clients an architecture serves at once, in the terms of the simulator's
+/// queueing model (`simulator/src/predict.rs`). Each architecture states its own, so the
+/// model never needs to know architectures by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// How many clients' requests are worked on at once; `None` when there is no bound
+    /// short of the number of clients (an event loop waits for any number of timers).
+    pub concurrent: Option<u64>,
+    /// Whether each client gets a worker of its own (thread-per-connection), up to
+    /// `concurrent`, rather than sharing a fixed set.
+    pub per_client: bool,
+    /// What does the work, as a noun: `thread`, `worker`, `handler`.
+    pub worker: String,
+    /// Whether a client that holds its connection idle keeps its worker meanwhile.
+    pub idle_holds_worker: bool,
+    /// Readers that a client holding its connection idle keeps waiting for its next
+    /// request (the pipeline's receivers): once all wait, new clients are not read.
+    pub idle_holds_readers: Option<u64>,
+    /// Connections taken in (served or waiting for a worker) before further clients wait
+    /// in the kernel's backlog or are turned away.
+    pub admitted: Option<u64>,
+    /// Whether clients beyond `admitted` are turned away at once (503).
+    pub rejects_beyond: bool,
+}
+
+impl Capacity {
+    /// A fixed number of workers, each serving one client at a time and kept by a client
+    /// that holds its connection idle.
+    pub fn workers(n: u64, worker: &str) -> Capacity {
+        Capacity {
+            concurrent: Some(n),
+            per_client: false,
+            worker: worker.to_owned(),
+            idle_holds_worker: true,
+            idle_holds_readers: None,
+            admitted: None,
+            rejects_beyond: false,
+        }
+    }
+}
+
+/// One thread group's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadGroupSnapshot {
+    pub role: String,
+    /// Threads running now.
+    pub alive: u64,
+    /// Threads handling a request now.
+    pub busy: u64,
+    /// The most threads busy at once.
+    pub busy_peak: u64,
+    /// The most threads alive at once.
+    pub peak: u64,
+    /// Threads started in all.
+    pub started: u64,
+}
+
+/// One queue's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueSnapshot {
+    pub name: String,
+    /// `crossbeam` or `condvar`.
+    #[serde(rename = "impl")]
+    pub implementation: String,
+    pub capacity: u64,
+    /// Items in the queue now.
+    pub depth: u64,
+    /// Times a producer found it full.
+    pub full: u64,
+    pub pushed: u64,
+    /// How long items waited on average, from the moment a producer offered one (including
+    /// any time the producer waited for room) until a consumer took it.
+    pub mean_wait_us: f64,
+}
+
+/// One semaphore's figures: at most `max` of something at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LimitSnapshot {
+    /// What is limited: `admission`, `threads`, `connections`.
+    pub name: String,
+    pub max: u64,
+    pub in_use: u64,
+    /// The most in use at once.
+    pub peak: u64,
+    /// Times a newcomer found none left and was turned away.
+    pub refused: u64,
+}
+
+/// What an architecture adds to `/stats` about itself, as it runs.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    pub threads: Vec<ThreadGroupSnapshot>,
+    pub queues: Vec<QueueSnapshot>,
+    pub limits: Vec<LimitSnapshot>,
+}

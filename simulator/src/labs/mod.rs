@@ -1,0 +1,378 @@
+//! The lecture's experiments as one-command labs: `simulator lab <id>`.
+//!
+//! Each lab has a sheet in `labs/` (goal, command, a question to answer before running,
+//! the expected result with its reason, a variation). Running it starts the servers it
+//! needs in this process (or uses `--target`, a server the student started in another
+//! terminal), measures, and prints each check as measured / expected / agrees. The command
+//! exits non-zero when a check disagrees, so CI runs every lab.
+//!
+//! Time is scaled: with `--scale 0.1` (the default) one lecture second lasts 100 ms, so
+//! every lab finishes in seconds; `--scale 1` replays the lecture's own timing. Kernel
+//! timings (the ~1 s SYN retry of lab 7) are not scaled: the kernel does not know.
+
+mod backlog;
+mod heavy;
+mod pipeline;
+mod pools;
+mod queues;
+mod sequential;
+pub mod shared_state;
+
+pub use pipeline::SEMIPRIME;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use server_core::queue::{self, QueueKind};
+use server_core::Snapshot;
+use server_core::{RunningServer, ServerArgs};
+
+use crate::report::Report;
+use crate::run;
+use crate::scenario::{DeadlineClock, Load, RequestSpec, Scenario};
+use crate::servers::Servers;
+use crate::target::{self, ServerInfo};
+use crate::units::human_us;
+use crate::SimError;
+
+/// How a lab is run.
+pub struct LabEnv {
+    /// Lecture seconds to real seconds.
+    pub scale: f64,
+    /// A server the student started, instead of in-process servers.
+    pub target: Option<String>,
+}
+
+impl LabEnv {
+    /// `seconds` of lecture time, scaled.
+    pub fn lecture(&self, seconds: f64) -> Duration {
+        Duration::from_secs_f64(seconds * self.scale)
+    }
+}
+
+/// One measured fact beside what the lecture (or the arithmetic) expects.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub what: String,
+    pub measured: String,
+    pub expected: String,
+    pub agrees: bool,
+}
+
+/// A lab: its number, title, sheet, and how to run it.
+pub struct Lab {
+    pub id: u32,
+    pub title: &'static str,
+    pub sheet: &'static str,
+    /// The architectures whose steps can run against `--target`, a server the student
+    /// started. Empty for labs that start their own servers with changing settings.
+    pub targets: &'static [&'static str],
+    run: fn(&LabEnv) -> Result<Vec<Check>, SimError>,
+}
+
+impl Lab {
+    pub fn run(&self, env: &LabEnv) -> Result<Vec<Check>, SimError> {
+        let Some(target) = &env.target else {
+            return (self.run)(env);
+        };
+        if self.targets.is_empty() {
+            return Err(SimError::Usage(format!(
+                "lab {} starts its own servers (it changes their settings between runs); run it without --target",
+                self.id
+            )));
+        }
+        let checks = (self.run)(env)?;
+        if checks.is_empty() {
+            // No step matched the target's architecture: nothing was measured.
+            let addr = target::resolve(target)?;
+            let running = target::probe(addr, target)?.map(|i| i.architecture);
+            let wanted: Vec<&str> = self.targets.to_vec();
+            return Err(SimError::Usage(format!(
+                "lab {} needs a {} server, but {target} runs {}",
+                self.id,
+                wanted.join(" or "),
+                running
+                    .as_deref()
+                    .unwrap_or("something that is not servelab")
+            )));
+        }
+        Ok(checks)
+    }
+}
+
+/// Every lab, in order.
+pub fn all() -> Vec<Lab> {
+    vec![
+        Lab {
+            id: 1,
+            title: "The sequential server and five patient clients",
+            sheet: "labs/01-sequential-patient-clients.md",
+            targets: &["single"],
+            run: sequential::lab1,
+        },
+        Lab {
+            id: 2,
+            title: "Impatient clients, long holds: one served",
+            sheet: "labs/02-impatient-clients.md",
+            targets: &["single"],
+            run: sequential::lab2,
+        },
+        Lab {
+            id: 3,
+            title: "Thread-per-connection and a pre-fork pool of 8: all served",
+            sheet: "labs/03-threads-serve-everyone.md",
+            targets: &["thread-per-conn", "prefork-pool"],
+            run: pools::lab3,
+        },
+        Lab {
+            id: 4,
+            title: "A pool of 4: the fifth client is handled after it left",
+            sheet: "labs/04-pool-of-four.md",
+            targets: &[],
+            run: pools::lab4,
+        },
+        Lab {
+            id: 5,
+            title: "Heavy requests: 2 of 5 on the sequential server, all on the others",
+            sheet: "labs/05-heavy-requests.md",
+            targets: &["single", "prefork-pool", "pipeline", "thread-per-conn"],
+            run: heavy::lab5,
+        },
+        Lab {
+            id: 6,
+            title: "The pipeline's bottleneck: CPU-bound and I/O-bound handlers",
+            sheet: "labs/06-pipeline-bottleneck.md",
+            targets: &[],
+            run: pipeline::lab6,
+        },
+        Lab {
+            id: 7,
+            title: "The listen backlog: 1 against 1024",
+            sheet: "labs/07-listen-backlog.md",
+            targets: &[],
+            run: backlog::lab7,
+        },
+        Lab {
+            id: 8,
+            title: "Keep-alive timeout: idle clients and a pool",
+            sheet: "labs/08-keep-alive-timeout.md",
+            targets: &[],
+            run: pools::lab8,
+        },
+        Lab {
+            id: 9,
+            title: "Shared state: every worker reports the last client",
+            sheet: "labs/09-shared-state.md",
+            targets: &[],
+            run: shared_state::lab9,
+        },
+        Lab {
+            id: 10,
+            title: "Queues: the lecture's condvar queue against crossbeam",
+            sheet: "labs/10-queues.md",
+            targets: &[],
+            run: queues::lab10,
+        },
+    ]
+}
+
+/// Finds lab `id`.
+pub fn find(id: u32) -> Result<Lab, SimError> {
+    all().into_iter().find(|lab| lab.id == id).ok_or_else(|| {
+        SimError::Usage(format!(
+            "there is no lab {id}; `simulator lab --list` lists them"
+        ))
+    })
+}
+
+/// The printed result of a lab.
+pub fn to_text(lab: &Lab, env: &LabEnv, checks: &[Check]) -> String {
+    let mut out = format!(
+        "lab {}: {} (scale {}: one lecture second = {})\nsheet: {}\n\n",
+        lab.id,
+        lab.title,
+        env.scale,
+        humantime::format_duration(Duration::from_millis((1000.0 * env.scale).round() as u64)),
+        lab.sheet
+    );
+    for check in checks {
+        let _ = writeln!(
+            out,
+            "{} {}\n    measured: {}\n    expected: {}",
+            if check.agrees { "ok  " } else { "FAIL" },
+            check.what,
+            check.measured,
+            check.expected
+        );
+    }
+    let failed = checks.iter().filter(|c| !c.agrees).count();
+    let _ = writeln!(
+        out,
+        "\n{}",
+        if failed == 0 {
+            format!("all {} checks agree with the expected result", checks.len())
+        } else {
+            format!(
+                "{failed} of {} checks DISAGREE with the expected result",
+                checks.len()
+            )
+        }
+    );
+    out
+}
+
+/// A check of a number against an expectation.
+fn check(
+    what: impl Into<String>,
+    measured: impl std::fmt::Display,
+    expected: impl Into<String>,
+    agrees: bool,
+) -> Check {
+    Check {
+        what: what.into(),
+        measured: measured.to_string(),
+        expected: expected.into(),
+        agrees,
+    }
+}
+
+/// Starts `arch` in-process, or finds the student's `--target`, runs `scenario`, and
+/// returns the report and the server's `/stats` afterwards.
+fn measure(
+    env: &LabEnv,
+    arch: &str,
+    flags: &Servers,
+    args: ServerArgs,
+    scenario: &Scenario,
+) -> Result<(Report, Snapshot), SimError> {
+    if let Some(target) = &env.target {
+        let addr = target::resolve(target)?;
+        let info = target::probe(addr, target)?;
+        let running = info.as_ref().map(|i| i.architecture.clone());
+        let wanted = arch;
+        if running.as_deref() != Some(wanted) {
+            return Err(SimError::Usage(format!(
+                "this step needs a {wanted} server, but {target} runs {}; start one with `cargo run --release -p {wanted}`",
+                running.as_deref().unwrap_or("something that is not servelab")
+            )));
+        }
+        let report = run::run(addr, target, scenario, info.as_ref())?;
+        let stats = target::probe(addr, target)?
+            .map(|i| i.snapshot)
+            .ok_or_else(|| SimError::Usage(format!("{target} stopped answering /stats")))?;
+        return Ok((report, stats));
+    }
+    let server = flags.start(arch, args)?;
+    let result = run_against(&server, scenario);
+    stop(server)?;
+    result
+}
+
+/// Stops an in-process server of a lab.
+fn stop(server: RunningServer) -> Result<(), SimError> {
+    server.stop().map_err(|e| SimError::Server(e.to_string()))
+}
+
+fn run_against(
+    server: &RunningServer,
+    scenario: &Scenario,
+) -> Result<(Report, Snapshot), SimError> {
+    let addr: SocketAddr = server.addr();
+    let info = ServerInfo::from(server.context().snapshot());
+    let report = run::run(addr, &addr.to_string(), scenario, Some(&info))?;
+    Ok((report, server.context().snapshot()))
+}
+
+/// The answers of a scenario run in the order they came, for people: "answers at 390µs,
+/// 501.2ms, 1.00s, 1.50s (late); 1 client gave up with none".
+fn answers(report: &Report) -> String {
+    let mut times: Vec<(u64, bool)> = report
+        .clients
+        .iter()
+        .filter_map(|c| {
+            c.complete_us
+                .map(|t| (t, c.outcome == crate::outcome::Outcome::Served))
+        })
+        .collect();
+    times.sort_unstable();
+    let mut text = format!(
+        "answers at {}",
+        times
+            .iter()
+            .map(|(t, served)| format!("{}{}", human_us(*t), if *served { "" } else { " (late)" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let none = report.clients.len() - times.len();
+    if none > 0 {
+        let _ = write!(
+            text,
+            "; {none} client{} gave up with none",
+            if none == 1 { "" } else { "s" }
+        );
+    }
+    text
+}
+
+/// Runs a "who is served" scenario and checks the served count against `expected`.
+fn served_step(
+    env: &LabEnv,
+    arch: &str,
+    flags: &Servers,
+    scenario: &Scenario,
+    expected: &[usize],
+    why: &str,
+) -> Result<Check, SimError> {
+    let (report, _) = measure(env, arch, flags, flags.server_args(scenario), scenario)?;
+    Ok(served_check(arch, scenario, &report, expected, why))
+}
+
+fn served_check(
+    arch: &str,
+    scenario: &Scenario,
+    report: &Report,
+    expected: &[usize],
+    why: &str,
+) -> Check {
+    let s = &report.summary;
+    let expected_text = expected
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(" or ");
+    check(
+        format!(
+            "{}: {} clients, {}, timeout {}, hold {}",
+            arch,
+            scenario.clients,
+            scenario.request.line(),
+            humantime::format_duration(scenario.timeout),
+            humantime::format_duration(scenario.hold)
+        ),
+        format!(
+            "{}/{} served ({} timed out){}",
+            s.served,
+            s.clients,
+            s.service_timeout + s.connect_timeout,
+            report
+                .prediction
+                .as_ref()
+                .map(|_| format!("; {}", report.verdict()))
+                .unwrap_or_default()
+        ),
+        format!("{expected_text} served: {why}"),
+        expected.contains(&s.served),
+    )
+}
+
+/// With `--target`, multi-server labs run only the step for the target's architecture.
+fn skip_for_target(env: &LabEnv, arch: &str) -> Result<bool, SimError> {
+    let Some(target) = &env.target else {
+        return Ok(false);
+    };
+    let addr = target::resolve(target)?;
+    let running = target::probe(addr, target)?.map(|i| i.architecture);
+    Ok(running.as_deref() != Some(arch))
+}
