@@ -1,4 +1,4 @@
-# servelab's image: the four servers and the simulator as static binaries on `scratch`.
+# servelab's image: every server architecture and the simulator as static binaries on `scratch`.
 #
 #   docker build -t servelab .
 #   docker run --rm -p 7777:7777 servelab thread-per-conn --addr 0.0.0.0:7777
@@ -18,14 +18,13 @@ COPY . .
 ENV RUSTFLAGS="-C target-feature=+crt-static" \
     CARGO_PROFILE_RELEASE_DEBUG=0 \
     CARGO_PROFILE_RELEASE_STRIP=symbols
+# Every binary of the workspace but the benchmarks': each server architecture and the
+# simulator (the registry in architectures/ lists them; nothing here needs to).
 RUN cargo build --release --locked --target x86_64-unknown-linux-gnu \
-        -p single -p thread-per-conn -p prefork-pool -p pipeline -p simulator \
+        --workspace --exclude benches --bins \
     && mkdir -p /out/bin \
-    && cp target/x86_64-unknown-linux-gnu/release/single \
-          target/x86_64-unknown-linux-gnu/release/thread-per-conn \
-          target/x86_64-unknown-linux-gnu/release/prefork-pool \
-          target/x86_64-unknown-linux-gnu/release/pipeline \
-          target/x86_64-unknown-linux-gnu/release/simulator /out/bin/
+    && find target/x86_64-unknown-linux-gnu/release -maxdepth 1 -type f -perm -u+x \
+        -exec cp {} /out/bin/ \;
 
 # --- the image: nothing but the binaries -------------------------------------------------
 FROM scratch

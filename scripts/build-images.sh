@@ -11,16 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TAG=${1:-servelab}
 TARGET=x86_64-unknown-linux-gnu
-BINS="single thread-per-conn prefork-pool pipeline simulator"
-
 echo "== building static binaries for $TARGET" >&2
-packages=()
-for bin in $BINS; do packages+=(-p "$bin"); done
 # Stripped and without debug info (the host's release profile keeps line tables for perf):
 # the image is five binaries, and their size is the image's size.
 RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_DEBUG=0 \
   CARGO_PROFILE_RELEASE_STRIP=symbols \
-  cargo build --release --locked --target "$TARGET" "${packages[@]}"
+  cargo build --release --locked --target "$TARGET" --workspace --exclude benches --bins
+# Every architecture in the registry, and the simulator.
+BINS="$(target/$TARGET/release/simulator architectures --names | tr '\n' ' ')simulator"
 
 STAGE=target/image
 rm -rf "$STAGE"

@@ -72,7 +72,9 @@ log "docker build -t $IMAGE ."
 docker build -q -t "$IMAGE" . >/dev/null
 log "built $IMAGE: $(docker image ls "$IMAGE" --format '{{.Size}}'), user $(docker image inspect --format '{{.Config.User}}' "$IMAGE")"
 
-for bin in single thread-per-conn prefork-pool pipeline simulator; do
+# Every architecture of the registry (as the image's simulator lists it), and the simulator.
+ARCHS=$(docker run --rm "$IMAGE" simulator architectures --names | tr '\n' ' ')
+for bin in $ARCHS simulator; do
   docker run --rm "$IMAGE" "$bin" --version >/dev/null ||
     { log "FAIL: docker run $IMAGE $bin --version"; exit 1; }
 done

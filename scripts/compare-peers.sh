@@ -37,8 +37,7 @@ DURATION=${DURATION:-4s}
 RUNS=${RUNS:-3}
 CONNS=${CONNS:-"1 64"}
 BASE_PORT=${BASE_PORT:-18080}
-ALL_SERVERS="nginx apache-prefork apache-worker apache-event python-seq python-threads single thread-per-conn prefork-pool pipeline"
-SERVERS=${SERVERS:-$ALL_SERVERS}
+PEERS="nginx apache-prefork apache-worker apache-event python-seq python-threads"
 WRITE=0
 for arg in "$@"; do
   case $arg in
@@ -73,7 +72,10 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v python3 >/dev/null || { echo "compare-peers: python3 is needed for the Python servers" >&2; exit 1; }
 
 echo "building servelab (release)" >&2
-cargo build --release -q -p single -p thread-per-conn -p prefork-pool -p pipeline
+cargo build --release -q --workspace --exclude benches --bins
+# servelab's side: every architecture in the registry.
+SERVELAB=$(target/release/simulator architectures --names | tr '\n' ' ')
+SERVERS=${SERVERS:-"$PEERS $SERVELAB"}
 
 # --- the servers ----------------------------------------------------------------------
 printf 'servelab\n' >"$WORK/hello.txt"
@@ -184,10 +186,13 @@ start_server() {
       ;;
     python-seq) setsid python3 "$WORK/python-server.py" seq "$port" &;;
     python-threads) setsid python3 "$WORK/python-server.py" threads "$port" &;;
-    single | thread-per-conn | prefork-pool | pipeline)
+    *)
+      if ! grep -qx "$name" <<<"${SERVELAB// /$'\n'}"; then
+        echo "compare-peers: unknown server $name" >&2
+        exit 2
+      fi
       setsid "$ROOT/target/release/$name" --addr "127.0.0.1:$port" --log quiet &
       ;;
-    *) echo "compare-peers: unknown server $name" >&2; exit 2 ;;
   esac
   PIDS+=($!)
   # Waits (at most 5 s) until the port accepts connections.
@@ -272,7 +277,7 @@ check() { # description, awk condition over a and b, a, b
   if awk -v a="$3" -v b="$4" "BEGIN { exit !($2) }"; then echo "  - met: $1"; else echo "  - MISSED: $1"; fi
 }
 best=0
-for a in single thread-per-conn prefork-pool pipeline; do
+for a in $SERVELAB; do
   r=$(get "$a" 64 3)
   [ -n "$r" ] && best=$(awk -v a="$r" -v b="$best" 'BEGIN { print (a > b ? a : b) }')
 done
@@ -283,7 +288,7 @@ done
   check "prefork-pool beats Apache prefork at -c64" "a > b" "$(get prefork-pool 64 3)" "$(get apache-prefork 64 3)"
   check "prefork-pool beats Apache prefork at -c1" "a > b" "$(get prefork-pool 1 3)" "$(get apache-prefork 1 3)"
   check "thread-per-conn ≥ 10 × ThreadingHTTPServer at -c64" "a >= 10 * b" "$(get thread-per-conn 64 3)" "$(get python-threads 64 3)"
-  for a in single thread-per-conn prefork-pool pipeline; do
+  for a in $SERVELAB; do
     check "$a's p50 at -c1 no worse than nginx's" "a <= b" "$(get "$a" 1 4)" "$(get nginx 1 4)"
   done
 } | tee -a "$TABLE"

@@ -62,7 +62,9 @@ user=$(docker image inspect --format '{{.Config.User}}' "$IMAGE")
 [ "$user" = "65532:65532" ] || { log "FAIL: the image runs as '$user', not 65532:65532"; exit 1; }
 docker image inspect --format '{{json .Config.ExposedPorts}}' "$IMAGE" | grep -q '"7777/tcp"' ||
   { log "FAIL: the image does not expose 7777"; exit 1; }
-for bin in single thread-per-conn prefork-pool pipeline simulator; do
+# Every architecture of the registry (as the image's simulator lists it), and the simulator.
+ARCHS=$(docker run --rm "$IMAGE" simulator architectures --names | tr '\n' ' ')
+for bin in $ARCHS simulator; do
   docker run --rm "$IMAGE" "$bin" --version >/dev/null ||
     { log "FAIL: docker run $IMAGE $bin --version"; exit 1; }
 done
@@ -93,7 +95,7 @@ fi
 
 # --- the checks -------------------------------------------------------------------------
 failed=0
-for arch in single thread-per-conn prefork-pool pipeline; do
+for arch in $ARCHS; do
   # The simulator's row: "simulator-1  | <arch>  <served>/<clients> ... <prediction>".
   row=$(grep -E "simulator[-_0-9]* +\| +$arch +[0-9]+/[0-9]+ " "$WORK/compose.out" || true)
   served=$(sed -E "s/.*\| +$arch +([0-9]+)\/[0-9]+ .*/\1/" <<<"$row")

@@ -14,12 +14,13 @@ CONNS=${CONNS:-64}
 DURATION=${DURATION:-5s}
 PATHS=${PATHS:-"/ /sleep/5"}
 PORT=${PORT:-7801}
-ARCHS=${ARCHS:-"single thread-per-conn prefork-pool pipeline"}
 
 # shellcheck source=lib/install.sh
 . "$(dirname "$0")/lib/install.sh"
 command -v wrk >/dev/null || apt_install wrk
-cargo build --release -q -p single -p thread-per-conn -p prefork-pool -p pipeline
+cargo build --release -q --workspace --exclude benches --bins
+# Every architecture in the registry, unless ARCHS names some.
+ARCHS=${ARCHS:-$(target/release/simulator architectures --names | tr '\n' ' ')}
 
 printf '%-16s %-10s %12s %10s %10s %10s %8s\n' architecture path "req/s" p50 p99 max errors
 for arch in $ARCHS; do

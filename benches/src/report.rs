@@ -227,9 +227,6 @@ pub fn human_ns(ns: f64) -> String {
     }
 }
 
-/// The architectures in the order the lecture introduces them.
-const ARCHITECTURES: [&str; 4] = ["single", "thread-per-conn", "prefork-pool", "pipeline"];
-
 /// The generated section: one table per workload (rows: clients; columns: architectures)
 /// and one for the micro-benchmarks.
 pub fn to_markdown(estimates: &[Estimate]) -> String {
@@ -248,6 +245,8 @@ pub fn to_markdown(estimates: &[Estimate]) -> String {
         })
         .collect();
     let confidence = estimates.first().map_or(0.95, |e| e.confidence);
+    // The registry's architectures, in its order (the lecture's).
+    let architectures = architectures::names();
     let _ = writeln!(
         out,
         "Each cell: median requests per second, its ratio to the best architecture in that row, \
@@ -259,7 +258,7 @@ pub fn to_markdown(estimates: &[Estimate]) -> String {
             .iter()
             .map(|clients| {
                 let clients = clients.to_string();
-                let cells: Vec<Option<&Estimate>> = ARCHITECTURES
+                let cells: Vec<Option<&Estimate>> = architectures
                     .iter()
                     .map(|arch| {
                         by_key
@@ -275,8 +274,8 @@ pub fn to_markdown(estimates: &[Estimate]) -> String {
             continue;
         }
         let _ = writeln!(out, "### `{}`: {}\n", workload.name(), workload.describe());
-        let _ = writeln!(out, "| clients | {} |", ARCHITECTURES.join(" | "));
-        let _ = writeln!(out, "|---:|{}", "---:|".repeat(ARCHITECTURES.len()));
+        let _ = writeln!(out, "| clients | {} |", architectures.join(" | "));
+        let _ = writeln!(out, "|---:|{}", "---:|".repeat(architectures.len()));
         for (clients, cells) in rows {
             let best = cells
                 .iter()

@@ -37,6 +37,8 @@ pub struct Context {
     /// Open connections by id, for shutdown to wake the threads blocked reading them.
     /// Shared because connections are opened and closed by many threads.
     open: Mutex<HashMap<u64, Registered>>,
+    /// The next connection id. Relaxed is enough: only uniqueness matters, and `fetch_add`
+    /// gives each caller a different number whatever the ordering.
     next_id: AtomicU64,
     /// The architecture's own settings (`--workers`, ...), for `/stats`.
     arch_config: OnceLock<serde_json::Value>,

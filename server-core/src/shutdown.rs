@@ -23,6 +23,10 @@ type Hook = Box<dyn FnOnce() + Send>;
 /// may need to ask "are we stopping?" and the signal thread must be able to stop them all.
 #[derive(Default)]
 pub struct Shutdown {
+    /// Set once, by `trigger`. Read with `Acquire`, which pairs with the `Release` store that
+    /// sets it: a thread that sees the flag also sees what the triggering thread did before
+    /// (recording `began`), so a deadline computed after seeing it is never computed from
+    /// "now" by mistake.
     triggered: AtomicBool,
     /// When shutdown began: every grace period is counted from this moment, not from when
     /// a thread notices (a main thread may have been blocked for a while first).
@@ -45,11 +49,15 @@ impl Shutdown {
     /// Begins shutdown and runs every hook once. Calling it again does nothing.
     pub fn trigger(&self) {
         let hooks = {
+            // Triggers (and hook registrations) take turns under this lock.
             let mut hooks = self.hooks.lock();
-            if self.triggered.swap(true, Ordering::AcqRel) {
+            if self.triggered.load(Ordering::Acquire) {
                 return;
             }
+            // The moment is recorded before the flag is raised, so whoever sees the flag
+            // also sees the moment.
             let _ = self.began.set(Instant::now());
+            self.triggered.store(true, Ordering::Release);
             std::mem::take(&mut *hooks)
         };
         // Run outside the lock, so a hook may itself look at the flag or register hooks.

@@ -33,6 +33,15 @@ enum Command {
     /// Check that a server answers: exit 0 if it does, 1 (with one sentence) if not. Made
     /// for container health checks, where there is no curl.
     Probe(ProbeArgs),
+    /// List the architectures in the registry, each with what it is.
+    Architectures(ArchitecturesArgs),
+}
+
+#[derive(Args)]
+struct ArchitecturesArgs {
+    /// Only the names, one per line (for scripts).
+    #[arg(long)]
+    names: bool,
 }
 
 #[derive(Args)]
@@ -299,6 +308,16 @@ fn execute(cli: Cli, flags: Vec<(String, String)>) -> Result<ExitCode, SimError>
             Ok(ExitCode::SUCCESS)
         }
         Command::Lab(args) => lab(args),
+        Command::Architectures(args) => {
+            for entry in &architectures::ALL {
+                if args.names {
+                    println!("{}", entry.name);
+                } else {
+                    println!("{:<16} {}", entry.name, entry.about);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Probe(args) => {
             let addr = target::resolve(&args.target)?;
             // Fails with one sentence if nothing listens there or it does not answer.

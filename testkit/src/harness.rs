@@ -359,3 +359,21 @@ pub fn rss_bytes() -> u64 {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * u64::try_from(page).unwrap_or(4096)
 }
+
+/// Runs a binary with `args`, no standard input, and collects what it printed.
+pub fn run_binary(path: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(path)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the binary")
+}
+
+/// Asserts that a command was refused as a usage error (exit status 2), with an error that
+/// starts with `sentence`, and that it printed nothing else on its standard output.
+pub fn assert_usage_error(out: &std::process::Output, sentence: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with(sentence), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing ran");
+}

@@ -62,10 +62,13 @@ fn eight_workers_serve_eight_sleepers_at_once() {
     stop_cleanly(server);
 }
 
-/// One worker, a queue of one: client A is being served, client B waits in the queue.
-fn fill_the_pool(server: &RunningServer) -> (Client, Client) {
+/// One worker, a queue of one: client A is being served (it sleeps `ms`), client B waits in
+/// the queue.
+fn fill_the_pool(server: &RunningServer, ms: u64) -> (Client, Client) {
     let mut a = Client::connect(server.addr());
-    a.send("GET /sleep/300 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    a.send(format!(
+        "GET /sleep/{ms} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    ));
     wait_until("the worker is busy", || {
         server.context().stats.in_flight() == 1
     });
@@ -88,7 +91,7 @@ fn reject_answers_503_when_the_queue_is_full() {
         },
         ServerArgs::default(),
     );
-    let (mut a, mut b) = fill_the_pool(&server);
+    let (mut a, mut b) = fill_the_pool(&server, 300);
     let mut c = Client::connect(server.addr());
     c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     let reply = c.read_reply();
@@ -146,7 +149,7 @@ fn block_makes_the_newcomer_wait_instead() {
         },
         ServerArgs::default(),
     );
-    let (mut a, mut b) = fill_the_pool(&server);
+    let (mut a, mut b) = fill_the_pool(&server, 300);
     // C is accepted, but the main thread then waits for room in the queue, so C waits
     // until A is done (about 300 ms) and B too.
     let (waited, reply) = timed_get(server.addr(), "/");
@@ -184,17 +187,10 @@ fn shutdown_gives_up_after_its_timeout() {
 #[test]
 fn a_pool_of_zero_workers_is_refused_in_one_sentence() {
     // The same sentence as `simulator compare --workers 0` (simulator/tests/targets.rs).
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prefork-pool"))
-        .args(["--workers", "0"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run the server");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .starts_with("error: invalid value '0' for '--workers <N>': 0 is not in 1..=65536"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = testkit::run_binary(env!("CARGO_BIN_EXE_prefork-pool"), &["--workers", "0"]);
+    testkit::assert_usage_error(
+        &out,
+        "error: invalid value '0' for '--workers <N>': 0 is not in 1..=65536",
     );
 }
 
@@ -212,16 +208,7 @@ fn shutdown_wakes_a_main_thread_waiting_for_room() {
             ..ServerArgs::default()
         },
     );
-    let mut a = Client::connect(server.addr());
-    a.send("GET /sleep/3000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    wait_until("the worker is busy", || {
-        server.context().stats.in_flight() == 1
-    });
-    let mut b = Client::connect(server.addr());
-    b.send("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    wait_until("B is queued", || {
-        server.context().snapshot().queues[0].depth == 1
-    });
+    let (_a, _b) = fill_the_pool(&server, 3000);
     let _c = Client::connect(server.addr());
     // Stopping must not wait for the 3 s request: the main thread is woken at once, and the
     // grace period counts from the moment shutdown began.
