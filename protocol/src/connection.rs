@@ -44,6 +44,7 @@
 //!   client reads it.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::request::{parse_head, Head, Limits, Method, Version};
@@ -185,7 +186,8 @@ struct Encoded {
 /// One client connection. See the module documentation.
 #[derive(Debug)]
 pub struct Connection {
-    config: Config,
+    /// The server's settings, shared by all its connections.
+    config: Arc<Config>,
     phase: Phase,
     /// Received bytes not consumed yet live in `input[start..]`.
     input: Vec<u8>,
@@ -211,7 +213,7 @@ pub struct Connection {
 
 impl Connection {
     /// A freshly accepted connection: the first request is due within `read_timeout`.
-    pub fn new(config: Config, now: Instant) -> Connection {
+    pub fn new(config: Arc<Config>, now: Instant) -> Connection {
         let deadline = now + config.read_timeout;
         Connection {
             config,
@@ -660,13 +662,13 @@ mod tests {
     use super::*;
     use crate::routes::{route, RouteConfig, Work};
 
-    fn config() -> Config {
-        Config {
+    fn config() -> Arc<Config> {
+        Arc::new(Config {
             limits: Limits::default(),
             read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(5),
             server_header: "servelab-test".into(),
-        }
+        })
     }
 
     fn routes() -> RouteConfig {

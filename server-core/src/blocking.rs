@@ -127,7 +127,7 @@ impl BlockingConn {
         Ok(BlockingConn {
             id: registration.id(),
             registration,
-            machine: Connection::new(ctx.connection.clone(), Instant::now()),
+            machine: Connection::new(Arc::clone(&ctx.connection), Instant::now()),
             stream,
             peer,
             ctx,

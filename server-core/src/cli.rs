@@ -11,7 +11,7 @@ use clap::{CommandFactory, FromArgMatches};
 
 use crate::config::ServerArgs;
 use crate::context::Context;
-use crate::listener::{bind, Acceptor, ServerError};
+use crate::listener::{bind_with, Acceptor, ServerError};
 use crate::running::Architecture;
 use crate::{logging, shutdown};
 
@@ -35,6 +35,8 @@ pub fn main<A: Architecture + clap::Args>() -> ExitCode {
         Err(e) => e.exit(),
     };
     logging::init(cli.server.log);
+    // As many connections as the hard limit allows (see `rlimit`).
+    crate::rlimit::raise_open_files(u64::MAX);
     match run(cli.arch, cli.server) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -67,7 +69,7 @@ fn watchdog(ctx: Arc<Context>) {
 }
 
 fn run<A: Architecture>(arch: A, args: ServerArgs) -> Result<(), ServerError> {
-    let listener = bind(args.addr, args.backlog)?;
+    let listener = bind_with(args.addr, args.backlog, arch.reuse_port())?;
     let backlog = args.backlog;
     let ctx = Context::new(A::NAME, args);
     let acceptor = Acceptor::new(listener, Arc::clone(&ctx))?;

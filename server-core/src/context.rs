@@ -27,8 +27,8 @@ pub struct Context {
     /// The architecture's name, e.g. `single`; it is in `GET /`, `Server` and `/stats`.
     pub arch: &'static str,
     pub args: ServerArgs,
-    /// Every connection's settings, made once from `args`.
-    pub connection: protocol::Config,
+    /// Every connection's settings, made once from `args` and shared by all connections.
+    pub connection: Arc<protocol::Config>,
     /// What the routes need to know.
     pub routes: RouteConfig,
     pub stats: Stats,
@@ -107,7 +107,7 @@ impl Context {
     pub fn new(arch: &'static str, args: ServerArgs) -> Arc<Context> {
         let ctx = Arc::new(Context {
             arch,
-            connection: args.connection_config(arch),
+            connection: Arc::new(args.connection_config(arch)),
             routes: RouteConfig {
                 architecture: arch,
                 max_sleep: args.max_sleep,
@@ -170,11 +170,22 @@ impl Context {
     /// Adds a freshly accepted connection to the registry. A connection registered after
     /// shutdown began has its read side shut at once, like the others that were idle.
     pub fn register(self: &Arc<Self>, socket: &impl AsRawFd) -> Registration {
+        self.register_as(socket, true)
+    }
+
+    /// Adds a connection that its own driver stops at shutdown (an event loop's): it is
+    /// counted as open, but the shutdown hook never touches it.
+    pub fn register_self_stopping(self: &Arc<Self>, socket: &impl AsRawFd) -> Registration {
+        self.register_as(socket, false)
+    }
+
+    fn register_as(self: &Arc<Self>, socket: &impl AsRawFd, idle: bool) -> Registration {
         let id = self.next_id.fetch_add(1, Relaxed);
-        let idle = Arc::new(AtomicBool::new(true));
+        let woken_at_shutdown = idle;
+        let idle = Arc::new(AtomicBool::new(idle));
         let fd = socket.as_raw_fd();
         let mut open = self.open.lock();
-        if self.shutdown.is_triggered() {
+        if woken_at_shutdown && self.shutdown.is_triggered() {
             shut_read(fd);
         }
         open.insert(
@@ -270,6 +281,7 @@ impl Context {
             threads: figures.threads,
             queues: figures.queues,
             limits: figures.limits,
+            reactors: figures.reactors,
         }
     }
 

@@ -12,7 +12,8 @@
 //! * [`threads`]: named thread groups that can be counted and joined with a deadline;
 //! * [`queue`] and [`permits`]: the bounded queues and the semaphore that join threads;
 //! * [`running`]: the [`Architecture`] trait, and starting one in-process;
-//! * [`config`], [`cli`] and [`logging`]: the flags every server shares, and `main`.
+//! * [`config`], [`cli`] and [`logging`]: the flags every server shares, and `main`;
+//! * [`rlimit`]: raising the limit on open files, which bounds how many connections fit.
 //!
 //! Read `docs/architectures.md` for how the servers use these pieces.
 
@@ -24,6 +25,7 @@ pub mod listener;
 pub mod logging;
 pub mod permits;
 pub mod queue;
+pub mod rlimit;
 pub mod running;
 pub mod shutdown;
 pub mod stats;

@@ -42,12 +42,26 @@ fn hint(e: &io::Error) -> &'static str {
 
 /// Creates a listening TCP socket on `addr` with the given backlog.
 pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> {
+    bind_with(addr, backlog, false)
+}
+
+/// [`bind`], optionally with `SO_REUSEPORT`: then further sockets with the option may bind
+/// the same address, and the kernel spreads new connections over all of them. An event
+/// loop can give each of its loops a listener of its own this way.
+pub fn bind_with(
+    addr: SocketAddr,
+    backlog: u32,
+    reuse_port: bool,
+) -> Result<TcpListener, ServerError> {
     let fail = |source| ServerError::Bind { addr, source };
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
     // Lets a restarted server bind the port while connections of its previous run are
     // still in TIME_WAIT.
     socket.set_reuse_address(true).map_err(fail)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(fail)?;
+    }
     socket.bind(&addr.into()).map_err(fail)?;
     socket
         .listen(i32::try_from(backlog).unwrap_or(i32::MAX))
@@ -81,9 +95,9 @@ impl Acceptor {
     }
 
     /// The listening socket itself, for an architecture that accepts on its own (an event
-    /// loop, which must never block in `accept`). Marks the server ready: it is accepting.
+    /// loop, which must never block in `accept`). The architecture then calls
+    /// `Context::set_ready` itself once its threads are up.
     pub fn into_listener(self) -> TcpListener {
-        self.ctx.set_ready();
         self.listener
     }
 

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use crate::config::ServerArgs;
 use crate::context::{Context, Readiness};
-use crate::listener::{bind, Acceptor, ServerError};
+use crate::listener::{bind_with, Acceptor, ServerError};
 
 /// A threading model for serving connections.
 pub trait Architecture: Send + 'static {
@@ -21,6 +21,13 @@ pub trait Architecture: Send + 'static {
 
     /// One line saying what it is, for `--help` and listings.
     const ABOUT: &'static str;
+
+    /// Whether the listening socket must be bound with `SO_REUSEPORT` (see
+    /// [`crate::listener::bind_with`]). Only an architecture that binds more listeners on
+    /// the same address needs it.
+    fn reuse_port(&self) -> bool {
+        false
+    }
 
     /// Serves connections from `acceptor` until `ctx.shutdown` is triggered, then lets the
     /// requests in progress finish (for at most `--shutdown-timeout`, counted from the
@@ -42,7 +49,7 @@ impl RunningServer {
     /// thread named `main`, and returns once the architecture's threads are up. Returns the
     /// architecture's error if it stopped before it was ready (it failed to start).
     pub fn start<A: Architecture>(arch: A, args: ServerArgs) -> Result<RunningServer, ServerError> {
-        let listener = bind(args.addr, args.backlog)?;
+        let listener = bind_with(args.addr, args.backlog, arch.reuse_port())?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: args.addr,
             source,

@@ -128,6 +128,9 @@ pub struct Snapshot {
     /// The architecture's semaphores: how many of something it allows at once.
     #[serde(default)]
     pub limits: Vec<LimitSnapshot>,
+    /// The architecture's event loops, if it has any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactors: Vec<ReactorSnapshot>,
 }
 
 impl Snapshot {
@@ -297,10 +300,32 @@ pub struct LimitSnapshot {
     pub refused: u64,
 }
 
+/// One event loop's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReactorSnapshot {
+    pub name: String,
+    /// Connections registered with this loop now.
+    pub connections: u64,
+    /// Connections this loop has accepted in all.
+    pub accepted: u64,
+    /// Times `poll` returned (with events, or because a timer was due).
+    pub wakeups: u64,
+    /// Readiness events handled in all.
+    pub events: u64,
+    /// `events / wakeups`: how much work one wake-up finds. High under load: one system
+    /// call to `epoll_wait` serves many connections.
+    pub events_per_wakeup: f64,
+    /// Timers waiting: connection deadlines and sleeping requests.
+    pub timers: u64,
+    /// Requests whose computation went to the helper threads, in all.
+    pub offloaded: u64,
+}
+
 /// What an architecture adds to `/stats` about itself, as it runs.
 #[derive(Debug, Clone, Default)]
 pub struct Figures {
     pub threads: Vec<ThreadGroupSnapshot>,
     pub queues: Vec<QueueSnapshot>,
     pub limits: Vec<LimitSnapshot>,
+    pub reactors: Vec<ReactorSnapshot>,
 }

@@ -115,7 +115,10 @@ pub fn tally(
                 // Responses that arrived (late ones included) are in `latencies`; requests
                 // that were never answered are recorded at the deadline.
                 let _ = histogram.add(&record.latencies);
-                let _ = histogram.record_n(timeout_us.max(1), record.censored);
+                if record.censored > 0 {
+                    // (Recording a count of 0 would still move the histogram's maximum.)
+                    let _ = histogram.record_n(timeout_us.max(1), record.censored);
+                }
                 over_deadline += record.failures.iter().filter(|o| o.timed_out()).count() as u64;
                 requests += record.served_requests;
                 failed += record.failed_requests;

@@ -74,7 +74,16 @@ fn setup(command: &str) -> Option<Setup> {
                 args,
             )
         }),
-        "compare --target single:7777,thread-per-conn:7777,prefork-pool:7777,pipeline:7777" => {
+        // Lab 12's variation: an event loop of two reactors that compute on the loop.
+        "run --clients 8 --duration 2s" => Setup::Server(|| {
+            start(
+                Servers::only("event-loop")
+                    .with("reactors", 2)
+                    .with("offload", "off"),
+                server_args(),
+            )
+        }),
+        "compare --target single:7777,thread-per-conn:7777,prefork-pool:7777,pipeline:7777,event-loop:7777" => {
             // Needs the compose network's service names; scripts/container-smoke.sh runs it
             // in CI.
             Setup::Elsewhere

@@ -329,3 +329,19 @@ fn csv_quotes_what_needs_quoting() {
     assert_eq!(&row[error_column], "reset, then \"closed\"\nfor good");
     assert_eq!(&row[1], "reset");
 }
+
+#[test]
+fn a_load_run_without_timeouts_has_no_sample_at_the_deadline() {
+    let addr = answers_after(64, Duration::ZERO);
+    let scenario = Scenario {
+        load: simulator::Load::Duration(Duration::from_millis(100)),
+        ..scenario(2, 3000)
+    };
+    let report = run(addr, &scenario);
+    assert_eq!(report.latency_us.over_deadline, 0);
+    assert!(
+        report.latency_us.max < 3_000_000,
+        "max {} µs is the deadline, not a measurement",
+        report.latency_us.max
+    );
+}

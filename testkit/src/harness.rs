@@ -324,27 +324,7 @@ pub fn timing() -> std::sync::MutexGuard<'static, ()> {
 /// limit) and returns the limit now in force. A test that opens many connections calls it
 /// and sizes itself to the answer: `ulimit -n` is 1024 by default on many machines.
 pub fn raise_fd_limit(wanted: u64) -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read and write the `rlimit` struct we own, and
-    // nothing else.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < wanted {
-            let raised = libc::rlimit {
-                rlim_cur: wanted.min(limit.rlim_max),
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-    }
-    limit.rlim_cur
+    server_core::rlimit::raise_open_files(wanted)
 }
 
 /// This process's resident memory in bytes, from `/proc/self/statm` (Linux).

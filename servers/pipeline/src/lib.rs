@@ -180,6 +180,7 @@ impl Architecture for Pipeline {
                 threads: groups.iter().map(ThreadGroup::snapshot).collect(),
                 queues: queues.iter().map(|q| q.snapshot()).collect(),
                 limits: vec![permits.snapshot("connections")],
+                ..Figures::default()
             }
         });
         ctx.shutdown.on_trigger({

@@ -134,6 +134,7 @@ impl Architecture for PreforkPool {
                 threads: vec![workers.snapshot()],
                 queues: vec![queue.snapshot()],
                 limits: vec![permits.snapshot("admission")],
+                ..Figures::default()
             }
         });
         // At shutdown, a main thread waiting for a permit must wake up too.

@@ -11,6 +11,7 @@
 //! timings (the ~1 s SYN retry of lab 7) are not scaled: the kernel does not know.
 
 mod backlog;
+mod event_loop;
 mod heavy;
 mod pipeline;
 mod pools;
@@ -174,6 +175,20 @@ pub fn all() -> Vec<Lab> {
             sheet: "labs/10-queues.md",
             targets: &[],
             run: queues::lab10,
+        },
+        Lab {
+            id: 11,
+            title: "C10K: thousands of idle clients, a thread each or one loop for all",
+            sheet: "labs/11-c10k.md",
+            targets: &[],
+            run: event_loop::lab11,
+        },
+        Lab {
+            id: 12,
+            title: "Don't block the loop: a long computation on the loop or on a helper",
+            sheet: "labs/12-dont-block-the-loop.md",
+            targets: &[],
+            run: event_loop::lab12,
         },
     ]
 }

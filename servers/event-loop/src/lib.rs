@@ -1,0 +1,267 @@
+//! The event loop: one thread watching many sockets.
+//!
+//! Every other servelab server blocks a thread per connection it is serving: a thread
+//! waits in `read` for its client's next request, in `sleep` for a slow route, in `write`
+//! for a slow reader. The lecture stops there. This is the model that replaced it for
+//! servers with many clients (the "C10K problem"; nginx, Node.js, Redis): a thread never
+//! waits for one socket. It asks the kernel which of *all* its sockets are ready
+//! (`epoll_wait`, through the `mio` crate) and does, for each, only what can be done
+//! without waiting.
+//!
+//! ```text
+//!                         ┌───────────────────── reactor-1 ─────────────────────┐
+//!   clients ─▶ listener ──┤ poll: which sockets are ready? (the only wait)       │
+//!             (shared)    │   listener ready → accept all, register each        │
+//!                         │   connection ready → read, parse every request,     │
+//!                         │        answer / set a timer / hand to a helper,     │
+//!                         │        write all answers at once                    │
+//!                         │   timer due → 408, idle close, a sleep's answer     │
+//!                         └───────────── ▲ answers ─────────────────────────────┘
+//!                                        │ (channel + waker)
+//!                           helper-1..H: compute /factor, the loop never does
+//! ```
+//!
+//! `--reactors N` loops run side by side (default: one per CPU), each a thread with its own
+//! `poll` and its own connections; nothing is shared between them but the listening socket
+//! and the helpers' queue. A connection belongs to the reactor that accepted it for its
+//! whole life, so its state needs no lock.
+//!
+//! **How connections are spread over the reactors** (`--accept`). The default, `shared`,
+//! registers the one listening socket with every reactor's `poll`. When a client connects,
+//! every reactor is woken and tries to accept; one gets the connection, the others find
+//! nothing (`WouldBlock`) and go back to waiting. With two reactors that wasted wake-up is
+//! cheap, it needs no extra thread and no hand-off, and a reactor that is busy with work
+//! simply accepts less, which balances the load by itself. The alternative, `reuseport`,
+//! gives each reactor a listening socket of its own on the same port (`SO_REUSEPORT`), and
+//! the kernel hashes each new connection to one of them: no wasted wake-ups, but a busy
+//! reactor still gets its share of newcomers, and another program could bind the same port
+//! unnoticed. `docs/architectures.md` has both measured. (The third way, one acceptor
+//! thread handing sockets to the loops, costs a thread hand-off per connection: the cost
+//! this design exists to avoid.)
+//!
+//! **Routes that would block.** `/sleep/{ms}` becomes a timer: the connection waits, the
+//! loop goes on. `/factor/{n}` is CPU work: it goes to a small pool of helper threads
+//! (`--helpers`, the AMPED design of the Flash web server), which send the answer back. With
+//! `--offload off` the loop computes it itself, and every other connection of that reactor
+//! waits meanwhile: lab 12 shows the difference.
+//!
+//! **Timeouts without a thread per connection**: each reactor keeps its connections'
+//! deadlines and its sleeping requests in one timer heap, and `poll` waits at most until the
+//! nearest (see `timers.rs`). `--read-timeout` and `--keep-alive-timeout` mean exactly what
+//! they mean for every other server: the connection state machine is the same.
+//!
+//! The price of the model: every route must be written not to block, and one slow
+//! computation that stays on a loop stalls every connection on it.
+
+mod offload;
+mod reactor;
+mod timers;
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+
+use server_core::queue::{self, QueueKind};
+use server_core::stats::{Capacity, Figures};
+use server_core::{Acceptor, Architecture, Context, ServerError, ThreadGroup};
+
+use crate::reactor::{Compute, Reactor};
+
+/// Where `/factor`'s computation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Offload {
+    /// On the helper threads: the loop never computes.
+    #[default]
+    On,
+    /// On the loop itself, blocking every connection of that reactor meanwhile.
+    Off,
+}
+
+/// How new connections are spread over the reactors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accept {
+    /// One listening socket, watched by every reactor; whichever accepts first wins.
+    #[default]
+    Shared,
+    /// A listening socket per reactor on the same port (SO_REUSEPORT); the kernel picks.
+    Reuseport,
+}
+
+/// The event loop's own flags.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct EventLoop {
+    /// Event loops, each a thread with its own poll [default: the number of CPUs].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024), value_name = "N")]
+    pub reactors: Option<u32>,
+
+    /// Where /factor is computed: on helper threads (on) or on the loop itself (off).
+    #[arg(long, value_enum, default_value_t = Offload::On)]
+    pub offload: Offload,
+
+    /// Helper threads for CPU work [default: the number of CPUs].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024), value_name = "N")]
+    pub helpers: Option<u32>,
+
+    /// Computations that may wait for a helper; beyond that a request gets 503 at once.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    pub offload_queue: u32,
+
+    /// How new connections are spread over the reactors: one shared listening socket, or
+    /// one per reactor with SO_REUSEPORT.
+    #[arg(long, value_enum, default_value_t = Accept::Shared)]
+    pub accept: Accept,
+}
+
+impl Default for EventLoop {
+    fn default() -> Self {
+        EventLoop {
+            reactors: None,
+            offload: Offload::On,
+            helpers: None,
+            offload_queue: 1024,
+            accept: Accept::Shared,
+        }
+    }
+}
+
+fn cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+}
+
+impl Architecture for EventLoop {
+    const NAME: &'static str = "event-loop";
+    const ABOUT: &'static str = "servelab's event loop: a few threads, each watching many sockets with one poll; waits become timers and computations go to helper threads.";
+
+    fn reuse_port(&self) -> bool {
+        self.accept == Accept::Reuseport
+    }
+
+    fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
+        let reactors = self.reactors.unwrap_or_else(cpus);
+        let helpers = self.helpers.unwrap_or_else(cpus);
+        let start_error = |what: String| move |source| ServerError::Start { what, source };
+        let settings = EventLoop {
+            reactors: Some(reactors),
+            helpers: Some(helpers),
+            ..self.clone()
+        };
+        ctx.set_arch_config(serde_json::to_value(&settings).unwrap_or_default());
+        ctx.set_capacity(Capacity {
+            concurrent: None,
+            per_client: false,
+            worker: "event loop".into(),
+            idle_holds_worker: false,
+            idle_holds_readers: None,
+            admitted: None,
+            rejects_beyond: false,
+        });
+
+        // The helpers and the queue that feeds them. The reactors only ever `try_push` into
+        // it (see `offload.rs`).
+        let (tasks_in, tasks_out) =
+            queue::bounded("offload", self.offload_queue as usize, QueueKind::Crossbeam);
+        let offload_queue = tasks_in.stats();
+        let helper_group = ThreadGroup::new("helper");
+        if self.offload == Offload::On {
+            for i in 1..=helpers {
+                let (tasks, group) = (tasks_out.clone(), helper_group.clone());
+                helper_group
+                    .spawn(format!("helper-{i}"), None, move || {
+                        offload::helper(&tasks, &group)
+                    })
+                    .map_err(start_error(format!("helper {i}")))?;
+            }
+        }
+        drop(tasks_out);
+
+        // The reactors, each with the listening socket: the same one shared, or one of its
+        // own on the same port.
+        let listener = acceptor.into_listener();
+        let addr = listener
+            .local_addr()
+            .map_err(start_error("listener".into()))?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let reactor_group = ThreadGroup::new("reactor");
+        let mut wakers = Vec::new();
+        let mut figures = Vec::new();
+        for i in 1..=reactors {
+            let socket = match (self.accept, i) {
+                (Accept::Reuseport, 2..) => {
+                    let own = server_core::listener::bind_with(addr, ctx.args.backlog, true)?;
+                    // Like the first listener, refuse newcomers the moment shutdown begins
+                    // (shutting a listening socket down also makes it refuse connections).
+                    let closer = own
+                        .try_clone()
+                        .map_err(start_error(format!("reactor {i}'s listener")))?;
+                    ctx.shutdown.on_trigger(move || {
+                        let _ = socket2::SockRef::from(&closer).shutdown(std::net::Shutdown::Both);
+                    });
+                    own
+                }
+                _ => listener
+                    .try_clone()
+                    .map_err(start_error(format!("reactor {i}'s listener")))?,
+            };
+            let compute = match self.offload {
+                Offload::On => Compute::Offload(tasks_in.clone()),
+                Offload::Off => Compute::Inline,
+            };
+            let name = format!("reactor-{i}");
+            let reactor = Reactor::new(
+                name.clone(),
+                socket,
+                Arc::clone(&ctx),
+                compute,
+                Arc::clone(&stopping),
+            )
+            .map_err(start_error(format!("reactor {i}")))?;
+            wakers.push(reactor.waker());
+            figures.push((name.clone(), reactor.stats()));
+            let group = reactor_group.clone();
+            reactor_group
+                .spawn(name, None, move || {
+                    reactor.run(&group);
+                })
+                .map_err(start_error(format!("reactor {i}")))?;
+        }
+        // The reactors hold their own senders; when they have all stopped, the queue closes
+        // and the helpers stop too.
+        drop((tasks_in, listener));
+
+        ctx.set_arch_figures({
+            let (reactor_group, helper_group) = (reactor_group.clone(), helper_group.clone());
+            move || Figures {
+                threads: vec![reactor_group.snapshot(), helper_group.snapshot()],
+                queues: vec![offload_queue.snapshot()],
+                limits: Vec::new(),
+                reactors: figures.iter().map(|(name, s)| s.snapshot(name)).collect(),
+            }
+        });
+
+        // Every thread is up: in-process starters may go on.
+        ctx.set_ready();
+
+        // Shutdown: raise the flag and wake every reactor; each stops accepting and finishes
+        // what its connections owe.
+        let (stopped, wait_for_stop) = crossbeam_channel::bounded::<()>(1);
+        ctx.shutdown.on_trigger(move || {
+            stopping.store(true, Relaxed);
+            for waker in &wakers {
+                let _ = waker.wake();
+            }
+            let _ = stopped.try_send(());
+        });
+        // Blocks until shutdown begins.
+        let _ = wait_for_stop.recv();
+        tracing::info!("shutting down: the reactors stop accepting and finish what they owe");
+        let deadline = ctx.shutdown.deadline(ctx.args.shutdown_timeout);
+        let still_running = reactor_group.join(deadline) + helper_group.join(deadline);
+        if still_running > 0 {
+            tracing::warn!(
+                "{still_running} event-loop threads still busy after the shutdown timeout"
+            );
+        }
+        Ok(())
+    }
+}
