@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
-# Measures servelab's four architectures against real servers, under identical settings.
+# Measures servelab's architectures against real servers, under identical settings.
 #
 # Every server answers GET / with a body of a few bytes over HTTP/1.1 keep-alive, on
-# 127.0.0.1, and is measured with the same wrk command (`wrk -t1 -c1` and `wrk -t1 -c64`,
-# DURATION each, RUNS runs, the median of each figure):
+# 127.0.0.1, and is measured with the same commands:
+#
+#   wrk -t1 -c<N> -d<DURATION> --latency   for N in CONNS (default 1 64 256 1000)
+#   perf stat (task-clock, context switches) on the server's processes during the -c64 run:
+#             CPU time and context switches per request
+#   ab -c64 -n AB_REQUESTS                 without keep-alive: a new connection per request
+#
+# RUNS rounds (default 3); within a round every server is started, measured and stopped in
+# turn, so that a drifting machine affects every server alike (interleaved), and each figure
+# is the median of the rounds. The servers:
 #
 #   nginx           1 worker process, `return 200` (no file I/O)
+#   nginx-2         the same with 2 worker processes
 #   apache-prefork  Apache 2.4, prefork MPM (one process per connection), Debian's pool sizes
 #   apache-worker   Apache 2.4, worker MPM (threads in processes), Debian's pool sizes
 #   apache-event    Apache 2.4, event MPM (worker + an event loop for idle keep-alive)
 #   python-seq      Python's http.server.HTTPServer: one connection at a time
 #   python-threads  Python's http.server.ThreadingHTTPServer: a thread per connection
-#   servelab ...    the four architectures with their defaults (release build)
+#   servelab ...    every architecture in the registry, with its defaults (release build)
+#
+# Then, for IDLE_SERVERS (default: nginx thread-per-conn event-loop), IDLE idle keep-alive
+# connections (default 10000), each having made one request: the servers' memory (RSS of
+# all their processes) and threads before and after.
 #
 # Apache serves a 9-byte file, Python a 9-byte answer from a minimal handler (buffered and
 # with TCP_NODELAY, see below), all with HTTP/1.1 keep-alive. nginx and Apache are set to
@@ -19,25 +32,27 @@
 # reconnecting.
 #
 # Usage: scripts/compare-peers.sh [--write]
-#   --write   also put the table into docs/benchmarks.md (via `bench-report --peers`)
-# Environment: DURATION (default 4s), RUNS (default 3), CONNS (default "1 64"),
-#              SERVERS (default: all of the above, space-separated), BASE_PORT (18080).
+#   --write   also put the tables into docs/benchmarks.md (via `bench-report --peers`)
+# Environment: DURATION (default 3s), RUNS (3), CONNS ("1 64 256 1000"), SERVERS (default:
+#              all of the above), AB_REQUESTS (20000), IDLE (10000), IDLE_SERVERS,
+#              BASE_PORT (18080).
+# About 12 minutes with the defaults.
 #
-# DURATION defaults to 4s rather than 5s so that the whole comparison (10 servers × 2
-# concurrency levels × 3 runs) ends within 5 minutes; DURATION=5s takes about 6.
-#
-# It installs wrk, nginx and apache2 with apt where they are missing (without letting apt
-# start the system services), starts every server itself on a loopback port, and stops
-# each by its PID. Nothing else on the machine is touched.
+# It installs wrk, nginx, apache2, apache2-utils (ab) and linux-perf with apt where they are
+# missing (without letting apt start the system services), starts every server itself on a
+# loopback port, and stops each by its PID. Nothing else on the machine is touched.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-DURATION=${DURATION:-4s}
+DURATION=${DURATION:-3s}
 RUNS=${RUNS:-3}
-CONNS=${CONNS:-"1 64"}
+CONNS=${CONNS:-"1 64 256 1000"}
+AB_REQUESTS=${AB_REQUESTS:-20000}
+IDLE=${IDLE:-10000}
+IDLE_SERVERS=${IDLE_SERVERS:-"nginx thread-per-conn event-loop"}
 BASE_PORT=${BASE_PORT:-18080}
-PEERS="nginx apache-prefork apache-worker apache-event python-seq python-threads"
+PEERS="nginx nginx-2 apache-prefork apache-worker apache-event python-seq python-threads"
 WRITE=0
 for arg in "$@"; do
   case $arg in
@@ -68,6 +83,8 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/sbin/apache2 ] || missing+=(apache2)
+command -v ab >/dev/null || missing+=(apache2-utils)
+command -v perf >/dev/null || missing+=(linux-perf)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 command -v python3 >/dev/null || { echo "compare-peers: python3 is needed for the Python servers" >&2; exit 1; }
 
@@ -112,13 +129,14 @@ server_class = http.server.ThreadingHTTPServer if kind == "threads" else http.se
 server_class(("127.0.0.1", port), Hello).serve_forever()
 EOF
 
-nginx_conf() {
+nginx_conf() { # port workers
   cat >"$WORK/nginx.conf" <<EOF
-worker_processes 1;
+worker_processes $2;
+worker_rlimit_nofile 20000;
 daemon off;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log;
-events { worker_connections 1024; }
+events { worker_connections 12000; }
 http {
   access_log off;
   keepalive_requests 100000000;
@@ -176,8 +194,8 @@ EOF
 start_server() {
   local name=$1 port=$2
   case $name in
-    nginx)
-      nginx_conf "$port"
+    nginx | nginx-2)
+      nginx_conf "$port" "$([ "$name" = nginx-2 ] && echo 2 || echo 1)"
       setsid /usr/sbin/nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" &
       ;;
     apache-*)
@@ -191,7 +209,11 @@ start_server() {
         echo "compare-peers: unknown server $name" >&2
         exit 2
       fi
-      setsid "$ROOT/target/release/$name" --addr "127.0.0.1:$port" --log quiet &
+      # Enough threads for the idle-connection test (thread-per-conn's default is 4096).
+      extra=()
+      [ "$name" = thread-per-conn ] && extra=(--max-threads $((IDLE + 1000)))
+      setsid "$ROOT/target/release/$name" --addr "127.0.0.1:$port" --log quiet \
+        --backlog 4096 "${extra[@]}" &
       ;;
   esac
   PIDS+=($!)
@@ -221,76 +243,212 @@ to_us() {
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
 
+# The server's processes (it runs in a session of its own), comma-separated for perf.
+server_pids() { pgrep -s "${PIDS[-1]}" | paste -sd, -; }
+
+# Sum of a /proc/<pid>/status field (kB or a count) over the server's processes.
+server_status() {
+  local field=$1 total=0 pid value
+  for pid in $(pgrep -s "${PIDS[-1]}"); do
+    value=$(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+    total=$((total + ${value:-0}))
+  done
+  echo "$total"
+}
+
 # --- the measurements -------------------------------------------------------------------
-RESULTS="$WORK/results.tsv"
-: >"$RESULTS"
-port=$BASE_PORT
-for name in $SERVERS; do
-  port=$((port + 1))
-  start_server "$name" "$port"
-  for conns in $CONNS; do
-    : >"$WORK/runs"
-    for run in $(seq "$RUNS"); do
-      out=$(wrk -t1 -c"$conns" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+# Raw figures, one line per server, concurrency and round:
+#   name conns rps p50_us p99_us cpu_us_per_request context_switches_per_request
+RAW="$WORK/raw.tsv"
+# ab's req/s without keep-alive: name rps
+AB="$WORK/ab.tsv"
+: >"$RAW"
+: >"$AB"
+for run in $(seq "$RUNS"); do
+  port=$BASE_PORT
+  for name in $SERVERS; do
+    port=$((port + 1))
+    start_server "$name" "$port"
+    for conns in $CONNS; do
+      wrk -t1 -c"$conns" -d"$DURATION" --latency "http://127.0.0.1:$port/" >"$WORK/wrk.out" &
+      wrk_pid=$!
+      cpu=""
+      cs=""
+      window=0
+      if [ "$conns" = 64 ]; then
+        # CPU time and context switches of every server process, over the middle of the run.
+        window=$(awk -v d="$DURATION" 'BEGIN { print (d + 0) - 1.5 }')
+        sleep 1
+        perf stat -x, -e task-clock,context-switches -p "$(server_pids)" -- sleep "$window" \
+          2>"$WORK/perf.out" >/dev/null || true
+        cpu=$(awk -F, '$3 == "task-clock" { print $1 }' "$WORK/perf.out")
+        cs=$(awk -F, '$3 == "context-switches" { print $1 }' "$WORK/perf.out")
+      fi
+      wait "$wrk_pid"
+      out=$(cat "$WORK/wrk.out")
       rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
       p50=$(to_us "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
       p99=$(to_us "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
       errors=$(awk '/Socket errors|Non-2xx/ { print }' <<<"$out" | tr '\n' ' ')
-      printf '%s\t%s\t%s\n' "$rps" "$p50" "$p99" >>"$WORK/runs"
-      printf '%-15s -c%-3s run %s: %10.0f req/s  p50 %8.0f us  p99 %8.0f us %s\n' \
-        "$name" "$conns" "$run" "$rps" "$p50" "$p99" "$errors" >&2
+      per_cpu="-"
+      per_cs="-"
+      if [ -n "$cpu" ] && [ -n "$cs" ]; then
+        # task-clock is in milliseconds; requests in the window: rps × window.
+        per_cpu=$(awk -v c="$cpu" -v r="$rps" -v w="$window" 'BEGIN { printf "%.2f", c * 1000 / (r * w) }')
+        per_cs=$(awk -v c="$cs" -v r="$rps" -v w="$window" 'BEGIN { printf "%.3f", c / (r * w) }')
+      fi
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$rps" "$p50" "$p99" "$per_cpu" "$per_cs" >>"$RAW"
+      printf 'round %s %-15s -c%-4s %10.0f req/s  p50 %8.0f us  p99 %8.0f us  cpu/req %s us  cs/req %s %s\n' \
+        "$run" "$name" "$conns" "$rps" "$p50" "$p99" "$per_cpu" "$per_cs" "$errors" >&2
     done
-    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" \
-      "$(cut -f1 "$WORK/runs" | median)" "$(cut -f2 "$WORK/runs" | median)" \
-      "$(cut -f3 "$WORK/runs" | median)" >>"$RESULTS"
+    # A new connection for every request: accept, one exchange, close.
+    ab_rps=$(ab -q -c 64 -n "$AB_REQUESTS" "http://127.0.0.1:$port/" 2>/dev/null |
+      awk '/^Requests per second:/ { print $4 }' || true)
+    printf '%s\t%s\n' "$name" "${ab_rps:-0}" >>"$AB"
+    printf 'round %s %-15s ab -c64 (no keep-alive): %s req/s\n' "$run" "$name" "${ab_rps:-failed}" >&2
+    stop_server
   done
+done
+
+# The median of each figure over the rounds.
+RESULTS="$WORK/results.tsv"
+for name in $SERVERS; do
+  for conns in $CONNS; do
+    row=$(awk -F'\t' -v n="$name" -v c="$conns" '$1 == n && $2 == c' "$RAW")
+    col() { cut -f"$1" <<<"$row" | grep -v '^-$' | median; }
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6)" "$(col 7)"
+  done
+done >"$RESULTS"
+AB_RESULTS="$WORK/ab-results.tsv"
+for name in $SERVERS; do
+  printf '%s\t%s\n' "$name" "$(awk -F'\t' -v n="$name" '$1 == n { print $2 }' "$AB" | median)"
+done >"$AB_RESULTS"
+
+# --- idle connections ----------------------------------------------------------------------
+cat >"$WORK/idle.py" <<'PY'
+import socket, sys
+
+n, port = int(sys.argv[1]), int(sys.argv[2])
+held = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n")
+    held.append(s)
+for s in held:
+    seen = b""
+    while b"\r\n\r\n" not in seen:
+        got = s.recv(4096)
+        if not got:
+            sys.exit("the server closed an idle connection")
+        seen += got
+print("holding", flush=True)
+sys.stdin.read()  # holds every connection until this script's input closes
+PY
+IDLE_RESULTS="$WORK/idle.tsv"
+: >"$IDLE_RESULTS"
+port=$((BASE_PORT + 100))
+for name in $IDLE_SERVERS; do
+  grep -qw -- "$name" <<<"$SERVERS" || continue
+  port=$((port + 1))
+  start_server "$name" "$port"
+  rss_before=$(server_status VmRSS)
+  threads_before=$(server_status Threads)
+  mkfifo "$WORK/hold.$name"
+  # The holder keeps its connections until the fifo's writer (fd 7) closes.
+  (ulimit -n $((IDLE + 100)); exec python3 "$WORK/idle.py" "$IDLE" "$port" <"$WORK/hold.$name" >"$WORK/held.$name") &
+  holder=$!
+  exec 7>"$WORK/hold.$name"
+  for _ in $(seq 600); do
+    grep -q holding "$WORK/held.$name" 2>/dev/null && break
+    kill -0 "$holder" 2>/dev/null || break
+    sleep 0.2
+  done
+  if grep -q holding "$WORK/held.$name" 2>/dev/null; then
+    rss_after=$(server_status VmRSS)
+    threads_after=$(server_status Threads)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$IDLE" "$rss_before" "$rss_after" \
+      "$threads_before" "$threads_after" >>"$IDLE_RESULTS"
+    printf 'idle %-15s %s connections: RSS %s -> %s kB, threads %s -> %s\n' "$name" "$IDLE" \
+      "$rss_before" "$rss_after" "$threads_before" "$threads_after" >&2
+  else
+    echo "idle $name: the holder did not get its $IDLE connections answered" >&2
+  fi
+  exec 7>&-
+  wait "$holder" 2>/dev/null || true
   stop_server
 done
 
-# --- the table ----------------------------------------------------------------------------
+# --- the tables ---------------------------------------------------------------------------
 mkdir -p target/peers
 TABLE=target/peers/peers.md
+us() { awk -v v="$1" 'BEGIN { if (v == "") print "–"; else if (v >= 1000) printf "%.2f ms", v / 1000; else printf "%.0f µs", v }'; }
 {
-  echo "- Load: \`wrk -t1 -c<N> -d$DURATION --latency\`, median of $RUNS runs, GET / on 127.0.0.1."
+  echo "- Load: \`wrk -t1 -c<N> -d$DURATION --latency\` on GET / over 127.0.0.1; $RUNS rounds, servers interleaved within each round; every figure is the median of the rounds."
+  echo "- CPU and context switches per request: \`perf stat -e task-clock,context-switches\` on all the server's processes during the middle of the \`-c64\` run, divided by the requests served meanwhile."
+  echo "- New connection per request: \`ab -c64 -n $AB_REQUESTS\` (no keep-alive)."
   echo "- Cross-CPU wake-up on this machine during the run: $(perf bench sched pipe -l 5000 2>/dev/null | awk '/usecs\/op/ { printf "%.0f µs", $1 }' || echo unknown) per \`perf bench sched pipe\` round trip."
   echo
-  echo "| server | clients | req/s | × nginx | p50 | p99 | p50 ÷ nginx's |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  echo "| server | clients | req/s | × nginx | p50 | p99 | p50 ÷ nginx's | CPU/request | context switches/request |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   awk -F'\t' '
-    { name[NR] = $1; c[NR] = $2; rps[NR] = $3; p50[NR] = $4; p99[NR] = $5
+    { name[NR] = $1; c[NR] = $2; rps[NR] = $3; p50[NR] = $4; p99[NR] = $5; cpu[NR] = $6; cs[NR] = $7
       if ($1 == "nginx") { nrps[$2] = $3; np50[$2] = $4 } }
     function us(v) { return v >= 1000 ? sprintf("%.2f ms", v / 1000) : sprintf("%.0f µs", v) }
     END {
       for (i = 1; i <= NR; i++) {
         ratio = (c[i] in nrps && nrps[c[i]] > 0) ? sprintf("%.2f", rps[i] / nrps[c[i]]) : "–"
         pr = (c[i] in np50 && np50[c[i]] > 0) ? sprintf("%.2f", p50[i] / np50[c[i]]) : "–"
-        printf "| %s | %s | %.0f | %s | %s | %s | %s |\n", name[i], c[i], rps[i], ratio, us(p50[i]), us(p99[i]), pr
+        cpucell = (cpu[i] != "" && cpu[i] > 0) ? sprintf("%.1f µs", cpu[i]) : ""
+        cscell = (cs[i] != "" && c[i] == 64) ? sprintf("%.3f", cs[i]) : ""
+        printf "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", name[i], c[i], rps[i], ratio, us(p50[i]), us(p99[i]), pr, cpucell, cscell
       }
     }' "$RESULTS"
+  echo
+  echo "| server | new connection per request: req/s | × nginx |"
+  echo "|---|---:|---:|"
+  awk -F'\t' '
+    { name[NR] = $1; rps[NR] = $2; if ($1 == "nginx") n = $2 }
+    END { for (i = 1; i <= NR; i++) printf "| %s | %.0f | %s |\n", name[i], rps[i], (n > 0 ? sprintf("%.2f", rps[i] / n) : "–") }' "$AB_RESULTS"
+  if [ -s "$IDLE_RESULTS" ]; then
+    echo
+    echo "| server | idle keep-alive connections | memory before → after | per connection | threads before → after |"
+    echo "|---|---:|---:|---:|---:|"
+    awk -F'\t' '{ printf "| %s | %d | %.1f MiB → %.1f MiB | %.2f KiB | %d → %d |\n", $1, $2, $3 / 1024, $4 / 1024, ($4 - $3) / $2, $5, $6 }' "$IDLE_RESULTS"
+  fi
 } >"$TABLE"
 cat "$TABLE"
 
 # --- the targets (benchmarks, so reported, not enforced) --------------------------------
 get() { awk -F'\t' -v n="$1" -v c="$2" -v f="$3" '$1 == n && $2 == c { print $f }' "$RESULTS"; }
+get_ab() { awk -F'\t' -v n="$1" '$1 == n { print $2 }' "$AB_RESULTS"; }
+get_idle() { awk -F'\t' -v n="$1" -v f="$2" '$1 == n { print $f }' "$IDLE_RESULTS"; }
 check() { # description, awk condition over a and b, a, b
   if [ -z "$3" ] || [ -z "$4" ]; then echo "  - $1: not measured"; return; fi
   if awk -v a="$3" -v b="$4" "BEGIN { exit !($2) }"; then echo "  - met: $1"; else echo "  - MISSED: $1"; fi
 }
-best=0
-for a in $SERVELAB; do
-  r=$(get "$a" 64 3)
-  [ -n "$r" ] && best=$(awk -v a="$r" -v b="$best" 'BEGIN { print (a > b ? a : b) }')
-done
 {
   echo
   echo "Targets:"
-  check "servelab's fastest at -c64 ≥ 0.8 × nginx ($best vs $(get nginx 64 3))" "a >= 0.8 * b" "$best" "$(get nginx 64 3)"
-  check "prefork-pool beats Apache prefork at -c64" "a > b" "$(get prefork-pool 64 3)" "$(get apache-prefork 64 3)"
-  check "prefork-pool beats Apache prefork at -c1" "a > b" "$(get prefork-pool 1 3)" "$(get apache-prefork 1 3)"
-  check "thread-per-conn ≥ 10 × ThreadingHTTPServer at -c64" "a >= 10 * b" "$(get thread-per-conn 64 3)" "$(get python-threads 64 3)"
-  for a in $SERVELAB; do
-    check "$a's p50 at -c1 no worse than nginx's" "a <= b" "$(get "$a" 1 4)" "$(get nginx 1 4)"
+  for conns in 64 256 1000; do
+    check "event-loop ≥ 1.0 × nginx (1 worker) at -c$conns ($(get event-loop "$conns" 3) vs $(get nginx "$conns" 3) req/s)" \
+      "a >= b" "$(get event-loop "$conns" 3)" "$(get nginx "$conns" 3)"
   done
+  check "event-loop's CPU per request ≤ nginx's at -c64 ($(get event-loop 64 6) vs $(get nginx 64 6) µs)" \
+    "a <= b" "$(get event-loop 64 6)" "$(get nginx 64 6)"
+  check "event-loop's context switches per request ≤ nginx's at -c64 ($(get event-loop 64 7) vs $(get nginx 64 7))" \
+    "a <= b" "$(get event-loop 64 7)" "$(get nginx 64 7)"
+  check "event-loop ≥ 1.0 × nginx with a new connection per request ($(get_ab event-loop) vs $(get_ab nginx) req/s)" \
+    "a >= b" "$(get_ab event-loop)" "$(get_ab nginx)"
+  check "event-loop's p50 at -c1 no worse than nginx's ($(us "$(get event-loop 1 4)") vs $(us "$(get nginx 1 4)"))" \
+    "a <= b" "$(get event-loop 1 4)" "$(get nginx 1 4)"
+  if [ -n "$(get_idle event-loop 1)" ]; then
+    per=$(awk -v a="$(get_idle event-loop 3)" -v b="$(get_idle event-loop 4)" -v n="$IDLE" 'BEGIN { printf "%.2f", (b - a) / n }')
+    check "event-loop holds $IDLE idle connections for ≤ 2 KiB each ($per KiB)" "a <= b" "$per" 2
+    check "event-loop's threads do not grow with idle connections ($(get_idle event-loop 5) → $(get_idle event-loop 6))" \
+      "a <= b" "$(get_idle event-loop 6)" "$(get_idle event-loop 5)"
+  fi
+  check "prefork-pool beats Apache prefork at -c64" "a > b" "$(get prefork-pool 64 3)" "$(get apache-prefork 64 3)"
+  check "thread-per-conn ≥ 10 × ThreadingHTTPServer at -c64" "a >= 10 * b" "$(get thread-per-conn 64 3)" "$(get python-threads 64 3)"
 } | tee -a "$TABLE"
 
 if [ $WRITE -eq 1 ]; then

@@ -362,25 +362,53 @@ impl Connection {
             || !slot.keep_alive
             || self.config.keep_alive_timeout.is_zero()
             || last && !receiving && (self.stopping || self.peer_closed || self.reading_done);
-        let mut bytes = Vec::new();
-        response.encode(
-            &mut bytes,
-            &self.config.server_header,
-            close,
-            slot.http10 && !close,
-            !slot.head_only,
-        );
-        self.slots[index].encoded = Some(Encoded {
-            bytes,
-            close,
-            error: response.close,
-        });
-        if close {
-            // Nothing after this response is read or sent.
-            self.slots.truncate(index + 1);
-            self.reading_done = true;
+        let (keep_alive_header, include_body) = (slot.http10 && !close, !slot.head_only);
+        if index == 0 && !slot.interim {
+            // Next in line (the usual case): straight into the output, no copy.
+            response.encode_into(
+                &mut self.output,
+                &self.config.server_header,
+                close,
+                keep_alive_header,
+                include_body,
+            );
+            self.slots.pop_front();
+            if close {
+                self.close_after_release(response.close);
+            }
+        } else {
+            // An earlier response is still owed: keep this one until its turn.
+            let mut bytes = Vec::new();
+            response.encode_into(
+                &mut bytes,
+                &self.config.server_header,
+                close,
+                keep_alive_header,
+                include_body,
+            );
+            self.slots[index].encoded = Some(Encoded {
+                bytes,
+                close,
+                error: response.close,
+            });
+            if close {
+                // Nothing after this response is read or sent.
+                self.slots.truncate(index + 1);
+                self.reading_done = true;
+            }
         }
         self.release(now);
+    }
+
+    /// A response that ends the connection has gone to the output: nothing after it is
+    /// read or sent.
+    fn close_after_release(&mut self, error: bool) {
+        self.ending = Some(error);
+        self.slots.clear();
+        self.reading_done = true;
+        if !matches!(self.phase, Phase::Done(_)) {
+            self.phase = Phase::Finishing;
+        }
     }
 
     /// Asks what to do next. Parses what has arrived, applies deadlines that have passed, and
@@ -602,12 +630,7 @@ impl Connection {
             self.output.extend_from_slice(&encoded.bytes);
             self.slots.pop_front();
             if encoded.close {
-                self.ending = Some(encoded.error);
-                self.slots.clear();
-                self.reading_done = true;
-                if !matches!(self.phase, Phase::Done(_)) {
-                    self.phase = Phase::Finishing;
-                }
+                self.close_after_release(encoded.error);
             }
         }
         if self.slots.is_empty() {

@@ -9,7 +9,6 @@
 //! when the connection is about to close or an HTTP/1.0 client is being kept alive.
 
 use std::cell::RefCell;
-use std::io::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -146,15 +145,8 @@ impl Response {
         self
     }
 
-    /// Serialises the response into `out` (which is cleared first).
-    ///
-    /// * `server` is the value of the `Server` header, e.g. `servelab-single`.
-    /// * `close` says whether the connection closes after this response; the caller decides
-    ///   it from the request, the response and the server's state.
-    /// * `keep_alive_header` adds `Connection: keep-alive`, which HTTP/1.0 clients need to
-    ///   hear before they reuse a connection.
-    /// * `include_body` is false for HEAD requests: the headers, including the length the
-    ///   body would have had, but no body.
+    /// Serialises the response into `out` (which is cleared first). See
+    /// [`Response::encode_into`] for the arguments.
     pub fn encode(
         &self,
         out: &mut Vec<u8>,
@@ -164,24 +156,57 @@ impl Response {
         include_body: bool,
     ) {
         out.clear();
-        // Writing into a Vec cannot fail, so the results below are safely ignored.
-        let _ = write!(
-            out,
-            "HTTP/1.1 {} {}\r\nServer: {server}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
-            self.status.code(),
-            self.status.reason(),
-            HttpDateCache::now(),
-            self.content_type,
-            self.body.len(),
-        );
+        self.encode_into(out, server, close, keep_alive_header, include_body);
+    }
+
+    /// Appends the response to `out`.
+    ///
+    /// * `server` is the value of the `Server` header, e.g. `servelab-single`.
+    /// * `close` says whether the connection closes after this response; the caller decides
+    ///   it from the request, the response and the server's state.
+    /// * `keep_alive_header` adds `Connection: keep-alive`, which HTTP/1.0 clients need to
+    ///   hear before they reuse a connection.
+    /// * `include_body` is false for HEAD requests: the headers, including the length the
+    ///   body would have had, but no body.
+    ///
+    /// It copies bytes rather than going through `write!`: formatting machinery costs more
+    /// than the rest of a small response, and this runs once per request.
+    pub fn encode_into(
+        &self,
+        out: &mut Vec<u8>,
+        server: &str,
+        close: bool,
+        keep_alive_header: bool,
+        include_body: bool,
+    ) {
+        out.reserve(192 + server.len() + if include_body { self.body.len() } else { 0 });
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(out, u64::from(self.status.code()));
+        out.push(b' ');
+        out.extend_from_slice(self.status.reason().as_bytes());
+        out.extend_from_slice(b"\r\nServer: ");
+        out.extend_from_slice(server.as_bytes());
+        out.extend_from_slice(b"\r\nDate: ");
+        out.extend_from_slice(HttpDateCache::now().as_bytes());
+        out.extend_from_slice(b"\r\nContent-Type: ");
+        out.extend_from_slice(self.content_type.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        push_decimal(out, self.body.len() as u64);
+        out.extend_from_slice(b"\r\n");
         if let Some(thread) = &self.handled_by {
-            let _ = write!(out, "X-Servelab-Thread: {thread}\r\n");
+            out.extend_from_slice(b"X-Servelab-Thread: ");
+            out.extend_from_slice(thread.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         if let Some(allow) = self.allow {
-            let _ = write!(out, "Allow: {allow}\r\n");
+            out.extend_from_slice(b"Allow: ");
+            out.extend_from_slice(allow.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         if let Some(seconds) = self.retry_after {
-            let _ = write!(out, "Retry-After: {seconds}\r\n");
+            out.extend_from_slice(b"Retry-After: ");
+            push_decimal(out, u64::from(seconds));
+            out.extend_from_slice(b"\r\n");
         }
         if close {
             out.extend_from_slice(b"Connection: close\r\n");
@@ -193,6 +218,22 @@ impl Response {
             out.extend_from_slice(&self.body);
         }
     }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // `n % 10` is below 10, so the cast cannot truncate.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// The `Date` header's value, formatted at most once per second per thread. The header has
@@ -232,4 +273,49 @@ thread_local! {
 /// The name of the calling thread, if it has one.
 pub fn current_thread_name() -> Option<Arc<str>> {
     THREAD_NAME.with(Clone::clone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_every_header_and_the_body() {
+        let mut response = Response::error(Status::ServiceUnavailable, "busy");
+        response.retry_after = Some(1);
+        response.allow = Some("GET, HEAD");
+        response.handled_by = Some(Arc::from("worker-7"));
+        let mut out = b"earlier".to_vec();
+        response.encode_into(&mut out, "servelab-test", true, false, true);
+        let text = String::from_utf8(out).expect("text");
+        let (head, body) = text
+            .strip_prefix("earlier")
+            .and_then(|t| t.split_once("\r\n\r\n"))
+            .expect("appended, with a head and a body");
+        let lines: Vec<&str> = head.split("\r\n").collect();
+        assert_eq!(lines[0], "HTTP/1.1 503 Service Unavailable");
+        assert_eq!(lines[1], "Server: servelab-test");
+        assert!(lines[2].starts_with("Date: ") && lines[2].ends_with(" GMT"));
+        assert_eq!(lines[3], "Content-Type: text/plain; charset=utf-8");
+        assert_eq!(lines[4], format!("Content-Length: {}", body.len()));
+        assert_eq!(
+            &lines[5..],
+            [
+                "X-Servelab-Thread: worker-7",
+                "Allow: GET, HEAD",
+                "Retry-After: 1",
+                "Connection: close"
+            ]
+        );
+        assert_eq!(body, "503 Service Unavailable: busy\n");
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 404, 1_048_576, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
 }

@@ -2,10 +2,10 @@
 //!
 //! Every thread of a server updates the counters in [`Stats`], so they are atomics. Each
 //! update is a relaxed `fetch_add`: a single instruction that never blocks, which matters
-//! because it sits on every request's path. Relaxed is enough because no counter guards
-//! other data: each is a number read on its own, and a reader only needs *some* recent
-//! value. A snapshot may therefore be a few requests out of step between fields; for
-//! monitoring that is fine.
+//! because it sits on every request's path; and each thread adds to a shard of its own (see
+//! [`Stats`]). Relaxed is enough because no counter guards other data: each is a number
+//! read on its own, and a reader only needs *some* recent value. A snapshot may therefore
+//! be a few requests out of step between fields; for monitoring that is fine.
 //!
 //! [`Snapshot`] is the `/stats` document as a type. Servers fill it in, serialize it as
 //! JSON, and the simulator, labs, benchmarks and tests read it back into the same type,
@@ -18,85 +18,136 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use protocol::Status;
 use serde::{Deserialize, Serialize};
 
+/// How many shards the counters are split into. Threads pick theirs by a number given out
+/// in turn, so two threads share a shard only beyond this many.
+const SHARDS: usize = 8;
+
 /// Server-wide counters, shared by all threads through the [`Context`](crate::Context).
-#[derive(Default)]
+///
+/// Each counter is split into [`SHARDS`] copies on separate cache lines, and a thread only
+/// ever adds to its own shard; a reader sums them. Without this, the threads of a busy
+/// server (two event loops on two cores, say) would all increment the same few words, and
+/// each increment would have to pull the cache line away from the other core first: the
+/// line bouncing costs more than everything else the counters do.
 pub struct Stats {
+    shards: Box<[Shard]>,
+}
+
+/// One thread's share of the counters, alone on its cache lines (128 bytes: the size of the
+/// pair of lines that neighbouring-line prefetchers fetch together).
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard {
     accepted: AtomicU64,
     rejected: AtomicU64,
     requests: AtomicU64,
+    /// Started minus finished on this shard; a request may start on one shard and finish
+    /// on another (the pipeline), so a shard's value wraps below zero and only the sum over
+    /// all shards is meaningful.
     in_flight: AtomicU64,
     client_left: AtomicU64,
     by_status: [AtomicU64; Status::ALL.len()],
 }
 
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's shard, given out in turn the first time the thread counts something.
+    static SHARD: usize = {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        (NEXT.fetch_add(1, Relaxed) % SHARDS as u64) as usize
+    };
+}
+
 impl Stats {
+    /// The calling thread's shard.
+    fn mine(&self) -> &Shard {
+        &self.shards[SHARD.with(|s| *s)]
+    }
+
+    /// The sum of one counter over every shard (wrapping, for `in_flight`).
+    fn total(&self, counter: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        self.shards.iter().fold(0u64, |sum, shard| {
+            sum.wrapping_add(counter(shard).load(Relaxed))
+        })
+    }
+
     /// A connection was accepted.
     pub fn accepted(&self) {
-        self.accepted.fetch_add(1, Relaxed);
+        self.mine().accepted.fetch_add(1, Relaxed);
     }
 
     /// A connection was turned away without being served (for example with a 503 because
     /// the server was full).
     pub fn rejected(&self) {
-        self.rejected.fetch_add(1, Relaxed);
+        self.mine().rejected.fetch_add(1, Relaxed);
     }
 
     /// A complete request was read and is now being handled.
     pub fn request_started(&self) {
-        self.requests.fetch_add(1, Relaxed);
-        self.in_flight.fetch_add(1, Relaxed);
+        let shard = self.mine();
+        shard.requests.fetch_add(1, Relaxed);
+        shard.in_flight.fetch_add(1, Relaxed);
     }
 
     /// The response to a started request was written, or the request was given up.
     pub fn request_finished(&self) {
-        self.in_flight.fetch_sub(1, Relaxed);
+        self.mine().in_flight.fetch_sub(1, Relaxed);
     }
 
     /// The client of a started request had closed its side (or reset the connection) by the
     /// time its response was ready: the lecture's "left before the server could handle it".
     /// Such a response is not counted as served.
     pub fn client_left(&self) {
-        self.client_left.fetch_add(1, Relaxed);
+        self.mine().client_left.fetch_add(1, Relaxed);
     }
 
     /// A response with this status was written to a client that was still there.
     pub fn responded(&self, status: Status) {
-        self.by_status[status.index()].fetch_add(1, Relaxed);
+        self.mine().by_status[status.index()].fetch_add(1, Relaxed);
     }
 
     pub fn accepted_total(&self) -> u64 {
-        self.accepted.load(Relaxed)
+        self.total(|s| &s.accepted)
     }
 
     pub fn rejected_total(&self) -> u64 {
-        self.rejected.load(Relaxed)
+        self.total(|s| &s.rejected)
     }
 
     pub fn requests_total(&self) -> u64 {
-        self.requests.load(Relaxed)
+        self.total(|s| &s.requests)
     }
 
     /// Requests read but not yet answered.
     pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Relaxed)
+        self.total(|s| &s.in_flight)
     }
 
     pub fn client_left_total(&self) -> u64 {
-        self.client_left.load(Relaxed)
+        self.total(|s| &s.client_left)
     }
 
     /// Responses written, of any status.
     pub fn served_total(&self) -> u64 {
-        self.by_status.iter().map(|n| n.load(Relaxed)).sum()
+        (0..Status::ALL.len())
+            .map(|i| self.total(|s| &s.by_status[i]))
+            .sum()
     }
 
     /// Responses by status code, leaving out statuses never sent.
     pub fn responses(&self) -> BTreeMap<String, u64> {
         Status::ALL
             .iter()
-            .zip(&self.by_status)
-            .filter_map(|(status, n)| {
-                let n = n.load(Relaxed);
+            .enumerate()
+            .filter_map(|(i, status)| {
+                let n = self.total(|s| &s.by_status[i]);
                 (n > 0).then(|| (status.code().to_string(), n))
             })
             .collect()

@@ -138,6 +138,9 @@ pub struct Reactor {
     stats: Arc<ReactorStats>,
     generation: u64,
     buffer: Vec<u8>,
+    /// The time, read once per wake-up: deadlines are milliseconds, and reading the clock
+    /// for every step of every request would cost more than the precision is worth.
+    now: Instant,
 }
 
 impl Reactor {
@@ -172,6 +175,7 @@ impl Reactor {
             stats: Arc::new(ReactorStats::default()),
             generation: 0,
             buffer: vec![0; READ_CHUNK],
+            now: Instant::now(),
         })
     }
 
@@ -206,6 +210,7 @@ impl Reactor {
                 }
             }
             let _busy = group.busy();
+            self.now = Instant::now();
             self.stats.wakeups.fetch_add(1, Relaxed);
             if self.stopping.load(Relaxed) && !self.stopped {
                 self.stop();
@@ -262,12 +267,17 @@ impl Reactor {
                 {
                     continue
                 }
+                // Shutdown shut the listening socket down under us (accept then fails with
+                // EINVAL): nothing more to accept.
+                Err(e) if self.stopping.load(Relaxed) || e.kind() == ErrorKind::InvalidInput => {
+                    return
+                }
                 Err(e) => {
                     // Usually "too many open files": try again in 50 ms rather than spin,
                     // as connections close and free descriptors meanwhile.
                     tracing::warn!("{}: accept failed: {e}; retrying in 50 ms", self.name);
                     self.timers
-                        .push(Instant::now() + Duration::from_millis(50), Timer::Accept);
+                        .push(self.now + Duration::from_millis(50), Timer::Accept);
                     return;
                 }
             };
@@ -293,7 +303,7 @@ impl Reactor {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         self.generation += 1;
-        let now = Instant::now();
+        let now = self.now;
         let registration = self.ctx.register_self_stopping(&stream);
         let mut machine = Connection::new(Arc::clone(&self.ctx.connection), now);
         if self.stopped {
@@ -322,8 +332,8 @@ impl Reactor {
     /// Drives connection `key` as far as it can go without waiting: reads what is there,
     /// handles every complete request, writes what is ready, and schedules its deadline.
     fn advance(&mut self, key: usize) {
+        let now = self.now;
         for _ in 0..READS_PER_TURN {
-            let now = Instant::now();
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
@@ -331,13 +341,18 @@ impl Reactor {
             if conn.readable && conn.machine.wants_input() {
                 // Never blocks: the socket is non-blocking.
                 match conn.stream.read(&mut self.buffer) {
-                    Ok(n) => conn.machine.receive(&self.buffer[..n], now),
+                    Ok(n) => {
+                        conn.machine.receive(&self.buffer[..n], now);
+                        // A read that did not fill the buffer took everything there was:
+                        // whatever arrives later raises a new edge. Reading again only to
+                        // hear `WouldBlock` would cost a system call per request.
+                        if n < self.buffer.len() {
+                            conn.readable = false;
+                        }
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => conn.readable = false,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(_) => return self.close(key),
-                }
-                if conn.machine.peer_closed() {
-                    conn.readable = false;
                 }
             }
             // Every complete request in what arrived, in order.
@@ -423,7 +438,8 @@ impl Reactor {
                 // connection of this reactor waits meanwhile.
                 Compute::Inline => {
                     let response = job.run();
-                    self.respond(key, ticket, &response, Instant::now());
+                    self.now = Instant::now();
+                    self.respond(key, ticket, &response, self.now);
                 }
             },
         }
@@ -466,7 +482,7 @@ impl Reactor {
             // Never blocks: the socket is non-blocking.
             match conn.stream.write(conn.machine.output()) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                Ok(n) => conn.machine.wrote(n, Instant::now()),
+                Ok(n) => conn.machine.wrote(n, self.now),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -503,7 +519,7 @@ impl Reactor {
 
     /// Fires every timer that is due.
     fn fire_timers(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Deadline { key, generation } => {
@@ -540,7 +556,7 @@ impl Reactor {
 
     /// Writes the answers the helpers computed.
     fn collect_answers(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         // Never blocks: `try_iter` takes only what is there.
         let answers: Vec<Done> = self.inbox.try_iter().collect();
         for done in answers {
