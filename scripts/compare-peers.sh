@@ -20,7 +20,8 @@
 #   apache-event    Apache 2.4, event MPM (worker + an event loop for idle keep-alive)
 #   python-seq      Python's http.server.HTTPServer: one connection at a time
 #   python-threads  Python's http.server.ThreadingHTTPServer: a thread per connection
-#   servelab ...    every architecture in the registry, with its defaults (release build)
+#   servelab ...    every architecture in the registry, with its defaults (release build);
+#                   in SERVERS, "event-loop:--reactors=1,--accept=reuseport" adds flags
 #
 # Then, for IDLE_SERVERS (default: nginx thread-per-conn event-loop), IDLE idle keep-alive
 # connections (default 10000), each having made one request: the servers' memory (RSS of
@@ -205,14 +206,16 @@ start_server() {
     python-seq) setsid python3 "$WORK/python-server.py" seq "$port" &;;
     python-threads) setsid python3 "$WORK/python-server.py" threads "$port" &;;
     *)
-      if ! grep -qx "$name" <<<"${SERVELAB// /$'\n'}"; then
+      # A servelab architecture, optionally with flags: "event-loop:--reactors=1,--accept=reuseport".
+      local arch=${name%%:*} extra=()
+      if ! grep -qx "$arch" <<<"${SERVELAB// /$'\n'}"; then
         echo "compare-peers: unknown server $name" >&2
         exit 2
       fi
+      [ "$arch" != "$name" ] && IFS=, read -r -a extra <<<"${name#*:}"
       # Enough threads for the idle-connection test (thread-per-conn's default is 4096).
-      extra=()
-      [ "$name" = thread-per-conn ] && extra=(--max-threads $((IDLE + 1000)))
-      setsid "$ROOT/target/release/$name" --addr "127.0.0.1:$port" --log quiet \
+      [ "$arch" = thread-per-conn ] && extra+=(--max-threads $((IDLE + 1000)))
+      setsid "$ROOT/target/release/$arch" --addr "127.0.0.1:$port" --log quiet \
         --backlog 4096 "${extra[@]}" &
       ;;
   esac

@@ -141,6 +141,10 @@ pub struct Reactor {
     /// The time, read once per wake-up: deadlines are milliseconds, and reading the clock
     /// for every step of every request would cost more than the precision is worth.
     now: Instant,
+    /// Connections that stopped after their turn's reads with bytes still unread. The kernel
+    /// will not report those bytes again (edge-triggered), so the loop comes back to these
+    /// itself, after serving everyone else once.
+    unfinished: Vec<(usize, u64)>,
 }
 
 impl Reactor {
@@ -176,6 +180,7 @@ impl Reactor {
             generation: 0,
             buffer: vec![0; READ_CHUNK],
             now: Instant::now(),
+            unfinished: Vec::new(),
         })
     }
 
@@ -231,6 +236,7 @@ impl Reactor {
                     }
                 }
             }
+            self.resume_unfinished();
             self.collect_answers();
             self.fire_timers();
             self.stats.timers.store(self.timers.len() as u64, Relaxed);
@@ -240,6 +246,10 @@ impl Reactor {
     /// How long `poll` may wait: until the nearest timer (none: as long as it takes). While
     /// stopping, at most until the grace period ends.
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.unfinished.is_empty() {
+            // Connections have bytes waiting: only look for new events, do not wait.
+            return Some(Duration::ZERO);
+        }
         let mut until = self.timers.next();
         if self.stopped {
             let grace = self.ctx.shutdown.deadline(self.ctx.args.shutdown_timeout);
@@ -386,10 +396,26 @@ impl Reactor {
                 return;
             };
             if !(conn.readable && conn.machine.wants_input()) {
-                break;
+                self.schedule(key);
+                return;
             }
         }
+        // Its turn is over but bytes are still waiting: come back after the others.
+        self.unfinished.push((key, self.conns[key].generation));
         self.schedule(key);
+    }
+
+    /// Gives the connections that ran out of turn another one.
+    fn resume_unfinished(&mut self) {
+        for (key, generation) in std::mem::take(&mut self.unfinished) {
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.generation == generation)
+            {
+                self.advance(key);
+            }
+        }
     }
 
     /// Starts the work a request needs: answers it now, sets a timer, or hands it to a
