@@ -24,7 +24,7 @@ const SHARDS: usize = 8;
 
 /// Server-wide counters, shared by all threads through the [`Context`](crate::Context).
 ///
-/// Each counter is split into [`SHARDS`] copies on separate cache lines, and a thread only
+/// Each counter is split into `SHARDS` (8) copies on separate cache lines, and a thread only
 /// ever adds to its own shard; a reader sums them. Without this, the threads of a busy
 /// server (two event loops on two cores, say) would all increment the same few words, and
 /// each increment would have to pull the cache line away from the other core first: the

@@ -418,6 +418,27 @@ cases! {
         stop_cleanly(server);
     }
 
+    fn a_request_then_a_half_close_is_answered_then_closed(start) {
+        // The client sends one request and closes its sending side at once, as
+        // `printf 'GET / ...' | nc -N` does, so the request and the end of its stream often
+        // arrive together. The server answers, then closes at once: it must not wait for a
+        // keep-alive timeout (set here far beyond the client's patience of IO_TIMEOUT).
+        let server = start(ServerArgs {
+            keep_alive_timeout: Duration::from_secs(60),
+            ..args()
+        });
+        let mut client = Client::connect(server.addr());
+        client.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        client
+            .stream()
+            .shutdown(Shutdown::Write)
+            .expect("half-close");
+        let reply = client.read_reply();
+        assert_eq!(reply.status, 200);
+        client.expect_closed();
+        stop_cleanly(server);
+    }
+
     fn keep_alive(start) {
         let server = start(args());
         let mut client = Client::connect(server.addr());

@@ -110,6 +110,9 @@ struct Conn {
     generation: u64,
     /// The kernel reported bytes (or the end) that have not been read to `WouldBlock` yet.
     readable: bool,
+    /// The client has closed its sending side: once the queued bytes are read, a read
+    /// returns the end of the stream.
+    peer_closed: bool,
     /// When this connection's deadline entry in the timers is due, if it has one.
     scheduled: Option<Instant>,
     /// The sending side has been shut down.
@@ -231,6 +234,9 @@ impl Reactor {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
                                 conn.readable = true;
                             }
+                            if event.is_read_closed() || event.is_error() {
+                                conn.peer_closed = true;
+                            }
                             self.advance(key);
                         }
                     }
@@ -327,6 +333,7 @@ impl Reactor {
             generation: self.generation,
             // The request may already be there: read it without waiting for the event.
             readable: true,
+            peer_closed: false,
             scheduled: None,
             write_shut: false,
         });
@@ -355,8 +362,10 @@ impl Reactor {
                         conn.machine.receive(&self.buffer[..n], now);
                         // A read that did not fill the buffer took everything there was:
                         // whatever arrives later raises a new edge. Reading again only to
-                        // hear `WouldBlock` would cost a system call per request.
-                        if n < self.buffer.len() {
+                        // hear `WouldBlock` would cost a system call per request. Not so
+                        // once the client has closed its side: that edge came already, and
+                        // the next read returns the end of the stream.
+                        if n < self.buffer.len() && !conn.peer_closed {
                             conn.readable = false;
                         }
                     }
