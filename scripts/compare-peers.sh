@@ -33,7 +33,7 @@
 # reconnecting.
 #
 # Usage: scripts/compare-peers.sh [--write]
-#   --write   also put the tables into docs/benchmarks.md (via `bench-report --peers`)
+#   --write   also put the tables into docs/benchmarks.md (via `bench-report --section peers`)
 # Environment: DURATION (default 3s), RUNS (3), CONNS ("1 64 256 1000"), SERVERS (default:
 #              all of the above), AB_REQUESTS (20000), IDLE (10000), IDLE_SERVERS,
 #              BASE_PORT (18080).
@@ -455,5 +455,5 @@ check() { # description, awk condition over a and b, a, b
 } | tee -a "$TABLE"
 
 if [ $WRITE -eq 1 ]; then
-  cargo run --release -q -p benches --bin bench-report -- --peers "$TABLE"
+  cargo run --release -q -p benches --bin bench-report -- --section peers --file "$TABLE"
 fi

@@ -140,9 +140,9 @@ pub fn drive(addr: SocketAddr, clients: usize, total: u64, workload: Workload) -
                 return Err(e);
             }
         }
-        gate.go();
+        let began = gate.go();
         // The scope waits here for every client thread to finish its share of the batch.
-        Ok(Instant::now())
+        Ok(began)
     });
     match began {
         Ok(began) => began.elapsed(),
@@ -167,7 +167,7 @@ fn client(addr: SocketAddr, requests: &[Vec<u8>], remaining: &AtomicU64, gate: &
     // A failure here must not panic before the gate; the loop below connects again and
     // reports the failure.
     let mut conn = Connection::open(addr, deadline()).ok();
-    if !gate.wait() {
+    if gate.wait().is_none() {
         return;
     }
     while let Ok(n) =

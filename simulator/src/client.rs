@@ -1,41 +1,60 @@
-//! One simulated client: what it does, and what is recorded about it.
+//! One simulated client, as a state machine that does no I/O.
 //!
-//! Every client is a thread of its own (`client-1` … `client-N`), as in the lecture's
-//! simulator. All of them wait at a barrier and start together; from that moment each has
-//! its own deadline, and every blocking call it makes (connect, write, read) is bounded by
-//! what is left of it. So a client never waits past its deadline, and the whole run never
-//! lasts longer than the deadline plus the hold.
+//! A [`Client`] decides *what* to do next ([`Step`]: connect, send the request and read
+//! the response, hold the connection, wait for work, stop) and is told what happened
+//! ([`Event`]: connected, a reply, a failure, the hold is over). It never touches a socket
+//! or sleeps; an engine does that and reports back. So both engines run exactly the same
+//! client: the thread-per-client engine with blocking calls, the event-driven engine with
+//! non-blocking sockets and a timer heap (see [`crate::engine`]). The rules of time (whose
+//! clock a deadline runs on, what counts as late) are decided here, once.
 //!
-//! Blocking sockets and one thread per client are the honest model of the lecture's
-//! clients. They are also fast enough for load runs: each client spends its life in
-//! `write` and `read`, the kernel does the waiting, and the per-request work here is a few
-//! hundred nanoseconds of parsing.
+//! A client is one of three kinds:
+//!
+//! * **the lecture's client** (`--requests K`): connect, be served `K` times, hold the
+//!   connection for `--hold`, leave. Each step is bounded by the deadline of the
+//!   scenario's clock: with `from-start` one deadline, `T` after the common start, bounds
+//!   everything; with `per-call` each step gets a fresh `T` from its own beginning, as the
+//!   lecture's `settimeout(T)` does;
+//! * **a closed-loop client** (`--duration`): requests back to back on a keep-alive
+//!   connection until the run ends, each with its own deadline, reconnecting when the
+//!   server closes;
+//! * **an open-loop connection** (`--rate`): one of the pool that carries a schedule of
+//!   requests. It sends whatever the engine's dispatcher hands it, each request's deadline
+//!   counted from the moment it was due.
+//!
+//! Whatever the kind, a load run ends on time: no step's deadline lies beyond the run's
+//! end, and a request still in flight then is counted as unfinished, not as a failure.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use hdrhistogram::Histogram;
-
-use crate::http::Connection;
+use crate::http::Reply;
 use crate::outcome::{in_time, Failure, Outcome};
 use crate::scenario::{DeadlineClock, Load, Scenario};
-use crate::units::{micros, new_histogram};
+use crate::tally::Tally;
+use crate::units::micros;
 
-/// Everything recorded about one client.
+/// Everything recorded about one client (in an open-loop run, one connection of the pool).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ClientRecord {
     pub id: usize,
     pub outcome: Outcome,
+    /// From the common start to this client's first action (its first connect). Shows how
+    /// evenly the engine started its clients.
+    pub started_us: Option<u64>,
     /// From the start to the completed TCP handshake.
     pub connect_us: Option<u64>,
     /// From the start to the first byte of the first response.
     pub first_byte_us: Option<u64>,
-    /// From the start to the end of the last response.
+    /// From the start to the end of the last response served.
     pub complete_us: Option<u64>,
+    /// From the start to the moment the client finished.
+    pub ended_us: Option<u64>,
     /// The wait the deadline was applied to, when it is known: from the start to the last
     /// response (`--deadline from-start`), or the longest single step, connecting or one
     /// response (`--deadline per-call`). A client whose deadline passed while it was still
-    /// waiting has none: all we know is that it waited at least the deadline.
+    /// waiting has none: all we know is that it waited at least the deadline. (Scenario
+    /// runs only.)
     pub waited_us: Option<u64>,
     /// The status of the last response received.
     pub status: Option<u16>,
@@ -48,17 +67,6 @@ pub struct ClientRecord {
     pub failed_requests: u64,
     /// What went wrong, in words.
     pub error: Option<String>,
-    /// Load runs: the latency of every request whose response arrived, in microseconds
-    /// (request sent to response complete), late ones included.
-    #[serde(skip)]
-    pub latencies: Histogram<u64>,
-    /// Load runs: requests still unanswered when their deadline passed. Their latency is
-    /// unknown (censored): the distribution records them at the deadline.
-    #[serde(skip)]
-    pub censored: u64,
-    /// Failed requests by outcome (load runs).
-    #[serde(skip)]
-    pub failures: Vec<Outcome>,
 }
 
 impl ClientRecord {
@@ -68,257 +76,604 @@ impl ClientRecord {
         ClientRecord {
             id,
             outcome: Outcome::Served,
+            started_us: None,
             connect_us: None,
             first_byte_us: None,
             complete_us: None,
+            ended_us: None,
             waited_us: None,
             status: None,
             server_thread: None,
             served_requests: 0,
             failed_requests: 0,
             error: None,
-            latencies: new_histogram(),
-            censored: 0,
-            failures: Vec::new(),
         }
     }
 }
 
 /// The fixed inputs of every client of a run.
-pub struct Plan<'a> {
+#[derive(Debug, Clone)]
+pub struct Plan {
     pub addr: SocketAddr,
+    /// The Host header.
     pub host: String,
-    pub scenario: &'a Scenario,
+    pub scenario: Scenario,
+    /// The request's bytes, encoded once (a body that varies is encoded afresh by each
+    /// client for each request).
+    pub request: Vec<u8>,
+    /// Each client is a thread named after it (`client-3`), so log lines need not say
+    /// which client they are about.
+    pub thread_per_client: bool,
+    /// The server runs in this process and holds the other end of every connection here.
+    pub in_process: bool,
 }
 
-/// Runs client `id` from `start` to its end and returns its record. Called on the client's
-/// own thread, right after the common barrier.
-pub fn run(id: usize, plan: &Plan, start: Instant) -> ClientRecord {
-    let mut record = ClientRecord::new(id);
-    match plan.scenario.load {
-        Load::Requests(count) => {
-            if let Err(failure) = scenario_client(plan, start, count, &mut record) {
-                let limit_us = micros(plan.scenario.timeout);
-                if failure.outcome.timed_out()
-                    && record.waited_us.is_some_and(|w| in_time(w, limit_us))
-                {
-                    // The step that ran out of time never ended, so the client's wait is
-                    // unknown beyond "at least the deadline" (censored); what was recorded
-                    // belongs to an earlier step.
-                    record.waited_us = None;
-                }
-                fail(&mut record, failure);
-            }
+impl Plan {
+    pub fn new(addr: SocketAddr, host: &str, scenario: &Scenario) -> Plan {
+        let mut request = Vec::with_capacity(256);
+        scenario.request.encode(host, &mut request);
+        Plan {
+            addr,
+            host: host.to_owned(),
+            scenario: scenario.clone(),
+            request,
+            thread_per_client: false,
+            in_process: false,
         }
-        Load::Duration(length) => load_client(plan, start, length, &mut record),
     }
-    tracing::info!("disconnected ...");
-    record
+
+    fn limit_us(&self) -> u64 {
+        micros(self.scenario.timeout)
+    }
 }
 
-/// The lecture's client: connect, be served `count` times, hold the connection, leave.
+/// What the engine should do next for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Open a new connection (closing the old one, if any), giving up at `deadline`.
+    Connect { deadline: Instant },
+    /// Send [`Client::request`] on the connection and read one response, giving up at
+    /// `deadline`. `want_thread`: record the server thread that answers.
+    Exchange {
+        deadline: Instant,
+        want_thread: bool,
+    },
+    /// Keep the connection open and idle until `until`, then report [`Event::Held`].
+    Hold { until: Instant },
+    /// Open loop: nothing to send until the dispatcher hands over a request
+    /// ([`Client::assign`]).
+    Idle,
+    /// The client is finished: close its connection.
+    Done,
+}
+
+/// What happened to the step the engine was doing.
+#[derive(Debug)]
+pub enum Event {
+    Connected,
+    Replied(Reply),
+    /// The step failed, or its deadline passed ([`Failure::not_connected`],
+    /// [`Failure::no_answer`]).
+    Failed(Failure),
+    /// The hold is over.
+    Held,
+}
+
+/// Which kind of client, and how far it has got.
+#[derive(Debug)]
+enum Kind {
+    Scenario {
+        count: u32,
+        answered: u32,
+        held: bool,
+    },
+    Closed {
+        end: Instant,
+        /// The moment the request cycle in progress began (at its connect, when it needed
+        /// one): its deadline counts from there.
+        due: Option<Instant>,
+    },
+    Open {
+        end: Instant,
+        /// The request handed over, by the moment it was due.
+        assigned: Option<Instant>,
+        /// The first, eager connect has been tried.
+        warmed: bool,
+        /// Requests this connection was handed.
+        carried: u64,
+    },
+}
+
+/// The step in progress.
 ///
-/// Each step is bounded by the deadline of the scenario's clock: with `from-start` one
-/// deadline, `T` after the common start, bounds everything; with `per-call` each step gets
-/// a fresh `T` from its own beginning, as the lecture's `settimeout(T)` does. The wait that
-/// the deadline applies to is recorded in `waited_us` and judged by [`in_time`].
-fn scenario_client(
-    plan: &Plan,
+/// `clock` is where the deadline of the request in progress starts counting, and so where
+/// its corrected latency starts: the common start or the step's own beginning in a
+/// scenario run (by `--deadline`), the moment the request cycle began in a closed loop,
+/// the moment the request was due in an open loop. `deadline` is when the engine gives up.
+#[derive(Debug, Clone, Copy)]
+enum Doing {
+    Nothing,
+    Connecting {
+        clock: Instant,
+        deadline: Instant,
+    },
+    Exchanging {
+        clock: Instant,
+        sent: Instant,
+        deadline: Instant,
+    },
+    Holding,
+}
+
+/// What [`Client::next`] decided, before it acts on it.
+enum Next {
+    Begin {
+        clock: Instant,
+        deadline: Instant,
+        first: bool,
+    },
+    Hold,
+    Warm {
+        deadline: Instant,
+    },
+    Idle,
+    Finish,
+}
+
+/// One client. See the module documentation.
+#[derive(Debug)]
+pub struct Client {
+    pub record: ClientRecord,
     start: Instant,
-    count: u32,
-    record: &mut ClientRecord,
-) -> Result<(), Failure> {
-    let timeout = plan.scenario.timeout;
-    let limit_us = micros(timeout);
-    // Where the clock of a step that begins at `began` starts, by the scenario's rule.
-    let origin = |began: Instant| match plan.scenario.deadline {
-        DeadlineClock::FromStart => start,
-        DeadlineClock::PerCall => began,
-    };
-    let mut conn = None;
-    let mut request = Vec::with_capacity(256);
-    plan.scenario.request.encode(&plan.host, &mut request);
-    for i in 0..count {
-        if conn.is_none() {
-            tracing::info!("trying to connect to {} ...", plan.addr);
-            let began = Instant::now();
-            let clock = origin(began);
-            let c = Connection::open(plan.addr, clock + timeout)?;
-            let connected = Instant::now();
-            record.connect_us.get_or_insert(micros(connected - start));
-            let waited = micros(connected - clock);
-            record.waited_us = Some(record.waited_us.unwrap_or(0).max(waited));
-            if !in_time(waited, limit_us) {
-                return Err(Failure::late(
-                    Outcome::ConnectTimeout,
-                    "connected",
-                    waited,
-                    limit_us,
-                ));
-            }
-            tracing::info!("connected, waiting for service ...");
-            conn = Some(c);
-        }
-        let Some(c) = conn.as_mut() else {
-            return Ok(());
+    kind: Kind,
+    connected: bool,
+    doing: Doing,
+    finished: bool,
+    /// This request's bytes, when the body varies per request.
+    own_request: Vec<u8>,
+}
+
+impl Client {
+    /// Client `id` of `plan`, whose run started at `start`.
+    pub fn new(id: usize, plan: &Plan, start: Instant) -> Client {
+        let kind = match plan.scenario.load {
+            Load::Requests(count) => Kind::Scenario {
+                count,
+                answered: 0,
+                held: false,
+            },
+            Load::Duration(length) => Kind::Closed {
+                end: start + length,
+                due: None,
+            },
+            Load::Rate(open) => Kind::Open {
+                end: start + open.duration,
+                assigned: None,
+                warmed: false,
+                carried: 0,
+            },
         };
-        if i > 0 && plan.scenario.request.varies() {
-            plan.scenario.request.encode(&plan.host, &mut request);
-        }
-        let sent = Instant::now();
-        let clock = origin(sent);
-        let reply = c.exchange(
-            &request,
-            clock + timeout,
-            true,
-            plan.scenario.request.is_head(),
-            i == 0,
-        )?;
-        let done = Instant::now();
-        record.complete_us = Some(micros(done - start));
-        record.status = Some(reply.status);
-        if i == 0 {
-            record.first_byte_us = Some(micros(reply.first_byte - start));
-            record.server_thread = reply.server_thread;
-        }
-        let waited = micros(done - clock);
-        record.waited_us = Some(record.waited_us.unwrap_or(0).max(waited));
-        if !in_time(waited, limit_us) {
-            return Err(Failure::late(
-                Outcome::ServiceTimeout,
-                "the response arrived",
-                waited,
-                limit_us,
-            ));
-        }
-        if !(200..300).contains(&reply.status) {
-            return Err(Failure::new(
-                Outcome::Rejected,
-                format!("the server answered {}", reply.status),
-            ));
-        }
-        record.served_requests += 1;
-        if reply.close {
-            conn = None;
+        Client {
+            record: ClientRecord::new(id),
+            start,
+            kind,
+            connected: false,
+            doing: Doing::Nothing,
+            finished: false,
+            own_request: Vec::new(),
         }
     }
-    if !plan.scenario.hold.is_zero() {
-        tracing::info!(
-            "service available! keeping it busy for {} ...",
-            humantime::format_duration(plan.scenario.hold)
-        );
-        // Holds the connection open and idle, as the lecture's clients do.
-        std::thread::sleep(plan.scenario.hold);
-        tracing::info!("finished using the service");
-    }
-    drop(conn);
-    Ok(())
-}
 
-/// A load-run client: requests back to back on a keep-alive connection until `length` has
-/// passed, each request with its own deadline. Reconnects when the server closes.
-fn load_client(plan: &Plan, start: Instant, length: Duration, record: &mut ClientRecord) {
-    let end = start + length;
-    let timeout = plan.scenario.timeout;
-    let limit_us = micros(timeout);
-    let mut conn: Option<Connection> = None;
-    let mut request = Vec::with_capacity(256);
-    plan.scenario.request.encode(&plan.host, &mut request);
-    while Instant::now() < end {
-        let sent = Instant::now();
-        if conn.is_none() {
-            match Connection::open(plan.addr, sent + timeout) {
-                Ok(c) => {
-                    record.connect_us.get_or_insert(micros(start.elapsed()));
-                    conn = Some(c);
-                }
-                Err(failure) => {
-                    let stop = matches!(failure.outcome, Outcome::Refused);
-                    if failure.outcome.timed_out() {
-                        record.censored += 1;
-                    }
-                    note_failure(record, failure);
-                    if stop {
-                        // Nothing is listening any more; retrying would only spin.
-                        return;
-                    }
-                    continue;
-                }
-            }
+    /// The request to send for the current [`Step::Exchange`].
+    pub fn request<'a>(&'a self, plan: &'a Plan) -> &'a [u8] {
+        if self.own_request.is_empty() {
+            &plan.request
+        } else {
+            &self.own_request
         }
-        let Some(c) = conn.as_mut() else { continue };
-        if plan.scenario.request.varies() {
-            plan.scenario.request.encode(&plan.host, &mut request);
+    }
+
+    /// Whether the client has finished.
+    pub fn is_done(&self) -> bool {
+        self.finished
+    }
+
+    /// Open loop: hands over the request due at `due`. The next step sends it.
+    pub fn assign(&mut self, due: Instant) {
+        if let Kind::Open {
+            assigned, carried, ..
+        } = &mut self.kind
+        {
+            *assigned = Some(due);
+            *carried += 1;
         }
-        let first = record.served_requests == 0;
-        match c.exchange(
-            &request,
-            sent + timeout,
-            false,
-            plan.scenario.request.is_head(),
-            first,
-        ) {
-            Ok(reply) => {
-                let took = micros(sent.elapsed());
-                let _ = record.latencies.record(took.max(1));
-                record.status = Some(reply.status);
-                if first {
-                    record.first_byte_us = Some(micros(reply.first_byte - start));
-                    record.server_thread = reply.server_thread;
-                }
-                if reply.close {
-                    conn = None;
-                }
-                if !in_time(took, limit_us) {
-                    note_failure(
-                        record,
-                        Failure::late(
-                            Outcome::ServiceTimeout,
-                            "a response arrived",
-                            took,
-                            limit_us,
-                        ),
-                    );
-                } else if (200..300).contains(&reply.status) {
-                    record.served_requests += 1;
-                    record.complete_us = Some(micros(start.elapsed()));
+    }
+
+    /// The server closed the idle connection (an open-loop connection between requests,
+    /// or a client holding its connection): the next request needs a new one.
+    pub fn disconnected(&mut self) {
+        self.connected = false;
+    }
+
+    /// What to do next, at `now`.
+    pub fn next(&mut self, plan: &Plan, now: Instant, tally: &mut Tally) -> Step {
+        if self.finished {
+            return Step::Done;
+        }
+        if self.record.started_us.is_none() {
+            self.record.started_us = Some(self.since_start(now));
+        }
+        let timeout = plan.scenario.timeout;
+        // First what the kind says, then (with the kind no longer borrowed) the step.
+        let next = match &mut self.kind {
+            Kind::Scenario {
+                count,
+                answered,
+                held,
+            } => {
+                if *answered < *count {
+                    let clock = match plan.scenario.deadline {
+                        DeadlineClock::FromStart => self.start,
+                        DeadlineClock::PerCall => now,
+                    };
+                    Next::Begin {
+                        clock,
+                        deadline: clock + timeout,
+                        first: *answered == 0,
+                    }
+                } else if *held || plan.scenario.hold.is_zero() {
+                    Next::Finish
                 } else {
-                    note_failure(
-                        record,
-                        Failure::new(
-                            Outcome::Rejected,
-                            format!("the server answered {}", reply.status),
-                        ),
-                    );
+                    *held = true;
+                    Next::Hold
                 }
             }
-            Err(failure) => {
-                conn = None;
-                if failure.outcome.timed_out() {
-                    record.censored += 1;
+            Kind::Closed { end, due } => {
+                if now >= *end {
+                    Next::Finish
+                } else {
+                    let due = due.take().unwrap_or(now);
+                    Next::Begin {
+                        clock: due,
+                        deadline: (due + timeout).min(*end),
+                        first: self.record.served_requests == 0,
+                    }
                 }
-                note_failure(record, failure);
+            }
+            Kind::Open {
+                end,
+                assigned,
+                warmed,
+                ..
+            } => match *assigned {
+                Some(due) => Next::Begin {
+                    clock: due,
+                    deadline: (due + timeout).min(*end),
+                    first: false,
+                },
+                None if now >= *end => Next::Finish,
+                None if !*warmed => {
+                    *warmed = true;
+                    Next::Warm {
+                        deadline: (now + timeout).min(*end),
+                    }
+                }
+                None => Next::Idle,
+            },
+        };
+        match next {
+            Next::Begin {
+                clock,
+                deadline,
+                first,
+            } => self.begin(plan, now, clock, deadline, first, tally),
+            Next::Hold => {
+                self.say(
+                    plan,
+                    format_args!(
+                        "service available! keeping it busy for {} ...",
+                        humantime::format_duration(plan.scenario.hold)
+                    ),
+                );
+                self.doing = Doing::Holding;
+                Step::Hold {
+                    until: now + plan.scenario.hold,
+                }
+            }
+            Next::Warm { deadline } => {
+                // Open the pool's connections at the start, as wrk does, so that the first
+                // requests do not pay for a handshake.
+                self.doing = Doing::Connecting {
+                    clock: now,
+                    deadline,
+                };
+                Step::Connect { deadline }
+            }
+            Next::Idle => Step::Idle,
+            Next::Finish => {
+                self.finish(plan, now);
+                Step::Done
             }
         }
     }
-}
 
-fn fail(record: &mut ClientRecord, failure: Failure) {
-    if failure.outcome.timed_out() {
-        tracing::info!("timeout waiting for service! ({})", failure.message);
-    } else {
-        tracing::info!("{}: {}", failure.outcome.name(), failure.message);
+    /// Starts the next exchange, connecting first if needed. The request's deadline counts
+    /// from `clock` (see [`Doing`]), and the engine gives up at `deadline`.
+    fn begin(
+        &mut self,
+        plan: &Plan,
+        now: Instant,
+        clock: Instant,
+        deadline: Instant,
+        want_thread: bool,
+        tally: &mut Tally,
+    ) -> Step {
+        if !self.connected {
+            self.say(plan, format_args!("trying to connect to {} ...", plan.addr));
+            self.doing = Doing::Connecting { clock, deadline };
+            return Step::Connect { deadline };
+        }
+        if plan.scenario.request.varies() {
+            plan.scenario
+                .request
+                .encode(&plan.host, &mut self.own_request);
+        }
+        tally.sent(now);
+        self.doing = Doing::Exchanging {
+            clock,
+            sent: now,
+            deadline,
+        };
+        Step::Exchange {
+            deadline,
+            want_thread,
+        }
     }
-    record.outcome = failure.outcome;
-    record.failed_requests += 1;
-    record.error = Some(failure.message);
-}
 
-fn note_failure(record: &mut ClientRecord, failure: Failure) {
-    record.failures.push(failure.outcome);
-    if record.outcome == Outcome::Served {
-        record.outcome = failure.outcome;
-        record.error = Some(failure.message);
+    /// Takes what happened to the step in progress, at `now`.
+    pub fn on(&mut self, plan: &Plan, event: Event, now: Instant, tally: &mut Tally) {
+        let doing = std::mem::replace(&mut self.doing, Doing::Nothing);
+        match (doing, event) {
+            (Doing::Connecting { clock, .. }, Event::Connected) => {
+                self.connected = true;
+                self.record.connect_us.get_or_insert(self.since_start(now));
+                match &mut self.kind {
+                    Kind::Scenario { .. } => {
+                        let waited = micros(now.saturating_duration_since(clock));
+                        self.note_wait(waited);
+                        if !in_time(waited, plan.limit_us()) {
+                            let late = Failure::late(
+                                Outcome::ConnectTimeout,
+                                "connected",
+                                waited,
+                                plan.limit_us(),
+                            );
+                            self.fail(plan, late, now);
+                        } else {
+                            self.say(plan, format_args!("connected, waiting for service ..."));
+                        }
+                    }
+                    Kind::Closed { due, .. } => *due = Some(clock),
+                    Kind::Open { .. } => {}
+                }
+            }
+            (Doing::Connecting { clock, deadline }, Event::Failed(failure)) => {
+                self.connected = false;
+                match &mut self.kind {
+                    Kind::Scenario { .. } => self.fail(plan, failure, now),
+                    Kind::Open { assigned: None, .. } => {
+                        // The eager connect of an idle connection: no request was waiting
+                        // for it. The next request tries again.
+                        tracing::debug!(
+                            "open-loop connection {} could not connect: {}",
+                            self.record.id,
+                            failure.message
+                        );
+                    }
+                    Kind::Closed { .. } | Kind::Open { .. } => {
+                        let refused = failure.outcome == Outcome::Refused;
+                        self.load_failure(failure, clock, None, deadline, now, tally);
+                        if refused && matches!(self.kind, Kind::Closed { .. }) {
+                            // Nothing is listening any more; retrying would only spin.
+                            self.finish(plan, now);
+                        }
+                    }
+                }
+            }
+            (Doing::Exchanging { clock, sent, .. }, Event::Replied(reply)) => {
+                if reply.close {
+                    self.connected = false;
+                }
+                self.record.status = Some(reply.status);
+                if self.record.first_byte_us.is_none() {
+                    self.record.first_byte_us = Some(micros(
+                        reply.first_byte.saturating_duration_since(self.start),
+                    ));
+                    self.record.server_thread = reply.server_thread.clone();
+                }
+                let served = tally.answered(clock, sent, now, reply.status);
+                if served {
+                    self.record.served_requests += 1;
+                    self.record.complete_us = Some(self.since_start(now));
+                }
+                match &mut self.kind {
+                    Kind::Scenario { answered, .. } => {
+                        *answered += 1;
+                        self.record.complete_us = Some(self.since_start(now));
+                        let waited = micros(now.saturating_duration_since(clock));
+                        self.note_wait(waited);
+                        if !in_time(waited, plan.limit_us()) {
+                            let late = Failure::late(
+                                Outcome::ServiceTimeout,
+                                "the response arrived",
+                                waited,
+                                plan.limit_us(),
+                            );
+                            self.fail(plan, late, now);
+                        } else if !served {
+                            let rejected = Failure::new(
+                                Outcome::Rejected,
+                                format!("the server answered {}", reply.status),
+                            );
+                            self.fail(plan, rejected, now);
+                        }
+                    }
+                    Kind::Closed { .. } | Kind::Open { .. } => {
+                        if let Kind::Open { assigned, .. } = &mut self.kind {
+                            *assigned = None;
+                        }
+                        if !served {
+                            let waited = micros(now.saturating_duration_since(clock));
+                            let failure = if !in_time(waited, plan.limit_us()) {
+                                Failure::late(
+                                    Outcome::ServiceTimeout,
+                                    "a response arrived",
+                                    waited,
+                                    plan.limit_us(),
+                                )
+                            } else {
+                                Failure::new(
+                                    Outcome::Rejected,
+                                    format!("the server answered {}", reply.status),
+                                )
+                            };
+                            self.note_failure(failure);
+                        }
+                    }
+                }
+            }
+            (
+                Doing::Exchanging {
+                    clock,
+                    sent,
+                    deadline,
+                },
+                Event::Failed(failure),
+            ) => {
+                self.connected = false;
+                if let Kind::Scenario { .. } = self.kind {
+                    tally.failed(failure.outcome, clock, Some(sent), now);
+                    self.fail(plan, failure, now);
+                } else {
+                    self.load_failure(failure, clock, Some(sent), deadline, now, tally);
+                }
+            }
+            (Doing::Holding, Event::Held) => {
+                self.say(plan, format_args!("finished using the service"));
+            }
+            (doing, event) => {
+                // An event for a step that was not in progress: an engine bug, but not one
+                // worth a panic in the middle of a measurement.
+                tracing::debug!("client {}: {event:?} while {doing:?}", self.record.id);
+            }
+        }
     }
-    record.failed_requests += 1;
+
+    /// A load-run request that failed (or whose connection failed) at `now`. If its
+    /// deadline was the run's end, it is not a failure: the run ended with it in flight.
+    fn load_failure(
+        &mut self,
+        failure: Failure,
+        due: Instant,
+        sent: Option<Instant>,
+        deadline: Instant,
+        now: Instant,
+        tally: &mut Tally,
+    ) {
+        let end = match self.kind {
+            Kind::Closed { end, .. } | Kind::Open { end, .. } => Some(end),
+            Kind::Scenario { .. } => None,
+        };
+        if let Kind::Open { assigned, .. } = &mut self.kind {
+            *assigned = None;
+        }
+        let cut_by_end = failure.outcome.timed_out() && Some(deadline) == end && now >= deadline;
+        if cut_by_end {
+            tally.unfinished();
+            return;
+        }
+        tally.failed(failure.outcome, due, sent, now);
+        self.note_failure(failure);
+    }
+
+    /// The client is finished: its outcome, if nothing decided it yet, and its end.
+    fn finish(&mut self, plan: &Plan, now: Instant) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.record.ended_us = Some(self.since_start(now));
+        // An open-loop connection the schedule never needed had nothing to be starved of.
+        let needed = !matches!(self.kind, Kind::Open { carried: 0, .. });
+        if plan.scenario.load.is_load()
+            && needed
+            && self.record.served_requests == 0
+            && self.record.failed_requests == 0
+        {
+            self.record.outcome = Outcome::Starved;
+            self.record.error = Some(format!(
+                "no response in the {} the run lasted",
+                humantime::format_duration(plan.scenario.planned_length())
+            ));
+        }
+        if matches!(self.kind, Kind::Scenario { .. }) {
+            self.say(plan, format_args!("disconnected ..."));
+        }
+    }
+
+    /// A scenario client failed: that is its outcome, and it is finished.
+    fn fail(&mut self, plan: &Plan, failure: Failure, now: Instant) {
+        if failure.outcome.timed_out()
+            && self
+                .record
+                .waited_us
+                .is_some_and(|w| in_time(w, plan.limit_us()))
+        {
+            // The step that ran out of time never ended, so the client's wait is unknown
+            // beyond "at least the deadline" (censored); what was recorded belongs to an
+            // earlier step.
+            self.record.waited_us = None;
+        }
+        if failure.outcome.timed_out() {
+            self.say(
+                plan,
+                format_args!("timeout waiting for service! ({})", failure.message),
+            );
+        } else {
+            self.say(
+                plan,
+                format_args!("{}: {}", failure.outcome.name(), failure.message),
+            );
+        }
+        self.record.outcome = failure.outcome;
+        self.record.failed_requests += 1;
+        self.record.error = Some(failure.message);
+        self.finish(plan, now);
+    }
+
+    /// A load-run request failed: the first failure is the client's outcome.
+    fn note_failure(&mut self, failure: Failure) {
+        if self.record.outcome == Outcome::Served && self.record.failed_requests == 0 {
+            self.record.outcome = failure.outcome;
+            self.record.error = Some(failure.message);
+        }
+        self.record.failed_requests += 1;
+    }
+
+    fn note_wait(&mut self, waited: u64) {
+        self.record.waited_us = Some(self.record.waited_us.unwrap_or(0).max(waited));
+    }
+
+    fn since_start(&self, now: Instant) -> u64 {
+        micros(now.saturating_duration_since(self.start))
+    }
+
+    /// A line of the client's story at `--log info`, in the lecture's words.
+    fn say(&self, plan: &Plan, what: std::fmt::Arguments) {
+        if plan.thread_per_client {
+            tracing::info!("{what}");
+        } else {
+            tracing::info!("client {}: {what}", self.record.id);
+        }
+    }
 }

@@ -7,7 +7,6 @@
 use crate::report::Report;
 use crate::scenario::Scenario;
 use crate::servers::Servers;
-use crate::target::ServerInfo;
 use crate::{run, SimError};
 
 /// Runs `scenario` against each architecture of `servers`, one after another.
@@ -31,9 +30,7 @@ pub fn compare_targets(scenario: &Scenario, targets: &[String]) -> Result<Vec<Re
 /// Runs `scenario` against one in-process server of architecture `arch`.
 pub fn run_one(arch: &str, scenario: &Scenario, servers: &Servers) -> Result<Report, SimError> {
     let server = servers.start(arch, servers.server_args(scenario))?;
-    let addr = server.addr();
-    let info = ServerInfo::from(server.context().snapshot());
-    let report = run::run(addr, &addr.to_string(), scenario, Some(&info));
+    let report = run::run_in_process(&server, scenario);
     // Stops accepting, lets requests in flight finish, joins the server's threads.
     server.stop().map_err(|e| SimError::Server(e.to_string()))?;
     report

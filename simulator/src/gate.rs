@@ -6,15 +6,21 @@
 //! threads already waiting at a barrier for it would wait forever. This gate is opened
 //! either way: [`StartGate::go`] releases everyone to run, [`StartGate::call_off`] releases
 //! everyone to return at once.
+//!
+//! Opening the gate also fixes the run's common start: [`StartGate::go`] reads the clock
+//! once and every waiter receives that same instant, so every deadline counts from one
+//! moment however late a thread wakes.
 
 use std::sync::{Condvar, Mutex};
+use std::time::Instant;
 
 /// See the module documentation.
 #[derive(Default)]
 pub struct StartGate {
-    /// `None` while closed; then whether to go. Under a mutex with `opened`, the condition
-    /// variable the waiters sleep on.
-    state: Mutex<Option<bool>>,
+    /// `None` while closed; then the common start (`Some(Some(start))`) or called off
+    /// (`Some(None)`). Under a mutex with `opened`, the condition variable the waiters sleep
+    /// on.
+    state: Mutex<Option<Option<Instant>>>,
     opened: Condvar,
 }
 
@@ -23,8 +29,8 @@ impl StartGate {
         StartGate::default()
     }
 
-    /// Blocks until the gate opens; returns whether to go (`false`: called off).
-    pub fn wait(&self) -> bool {
+    /// Blocks until the gate opens; returns the common start, or `None` when called off.
+    pub fn wait(&self) -> Option<Instant> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(go) = *state {
@@ -36,17 +42,20 @@ impl StartGate {
         }
     }
 
-    /// Releases every waiter (and every later one) to run.
-    pub fn go(&self) {
-        self.open(true);
+    /// Releases every waiter (and every later one) to run, and returns the common start
+    /// they all receive.
+    pub fn go(&self) -> Instant {
+        let start = Instant::now();
+        self.open(Some(start));
+        start
     }
 
     /// Releases every waiter (and every later one) to return without running.
     pub fn call_off(&self) {
-        self.open(false);
+        self.open(None);
     }
 
-    fn open(&self, go: bool) {
+    fn open(&self, go: Option<Instant>) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(go);
         self.opened.notify_all();
     }
@@ -68,8 +77,8 @@ mod tests {
             .collect();
         gate.call_off();
         for waiter in waiters {
-            assert!(!waiter.join().expect("a waiter"));
+            assert!(waiter.join().expect("a waiter").is_none());
         }
-        assert!(!gate.wait(), "late waiters see it called off too");
+        assert!(gate.wait().is_none(), "late waiters see it called off too");
     }
 }

@@ -1,9 +1,16 @@
-//! A small HTTP/1.1 client connection: send a request, read one complete response.
+//! The client side of HTTP/1.1: reading one response at a time, and a blocking connection.
 //!
-//! It reads responses framed by `Content-Length`, chunked encoding, or the end of the
-//! connection, so it works against any server, not only servelab's. Every read waits at
-//! most until the caller's deadline. The simulator's clients and the end-to-end benchmarks
-//! use it.
+//! [`ResponseReader`] is sans-IO, like the servers' `protocol::Connection`: it is handed the
+//! bytes a socket returned and says when a complete response has arrived. It never reads a
+//! socket or a clock itself, so the same code serves both engines: the blocking
+//! [`Connection`] of the thread-per-client engine (and of the end-to-end benchmarks), and
+//! the event-driven engine, which reads many non-blocking sockets on one thread.
+//!
+//! Responses may be framed by `Content-Length`, chunked encoding, or the end of the
+//! connection, so the simulator works against any server, not only servelab's. Bodies are
+//! counted and dropped as they pass, never stored: what a reader keeps is at most one
+//! incomplete response head (bounded by [`MAX_HEAD`]) and the bytes that arrived after the
+//! response it completed.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,21 +18,288 @@ use std::time::{Duration, Instant};
 
 use crate::outcome::{Failure, Outcome};
 
-/// One complete response.
+/// The longest response head the reader accepts. A server that sends more without ending
+/// its head is answering with something that is not HTTP.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// What a complete response said that the simulator records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    /// The server thread that answered, when it says (servelab's `X-Servelab-Thread`
+    /// header) and the reader was asked to look.
+    pub server_thread: Option<String>,
+    /// The server announced it closes the connection (or the body ended with it).
+    pub close: bool,
+}
+
+/// Where the reader is within the current response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for a complete head.
+    Head,
+    /// Counting `left` more body bytes.
+    Length { left: usize },
+    /// Waiting for a chunk-size line.
+    ChunkSize,
+    /// Counting a chunk's data and the CRLF after it.
+    ChunkData { left: usize },
+    /// After the last chunk: waiting for the empty line that ends the (empty) trailer.
+    Trailer,
+    /// The body lasts until the server closes the connection.
+    UntilClose,
+}
+
+/// Reads one response at a time from the bytes given to it. See the module documentation.
+#[derive(Debug)]
+pub struct ResponseReader {
+    /// Bytes kept between calls: an incomplete head or chunk-size line, or what arrived
+    /// after the last complete response. Empty in the common case, where a read returns
+    /// whole responses.
+    pending: Vec<u8>,
+    state: State,
+    /// The response being read, once its head is complete.
+    response: Option<Response>,
+    /// The request was `HEAD`: the response has no body whatever its headers say.
+    head_only: bool,
+    /// Look for the `X-Servelab-Thread` header.
+    want_thread: bool,
+}
+
+impl Default for ResponseReader {
+    fn default() -> Self {
+        ResponseReader::new()
+    }
+}
+
+impl ResponseReader {
+    pub fn new() -> ResponseReader {
+        ResponseReader {
+            pending: Vec::new(),
+            state: State::Head,
+            response: None,
+            head_only: false,
+            want_thread: false,
+        }
+    }
+
+    /// Prepares for the response to the request just sent: `head_only` for a `HEAD`
+    /// request, `want_thread` to record the server thread.
+    pub fn expect(&mut self, head_only: bool, want_thread: bool) {
+        self.state = State::Head;
+        self.response = None;
+        self.head_only = head_only;
+        self.want_thread = want_thread;
+    }
+
+    /// Whether bytes of a response (or after one) are held, i.e. the server has said
+    /// something the caller has not yet seen as a complete response.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Takes the bytes a read returned. `Ok(Some(..))` when they complete the response
+    /// (bytes after it are kept for the next one), `Ok(None)` when more are needed.
+    pub fn feed(&mut self, data: &[u8]) -> Result<Option<Response>, Failure> {
+        let done = if self.pending.is_empty() {
+            let (used, done) = self.advance(data)?;
+            self.pending.extend_from_slice(&data[used..]);
+            done
+        } else {
+            self.pending.extend_from_slice(data);
+            let pending = std::mem::take(&mut self.pending);
+            let result = self.advance(&pending);
+            self.pending = pending;
+            let (used, done) = result?;
+            self.pending.drain(..used);
+            done
+        };
+        if done.is_none() && self.pending.len() > MAX_HEAD {
+            // Only an unfinished head (or chunk-size line) is ever kept while waiting.
+            return Err(Failure::new(
+                Outcome::BadResponse,
+                format!("a response head longer than {} KiB", MAX_HEAD / 1024),
+            ));
+        }
+        Ok(done)
+    }
+
+    /// Parses what is already held, without new bytes: a response that arrived together
+    /// with the previous one.
+    pub fn poll(&mut self) -> Result<Option<Response>, Failure> {
+        self.feed(&[])
+    }
+
+    /// The server closed the connection: completes a response delimited by the close, or
+    /// says what was missing.
+    pub fn closed(&mut self) -> Result<Response, Failure> {
+        match (self.state, self.response.take()) {
+            (State::UntilClose, Some(mut response)) => {
+                response.close = true;
+                self.state = State::Head;
+                Ok(response)
+            }
+            (State::Head, _) => Err(Failure::new(
+                Outcome::Reset,
+                "the server closed the connection before a complete response",
+            )),
+            (State::Length { .. }, _) => Err(Failure::new(
+                Outcome::Reset,
+                "the server closed the connection in the middle of a body",
+            )),
+            _ => Err(Failure::new(Outcome::Reset, "closed in a chunked body")),
+        }
+    }
+
+    /// Consumes as much of `input` as the current response needs. Returns how many bytes
+    /// were used and the response, if it is now complete.
+    fn advance(&mut self, input: &[u8]) -> Result<(usize, Option<Response>), Failure> {
+        let mut at = 0;
+        loop {
+            let rest = &input[at..];
+            match self.state {
+                State::Head => {
+                    let mut headers = [httparse::EMPTY_HEADER; 32];
+                    let mut parsed = httparse::Response::new(&mut headers);
+                    let head_len = match parsed.parse(rest) {
+                        Ok(httparse::Status::Complete(n)) => n,
+                        Ok(httparse::Status::Partial) => return Ok((at, None)),
+                        Err(e) => {
+                            return Err(Failure::new(
+                                Outcome::BadResponse,
+                                format!("not an HTTP response: {e}"),
+                            ))
+                        }
+                    };
+                    at += head_len;
+                    let status = parsed.code.unwrap_or(0);
+                    if (100..200).contains(&status) {
+                        // An interim response: the real one follows.
+                        continue;
+                    }
+                    let headers = parsed.headers;
+                    let close = headers.iter().any(|h| {
+                        h.name.eq_ignore_ascii_case("connection")
+                            && h.value.eq_ignore_ascii_case(b"close")
+                    });
+                    let server_thread = self
+                        .want_thread
+                        .then(|| {
+                            headers
+                                .iter()
+                                .find(|h| h.name.eq_ignore_ascii_case("x-servelab-thread"))
+                                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+                        })
+                        .flatten();
+                    let no_body = self.head_only || status == 204 || status == 304;
+                    self.state = body_state(headers, no_body)?;
+                    self.response = Some(Response {
+                        status,
+                        server_thread,
+                        close: close || self.state == State::UntilClose,
+                    });
+                    if self.state == (State::Length { left: 0 }) {
+                        return Ok((at, self.finish()));
+                    }
+                }
+                State::Length { left } => {
+                    let take = left.min(rest.len());
+                    at += take;
+                    if take < left {
+                        self.state = State::Length { left: left - take };
+                        return Ok((at, None));
+                    }
+                    return Ok((at, self.finish()));
+                }
+                State::ChunkSize => match httparse::parse_chunk_size(rest) {
+                    Ok(httparse::Status::Complete((line, 0))) => {
+                        at += line;
+                        self.state = State::Trailer;
+                    }
+                    Ok(httparse::Status::Complete((line, size))) => {
+                        at += line;
+                        // The chunk's data and the CRLF after it.
+                        let left = usize::try_from(size)
+                            .unwrap_or(usize::MAX)
+                            .saturating_add(2);
+                        self.state = State::ChunkData { left };
+                    }
+                    Ok(httparse::Status::Partial) => return Ok((at, None)),
+                    Err(_) => {
+                        return Err(Failure::new(
+                            Outcome::BadResponse,
+                            "a malformed chunked body",
+                        ))
+                    }
+                },
+                State::ChunkData { left } => {
+                    let take = left.min(rest.len());
+                    at += take;
+                    if take < left {
+                        self.state = State::ChunkData { left: left - take };
+                        return Ok((at, None));
+                    }
+                    self.state = State::ChunkSize;
+                }
+                State::Trailer => {
+                    if rest.len() < 2 {
+                        return Ok((at, None));
+                    }
+                    at += 2;
+                    return Ok((at, self.finish()));
+                }
+                State::UntilClose => return Ok((input.len(), None)),
+            }
+        }
+    }
+
+    /// The response is complete: hands it out and waits for the next head.
+    fn finish(&mut self) -> Option<Response> {
+        self.state = State::Head;
+        self.response.take()
+    }
+}
+
+/// How the body after a head with `headers` is delimited.
+fn body_state(headers: &[httparse::Header], no_body: bool) -> Result<State, Failure> {
+    if no_body {
+        return Ok(State::Length { left: 0 });
+    }
+    let mut state = State::UntilClose;
+    for header in headers {
+        if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            if header.value.eq_ignore_ascii_case(b"chunked") {
+                return Ok(State::ChunkSize);
+            }
+        } else if header.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| {
+                    Failure::new(Outcome::BadResponse, "an unreadable Content-Length")
+                })?;
+            state = State::Length { left: n };
+        }
+    }
+    Ok(state)
+}
+
+/// One complete response, with the moment its first byte arrived.
+#[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub first_byte: Instant,
     pub server_thread: Option<String>,
-    /// The server announced it closes the connection.
+    /// The connection cannot carry another request.
     pub close: bool,
 }
 
-/// A client connection with a read buffer. Also used by the end-to-end benchmarks.
+/// A blocking client connection: the thread-per-client engine's, and the end-to-end
+/// benchmarks'.
 pub struct Connection {
     stream: TcpStream,
-    buf: Vec<u8>,
-    /// Bytes of `buf` that hold unread data.
-    len: usize,
+    reader: ResponseReader,
+    buf: Box<[u8]>,
     /// The read timeout last set, to skip redundant system calls.
     timeout_set: Option<Duration>,
 }
@@ -42,21 +316,15 @@ impl Connection {
         }
         // Blocks until the handshake completes, the server refuses, or time runs out (when
         // the server's backlog is full, the kernel drops our SYN and retries after ~1 s).
-        let stream = TcpStream::connect_timeout(&addr, left).map_err(|e| {
-            let outcome = match e.kind() {
-                ErrorKind::WouldBlock | ErrorKind::TimedOut => Outcome::ConnectTimeout,
-                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => Outcome::Reset,
-                _ => Outcome::Refused,
-            };
-            Failure::new(outcome, format!("connecting to {addr}: {e}"))
-        })?;
+        let stream =
+            TcpStream::connect_timeout(&addr, left).map_err(|e| Failure::from_connect(&e, addr))?;
         let io = |e: io::Error| Failure::from_io(&e, "setting up the socket");
         stream.set_nodelay(true).map_err(io)?;
         stream.set_write_timeout(Some(left)).map_err(io)?;
         Ok(Connection {
             stream,
-            buf: vec![0; 16 * 1024],
-            len: 0,
+            reader: ResponseReader::new(),
+            buf: vec![0; 16 * 1024].into_boxed_slice(),
             timeout_set: None,
         })
     }
@@ -76,147 +344,37 @@ impl Connection {
         self.stream
             .write_all(request)
             .map_err(|e| Failure::from_io(&e, "sending the request"))?;
+        self.reader.expect(head_only, want_thread);
         let mut first_byte = None;
-        loop {
-            if self.len > 0 {
-                let mut headers = [httparse::EMPTY_HEADER; 32];
-                let mut response = httparse::Response::new(&mut headers);
-                match response.parse(&self.buf[..self.len]) {
-                    Ok(httparse::Status::Complete(head_len)) => {
-                        let status = response.code.unwrap_or(0);
-                        if (100..200).contains(&status) {
-                            // An interim response: skip it and read the real one.
-                            self.consume(head_len);
-                            continue;
-                        }
-                        let framing = Framing::of(
-                            response.headers,
-                            head_only || status == 204 || status == 304,
-                        );
-                        let close = response.headers.iter().any(|h| {
-                            h.name.eq_ignore_ascii_case("connection")
-                                && h.value.eq_ignore_ascii_case(b"close")
-                        });
-                        let server_thread = want_thread
-                            .then(|| {
-                                response
-                                    .headers
-                                    .iter()
-                                    .find(|h| h.name.eq_ignore_ascii_case("x-servelab-thread"))
-                                    .map(|h| String::from_utf8_lossy(h.value).into_owned())
-                            })
-                            .flatten();
-                        let framing = framing?;
-                        self.consume(head_len);
-                        self.skip_body(framing, deadline, exact)?;
-                        return Ok(Reply {
-                            status,
-                            first_byte: first_byte.unwrap_or_else(Instant::now),
-                            server_thread,
-                            close: close || framing == Framing::UntilClose,
-                        });
-                    }
-                    Ok(httparse::Status::Partial) => {}
-                    Err(e) => {
-                        return Err(Failure::new(
-                            Outcome::BadResponse,
-                            format!("not an HTTP response: {e}"),
-                        ))
-                    }
-                }
-            }
+        let mut done = if self.reader.has_pending() {
+            first_byte = Some(Instant::now());
+            self.reader.poll()?
+        } else {
+            None
+        };
+        while done.is_none() {
             let n = self.fill(deadline, exact)?;
-            if n == 0 {
-                return Err(Failure::new(
-                    Outcome::Reset,
-                    "the server closed the connection before a complete response",
-                ));
-            }
             first_byte.get_or_insert_with(Instant::now);
+            done = if n == 0 {
+                Some(self.reader.closed()?)
+            } else {
+                self.reader.feed(&self.buf[..n])?
+            };
         }
+        let response = done.ok_or_else(|| Failure::new(Outcome::Reset, "no response"))?;
+        Ok(Reply {
+            status: response.status,
+            first_byte: first_byte.unwrap_or_else(Instant::now),
+            server_thread: response.server_thread,
+            close: response.close,
+        })
     }
 
-    /// Reads and discards the body described by `framing`.
-    fn skip_body(
-        &mut self,
-        framing: Framing,
-        deadline: Instant,
-        exact: bool,
-    ) -> Result<(), Failure> {
-        match framing {
-            Framing::Empty => Ok(()),
-            Framing::Length(mut left) => loop {
-                let take = left.min(self.len);
-                self.consume(take);
-                left -= take;
-                if left == 0 {
-                    return Ok(());
-                }
-                if self.fill(deadline, exact)? == 0 {
-                    return Err(Failure::new(
-                        Outcome::Reset,
-                        "the server closed the connection in the middle of a body",
-                    ));
-                }
-            },
-            Framing::Chunked => loop {
-                match httparse::parse_chunk_size(&self.buf[..self.len]) {
-                    Ok(httparse::Status::Complete((size_len, size))) => {
-                        let size = usize::try_from(size).unwrap_or(usize::MAX);
-                        if size == 0 {
-                            // The last chunk; then an empty trailer line.
-                            self.consume(size_len);
-                            while self.len < 2 {
-                                if self.fill(deadline, exact)? == 0 {
-                                    return Err(Failure::new(
-                                        Outcome::Reset,
-                                        "closed in a chunked body",
-                                    ));
-                                }
-                            }
-                            self.consume(2);
-                            return Ok(());
-                        }
-                        self.consume(size_len);
-                        // The chunk's data and its CRLF.
-                        self.skip_body(Framing::Length(size.saturating_add(2)), deadline, exact)?;
-                    }
-                    Ok(httparse::Status::Partial) => {
-                        if self.fill(deadline, exact)? == 0 {
-                            return Err(Failure::new(Outcome::Reset, "closed in a chunked body"));
-                        }
-                    }
-                    Err(_) => {
-                        return Err(Failure::new(
-                            Outcome::BadResponse,
-                            "a malformed chunked body",
-                        ))
-                    }
-                }
-            },
-            Framing::UntilClose => {
-                self.len = 0;
-                while self.fill(deadline, exact)? > 0 {
-                    self.len = 0;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.buf.copy_within(n..self.len, 0);
-        self.len -= n;
-    }
-
-    /// Reads more bytes, waiting at most until `deadline`.
+    /// Reads more bytes into the buffer, waiting at most until `deadline`.
     fn fill(&mut self, deadline: Instant, exact: bool) -> Result<usize, Failure> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Failure::new(
-                Outcome::ServiceTimeout,
-                "no complete response by the deadline",
-            ));
+            return Err(Failure::no_answer());
         }
         let timeout = if exact {
             left
@@ -229,22 +387,13 @@ impl Connection {
                 .map_err(|e| Failure::from_io(&e, "setting the read timeout"))?;
             self.timeout_set = Some(timeout);
         }
-        if self.len == self.buf.len() {
-            self.buf.resize(self.buf.len() * 2, 0);
-        }
         loop {
             // Blocks until the server sends something, closes, or the time is up.
-            match self.stream.read(&mut self.buf[self.len..]) {
-                Ok(n) => {
-                    self.len += n;
-                    return Ok(n);
-                }
+            match self.stream.read(&mut self.buf) {
+                Ok(n) => return Ok(n),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return Err(Failure::new(
-                        Outcome::ServiceTimeout,
-                        "no complete response by the deadline",
-                    ))
+                    return Err(Failure::no_answer())
                 }
                 Err(e) => return Err(Failure::from_io(&e, "reading the response")),
             }
@@ -252,40 +401,116 @@ impl Connection {
     }
 }
 
-/// How a response body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Empty,
-    Length(usize),
-    Chunked,
-    UntilClose,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Framing {
-    fn of(headers: &[httparse::Header], no_body: bool) -> Result<Framing, Failure> {
-        if no_body {
-            return Ok(Framing::Empty);
-        }
-        let mut framing = Framing::UntilClose;
-        for header in headers {
-            if header.name.eq_ignore_ascii_case("transfer-encoding") {
-                if header.value.eq_ignore_ascii_case(b"chunked") {
-                    return Ok(Framing::Chunked);
-                }
-            } else if header.name.eq_ignore_ascii_case("content-length") {
-                let n = std::str::from_utf8(header.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok())
-                    .ok_or_else(|| {
-                        Failure::new(Outcome::BadResponse, "an unreadable Content-Length")
-                    })?;
-                framing = if n == 0 {
-                    Framing::Empty
-                } else {
-                    Framing::Length(n)
-                };
+    fn read_all(reader: &mut ResponseReader, pieces: &[&[u8]]) -> Vec<Response> {
+        let mut out = Vec::new();
+        for piece in pieces {
+            if let Some(r) = reader.feed(piece).expect("valid") {
+                out.push(r);
+            }
+            while let Some(r) = reader.poll().expect("valid") {
+                out.push(r);
             }
         }
-        Ok(framing)
+        out
+    }
+
+    #[test]
+    fn a_response_split_anywhere_is_read_once() {
+        let bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Servelab-Thread: w-1\r\n\r\nhello";
+        for cut in 0..bytes.len() {
+            let mut reader = ResponseReader::new();
+            reader.expect(false, true);
+            let got = read_all(&mut reader, &[&bytes[..cut], &bytes[cut..]]);
+            assert_eq!(got.len(), 1, "cut at {cut}");
+            assert_eq!(got[0].status, 200);
+            assert_eq!(got[0].server_thread.as_deref(), Some("w-1"));
+            assert!(!got[0].close);
+            assert!(!reader.has_pending());
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_and_interim_responses() {
+        let bytes = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n";
+        for cut in 0..bytes.len() {
+            let mut reader = ResponseReader::new();
+            reader.expect(false, false);
+            let got = read_all(&mut reader, &[&bytes[..cut], &bytes[cut..]]);
+            assert_eq!(got.len(), 1, "cut at {cut}");
+            assert_eq!(got[0].status, 200);
+        }
+    }
+
+    #[test]
+    fn two_responses_in_one_read_are_both_found() {
+        let one = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+        let mut both = one.to_vec();
+        both.extend_from_slice(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        let mut reader = ResponseReader::new();
+        let first = reader.feed(&both).expect("valid").expect("complete");
+        assert_eq!(first.status, 200);
+        assert!(reader.has_pending());
+        let second = reader.poll().expect("valid").expect("complete");
+        assert_eq!(second.status, 503);
+        assert!(second.close);
+    }
+
+    #[test]
+    fn a_body_until_close_ends_with_the_connection() {
+        let mut reader = ResponseReader::new();
+        assert_eq!(
+            reader
+                .feed(b"HTTP/1.0 200 OK\r\n\r\nsome body")
+                .expect("valid"),
+            None
+        );
+        assert_eq!(reader.feed(b" more").expect("valid"), None);
+        let response = reader.closed().expect("complete at the close");
+        assert!(response.close);
+        // A close in the middle of a head or a counted body is a reset.
+        let mut reader = ResponseReader::new();
+        reader
+            .feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+            .expect("valid");
+        assert_eq!(reader.closed().expect_err("short").outcome, Outcome::Reset);
+    }
+
+    #[test]
+    fn head_responses_have_no_body() {
+        let mut reader = ResponseReader::new();
+        reader.expect(true, false);
+        let r = reader
+            .feed(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            .expect("valid")
+            .expect("complete without a body");
+        assert_eq!(r.status, 200);
+    }
+
+    #[test]
+    fn garbage_and_endless_heads_are_bad_responses() {
+        let mut reader = ResponseReader::new();
+        let e = reader
+            .feed(b"SSH-2.0-OpenSSH\r\n\r\n")
+            .expect_err("not HTTP");
+        assert_eq!(e.outcome, Outcome::BadResponse);
+        let mut reader = ResponseReader::new();
+        reader.feed(b"HTTP/1.1 200 OK\r\n").expect("partial");
+        let line = [b'a'; 1024];
+        let mut failed = None;
+        for _ in 0..100 {
+            if let Err(e) = reader.feed(&line) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = failed.expect("the reader refuses an endless head");
+        assert_eq!(e.outcome, Outcome::BadResponse);
+        assert!(reader.pending.len() <= MAX_HEAD + line.len());
     }
 }

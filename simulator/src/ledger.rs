@@ -1,13 +1,14 @@
 //! The ledger: every client's record added up into the run's numbers.
 //!
 //! Clients by outcome ([`Summary`]), the latency distribution ([`Latency`], an
-//! HdrHistogram with 3 significant figures), and for load runs the throughput. Time is
+//! HdrHistogram with 3 significant figures), and for load runs the throughput and the
+//! requests by what happened to them ([`crate::tally::Requests`]). Time is
 //! judged with the one deadline rule, [`crate::outcome::in_time`], so the ledger and the
 //! distribution cannot disagree.
 
-use std::time::Duration;
+use hdrhistogram::Histogram;
 
-use crate::client::ClientRecord;
+use crate::engine::Finished;
 use crate::outcome::{in_time, Outcome};
 use crate::scenario::{Load, Scenario};
 use crate::units::{micros, new_histogram};
@@ -23,8 +24,14 @@ pub struct Summary {
     pub reset: usize,
     pub rejected: usize,
     pub bad_response: usize,
-    /// Wall time from the start to the last client's end, in milliseconds.
+    /// Load runs: clients that got no response at all before the run ended.
+    pub starved: usize,
+    /// From the moment the first client really started to the moment the last one really
+    /// finished, in milliseconds.
     pub elapsed_ms: u64,
+    /// How long after the common start the last client took its first step, in
+    /// milliseconds: how evenly the engine started its clients.
+    pub start_spread_ms: u64,
 }
 
 impl Summary {
@@ -37,6 +44,7 @@ impl Summary {
             Outcome::Reset => self.reset,
             Outcome::Rejected => self.rejected,
             Outcome::BadResponse => self.bad_response,
+            Outcome::Starved => self.starved,
         }
     }
 
@@ -49,16 +57,18 @@ impl Summary {
             Outcome::Reset => &mut self.reset,
             Outcome::Rejected => &mut self.rejected,
             Outcome::BadResponse => &mut self.bad_response,
+            Outcome::Starved => &mut self.starved,
         };
         *slot += 1;
     }
 }
 
-/// The latency distribution. In scenario runs a sample is each client's `waited_us`, the
-/// wait its deadline applied to (connecting and queueing included); in load runs, each
-/// request's time from sending to its complete response. Requests that ran out of time are
-/// not left out: an answer that came late is recorded at its real time, one that never came
-/// at the deadline itself, and both count in `over_deadline`.
+/// A latency distribution, in microseconds. In scenario runs a sample is each client's
+/// `waited_us`, the wait its deadline applied to (connecting and queueing included); in
+/// load runs, each request's time to its complete response, from the moment it was due
+/// (corrected) or from its actual send (uncorrected; see [`crate::tally`]). Requests that
+/// ran out of time are not left out: an answer that came late is recorded at its real
+/// time, one that never came at the deadline itself, and both count in `over_deadline`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Latency {
     pub samples: u64,
@@ -70,75 +80,91 @@ pub struct Latency {
     pub over_deadline: u64,
 }
 
-/// Load runs: served requests per second over the run.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Throughput {
-    pub requests: u64,
-    pub failed: u64,
-    pub seconds: f64,
-    pub per_second: f64,
-}
-
-/// The run's numbers from its clients' records. `elapsed` is the wall time from the start
-/// to the last client's end.
-pub fn tally(
-    scenario: &Scenario,
-    clients: &[ClientRecord],
-    elapsed: Duration,
-) -> (Summary, Latency, Option<Throughput>) {
-    let mut summary = Summary {
-        clients: clients.len(),
-        elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-        ..Summary::default()
-    };
-    let timeout_us = micros(scenario.timeout);
-    let mut histogram = new_histogram();
-    let mut over_deadline = 0;
-    let mut requests = 0;
-    let mut failed = 0;
-    for record in clients {
-        summary.add(record.outcome);
-        match scenario.load {
-            Load::Requests(_) => {
-                // The sample is the wait the deadline was applied to; a client still waiting
-                // when its deadline passed is recorded at the deadline (all we know is that
-                // it waited at least that long).
-                if record.outcome == Outcome::Served || record.outcome.timed_out() {
-                    let sample = record.waited_us.unwrap_or(timeout_us);
-                    if !in_time(sample, timeout_us) {
-                        over_deadline += 1;
-                    }
-                    let _ = histogram.record(sample.max(1));
-                }
-            }
-            Load::Duration(_) => {
-                // Responses that arrived (late ones included) are in `latencies`; requests
-                // that were never answered are recorded at the deadline.
-                let _ = histogram.add(&record.latencies);
-                if record.censored > 0 {
-                    // (Recording a count of 0 would still move the histogram's maximum.)
-                    let _ = histogram.record_n(timeout_us.max(1), record.censored);
-                }
-                over_deadline += record.failures.iter().filter(|o| o.timed_out()).count() as u64;
-                requests += record.served_requests;
-                failed += record.failed_requests;
-            }
+impl Latency {
+    pub fn of(histogram: &Histogram<u64>, over_deadline: u64) -> Latency {
+        if histogram.is_empty() {
+            return Latency {
+                over_deadline,
+                ..Latency::default()
+            };
+        }
+        Latency {
+            samples: histogram.len(),
+            p50: histogram.value_at_quantile(0.5),
+            p90: histogram.value_at_quantile(0.9),
+            p99: histogram.value_at_quantile(0.99),
+            p99_9: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+            over_deadline,
         }
     }
-    let latency = Latency {
-        samples: histogram.len(),
-        p50: histogram.value_at_quantile(0.5),
-        p90: histogram.value_at_quantile(0.9),
-        p99: histogram.value_at_quantile(0.99),
-        p99_9: histogram.value_at_quantile(0.999),
-        max: histogram.max(),
-        over_deadline,
+}
+
+/// Load runs: requests per second over the run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Throughput {
+    /// Requests served (2xx, in time).
+    pub requests: u64,
+    /// Requests that failed (late ones included).
+    pub failed: u64,
+    /// The run's real length: first client's start to last client's end.
+    pub seconds: f64,
+    /// Served requests per second (goodput).
+    pub per_second: f64,
+    /// Requests sent per second.
+    pub sent_per_second: f64,
+    /// Open loop: the rate asked for.
+    pub offered_per_second: Option<f64>,
+}
+
+/// The run's numbers from its clients' records and the engine's tally.
+pub fn tally(scenario: &Scenario, run: &Finished) -> (Summary, Latency, Option<Throughput>) {
+    let clients = &run.records;
+    let mut summary = Summary {
+        clients: clients.len(),
+        elapsed_ms: u64::try_from(run.elapsed.as_millis()).unwrap_or(u64::MAX),
+        start_spread_ms: clients
+            .iter()
+            .filter_map(|c| c.started_us)
+            .max()
+            .unwrap_or(0)
+            / 1000,
+        ..Summary::default()
     };
-    let throughput = matches!(scenario.load, Load::Duration(_)).then(|| Throughput {
-        requests,
-        failed,
-        seconds: elapsed.as_secs_f64(),
-        per_second: requests as f64 / elapsed.as_secs_f64().max(1e-9),
-    });
-    (summary, latency, throughput)
+    for record in clients {
+        summary.add(record.outcome);
+    }
+    if !scenario.load.is_load() {
+        // The sample is the wait the deadline was applied to; a client still waiting when
+        // its deadline passed is recorded at the deadline (all we know is that it waited
+        // at least that long).
+        let timeout_us = micros(scenario.timeout);
+        let mut histogram = new_histogram();
+        let mut over_deadline = 0;
+        for record in clients {
+            if record.outcome == Outcome::Served || record.outcome.timed_out() {
+                let sample = record.waited_us.unwrap_or(timeout_us);
+                if !in_time(sample, timeout_us) {
+                    over_deadline += 1;
+                }
+                let _ = histogram.record(sample.max(1));
+            }
+        }
+        return (summary, Latency::of(&histogram, over_deadline), None);
+    }
+    let requests = &run.tally.requests;
+    let latency = Latency::of(&run.tally.corrected, requests.over_deadline());
+    let seconds = run.elapsed.as_secs_f64().max(1e-9);
+    let throughput = Throughput {
+        requests: requests.served,
+        failed: requests.errors(),
+        seconds,
+        per_second: requests.served as f64 / seconds,
+        sent_per_second: requests.sent as f64 / seconds,
+        offered_per_second: match scenario.load {
+            Load::Rate(open) => Some(open.rate),
+            _ => None,
+        },
+    };
+    (summary, latency, Some(throughput))
 }

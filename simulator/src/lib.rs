@@ -8,32 +8,46 @@
 //! * [`scenario`]: what the clients do (how many, deadline and its clock, hold, request,
 //!   load);
 //! * [`target`]: resolving the server's name and asking it for servelab's `/stats`;
-//! * [`run`]: running a scenario, every client on its own thread, all starting together
-//!   (behind a [`gate::StartGate`]);
-//! * [`client`]: one client's behaviour and its record;
-//! * [`http`]: the small HTTP/1.1 client connection the clients (and the benchmarks) use;
+//! * [`run`]: running a scenario against a server, and turning what was measured into a
+//!   [`Report`];
+//! * [`client`]: one client as a state machine without I/O: what it does next, and its
+//!   record;
+//! * [`engine`]: what runs the clients: a few threads driving thousands of non-blocking
+//!   sockets (`events`, the default), or the lecture's thread per client (`threads`), all
+//!   starting together behind a [`gate::StartGate`];
+//! * [`http`]: reading HTTP/1.1 responses (sans-IO), and a blocking client connection;
+//! * [`tally`]: per-request counts, the two latency histograms and the time series, one
+//!   per engine thread;
+//! * [`progress`]: the live progress line of long runs;
 //! * [`outcome`]: what happened to a client, and the one deadline rule;
 //! * [`ledger`]: the records added up (outcomes, latency distribution, throughput);
 //! * [`predict`]: the queueing arithmetic that predicts how many clients will be served;
-//! * [`report`] and [`render`]: one run's results, and how they are printed;
+//! * [`report`] and [`render`]: one run's results, and how they are printed; [`save`]: the
+//!   run's files (JSON, CSV, HdrHistogram logs);
 //! * [`servers`] and [`compare`]: the same scenario against the registered architectures
 //!   in-process, or against running servers;
+//! * [`sweep`]: rising open-loop rates against a server, to find the knee;
 //! * [`labs`]: the lecture's experiments as one-command labs (`simulator lab <id>`);
 //! * [`units`]: microseconds and histograms.
 
 pub mod client;
 pub mod compare;
+pub mod engine;
 pub mod gate;
 pub mod http;
 pub mod labs;
 pub mod ledger;
 pub mod outcome;
 pub mod predict;
+pub mod progress;
 pub mod render;
 pub mod report;
 pub mod run;
+pub mod save;
 pub mod scenario;
 pub mod servers;
+pub mod sweep;
+pub mod tally;
 pub mod target;
 pub mod units;
 
@@ -55,6 +69,12 @@ pub enum SimError {
     Usage(String),
     #[error("could not start the client threads: {0}")]
     Threads(String),
+    /// The simulator itself is short of something (open files) for the run asked of it.
+    #[error("{0}")]
+    Resources(String),
+    /// A file of `--save` could not be written.
+    #[error("{0}")]
+    Output(String),
     /// An in-process server could not start or stop.
     #[error("{0}")]
     Server(String),

@@ -7,9 +7,10 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use server_core::config::parse_duration;
 use simulator::report::Report;
-use simulator::scenario::DeadlineClock;
+use simulator::scenario::{Arrivals, DeadlineClock, Engine, OpenLoop, WhenBusy};
 use simulator::servers::{self, Servers};
-use simulator::{compare, render, run, target};
+use simulator::sweep::{self, SweepSpec};
+use simulator::{compare, render, run, save, target};
 use simulator::{Load, RequestSpec, Scenario, SimError};
 
 /// servelab's client simulator: many clients at once, each with a deadline; who was served
@@ -28,6 +29,9 @@ enum Command {
     /// Run the same scenario against each architecture, started in-process, and print one
     /// table.
     Compare(CompareArgs),
+    /// Find the knee: offer rising request rates (open loop) and report the highest one
+    /// at which the goal fraction of requests meets the deadline, beside the prediction.
+    Sweep(SweepArgs),
     /// Run one of the lecture's experiments and check the result (sheets in labs/).
     Lab(LabArgs),
     /// Check that a server answers: exit 0 if it does, 1 (with one sentence) if not. Made
@@ -68,6 +72,9 @@ struct LabArgs {
     /// Use a server you started yourself (host:port) instead of in-process servers.
     #[arg(long, value_name = "HOST:PORT")]
     target: Option<String>,
+    /// What runs the clients (open-loop steps always run on events).
+    #[arg(long, value_enum, default_value_t = Engine::Events, value_name = "ENGINE")]
+    engine: Engine,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -81,6 +88,8 @@ struct RunArgs {
     scenario: ScenarioArgs,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    files: SaveArgs,
 }
 
 #[derive(Args)]
@@ -96,6 +105,102 @@ struct CompareArgs {
     servers: ServerChoice,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    files: SaveArgs,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// Sweep servers that are already running (host:port; repeat the flag or separate with
+    /// commas) instead of the architectures in-process. The server flags below apply only
+    /// to in-process servers.
+    #[arg(long = "target", value_name = "HOST:PORT", value_delimiter = ',')]
+    targets: Vec<String>,
+    /// The request: "METHOD PATH".
+    #[arg(long, default_value = "GET /sleep/20", value_name = "METHOD PATH")]
+    request: String,
+    /// Each request's deadline, from the moment it is due.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration, value_name = "DURATION")]
+    timeout: Duration,
+    /// The connections that carry the requests.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    connections: usize,
+    /// The rates to offer, in requests per second (comma-separated) [default: around the
+    /// predicted capacity, or 100 to 100 000].
+    #[arg(long, value_delimiter = ',', value_name = "R,...")]
+    rates: Vec<f64>,
+    /// How long each rate is offered.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    step: Duration,
+    /// The fraction of requests that must meet the deadline for a rate to pass.
+    #[arg(long, default_value_t = 0.99, value_name = "FRACTION")]
+    goal: f64,
+    /// Extra steps that bisect between the highest passing and lowest failing rate.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    refine: u32,
+    /// Evenly spaced arrivals, or a Poisson process.
+    #[arg(long, value_enum, default_value_t = Arrivals::Constant, value_name = "KIND")]
+    arrivals: Arrivals,
+    /// What to do with a request due while every connection is busy.
+    #[arg(long, value_enum, default_value_t = WhenBusy::Queue, value_name = "POLICY")]
+    when_busy: WhenBusy,
+    /// The seed of the Poisson arrivals.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    seed: u64,
+    /// The engine's threads [one per CPU].
+    #[arg(long, value_name = "N")]
+    engine_threads: Option<usize>,
+    #[command(flatten)]
+    servers: ServerChoice,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+impl SweepArgs {
+    fn spec(&self) -> Result<SweepSpec, SimError> {
+        if self.connections == 0 {
+            return Err(SimError::Usage("--connections must be at least 1".into()));
+        }
+        if !(self.goal > 0.0 && self.goal <= 1.0) {
+            return Err(SimError::Usage(
+                "--goal is a fraction above 0 and at most 1, e.g. 0.99".into(),
+            ));
+        }
+        if let Some(bad) = self.rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+            return Err(SimError::Usage(format!(
+                "--rates takes request rates above 0; got {bad}"
+            )));
+        }
+        if self.timeout.is_zero() || self.step.is_zero() {
+            return Err(SimError::Usage(
+                "--timeout and --step must be longer than 0".into(),
+            ));
+        }
+        let open = OpenLoop {
+            rate: 1.0,
+            duration: self.step,
+            arrivals: self.arrivals,
+            when_busy: self.when_busy,
+            seed: self.seed,
+        };
+        let scenario = Scenario {
+            clients: self.connections,
+            timeout: self.timeout,
+            hold: Duration::ZERO,
+            request: RequestSpec::parse(&self.request, None, false)?,
+            load: Load::Rate(open),
+            deadline: DeadlineClock::FromStart,
+            engine: Engine::Events,
+            engine_threads: self.engine_threads,
+        };
+        Ok(SweepSpec {
+            scenario,
+            rates: self.rates.clone(),
+            step: self.step,
+            goal: self.goal,
+            refine: self.refine,
+        })
+    }
 }
 
 /// Which in-process servers `compare` runs. The architectures' own flags (`--workers`,
@@ -160,9 +265,34 @@ struct ScenarioArgs {
     /// Requests per client, one after another on one connection [1].
     #[arg(long, value_name = "K", conflicts_with = "duration")]
     requests: Option<u32>,
-    /// Closed-loop load run: each client sends requests back to back for this long.
+    /// A load run of this length: closed loop (each client sends its next request as soon
+    /// as the last is answered), or open loop with --rate.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     duration: Option<Duration>,
+    /// Open loop: requests per second, sent on schedule whether or not earlier ones have
+    /// been answered (needs --duration).
+    #[arg(long, value_name = "R", requires = "duration")]
+    rate: Option<f64>,
+    /// Open loop: evenly spaced arrivals, or a Poisson process.
+    #[arg(long, value_enum, value_name = "KIND", requires = "rate")]
+    arrivals: Option<Arrivals>,
+    /// Open loop: the connections that carry the requests [64].
+    #[arg(long, value_name = "N", requires = "rate", conflicts_with = "clients")]
+    connections: Option<usize>,
+    /// Open loop: what to do with a request that is due while every connection is busy:
+    /// wait for one (the wait counts in its latency), or drop it.
+    #[arg(long, value_enum, value_name = "POLICY", requires = "rate")]
+    when_busy: Option<WhenBusy>,
+    /// Open loop: the seed of the Poisson arrivals, to repeat a run exactly.
+    #[arg(long, value_name = "N", requires = "rate")]
+    seed: Option<u64>,
+    /// What runs the clients: a few threads with an event loop each (events), or the
+    /// lecture's thread per client (threads).
+    #[arg(long, value_enum, default_value_t = Engine::Events, value_name = "ENGINE")]
+    engine: Engine,
+    /// The event-driven engine's threads [one per CPU].
+    #[arg(long, value_name = "N")]
+    engine_threads: Option<usize>,
     /// Which clock --timeout runs on: from-start (one deadline, from the moment all
     /// clients start) or per-call (the lecture's: connecting and each response each get a
     /// fresh --timeout).
@@ -185,6 +315,16 @@ struct OutputArgs {
     /// How much to tell on stderr while the clients run.
     #[arg(long, value_enum, default_value_t = LogLevel::Quiet, value_name = "LEVEL")]
     log: LogLevel,
+}
+
+#[derive(Args)]
+struct SaveArgs {
+    /// Also write the run's files into this directory (one per architecture for compare):
+    /// report.json, clients.csv, series.csv (per second), latency.hlog (HdrHistogram
+    /// interval log), corrected.hgrm and uncorrected.hgrm (percentile spectra for
+    /// HdrHistogram's plotter).
+    #[arg(long, value_name = "DIR")]
+    save: Option<std::path::PathBuf>,
 }
 
 /// The simulator's log levels (the servers' `--log` describes the servers' own).
@@ -217,10 +357,6 @@ struct Defaults {
 
 impl ScenarioArgs {
     fn resolve(self, defaults: Defaults) -> Result<Scenario, SimError> {
-        let clients = self.clients.unwrap_or(defaults.clients);
-        if clients == 0 {
-            return Err(SimError::Usage("--clients must be at least 1".into()));
-        }
         let timeout = self.timeout.unwrap_or(defaults.timeout);
         if timeout.is_zero() {
             return Err(SimError::Usage("--timeout must be longer than 0".into()));
@@ -230,11 +366,46 @@ impl ScenarioArgs {
             self.body,
             self.body_uuid,
         )?;
-        let load = match (self.duration, self.requests) {
-            (Some(d), _) => Load::Duration(d),
-            (None, Some(0)) => return Err(SimError::Usage("--requests must be at least 1".into())),
-            (None, k) => Load::Requests(k.unwrap_or(1)),
+        let (clients, load) = match (self.rate, self.duration, self.requests) {
+            (Some(rate), Some(duration), _) => {
+                if !(rate.is_finite() && rate > 0.0) {
+                    return Err(SimError::Usage(format!(
+                        "--rate must be a number of requests per second above 0; got {rate}"
+                    )));
+                }
+                let open = OpenLoop {
+                    rate,
+                    duration,
+                    arrivals: self.arrivals.unwrap_or_default(),
+                    when_busy: self.when_busy.unwrap_or_default(),
+                    seed: self.seed.unwrap_or(1),
+                };
+                (self.connections.unwrap_or(64), Load::Rate(open))
+            }
+            (_, Some(d), _) => (self.clients.unwrap_or(defaults.clients), Load::Duration(d)),
+            (_, None, Some(0)) => {
+                return Err(SimError::Usage("--requests must be at least 1".into()))
+            }
+            (_, None, k) => (
+                self.clients.unwrap_or(defaults.clients),
+                Load::Requests(k.unwrap_or(1)),
+            ),
         };
+        if clients == 0 {
+            return Err(SimError::Usage(
+                "--clients (or --connections) must be at least 1".into(),
+            ));
+        }
+        if self.engine_threads == Some(0) {
+            return Err(SimError::Usage(
+                "--engine-threads must be at least 1".into(),
+            ));
+        }
+        if self.engine == Engine::Threads && self.engine_threads.is_some() {
+            return Err(SimError::Usage(
+                "--engine-threads is for the event-driven engine; --engine threads runs a thread per client".into(),
+            ));
+        }
         Ok(Scenario {
             clients,
             timeout,
@@ -242,18 +413,21 @@ impl ScenarioArgs {
             request,
             load,
             deadline: self.deadline,
+            engine: self.engine,
+            engine_threads: self.engine_threads,
         })
     }
 }
 
 fn main() -> ExitCode {
-    // The architectures' own flags join `compare` from the registry.
-    let command = Cli::command().mut_subcommand("compare", |compare| {
-        compare.args(servers::architecture_args())
-    });
+    // The architectures' own flags join `compare` and `sweep` from the registry.
+    let command = Cli::command()
+        .mut_subcommand("compare", |c| c.args(servers::architecture_args()))
+        .mut_subcommand("sweep", |c| c.args(servers::architecture_args()));
     let matches = command.get_matches();
     let flags = matches
         .subcommand_matches("compare")
+        .or_else(|| matches.subcommand_matches("sweep"))
         .map(servers::given_flags)
         .unwrap_or_default();
     let cli = match Cli::from_arg_matches(&matches) {
@@ -281,6 +455,9 @@ fn execute(cli: Cli, flags: Vec<(String, String)>) -> Result<ExitCode, SimError>
             // Fails with one sentence if nothing listens there.
             let report = run::run_target(&args.target, &scenario)?;
             print_report(&report, args.output.format);
+            if let Some(dir) = &args.files.save {
+                saved(&save::save(&report, dir)?);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Compare(args) => {
@@ -304,6 +481,39 @@ fn execute(cli: Cli, flags: Vec<(String, String)>) -> Result<ExitCode, SimError>
                         .unwrap_or_default()
                 ),
                 Format::Csv => print!("{}", render::compare_csv(&reports)),
+            }
+            if let Some(dir) = &args.files.save {
+                for report in &reports {
+                    let name = report.architecture.as_deref().unwrap_or(&report.target);
+                    saved(&save::save(
+                        report,
+                        &dir.join(name.replace([':', '/'], "_")),
+                    )?);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sweep(args) => {
+            args.output.log.init();
+            let spec = args.spec()?;
+            let reports = if args.targets.is_empty() {
+                sweep::sweep_in_process(&args.servers.servers(flags), &spec)?
+            } else {
+                args.targets
+                    .iter()
+                    .map(|target| sweep::sweep_target(target, &spec))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            match args.output.format {
+                Format::Text => {
+                    let texts: Vec<String> = reports.iter().map(|r| r.to_text()).collect();
+                    print!("{}", texts.join("\n"));
+                }
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&reports).unwrap_or_default()
+                ),
+                Format::Csv => print!("{}", sweep::to_csv(&reports)),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -358,6 +568,7 @@ fn lab(args: LabArgs) -> Result<ExitCode, SimError> {
     let env = simulator::labs::LabEnv {
         scale: args.scale,
         target: args.target,
+        engine: args.engine,
     };
     let checks = lab.run(&env)?;
     match args.output.format {
@@ -383,5 +594,12 @@ fn print_report(report: &Report, format: Format) {
             serde_json::to_string_pretty(report).unwrap_or_default()
         ),
         Format::Csv => print!("{}", report.to_csv()),
+    }
+}
+
+/// Says on stderr which files `--save` wrote (stdout keeps only the report).
+fn saved(files: &[std::path::PathBuf]) {
+    for file in files {
+        eprintln!("wrote {}", file.display());
     }
 }

@@ -8,6 +8,11 @@ use std::io::{self, ErrorKind};
 
 use crate::units::human_us;
 
+/// Whether `e` says this process (or the system) has no file descriptor left.
+pub fn out_of_files(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 /// What happened to a client (or, in a load run, to one request). Exactly one per client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,10 +31,14 @@ pub enum Outcome {
     Rejected,
     /// What came back was not valid HTTP.
     BadResponse,
+    /// Load runs: the client sent its request and waited, but not one response came back
+    /// before the run ended. Not a timeout (its deadline had not passed), not served: it
+    /// was starved, as the connections a pool never picks up are.
+    Starved,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Served,
         Outcome::ConnectTimeout,
         Outcome::ServiceTimeout,
@@ -37,6 +46,7 @@ impl Outcome {
         Outcome::Reset,
         Outcome::Rejected,
         Outcome::BadResponse,
+        Outcome::Starved,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +58,7 @@ impl Outcome {
             Outcome::Reset => "reset",
             Outcome::Rejected => "rejected",
             Outcome::BadResponse => "bad_response",
+            Outcome::Starved => "starved",
         }
     }
 
@@ -73,6 +84,9 @@ pub fn in_time(waited_us: u64, limit_us: u64) -> bool {
 pub struct Failure {
     pub outcome: Outcome,
     pub message: String,
+    /// The simulator itself ran out of a resource (file descriptors): not something the
+    /// server did, so the run cannot go on and report it as the server's result.
+    pub fatal: bool,
 }
 
 impl Failure {
@@ -80,7 +94,40 @@ impl Failure {
         Failure {
             outcome,
             message: message.into(),
+            fatal: false,
         }
+    }
+
+    /// No complete response by the deadline.
+    pub fn no_answer() -> Failure {
+        Failure::new(
+            Outcome::ServiceTimeout,
+            "no complete response by the deadline",
+        )
+    }
+
+    /// Not connected by the deadline.
+    pub fn not_connected() -> Failure {
+        Failure::new(Outcome::ConnectTimeout, "not connected by the deadline")
+    }
+
+    /// A connection attempt to `addr` that failed with `e`.
+    pub fn from_connect(e: &io::Error, addr: std::net::SocketAddr) -> Failure {
+        if out_of_files(e) {
+            return Failure {
+                fatal: true,
+                ..Failure::new(
+                    Outcome::Refused,
+                    format!("the simulator could not open another socket: {e}"),
+                )
+            };
+        }
+        let outcome = match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => Outcome::ConnectTimeout,
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => Outcome::Reset,
+            _ => Outcome::Refused,
+        };
+        Failure::new(outcome, format!("connecting to {addr}: {e}"))
     }
 
     pub fn from_io(e: &io::Error, doing: &str) -> Failure {

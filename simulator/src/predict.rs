@@ -169,7 +169,6 @@ pub fn predict(info: &ServerInfo, scenario: &Scenario) -> Option<Prediction> {
             "{waiting} clients must wait but the backlog holds {backlog}: late connects (SYN retries after ~1 s) shift the times"
         ));
     }
-    let work = scenario.request.service_time();
     match scenario.load {
         Load::Requests(_) if !caveats.is_empty() => Some(Prediction {
             served: None,
@@ -183,26 +182,84 @@ pub fn predict(info: &ServerInfo, scenario: &Scenario) -> Option<Prediction> {
             caveats,
         }),
         Load::Requests(k) => Some(predict_served(info, &model, scenario, k, caveats)),
-        Load::Duration(_) if !work.is_zero() => {
-            let busy = model.slots.min(scenario.clients);
-            let per_second = busy as f64 / work.as_secs_f64();
+        Load::Duration(_) | Load::Rate(_) => {
+            let Throughput {
+                per_second: capacity,
+                mut rule,
+                ..
+            } = capacity(info, scenario)?;
+            let per_second = match scenario.load {
+                Load::Rate(open) => {
+                    let _ = write!(
+                        rule,
+                        " {:.0} per second are offered, so at most {:.0} per second can be served.",
+                        open.rate,
+                        open.rate.min(capacity)
+                    );
+                    open.rate.min(capacity)
+                }
+                _ => capacity,
+            };
             Some(Prediction {
                 served: None,
                 served_range: None,
                 per_second: Some(per_second),
-                rule: format!(
-                    "{} works on {} requests at a time, each taking {}: {busy} ÷ {} = {per_second:.0} requests per second.",
-                    info.architecture,
-                    busy,
-                    fmt(work),
-                    fmt(work)
-                ),
+                rule,
                 boundary: false,
                 caveats,
             })
         }
-        Load::Duration(_) => None,
     }
+}
+
+/// What a server can serve of a stream of requests, by the arithmetic.
+#[derive(Debug, Clone)]
+pub struct Throughput {
+    /// Requests per second at most.
+    pub per_second: f64,
+    /// The share of the connections that are ever served: below 1 when each connection
+    /// keeps its slot while idle and there are more connections than slots, so that the
+    /// requests sent on the others wait until they give up.
+    pub served_share: f64,
+    /// The rule, in words with the numbers.
+    pub rule: String,
+}
+
+/// The most requests per second the server `info` describes can serve of `scenario`'s
+/// request over its clients' connections: `P` requests at a time (its slots, at most the
+/// connections), each taking the route's `D`, is `P / D` per second. `None` for a route
+/// without a known service time.
+pub fn capacity(info: &ServerInfo, scenario: &Scenario) -> Option<Throughput> {
+    let work = scenario.request.service_time();
+    if work.is_zero() {
+        return None;
+    }
+    let model = Model::of(&info.snapshot.capacity, scenario.clients);
+    let busy = model.slots.min(scenario.clients);
+    let per_second = busy as f64 / work.as_secs_f64();
+    let mut rule = format!(
+        "{} serves {}, so at most {busy} requests at a time over {} connections, each taking {}: {busy} ÷ {} = {per_second:.0} requests per second.",
+        info.architecture,
+        model.slots_text,
+        scenario.clients,
+        fmt(work),
+        fmt(work)
+    );
+    let served_share = if model.holding_pins && scenario.clients > model.slots {
+        let _ = write!(
+            rule,
+            " But a connection keeps {} between its requests, so only {} of the {} connections are ever served, and the requests sent on the others wait until they give up.",
+            model.slot_name, model.slots, scenario.clients
+        );
+        model.slots as f64 / scenario.clients as f64
+    } else {
+        1.0
+    };
+    Some(Throughput {
+        per_second,
+        served_share,
+        rule,
+    })
 }
 
 /// What the arithmetic says for each client of a scenario run.

@@ -22,26 +22,48 @@ impl Report {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let s = &self.summary;
-        let _ = writeln!(
-            out,
-            "{} clients → {}{}: {} with a {} deadline{}",
-            s.clients,
-            self.target,
-            self.architecture
-                .as_deref()
-                .map(|a| format!(" ({a})"))
-                .unwrap_or_default(),
-            self.scenario.request.line(),
-            humantime::format_duration(self.scenario.timeout),
-            if self.scenario.hold.is_zero() {
-                String::new()
-            } else {
-                format!(
-                    ", holding {}",
-                    humantime::format_duration(self.scenario.hold)
-                )
-            },
-        );
+        let arch = self
+            .architecture
+            .as_deref()
+            .map(|a| format!(" ({a})"))
+            .unwrap_or_default();
+        let deadline = humantime::format_duration(self.scenario.timeout);
+        let _ = match self.scenario.load {
+            Load::Requests(_) => writeln!(
+                out,
+                "{} clients → {}{arch}: {} with a {deadline} deadline{}",
+                s.clients,
+                self.target,
+                self.scenario.request.line(),
+                if self.scenario.hold.is_zero() {
+                    String::new()
+                } else {
+                    format!(
+                        ", holding {}",
+                        humantime::format_duration(self.scenario.hold)
+                    )
+                },
+            ),
+            Load::Duration(d) => writeln!(
+                out,
+                "{} clients → {}{arch}: {} back to back for {} (closed loop), a {deadline} deadline per request",
+                s.clients,
+                self.target,
+                self.scenario.request.line(),
+                humantime::format_duration(d),
+            ),
+            Load::Rate(open) => writeln!(
+                out,
+                "{} connections → {}{arch}: {} at {} requests/s ({} arrivals, {} when busy) for {} (open loop), a {deadline} deadline per request",
+                s.clients,
+                self.target,
+                self.scenario.request.line(),
+                open.rate,
+                flag_name(open.arrivals),
+                flag_name(open.when_busy),
+                humantime::format_duration(open.duration),
+            ),
+        };
         if self.clients.len() <= 32 && matches!(self.scenario.load, Load::Requests(_)) {
             let _ = writeln!(
                 out,
@@ -67,25 +89,93 @@ impl Report {
             .map(|o| format!("{} {}", o.name(), s.count(*o)))
             .collect();
         let _ = writeln!(out, "outcomes: {}", counts.join(", "));
-        let l = &self.latency_us;
-        let _ = writeln!(
-            out,
-            "latency: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} samples, {} over the deadline)",
-            self.pct(l.p50),
-            self.pct(l.p90),
-            self.pct(l.p99),
-            self.pct(l.p99_9),
-            self.pct(l.max),
-            l.samples,
-            l.over_deadline
-        );
+        let open = matches!(self.scenario.load, Load::Rate(_));
+        let line = |label: &str, l: &crate::ledger::Latency| {
+            format!(
+                "{label}p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} samples, {} over the deadline)",
+                self.pct(l.p50),
+                self.pct(l.p90),
+                self.pct(l.p99),
+                self.pct(l.p99_9),
+                self.pct(l.max),
+                l.samples,
+                l.over_deadline
+            )
+        };
+        if let Some(r) = &self.requests {
+            let mut text = format!(
+                "requests: {} sent, {} answered ({} served, {} late, {} rejected), {} timed out",
+                r.sent, r.completed, r.served, r.late, r.rejected, r.timed_out
+            );
+            for (count, what) in [
+                (r.connect_timeout, "not connected in time"),
+                (r.refused, "refused"),
+                (r.reset, "reset"),
+                (r.bad_response, "not HTTP"),
+                (r.dropped, "dropped (no free connection)"),
+                (r.queued, "waited for a free connection"),
+            ] {
+                if count > 0 {
+                    let _ = write!(text, ", {count} {what}");
+                }
+            }
+            let _ = writeln!(
+                out,
+                "{text}, {} unfinished when the run ended",
+                r.unfinished
+            );
+        }
+        if open {
+            let _ = writeln!(
+                out,
+                "{}",
+                line(
+                    "latency, corrected (from when each was due):  ",
+                    &self.latency_us
+                )
+            );
+            if let Some(l) = &self.latency_uncorrected_us {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    line("latency, uncorrected (from its actual send): ", l)
+                );
+            }
+            if let Some(lag) = &self.schedule_lag_us {
+                let _ = writeln!(
+                    out,
+                    "schedule lag (sent after it was due, with a connection free): p50 {}  p99 {}  max {}",
+                    human_us(lag.p50),
+                    human_us(lag.p99),
+                    human_us(lag.max)
+                );
+            }
+        } else {
+            let _ = writeln!(out, "{}", line("latency: ", &self.latency_us));
+        }
         if let Some(t) = &self.throughput {
             let _ = writeln!(
                 out,
-                "throughput: {:.0} requests/s ({} served, {} failed in {:.2}s)",
-                t.per_second, t.requests, t.failed, t.seconds
+                "throughput: {:.0} served/s, {:.0} sent/s{} ({} served, {} failed in {:.2}s)",
+                t.per_second,
+                t.sent_per_second,
+                t.offered_per_second
+                    .map(|r| format!(", {r} offered/s"))
+                    .unwrap_or_default(),
+                t.requests,
+                t.failed,
+                t.seconds
             );
         }
+        let _ = writeln!(
+            out,
+            "engine: {}, {} thread{}; the last client started {} after the common start; {} from the first start to the last end",
+            flag_name(self.scenario.engine),
+            self.engine_threads,
+            if self.engine_threads == 1 { "" } else { "s" },
+            human_us(s.start_spread_ms * 1000),
+            human_us(s.elapsed_ms * 1000),
+        );
         if let Some(p) = &self.prediction {
             let _ = writeln!(out, "rule: {}", p.rule);
         }
@@ -289,4 +379,12 @@ pub fn settings(config: &server_core::stats::ConfigSnapshot) -> String {
         config.backlog
     );
     line
+}
+
+/// A value's name as its flag spells it (`poisson`, `when-busy drop`, ...).
+pub(crate) fn flag_name(value: impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
 }

@@ -1,17 +1,27 @@
 //! One run's results: what was measured, what was predicted, and whether they agree.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+
+use hdrhistogram::Histogram;
 
 use crate::client::ClientRecord;
+use crate::engine::Finished;
 use crate::ledger::{self, Latency, Summary, Throughput};
 use crate::predict::{predict, Prediction};
+use crate::scenario::Load;
 use crate::scenario::Scenario;
+use crate::tally::{Requests, Row};
 use crate::target::ServerInfo;
+
+/// The version of the report's JSON schema (`docs/schema/report-v1.schema.json`). It changes
+/// whenever a field is removed or changes meaning; new fields may appear within a version.
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// Everything measured in one run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
+    /// See [`SCHEMA_VERSION`].
+    pub schema_version: u32,
     pub target: String,
     /// The target's architecture, when it is a servelab server.
     pub architecture: Option<String>,
@@ -19,41 +29,72 @@ pub struct Report {
     /// servelab server.
     pub server_config: Option<server_core::stats::ConfigSnapshot>,
     pub scenario: Scenario,
+    /// The engine threads that ran the clients.
+    pub engine_threads: usize,
     pub summary: Summary,
+    /// Scenario runs: each client's wait. Load runs: each request's latency, corrected
+    /// (from the moment it was due).
     pub latency_us: Latency,
+    /// Open-loop runs: each request's latency from its actual send (uncorrected), beside
+    /// the corrected one.
+    pub latency_uncorrected_us: Option<Latency>,
+    /// Open-loop runs: how late the engine sent requests that had a free connection when
+    /// they were due (its own scheduling delay).
+    pub schedule_lag_us: Option<Latency>,
     /// Load runs only.
     pub throughput: Option<Throughput>,
+    /// Load runs: requests by what happened to them.
+    pub requests: Option<Requests>,
+    /// The per-second time series (load runs; empty for scenario runs).
+    pub series: Vec<Row>,
     pub prediction: Option<Prediction>,
     /// Whether the measurement agrees with the prediction (absent without a prediction).
     pub agrees: Option<bool>,
     pub clients: Vec<ClientRecord>,
+    /// The HdrHistogram interval log of the run (see `--save`).
+    #[serde(skip)]
+    pub interval_log: String,
+    /// The whole run's corrected and uncorrected latency histograms (see `--save`).
+    #[serde(skip)]
+    pub histograms: Option<(Histogram<u64>, Histogram<u64>)>,
 }
 
 impl Report {
-    /// Adds up the clients' records and sets the prediction beside them.
+    /// Adds up what the engine measured and sets the prediction beside it.
     pub fn new(
         target: &str,
         info: Option<&ServerInfo>,
         scenario: &Scenario,
-        clients: Vec<ClientRecord>,
-        elapsed: Duration,
+        run: Finished,
     ) -> Report {
-        let (summary, latency, throughput) = ledger::tally(scenario, &clients, elapsed);
+        let (summary, latency, throughput) = ledger::tally(scenario, &run);
+        let load = scenario.load.is_load();
+        let open = matches!(scenario.load, Load::Rate(_));
+        let requests = &run.tally.requests;
         let prediction = info.and_then(|info| predict(info, scenario));
         let agrees = prediction
             .as_ref()
             .and_then(|p| p.agrees(summary.served, throughput.as_ref().map(|t| t.per_second)));
         Report {
+            schema_version: SCHEMA_VERSION,
             target: target.to_owned(),
             architecture: info.map(|i| i.architecture.clone()),
             server_config: info.map(|i| i.snapshot.config.clone()),
             scenario: scenario.clone(),
+            engine_threads: run.threads,
             summary,
             latency_us: latency,
+            latency_uncorrected_us: open
+                .then(|| Latency::of(&run.tally.uncorrected, requests.over_deadline())),
+            schedule_lag_us: open.then(|| Latency::of(&run.tally.lag, 0)),
             throughput,
+            requests: load.then(|| requests.clone()),
+            series: if load { run.rows } else { Vec::new() },
             prediction,
             agrees,
-            clients,
+            clients: run.records,
+            interval_log: run.interval_log,
+            histograms: Some((run.tally.corrected.clone(), run.tally.uncorrected.clone())),
         }
     }
 

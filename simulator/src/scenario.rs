@@ -1,5 +1,5 @@
 //! What the simulated clients do: how many, with which deadline, sending what, and for how
-//! long they stay connected after being served.
+//! long they stay connected after being served; and which engine runs them.
 
 use std::time::Duration;
 
@@ -21,6 +21,24 @@ pub struct Scenario {
     pub load: Load,
     /// Which clock the deadline runs on.
     pub deadline: DeadlineClock,
+    /// How the simulator runs the clients. It changes nothing the clients do, only what
+    /// it costs the simulator to do it.
+    pub engine: Engine,
+    /// The event-driven engine's threads; `None`: one per CPU (never more than clients).
+    pub engine_threads: Option<usize>,
+}
+
+/// How the simulator runs its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// A few threads (one per CPU), each driving many clients' non-blocking sockets with
+    /// `mio`. Thousands of clients cost a few megabytes and no more threads.
+    #[default]
+    Events,
+    /// The lecture's simulator: every client is a thread of its own with blocking sockets.
+    /// Each client's story can be read in the log by its thread's name.
+    Threads,
 }
 
 /// Which clock a client's deadline runs on.
@@ -62,6 +80,23 @@ impl Scenario {
             request,
             load: Load::Requests(1),
             deadline: DeadlineClock::FromStart,
+            engine: Engine::Events,
+            engine_threads: None,
+        }
+    }
+
+    /// The same scenario run by `engine`.
+    pub fn on(self, engine: Engine) -> Scenario {
+        Scenario { engine, ..self }
+    }
+
+    /// The run's planned length, when it has one: load runs last their duration; scenario
+    /// runs at most their deadline plus their hold.
+    pub fn planned_length(&self) -> std::time::Duration {
+        match self.load {
+            Load::Requests(_) => self.timeout + self.hold,
+            Load::Duration(d) => d,
+            Load::Rate(open) => open.duration,
         }
     }
 
@@ -75,7 +110,7 @@ impl Scenario {
 }
 
 /// How many requests each client sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Load {
     /// This many requests per client, one after another on one connection, all within the
@@ -85,6 +120,54 @@ pub enum Load {
     /// response is in, for this long. `timeout` then applies to each request.
     #[serde(serialize_with = "server_core::config::as_millis")]
     Duration(Duration),
+    /// An open-loop load run: requests arrive on a schedule, whether or not earlier ones
+    /// have been answered, and the clients are the connections that carry them.
+    Rate(OpenLoop),
+}
+
+impl Load {
+    /// A load run (closed or open loop), as opposed to the lecture's scenario.
+    pub fn is_load(&self) -> bool {
+        !matches!(self, Load::Requests(_))
+    }
+}
+
+/// The schedule of an open-loop run.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct OpenLoop {
+    /// Requests per second offered.
+    pub rate: f64,
+    /// How long requests arrive.
+    #[serde(serialize_with = "server_core::config::as_millis")]
+    pub duration: Duration,
+    pub arrivals: Arrivals,
+    pub when_busy: WhenBusy,
+    /// The seed of the Poisson arrivals, so that a run can be repeated exactly.
+    pub seed: u64,
+}
+
+/// When the requests of an open-loop run are due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arrivals {
+    /// Evenly spaced: request i is due at start + i / rate.
+    #[default]
+    Constant,
+    /// A Poisson process: independent arrivals with exponential gaps of mean 1 / rate, as
+    /// many independent users would produce.
+    Poisson,
+}
+
+/// What an open-loop run does with a request that is due when every connection is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenBusy {
+    /// Wait for the next free connection; the wait counts in the corrected latency (and a
+    /// request still waiting when its deadline passes is counted over the deadline).
+    #[default]
+    Queue,
+    /// Give the request up at once and count it as `dropped`.
+    Drop,
 }
 
 /// The request each client sends.

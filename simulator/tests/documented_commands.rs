@@ -45,8 +45,10 @@ fn server_args() -> server_core::ServerArgs {
 fn setup(command: &str) -> Option<Setup> {
     let single = || start(Servers::only("single"), server_args());
     Some(match command {
-        // Labs and comparisons start their own in-process servers.
-        c if c.starts_with("lab ") || c.starts_with("compare") && !c.contains("--target") => {
+        // Labs, comparisons and sweeps start their own in-process servers.
+        c if c.starts_with("lab ")
+            || (c.starts_with("compare") || c.starts_with("sweep")) && !c.contains("--target") =>
+        {
             Setup::Alone
         }
         "run --target 127.0.0.1:7777"
@@ -83,6 +85,16 @@ fn setup(command: &str) -> Option<Setup> {
                 server_args(),
             )
         }),
+        // Lab 13's variation: the pool of 4 request slots, and Poisson arrivals at 88% load.
+        "run --rate 176 --arrivals poisson --duration 3s --connections 100 --request \"GET /sleep/20\"" => {
+            Setup::Server(|| {
+                let args = server_core::ServerArgs {
+                    keep_alive_timeout: Duration::ZERO,
+                    ..server_args()
+                };
+                start(Servers::only("prefork-pool").with("workers", 4), args)
+            })
+        }
         "compare --target single:7777,thread-per-conn:7777,prefork-pool:7777,pipeline:7777,event-loop:7777" => {
             // Needs the compose network's service names; scripts/container-smoke.sh runs it
             // in CI.

@@ -1,7 +1,30 @@
-//! The labs' plumbing: sheets, and `--target`. Every lab itself is run, at scaled time and
-//! as its sheet documents it, by `tests/documented_commands.rs`.
+//! The labs' plumbing: sheets, and `--target`; and every lab on the thread-per-client
+//! engine. Every lab is also run on the default event-driven engine, at scaled time and as
+//! its sheet documents it, by `tests/documented_commands.rs`.
 
 use simulator::labs::{self, LabEnv};
+use simulator::scenario::Engine;
+
+#[test]
+fn every_lab_agrees_on_the_thread_per_client_engine() {
+    // Both engines run the same clients, so every lab's checks must agree on this one too.
+    let env = LabEnv {
+        scale: 0.1,
+        target: None,
+        engine: Engine::Threads,
+    };
+    let mut failed = Vec::new();
+    for lab in labs::all() {
+        let checks = lab
+            .run(&env)
+            .unwrap_or_else(|e| panic!("lab {} could not run: {e}", lab.id));
+        assert!(!checks.is_empty(), "lab {} checked nothing", lab.id);
+        if checks.iter().any(|c| !c.agrees) {
+            failed.push(labs::to_text(&lab, &env, &checks));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
 
 #[test]
 fn every_lab_has_a_sheet() {
@@ -22,6 +45,7 @@ fn labs_that_start_their_own_servers_refuse_a_target() {
     let env = LabEnv {
         scale: 0.1,
         target: Some("127.0.0.1:9".into()),
+        engine: Engine::Events,
     };
     assert!(labs::find(7).expect("lab 7").run(&env).is_err());
     assert!(labs::find(99).is_err());
@@ -35,6 +59,7 @@ fn a_lab_runs_against_a_server_the_student_started() {
     let env = LabEnv {
         scale: 0.1,
         target: Some(server.addr().to_string()),
+        engine: Engine::Events,
     };
     let checks = labs::find(2)
         .expect("lab 2")
@@ -66,6 +91,7 @@ fn a_lab_runs_against_a_server_the_student_started() {
     let env = LabEnv {
         scale: 0.1,
         target: Some(pool.addr().to_string()),
+        engine: Engine::Events,
     };
     let error = labs::find(1)
         .expect("lab 1")

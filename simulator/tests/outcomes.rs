@@ -5,8 +5,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use simulator::scenario::{DeadlineClock, Scenario};
+use simulator::scenario::{DeadlineClock, Engine, Scenario};
 use simulator::{run, target, Outcome, Report};
+
+mod common;
 
 const IO: Duration = Duration::from_secs(5);
 
@@ -45,8 +47,9 @@ fn fake(connections: usize, answer: fn(&mut TcpStream)) -> SocketAddr {
     addr
 }
 
-fn run(addr: SocketAddr, scenario: &Scenario) -> Report {
-    run::run(addr, &addr.to_string(), scenario, None).expect("the run completes")
+fn run(engine: Engine, addr: SocketAddr, scenario: &Scenario) -> Report {
+    let scenario = scenario.clone().on(engine);
+    run::run(addr, &addr.to_string(), &scenario, None).expect("the run completes")
 }
 
 fn only(report: &Report, outcome: Outcome) {
@@ -59,42 +62,38 @@ fn only(report: &Report, outcome: Outcome) {
     assert!(report.clients.iter().all(|c| c.outcome == outcome));
 }
 
-#[test]
-fn refused() {
+fn refused(engine: Engine) {
     let addr = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port");
     // The listener is dropped: nothing listens there now.
-    only(&run(addr, &scenario(2, 1000)), Outcome::Refused);
+    only(&run(engine, addr, &scenario(2, 1000)), Outcome::Refused);
     assert!(matches!(
         target::probe(addr, &addr.to_string()),
         Err(simulator::SimError::NothingListening { .. })
     ));
 }
 
-#[test]
-fn reset() {
+fn reset(engine: Engine) {
     let addr = fake(2, |stream| {
         // Linger 0: closing sends a reset instead of an orderly close.
         let _ = socket2::SockRef::from(&*stream).set_linger(Some(Duration::ZERO));
     });
-    only(&run(addr, &scenario(2, 2000)), Outcome::Reset);
+    only(&run(engine, addr, &scenario(2, 2000)), Outcome::Reset);
 }
 
-#[test]
-fn closed_without_an_answer_is_a_reset() {
+fn closed_without_an_answer_is_a_reset(engine: Engine) {
     let addr = fake(2, |_| {});
-    only(&run(addr, &scenario(2, 2000)), Outcome::Reset);
+    only(&run(engine, addr, &scenario(2, 2000)), Outcome::Reset);
 }
 
-#[test]
-fn stall() {
+fn stall(engine: Engine) {
     let addr = fake(2, |stream| {
         // Never answers; waits until the client gives up and closes.
         let _ = stream.read(&mut [0u8; 16]);
     });
     let began = Instant::now();
-    let report = run(addr, &scenario(2, 300));
+    let report = run(engine, addr, &scenario(2, 300));
     only(&report, Outcome::ServiceTimeout);
     assert!(report.clients.iter().all(|c| c.connect_us.is_some()));
     // Never past the deadline (plus scheduling slack).
@@ -106,8 +105,7 @@ fn stall() {
     assert_eq!(report.latency_us.over_deadline, 2);
 }
 
-#[test]
-fn connect_timeout_on_a_full_backlog() {
+fn connect_timeout_on_a_full_backlog(engine: Engine) {
     // A listener with backlog 0 that never accepts: Linux keeps one handshake-completed
     // connection in its queue and then drops further SYNs.
     let socket =
@@ -125,52 +123,51 @@ fn connect_timeout_on_a_full_backlog() {
         .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok())
         .collect();
     assert!(!filler.is_empty());
-    let report = run(addr, &scenario(2, 400));
+    let report = run(engine, addr, &scenario(2, 400));
     only(&report, Outcome::ConnectTimeout);
     assert!(report.clients.iter().all(|c| c.connect_us.is_none()));
     drop(socket);
 }
 
-#[test]
-fn garbage() {
+fn garbage(engine: Engine) {
     let addr = fake(2, |stream| {
         let _ = stream.write_all(b"HELLO THERE\r\n\r\n");
     });
-    only(&run(addr, &scenario(2, 2000)), Outcome::BadResponse);
+    only(&run(engine, addr, &scenario(2, 2000)), Outcome::BadResponse);
 }
 
-#[test]
-fn service_unavailable() {
+fn service_unavailable(engine: Engine) {
     let addr = fake(2, |stream| {
         let _ = stream.write_all(
             b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 4\r\n\r\nbusy",
         );
     });
-    let report = run(addr, &scenario(2, 2000));
+    let report = run(engine, addr, &scenario(2, 2000));
     only(&report, Outcome::Rejected);
     assert!(report.clients.iter().all(|c| c.status == Some(503)));
 }
 
-#[test]
-fn chunked_and_close_delimited_responses_are_served() {
+fn chunked_and_close_delimited_responses_are_served(engine: Engine) {
     let chunked = fake(2, |stream| {
         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
     });
-    only(&run(chunked, &scenario(2, 2000)), Outcome::Served);
+    only(&run(engine, chunked, &scenario(2, 2000)), Outcome::Served);
     let until_close = fake(2, |stream| {
         let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nhello until close");
     });
-    only(&run(until_close, &scenario(2, 2000)), Outcome::Served);
+    only(
+        &run(engine, until_close, &scenario(2, 2000)),
+        Outcome::Served,
+    );
 }
 
-#[test]
-fn json_report_has_the_documented_shape() {
+fn json_report_has_the_documented_shape(engine: Engine) {
     let addr = fake(3, |stream| {
         let _ = stream.write_all(
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Servelab-Thread: worker-7\r\n\r\nok",
         );
     });
-    let report = run(addr, &scenario(3, 2000));
+    let report = run(engine, addr, &scenario(3, 2000));
     let json = serde_json::to_value(&report).expect("JSON");
     for field in [
         "clients",
@@ -236,15 +233,14 @@ fn answers_after(connections: usize, delay: Duration) -> SocketAddr {
     addr
 }
 
-#[test]
-fn an_answer_just_after_the_deadline_is_late_on_both_clocks() {
+fn an_answer_just_after_the_deadline_is_late_on_both_clocks(engine: Engine) {
     // The answer comes about half a millisecond after each client's deadline: a read
     // timeout that the kernel rounds up would still deliver it. It must never count as
     // served, and the distribution must say the same as the ledger.
     for clock in [DeadlineClock::FromStart, DeadlineClock::PerCall] {
         let timeout = Duration::from_millis(200);
         let addr = answers_after(4, timeout + Duration::from_micros(500));
-        let report = run(addr, &scenario(4, 200).with_clock(clock));
+        let report = run(engine, addr, &scenario(4, 200).with_clock(clock));
         only(&report, Outcome::ServiceTimeout);
         assert_eq!(report.latency_us.over_deadline, 4, "{clock:?}");
         for client in &report.clients {
@@ -256,10 +252,9 @@ fn an_answer_just_after_the_deadline_is_late_on_both_clocks() {
     }
 }
 
-#[test]
-fn an_answer_just_before_the_deadline_is_served() {
+fn an_answer_just_before_the_deadline_is_served(engine: Engine) {
     let addr = answers_after(3, Duration::from_millis(100));
-    let report = run(addr, &scenario(3, 300));
+    let report = run(engine, addr, &scenario(3, 300));
     only(&report, Outcome::Served);
     assert_eq!(report.latency_us.over_deadline, 0);
     assert!(report
@@ -311,8 +306,7 @@ fn csv_quotes_what_needs_quoting() {
         "x",
         None,
         &scenario(1, 1000),
-        vec![client],
-        Duration::from_millis(5),
+        simulator::engine::Finished::from_records(vec![client]),
     );
     let csv = report.to_csv();
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
@@ -330,14 +324,13 @@ fn csv_quotes_what_needs_quoting() {
     assert_eq!(&row[1], "reset");
 }
 
-#[test]
-fn a_load_run_without_timeouts_has_no_sample_at_the_deadline() {
+fn a_load_run_without_timeouts_has_no_sample_at_the_deadline(engine: Engine) {
     let addr = answers_after(64, Duration::ZERO);
     let scenario = Scenario {
         load: simulator::Load::Duration(Duration::from_millis(100)),
         ..scenario(2, 3000)
     };
-    let report = run(addr, &scenario);
+    let report = run(engine, addr, &scenario);
     assert_eq!(report.latency_us.over_deadline, 0);
     assert!(
         report.latency_us.max < 3_000_000,
@@ -345,3 +338,18 @@ fn a_load_run_without_timeouts_has_no_sample_at_the_deadline() {
         report.latency_us.max
     );
 }
+
+on_both_engines!(
+    refused,
+    reset,
+    closed_without_an_answer_is_a_reset,
+    stall,
+    connect_timeout_on_a_full_backlog,
+    garbage,
+    service_unavailable,
+    chunked_and_close_delimited_responses_are_served,
+    json_report_has_the_documented_shape,
+    an_answer_just_after_the_deadline_is_late_on_both_clocks,
+    an_answer_just_before_the_deadline_is_served,
+    a_load_run_without_timeouts_has_no_sample_at_the_deadline,
+);

@@ -5,9 +5,12 @@
 use std::time::Duration;
 
 use simulator::compare::run_one;
+use simulator::scenario::Engine;
 use simulator::scenario::{DeadlineClock, Load, RequestSpec, Scenario};
 use simulator::Report;
 use simulator::Servers;
+
+mod common;
 
 fn scenario(timeout_ms: u64, hold_ms: u64, path: &str) -> Scenario {
     Scenario::get(
@@ -18,8 +21,8 @@ fn scenario(timeout_ms: u64, hold_ms: u64, path: &str) -> Scenario {
     )
 }
 
-fn run(arch: &str, servers: Servers, scenario: &Scenario) -> Report {
-    run_one(arch, scenario, &servers).expect("the run completes")
+fn run(engine: Engine, arch: &str, servers: Servers, scenario: &Scenario) -> Report {
+    run_one(arch, &scenario.clone().on(engine), &servers).expect("the run completes")
 }
 
 /// Asserts the served count, that the others timed out, and that the prediction agrees.
@@ -48,27 +51,35 @@ fn check(report: &Report, served: usize) {
     );
 }
 
-#[test]
-fn sequential_five_patient_clients_three_served() {
+fn sequential_five_patient_clients_three_served(engine: Engine) {
     // The lecture's E1 off its boundary: hold 5 → 500 ms, timeout 15 → 14 s scaled to 1.4 s.
     check(
-        &run("single", Servers::default(), &scenario(1400, 500, "/")),
+        &run(
+            engine,
+            "single",
+            Servers::default(),
+            &scenario(1400, 500, "/"),
+        ),
         3,
     );
 }
 
-#[test]
-fn sequential_short_patience_long_hold_one_served() {
+fn sequential_short_patience_long_hold_one_served(engine: Engine) {
     check(
-        &run("single", Servers::default(), &scenario(500, 3000, "/")),
+        &run(
+            engine,
+            "single",
+            Servers::default(),
+            &scenario(500, 3000, "/"),
+        ),
         1,
     );
 }
 
-#[test]
-fn thread_per_conn_serves_all_five_holders() {
+fn thread_per_conn_serves_all_five_holders(engine: Engine) {
     check(
         &run(
+            engine,
             "thread-per-conn",
             Servers::default(),
             &scenario(500, 3000, "/"),
@@ -77,10 +88,10 @@ fn thread_per_conn_serves_all_five_holders() {
     );
 }
 
-#[test]
-fn a_pool_of_eight_serves_all_five_holders() {
+fn a_pool_of_eight_serves_all_five_holders(engine: Engine) {
     check(
         &run(
+            engine,
             "prefork-pool",
             Servers::default(),
             &scenario(500, 3000, "/"),
@@ -89,16 +100,18 @@ fn a_pool_of_eight_serves_all_five_holders() {
     );
 }
 
-#[test]
-fn a_pool_of_four_serves_four_holders() {
+fn a_pool_of_four_serves_four_holders(engine: Engine) {
     let flags = Servers::default().with("workers", 4);
-    check(&run("prefork-pool", flags, &scenario(500, 3000, "/")), 4);
+    check(
+        &run(engine, "prefork-pool", flags, &scenario(500, 3000, "/")),
+        4,
+    );
 }
 
-#[test]
-fn sequential_heavy_requests_two_served() {
+fn sequential_heavy_requests_two_served(engine: Engine) {
     check(
         &run(
+            engine,
             "single",
             Servers::default(),
             &scenario(1000, 0, "/sleep/400"),
@@ -107,10 +120,10 @@ fn sequential_heavy_requests_two_served() {
     );
 }
 
-#[test]
-fn thread_per_conn_heavy_requests_all_served() {
+fn thread_per_conn_heavy_requests_all_served(engine: Engine) {
     check(
         &run(
+            engine,
             "thread-per-conn",
             Servers::default(),
             &scenario(1000, 0, "/sleep/400"),
@@ -119,8 +132,7 @@ fn thread_per_conn_heavy_requests_all_served() {
     );
 }
 
-#[test]
-fn a_load_run_reports_throughput() {
+fn a_load_run_reports_throughput(engine: Engine) {
     let scenario = Scenario {
         clients: 4,
         timeout: Duration::from_secs(2),
@@ -128,8 +140,10 @@ fn a_load_run_reports_throughput() {
         request: RequestSpec::get("/sleep/20"),
         load: Load::Duration(Duration::from_millis(400)),
         deadline: DeadlineClock::FromStart,
+        engine,
+        engine_threads: None,
     };
-    let report = run("thread-per-conn", Servers::default(), &scenario);
+    let report = run(engine, "thread-per-conn", Servers::default(), &scenario);
     let throughput = report
         .throughput
         .clone()
@@ -142,3 +156,14 @@ fn a_load_run_reports_throughput() {
     assert_eq!(report.summary.served, 4);
     assert!(report.latency_us.p50 >= 20_000);
 }
+
+on_both_engines!(
+    sequential_five_patient_clients_three_served,
+    sequential_short_patience_long_hold_one_served,
+    thread_per_conn_serves_all_five_holders,
+    a_pool_of_eight_serves_all_five_holders,
+    a_pool_of_four_serves_four_holders,
+    sequential_heavy_requests_two_served,
+    thread_per_conn_heavy_requests_all_served,
+    a_load_run_reports_throughput,
+);

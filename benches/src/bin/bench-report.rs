@@ -2,8 +2,10 @@
 //!
 //! Run `cargo bench` first (or `cargo bench -- --quick`), then
 //! `cargo run -p benches --bin bench-report`. The command replaces the generated section of
-//! the document and leaves the hand-written text around it alone. With `--peers FILE` it
-//! instead puts FILE (the table `scripts/compare-peers.sh` made) into the peers section.
+//! the document and leaves the hand-written text around it alone. With `--section NAME
+//! --file FILE` it instead puts FILE into section NAME: the tables of
+//! `scripts/compare-peers.sh` (`peers`) and `scripts/simulator-vs-wrk.sh`
+//! (`load-generator`).
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -23,9 +25,14 @@ struct Args {
     #[arg(long, value_name = "FILE", default_value_os_t = default_document())]
     out: PathBuf,
 
-    /// Instead of criterion's results, write this Markdown file into the peers section.
-    #[arg(long, value_name = "FILE")]
-    peers: Option<PathBuf>,
+    /// Instead of criterion's results, write this Markdown file (with the machine's stamp)
+    /// into the section named by --section.
+    #[arg(long, value_name = "FILE", requires = "section")]
+    file: Option<PathBuf>,
+
+    /// The section of the document --file goes into: `peers` or `load-generator`.
+    #[arg(long, value_name = "NAME", requires = "file", value_parser = ["peers", "load-generator"])]
+    section: Option<String>,
 
     /// Print the section instead of writing it.
     #[arg(long)]
@@ -51,15 +58,15 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), ReportError> {
-    let (section, content) = match &args.peers {
-        Some(path) => {
+    let (section, content) = match (&args.file, &args.section) {
+        (Some(path), Some(section)) => {
             let table = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
                 path: path.clone(),
                 source,
             })?;
-            ("peers", format!("{}\n{table}", stamp()))
+            (section.as_str(), format!("{}\n{table}", stamp()))
         }
-        None => {
+        _ => {
             let dir = args
                 .criterion_dir
                 .clone()

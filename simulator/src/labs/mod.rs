@@ -13,6 +13,7 @@
 mod backlog;
 mod event_loop;
 mod heavy;
+mod open_loop;
 mod pipeline;
 mod pools;
 mod queues;
@@ -22,7 +23,6 @@ pub mod shared_state;
 pub use pipeline::SEMIPRIME;
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ use server_core::{RunningServer, ServerArgs};
 
 use crate::report::Report;
 use crate::run;
-use crate::scenario::{DeadlineClock, Load, RequestSpec, Scenario};
+use crate::scenario::{DeadlineClock, Engine, Load, RequestSpec, Scenario};
 use crate::servers::Servers;
 use crate::target::{self, ServerInfo};
 use crate::units::human_us;
@@ -44,9 +44,21 @@ pub struct LabEnv {
     pub scale: f64,
     /// A server the student started, instead of in-process servers.
     pub target: Option<String>,
+    /// The engine that runs the clients. Every lab gives the same result on both; the
+    /// open-loop steps of labs 13 to 15 always run on the event-driven engine, the only
+    /// one that has them.
+    pub engine: Engine,
 }
 
 impl LabEnv {
+    /// `scenario` as this lab run runs it (on its engine).
+    pub fn scenario(&self, scenario: &Scenario) -> Scenario {
+        match scenario.load {
+            Load::Rate(_) => scenario.clone(),
+            _ => scenario.clone().on(self.engine),
+        }
+    }
+
     /// `seconds` of lecture time, scaled.
     pub fn lecture(&self, seconds: f64) -> Duration {
         Duration::from_secs_f64(seconds * self.scale)
@@ -190,6 +202,27 @@ pub fn all() -> Vec<Lab> {
             targets: &[],
             run: event_loop::lab12,
         },
+        Lab {
+            id: 13,
+            title: "Open against closed: the same load, latencies orders of magnitude apart",
+            sheet: "labs/13-open-against-closed.md",
+            targets: &[],
+            run: open_loop::lab13,
+        },
+        Lab {
+            id: 14,
+            title: "Coordinated omission: which p99 is the truth?",
+            sheet: "labs/14-coordinated-omission.md",
+            targets: &[],
+            run: open_loop::lab14,
+        },
+        Lab {
+            id: 15,
+            title: "The knee: the highest rate served in time, measured and predicted",
+            sheet: "labs/15-the-knee.md",
+            targets: &[],
+            run: open_loop::lab15,
+        },
     ]
 }
 
@@ -273,14 +306,14 @@ fn measure(
                 running.as_deref().unwrap_or("something that is not servelab")
             )));
         }
-        let report = run::run(addr, target, scenario, info.as_ref())?;
+        let report = run::run(addr, target, &env.scenario(scenario), info.as_ref())?;
         let stats = target::probe(addr, target)?
             .map(|i| i.snapshot)
             .ok_or_else(|| SimError::Usage(format!("{target} stopped answering /stats")))?;
         return Ok((report, stats));
     }
     let server = flags.start(arch, args)?;
-    let result = run_against(&server, scenario);
+    let result = run_against(env, &server, scenario);
     stop(server)?;
     result
 }
@@ -291,12 +324,11 @@ fn stop(server: RunningServer) -> Result<(), SimError> {
 }
 
 fn run_against(
+    env: &LabEnv,
     server: &RunningServer,
     scenario: &Scenario,
 ) -> Result<(Report, Snapshot), SimError> {
-    let addr: SocketAddr = server.addr();
-    let info = ServerInfo::from(server.context().snapshot());
-    let report = run::run(addr, &addr.to_string(), scenario, Some(&info))?;
+    let report = run::run_in_process(server, &env.scenario(scenario))?;
     Ok((report, server.context().snapshot()))
 }
 

@@ -31,7 +31,7 @@ pub(super) fn lab4(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let scenario = Scenario::get(5, "/", timeout, hold);
     let flags = Servers::default().with("workers", 4);
     let server = flags.start("prefork-pool", flags.server_args(&scenario))?;
-    let (report, _) = run_against(&server, &scenario)?;
+    let (report, _) = run_against(env, &server, &scenario)?;
     // The fifth connection still sits in the queue until a holder leaves and frees a
     // worker. Wait (bounded) until a worker has taken it, then read the queue's figures.
     let ctx = Arc::clone(server.context());

@@ -1,0 +1,337 @@
+//! Load runs: closed loops that end on time and say who was starved, open loops that keep
+//! their schedule, request counts that match the server's own, the run's files and JSON
+//! schema, and the limit on open files.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use server_core::{RunningServer, ServerArgs};
+use simulator::scenario::{Arrivals, Engine, Load, OpenLoop, Scenario, WhenBusy};
+use simulator::{run, Outcome, Report, Servers};
+
+mod common;
+
+fn server(arch: &str, servers: Servers) -> RunningServer {
+    servers
+        .start(arch, ServerArgs::default())
+        .expect("the server starts")
+}
+
+fn closed(clients: usize, path: &str, length_ms: u64, timeout_ms: u64) -> Scenario {
+    Scenario {
+        load: Load::Duration(Duration::from_millis(length_ms)),
+        ..Scenario::get(
+            clients,
+            path,
+            Duration::from_millis(timeout_ms),
+            Duration::ZERO,
+        )
+    }
+}
+
+fn open(
+    connections: usize,
+    path: &str,
+    rate: f64,
+    length_ms: u64,
+    when_busy: WhenBusy,
+) -> Scenario {
+    Scenario {
+        load: Load::Rate(OpenLoop {
+            rate,
+            duration: Duration::from_millis(length_ms),
+            arrivals: Arrivals::Constant,
+            when_busy,
+            seed: 7,
+        }),
+        ..Scenario::get(connections, path, Duration::from_secs(5), Duration::ZERO)
+    }
+}
+
+fn run_on(server: &RunningServer, scenario: &Scenario) -> Report {
+    run::run_in_process(server, scenario).expect("the run completes")
+}
+
+/// A sequential server answering `/sleep/2000` serves one client and holds everyone else
+/// for longer than the run lasts. The run still ends on time, the requests in flight are
+/// unfinished (not failures), and the clients that got nothing are starved, not served.
+fn a_load_run_ends_on_time_and_names_the_starved(engine: Engine) {
+    let server = server("single", Servers::only("single"));
+    let scenario = closed(50, "/sleep/2000", 300, 5000).on(engine);
+    let began = Instant::now();
+    let report = run_on(&server, &scenario);
+    let took = began.elapsed();
+    // Without the end, the first answer alone would come after 2 s.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert!(report.summary.elapsed_ms < 1000, "{}", report.to_text());
+    let requests = report.requests.clone().expect("a load run counts requests");
+    assert_eq!(requests.served, 0, "{}", report.to_text());
+    assert_eq!(requests.errors(), 0, "nothing failed: {}", report.to_text());
+    assert_eq!(requests.unfinished, requests.sent, "{}", report.to_text());
+    assert!(requests.sent >= 1, "{}", report.to_text());
+    assert_eq!(report.summary.starved, 50, "{}", report.to_text());
+    assert!(report
+        .clients
+        .iter()
+        .all(|c| c.outcome == Outcome::Starved && c.error.is_some()));
+    server.stop().expect("stop");
+}
+
+/// Both engines time a closed loop the same way: a request's latency is at least its
+/// route's work.
+fn closed_loop_latency_includes_the_work(engine: Engine) {
+    let server = server("thread-per-conn", Servers::only("thread-per-conn"));
+    let report = run_on(&server, &closed(4, "/sleep/10", 300, 5000).on(engine));
+    let requests = report.requests.clone().expect("counts");
+    assert!(requests.served >= 4, "{}", report.to_text());
+    assert!(report.latency_us.p50 >= 10_000, "{}", report.to_text());
+    assert_eq!(report.summary.served, 4, "{}", report.to_text());
+    server.stop().expect("stop");
+}
+
+on_both_engines!(
+    a_load_run_ends_on_time_and_names_the_starved,
+    closed_loop_latency_includes_the_work,
+);
+
+#[test]
+fn the_request_count_agrees_with_the_servers_own_at_a_thousand_clients() {
+    testkit::raise_fd_limit(4096);
+    let server = server("event-loop", Servers::only("event-loop"));
+    let before = server.context().snapshot().requests.received;
+    let report = run_on(&server, &closed(1000, "/", 1000, 10_000));
+    // The server reads what the clients sent before they hung up; wait until it has.
+    let ctx = std::sync::Arc::clone(server.context());
+    testkit::wait_until("the server has finished every request", || {
+        ctx.snapshot().requests.in_flight == 0
+    });
+    let received = server.context().snapshot().requests.received - before;
+    let requests = report.requests.clone().expect("counts");
+    // Every request the simulator sent, the server received; every response it counted,
+    // the server sent. Within 1%, and never more answers than requests received.
+    let sent = requests.sent as f64;
+    assert!(
+        (sent - received as f64).abs() <= sent * 0.01,
+        "simulator sent {} requests, the server received {received}\n{}",
+        requests.sent,
+        report.to_text()
+    );
+    assert!(requests.completed <= received, "{}", report.to_text());
+    assert_eq!(report.summary.clients, 1000);
+    assert_eq!(report.summary.served, 1000, "{}", report.to_text());
+    server.stop().expect("stop");
+}
+
+#[test]
+fn an_open_loop_keeps_its_schedule_and_reports_both_latencies() {
+    let server = server("event-loop", Servers::only("event-loop"));
+    let report = run_on(&server, &open(8, "/", 2000.0, 500, WhenBusy::Queue));
+    let requests = report.requests.clone().expect("counts");
+    // 2000/s for 0.5 s: 1000 requests come due, however fast the server answers.
+    assert_eq!(requests.due, 1000, "{}", report.to_text());
+    assert!(requests.sent >= 990, "{}", report.to_text());
+    assert_eq!(requests.dropped, 0);
+    let corrected = &report.latency_us;
+    let uncorrected = report
+        .latency_uncorrected_us
+        .as_ref()
+        .expect("open loops keep the uncorrected latency too");
+    // Counted from when it was due, a request never looks faster than from its send.
+    assert!(corrected.p50 >= uncorrected.p50, "{}", report.to_text());
+    assert!(corrected.max >= uncorrected.max, "{}", report.to_text());
+    assert!(report.schedule_lag_us.is_some());
+    assert!(!report.series.is_empty());
+    server.stop().expect("stop");
+}
+
+/// One connection to a server that takes 50 ms per request, offered 100 requests a second:
+/// half of them find the connection busy.
+fn busy_connection(when_busy: WhenBusy) -> Report {
+    let server = server("thread-per-conn", Servers::only("thread-per-conn"));
+    let report = run_on(&server, &open(1, "/sleep/50", 100.0, 600, when_busy));
+    server.stop().expect("stop");
+    report
+}
+
+#[test]
+fn requests_that_find_every_connection_busy_are_dropped_when_asked() {
+    let report = busy_connection(WhenBusy::Drop);
+    let r = report.requests.clone().expect("counts");
+    assert_eq!(r.due, 60, "{}", report.to_text());
+    assert!(r.dropped >= 20, "{}", report.to_text());
+    assert_eq!(r.queued, 0);
+    assert_eq!(r.due, r.sent + r.dropped, "{}", report.to_text());
+    // Sent requests waited for nothing: corrected and uncorrected are alike.
+    let u = report.latency_uncorrected_us.clone().expect("uncorrected");
+    assert!(
+        report.latency_us.p99 < u.p99 + 20_000,
+        "{}",
+        report.to_text()
+    );
+}
+
+#[test]
+fn requests_that_queue_for_a_connection_count_the_wait() {
+    let report = busy_connection(WhenBusy::Queue);
+    let r = report.requests.clone().expect("counts");
+    assert!(r.queued >= 20, "{}", report.to_text());
+    assert_eq!(r.dropped, 0);
+    // The queue grows by 50 requests a second: the last waited hundreds of milliseconds
+    // before they were sent, which only the corrected latency shows.
+    let u = report.latency_uncorrected_us.clone().expect("uncorrected");
+    assert!(u.p99 < 100_000, "{}", report.to_text());
+    assert!(report.latency_us.p99 > 2 * u.p99, "{}", report.to_text());
+}
+
+#[test]
+fn the_json_report_matches_its_schema() {
+    let schema_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/schema/report-v1.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).expect("the schema file"))
+            .expect("the schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let server = server("event-loop", Servers::only("event-loop"));
+    let mut uuid = closed(2, "/", 200, 1000);
+    uuid.request = simulator::RequestSpec::heavy(Duration::ZERO);
+    let mut text = Scenario::get(1, "/", Duration::from_secs(1), Duration::ZERO);
+    text.request.method = "POST".into();
+    text.request.path = "/echo".into();
+    text.request.body = simulator::scenario::Body::Text("hi".into());
+    for scenario in [
+        Scenario::get(3, "/", Duration::from_secs(1), Duration::from_millis(10)),
+        text,
+        uuid,
+        open(4, "/", 500.0, 300, WhenBusy::Drop),
+    ] {
+        let report = run_on(&server, &scenario);
+        let json = serde_json::to_value(&report).expect("serializable");
+        let errors: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}\n{json:#}");
+        assert_eq!(json["schema_version"], 1);
+    }
+    server.stop().expect("stop");
+}
+
+#[test]
+fn a_runs_files_agree_with_its_report() {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let server = server("event-loop", Servers::only("event-loop"));
+    let report = run_on(&server, &open(4, "/", 1000.0, 1500, WhenBusy::Queue));
+    server.stop().expect("stop");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("saved-run");
+    let _ = std::fs::remove_dir_all(&dir);
+    let files = simulator::save::save(&report, &dir).expect("the files are written");
+    assert_eq!(files.len(), 6);
+    let requests = report.requests.clone().expect("counts");
+
+    // The time series adds up to the run's counts.
+    let series = std::fs::read_to_string(dir.join("series.csv")).expect("series.csv");
+    let mut reader = csv::Reader::from_reader(series.as_bytes());
+    let (mut sent, mut completed, mut rows) = (0u64, 0u64, 0);
+    for row in reader.deserialize::<std::collections::HashMap<String, u64>>() {
+        let row = row.expect("a numeric row");
+        sent += row["sent"];
+        completed += row["completed"];
+        rows += 1;
+    }
+    assert_eq!(sent, requests.sent);
+    assert_eq!(completed, requests.completed);
+    assert!((2..=3).contains(&rows), "{rows} rows for a 1.5 s run");
+
+    // The interval log holds, per second, both tags, and adds up to the whole histogram.
+    let log = std::fs::read(dir.join("latency.hlog")).expect("latency.hlog");
+    let mut deserializer = Deserializer::new();
+    let (mut corrected, mut uncorrected) = (0u64, 0u64);
+    for entry in IntervalLogIterator::new(&log) {
+        if let Ok(LogEntry::Interval(h)) = entry {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(h.encoded_histogram())
+                .expect("base64");
+            let histogram: hdrhistogram::Histogram<u64> = deserializer
+                .deserialize(&mut bytes.as_slice())
+                .expect("a histogram");
+            match h.tag().map(|t| t.as_str()) {
+                Some("corrected") => corrected += histogram.len(),
+                Some("uncorrected") => uncorrected += histogram.len(),
+                other => panic!("unexpected tag {other:?}"),
+            }
+        }
+    }
+    assert_eq!(corrected, report.latency_us.samples);
+    assert_eq!(uncorrected, report.latency_us.samples);
+
+    // The percentile spectrum ends at the 100th percentile with every sample counted.
+    let hgrm = std::fs::read_to_string(dir.join("corrected.hgrm")).expect("corrected.hgrm");
+    assert!(hgrm.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"));
+    let last = hgrm
+        .lines()
+        .rfind(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .expect("rows");
+    let fields: Vec<&str> = last.split_whitespace().collect();
+    assert_eq!(fields[1], "1.000000000000", "{last}");
+    assert_eq!(fields[2], report.latency_us.samples.to_string(), "{last}");
+    assert!(hgrm.contains(&format!(
+        "Total count    = {:>12}",
+        report.latency_us.samples
+    )));
+}
+
+#[test]
+fn more_clients_than_open_files_is_one_sentence() {
+    let server = server("single", Servers::only("single"));
+    let addr: SocketAddr = server.addr();
+    // A shell that lowers both limits to 200 before the simulator starts; it cannot raise
+    // them again.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 200 && exec {} run --target {addr} --clients 1000",
+            env!("CARGO_BIN_EXE_simulator")
+        ))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the simulator");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing ran");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "simulator: 1000 clients need about 1064 open files, but this process may open at most 200"
+        ),
+        "{stderr}"
+    );
+    server.stop().expect("stop");
+}
+
+#[test]
+fn a_long_run_is_silent_on_stderr_when_it_is_not_a_terminal() {
+    let server = server("event-loop", Servers::only("event-loop"));
+    let addr = server.addr().to_string();
+    let out = testkit::run_binary(
+        env!("CARGO_BIN_EXE_simulator"),
+        &[
+            "run",
+            "--target",
+            &addr,
+            "--clients",
+            "2",
+            "--duration",
+            "2100ms",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("served within deadline: 2/2"));
+    server.stop().expect("stop");
+}
