@@ -27,43 +27,14 @@ impl Report {
             .as_deref()
             .map(|a| format!(" ({a})"))
             .unwrap_or_default();
-        let deadline = humantime::format_duration(self.scenario.timeout);
-        let _ = match self.scenario.load {
-            Load::Requests(_) => writeln!(
-                out,
-                "{} clients → {}{arch}: {} with a {deadline} deadline{}",
-                s.clients,
-                self.target,
-                self.scenario.request.line(),
-                if self.scenario.hold.is_zero() {
-                    String::new()
-                } else {
-                    format!(
-                        ", holding {}",
-                        humantime::format_duration(self.scenario.hold)
-                    )
-                },
-            ),
-            Load::Duration(d) => writeln!(
-                out,
-                "{} clients → {}{arch}: {} back to back for {} (closed loop), a {deadline} deadline per request",
-                s.clients,
-                self.target,
-                self.scenario.request.line(),
-                humantime::format_duration(d),
-            ),
-            Load::Rate(open) => writeln!(
-                out,
-                "{} connections → {}{arch}: {} at {} requests/s ({} arrivals, {} when busy) for {} (open loop), a {deadline} deadline per request",
-                s.clients,
-                self.target,
-                self.scenario.request.line(),
-                open.rate,
-                flag_name(open.arrivals),
-                flag_name(open.when_busy),
-                humantime::format_duration(open.duration),
-            ),
-        };
+        let _ = writeln!(
+            out,
+            "{} {} → {}{arch}: {}",
+            s.clients,
+            who(&self.scenario),
+            self.target,
+            what(&self.scenario)
+        );
         if self.clients.len() <= 32 && matches!(self.scenario.load, Load::Requests(_)) {
             let _ = writeln!(
                 out,
@@ -261,14 +232,14 @@ pub fn compare_text(scenario: &Scenario, reports: &[Report]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} clients, {}, deadline {}{}, all starting together\n",
+        "{} {}, {}{}\n",
         scenario.clients,
-        scenario.request.line(),
-        humantime::format_duration(scenario.timeout),
-        if scenario.hold.is_zero() {
-            String::new()
+        who(scenario),
+        what(scenario),
+        if scenario.load.is_load() {
+            ""
         } else {
-            format!(", holding {}", humantime::format_duration(scenario.hold))
+            ", all starting together"
         }
     );
     let _ = writeln!(
@@ -387,4 +358,45 @@ pub(crate) fn flag_name(value: impl clap::ValueEnum) -> String {
         .to_possible_value()
         .map(|v| v.get_name().to_owned())
         .unwrap_or_default()
+}
+
+/// Who the scenario's clients are: "clients", or the "connections" of an open loop.
+fn who(scenario: &Scenario) -> &'static str {
+    match scenario.load {
+        Load::Rate(_) => "connections",
+        _ => "clients",
+    }
+}
+
+/// What the scenario's clients do, in a phrase: "GET / with a 1s deadline, holding 500ms",
+/// "GET / back to back for 2s (closed loop), a 1s deadline per request", ...
+fn what(scenario: &Scenario) -> String {
+    let request = scenario.request.line();
+    let deadline = humantime::format_duration(scenario.timeout);
+    match scenario.load {
+        Load::Requests(k) => format!(
+            "{request}{} with a {deadline} deadline{}",
+            if k > 1 {
+                format!(" × {k}")
+            } else {
+                String::new()
+            },
+            if scenario.hold.is_zero() {
+                String::new()
+            } else {
+                format!(", holding {}", humantime::format_duration(scenario.hold))
+            },
+        ),
+        Load::Duration(d) => format!(
+            "{request} back to back for {} (closed loop), a {deadline} deadline per request",
+            humantime::format_duration(d),
+        ),
+        Load::Rate(open) => format!(
+            "{request} at {} requests/s ({} arrivals, {} when busy) for {} (open loop), a {deadline} deadline per request",
+            open.rate,
+            flag_name(open.arrivals),
+            flag_name(open.when_busy),
+            humantime::format_duration(open.duration),
+        ),
+    }
 }

@@ -34,7 +34,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, ErrorKind, Read, Write};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -119,13 +119,11 @@ pub fn run(plan: Plan) -> Result<Finished, SimError> {
         }
     }
     drop(done);
-    let started_at = SystemTime::now();
-    tracing::info!("{clients} clients will connect to {} ...", shared.plan.host);
-    shared.gate.go();
-    let collected = super::collect(
+    let (started_at, collected) = super::start_and_collect(
+        &shared.gate,
+        &shared.plan,
         &results,
         threads,
-        shared.plan.scenario.planned_length(),
         &shared.live,
         &shared.abort,
         || {

@@ -129,10 +129,40 @@ impl Abort {
     }
 }
 
+/// Opens `gate` (every engine thread or client thread exists and waits at it), then
+/// collects what they send on `results` (see [`collect`]). Returns the wall-clock time of
+/// the start too, for the interval log.
+pub(crate) fn start_and_collect<T>(
+    gate: &crate::gate::StartGate,
+    plan: &Plan,
+    results: &mpsc::Receiver<T>,
+    expected: usize,
+    live: &Live,
+    abort: &Abort,
+    on_abort: impl FnMut(),
+) -> (SystemTime, Result<Vec<T>, SimError>) {
+    let started_at = SystemTime::now();
+    tracing::info!(
+        "{} clients will connect to {} ...",
+        plan.scenario.clients,
+        plan.host
+    );
+    gate.go();
+    let collected = collect(
+        results,
+        expected,
+        plan.scenario.planned_length(),
+        live,
+        abort,
+        on_abort,
+    );
+    (started_at, collected)
+}
+
 /// Waits for `expected` results on `results` while the run goes on, redrawing the
-/// progress line, and calls `on_fatal` once if the run is aborted (so the engine can wake
+/// progress line, and calls `on_abort` once if the run is aborted (so the engine can wake
 /// its threads).
-pub(crate) fn collect<T>(
+fn collect<T>(
     results: &mpsc::Receiver<T>,
     expected: usize,
     planned: Duration,

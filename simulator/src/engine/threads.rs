@@ -16,7 +16,7 @@
 use std::io;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -119,13 +119,11 @@ pub fn run(mut plan: Plan, spawn: super::threads::Spawner) -> Result<Finished, S
         }
     }
     drop(done);
-    let started_at = SystemTime::now();
-    tracing::info!("{clients} clients will connect to {} ...", shared.plan.host);
-    shared.gate.go();
-    let collected = super::collect(
+    let (started_at, collected) = super::start_and_collect(
+        &shared.gate,
+        &shared.plan,
         &finished,
         clients,
-        shared.plan.scenario.planned_length(),
         &shared.live,
         &shared.abort,
         // Each client checks the flag before its next step; its blocking call in progress
