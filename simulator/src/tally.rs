@@ -227,6 +227,8 @@ pub struct Tally {
     second: u64,
     current: Second,
     series: Arc<Series>,
+    /// This tally's place among the series' contributors and the live counters.
+    index: usize,
     live: Arc<Live>,
     live_slot: usize,
 }
@@ -251,6 +253,7 @@ impl Tally {
             second: 0,
             current: Second::new(),
             series,
+            index,
             live_slot: index.min(live.slots.len() - 1),
             live,
         }
@@ -265,7 +268,7 @@ impl Tally {
     pub fn tick(&mut self, now: Instant) {
         let second = now.saturating_duration_since(self.start).as_secs();
         while self.second < second {
-            self.series.hand_in(self.second, &self.current);
+            self.series.hand_in(self.index, self.second, &self.current);
             self.current.clear();
             self.second += 1;
         }
@@ -364,12 +367,13 @@ impl Tally {
         let _ = self.current.uncorrected.record(uncorrected.max(1));
     }
 
-    /// The thread is finished: hands in its last second.
+    /// The thread is finished: hands in its last second and leaves the series.
     pub fn finish(&mut self) {
         if !self.current.is_empty() {
-            self.series.hand_in(self.second, &self.current);
+            self.series.hand_in(self.index, self.second, &self.current);
             self.current.clear();
         }
+        self.series.leave(self.index);
     }
 
     /// Adds `other` (another thread's tally) into this one.
@@ -409,8 +413,6 @@ struct Encoded {
 
 /// The time series, shared by the engine threads. See the module documentation.
 pub struct Series {
-    /// How many tallies hand in seconds: a second is complete when all have.
-    contributors: usize,
     /// Under a mutex because every engine thread hands in its seconds here; each does so
     /// once a second, so the lock is never contended for long.
     inner: Mutex<SeriesInner>,
@@ -418,8 +420,12 @@ pub struct Series {
 
 #[derive(Default)]
 struct SeriesInner {
-    /// Seconds some but not all threads have handed in: how many have, and the sum.
-    open: BTreeMap<u64, (usize, Second)>,
+    /// For each tally, the next second it will hand in (each hands in every second in
+    /// order), or `None` once it has left: a second is complete when every tally still
+    /// present is past it.
+    next: Vec<Option<u64>>,
+    /// Seconds not yet complete, and the sum of what was handed in for each.
+    open: BTreeMap<u64, Second>,
     rows: Vec<Row>,
     encoded: Vec<Encoded>,
 }
@@ -427,27 +433,34 @@ struct SeriesInner {
 impl Series {
     pub fn new(contributors: usize) -> Series {
         Series {
-            contributors: contributors.max(1),
-            inner: Mutex::new(SeriesInner::default()),
+            inner: Mutex::new(SeriesInner {
+                next: vec![Some(0); contributors.max(1)],
+                ..SeriesInner::default()
+            }),
         }
     }
 
-    fn hand_in(&self, second: u64, part: &Second) {
+    /// Tally `index` hands in `second` (and will hand in the next one next).
+    fn hand_in(&self, index: usize, second: u64, part: &Second) {
         let mut inner = self.inner.lock();
-        let complete = {
-            let entry = inner
-                .open
-                .entry(second)
-                .or_insert_with(|| (0, Second::new()));
-            entry.0 += 1;
-            entry.1.add(part);
-            entry.0 >= self.contributors
-        };
-        if complete {
-            if let Some((_, sum)) = inner.open.remove(&second) {
-                inner.close(second, &sum);
-            }
+        inner
+            .open
+            .entry(second)
+            .or_insert_with(Second::new)
+            .add(part);
+        if let Some(next) = inner.next.get_mut(index) {
+            *next = Some(second + 1);
         }
+        inner.close_complete();
+    }
+
+    /// Tally `index` hands in no more seconds.
+    fn leave(&self, index: usize) {
+        let mut inner = self.inner.lock();
+        if let Some(next) = inner.next.get_mut(index) {
+            *next = None;
+        }
+        inner.close_complete();
     }
 
     /// Every thread has finished: closes the seconds still open, and returns the rows
@@ -455,7 +468,7 @@ impl Series {
     pub fn finish(&self, started_at: SystemTime) -> (Vec<Row>, String) {
         let mut inner = self.inner.lock();
         let open = std::mem::take(&mut inner.open);
-        for (second, (_, sum)) in open {
+        for (second, sum) in open {
             inner.close(second, &sum);
         }
         inner.rows.sort_by_key(|r| r.second);
@@ -486,6 +499,21 @@ impl Series {
 }
 
 impl SeriesInner {
+    /// Closes every open second that all tallies still present have passed.
+    fn close_complete(&mut self) {
+        let Some(done_below) = self.next.iter().flatten().min().copied() else {
+            // Nobody is left to hand anything in; `finish` closes the rest.
+            return;
+        };
+        while let Some(entry) = self.open.first_entry() {
+            if *entry.key() >= done_below {
+                break;
+            }
+            let (second, sum) = entry.remove_entry();
+            self.close(second, &sum);
+        }
+    }
+
     fn close(&mut self, second: u64, sum: &Second) {
         let h = &sum.corrected;
         let pick = |q: f64| {
@@ -613,4 +641,77 @@ pub fn percentile_spectrum(h: &Histogram<u64>) -> String {
         (2 * 10u64.pow(u32::from(h.sigfig()))).next_power_of_two()
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(series: &Arc<Series>, start: Instant, index: usize) -> Tally {
+        Tally::new(
+            start,
+            1_000_000,
+            Arc::clone(series),
+            Arc::new(Live::new(2)),
+            index,
+        )
+    }
+
+    #[test]
+    fn every_second_is_one_row_however_the_threads_hand_them_in() {
+        let series = Arc::new(Series::new(2));
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let (mut early, mut late) = (tally(&series, start, 0), tally(&series, start, 1));
+        // The first thread works in second 0 and 1, then leaves; the second works on to
+        // second 4, handing its seconds in after the first has gone.
+        early.sent(at(100));
+        early.answered(at(100), at(100), at(150), 200);
+        early.sent(at(1_100));
+        early.finish();
+        late.sent(at(200));
+        late.sent(at(1_500));
+        late.sent(at(4_200));
+        late.answered(at(4_200), at(4_200), at(4_300), 200);
+        late.finish();
+        let (rows, log) = series.finish(SystemTime::now());
+        let seconds: Vec<u64> = rows.iter().map(|r| r.second).collect();
+        assert_eq!(seconds, [0, 1, 2, 3, 4]);
+        let sent: Vec<u64> = rows.iter().map(|r| r.sent).collect();
+        assert_eq!(sent, [2, 2, 0, 0, 1]);
+        assert_eq!(rows[0].served, 1);
+        assert_eq!(rows[4].served, 1);
+        assert!(
+            rows[0].p50_us >= 49_000 && rows[0].p50_us <= 51_000,
+            "{:?}",
+            rows[0]
+        );
+        // One line per tag for each second with requests.
+        assert_eq!(
+            log.lines()
+                .filter(|l| l.starts_with("Tag=corrected"))
+                .count(),
+            5
+        );
+    }
+
+    #[test]
+    fn a_timeout_is_recorded_at_the_deadline() {
+        let series = Arc::new(Series::new(1));
+        let start = Instant::now();
+        let mut t = tally(&series, start, 0);
+        let due = start;
+        let sent = start + Duration::from_millis(300);
+        // Noticed well after the 1 s deadline: recorded at the deadline all the same, and
+        // from the send, at the deadline less the wait before it.
+        t.failed(
+            Outcome::ServiceTimeout,
+            due,
+            Some(sent),
+            start + Duration::from_secs(3),
+        );
+        assert!(t.corrected.equivalent(t.corrected.max(), 1_000_000));
+        assert!(t.uncorrected.equivalent(t.uncorrected.max(), 700_000));
+        assert_eq!(t.requests.timed_out, 1);
+    }
 }
