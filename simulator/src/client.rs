@@ -433,6 +433,21 @@ impl Client {
     /// Takes what happened to the step in progress, at `now`.
     pub fn on(&mut self, plan: &Plan, event: Event, now: Instant, tally: &mut Tally) {
         let doing = std::mem::replace(&mut self.doing, Doing::Nothing);
+        // An open-loop connection connecting with no request handed over is warming up.
+        let warming_up = matches!(self.kind, Kind::Open { assigned: None, .. });
+        // Whatever ends an open-loop request (an answer, or a failure to connect for it or
+        // to exchange it) frees the connection for the next one.
+        if matches!(
+            (&doing, &event),
+            (
+                Doing::Exchanging { .. },
+                Event::Replied(_) | Event::Failed(_)
+            ) | (Doing::Connecting { .. }, Event::Failed(_))
+        ) {
+            if let Kind::Open { assigned, .. } = &mut self.kind {
+                *assigned = None;
+            }
+        }
         match (doing, event) {
             (Doing::Connecting { clock, .. }, Event::Connected) => {
                 self.connected = true;
@@ -461,7 +476,7 @@ impl Client {
                 self.connected = false;
                 match &mut self.kind {
                     Kind::Scenario { .. } => self.fail(plan, failure, now),
-                    Kind::Open { assigned: None, .. } => {
+                    Kind::Open { .. } if warming_up => {
                         // The eager connect of an idle connection: no request was waiting
                         // for it. The next request tries again.
                         tracing::debug!(
@@ -494,11 +509,11 @@ impl Client {
                 let served = tally.answered(clock, sent, now, reply.status);
                 if served {
                     self.record.served_requests += 1;
-                    self.record.complete_us = Some(self.since_start(now));
                 }
                 match &mut self.kind {
                     Kind::Scenario { answered, .. } => {
                         *answered += 1;
+                        // Late answers too: the lab's account of the run shows them.
                         self.record.complete_us = Some(self.since_start(now));
                         let waited = micros(now.saturating_duration_since(clock));
                         self.note_wait(waited);
@@ -519,10 +534,9 @@ impl Client {
                         }
                     }
                     Kind::Closed { .. } | Kind::Open { .. } => {
-                        if let Kind::Open { assigned, .. } = &mut self.kind {
-                            *assigned = None;
-                        }
-                        if !served {
+                        if served {
+                            self.record.complete_us = Some(self.since_start(now));
+                        } else {
                             let waited = micros(now.saturating_duration_since(clock));
                             let failure = if !in_time(waited, plan.limit_us()) {
                                 Failure::late(
@@ -584,9 +598,6 @@ impl Client {
             Kind::Closed { end, .. } | Kind::Open { end, .. } => Some(end),
             Kind::Scenario { .. } => None,
         };
-        if let Kind::Open { assigned, .. } = &mut self.kind {
-            *assigned = None;
-        }
         let cut_by_end = failure.outcome.timed_out() && Some(deadline) == end && now >= deadline;
         if cut_by_end {
             tally.unfinished();

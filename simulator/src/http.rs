@@ -159,7 +159,7 @@ impl ResponseReader {
             let rest = &input[at..];
             match self.state {
                 State::Head => {
-                    let mut headers = [httparse::EMPTY_HEADER; 32];
+                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
                     let mut parsed = httparse::Response::new(&mut headers);
                     let head_len = match parsed.parse(rest) {
                         Ok(httparse::Status::Complete(n)) => n,
@@ -178,10 +178,7 @@ impl ResponseReader {
                         continue;
                     }
                     let headers = parsed.headers;
-                    let close = headers.iter().any(|h| {
-                        h.name.eq_ignore_ascii_case("connection")
-                            && h.value.eq_ignore_ascii_case(b"close")
-                    });
+                    let close = closes(parsed.version, headers);
                     let server_thread = self
                         .want_thread
                         .then(|| {
@@ -242,11 +239,14 @@ impl ResponseReader {
                     self.state = State::ChunkSize;
                 }
                 State::Trailer => {
-                    if rest.len() < 2 {
+                    // Trailer fields, each ended by CRLF, until an empty line.
+                    let Some(line) = rest.windows(2).position(|w| w == b"\r\n") else {
                         return Ok((at, None));
+                    };
+                    at += line + 2;
+                    if line == 0 {
+                        return Ok((at, self.finish()));
                     }
-                    at += 2;
-                    return Ok((at, self.finish()));
                 }
                 State::UntilClose => return Ok((input.len(), None)),
             }
@@ -260,6 +260,26 @@ impl ResponseReader {
     }
 }
 
+/// The most header fields a response may have.
+const MAX_HEADERS: usize = 100;
+
+/// Whether the server closes the connection after this response: `Connection: close`, or
+/// an HTTP/1.0 response that did not ask to keep it alive.
+fn closes(version: Option<u8>, headers: &[httparse::Header]) -> bool {
+    let says = |token: &[u8]| {
+        headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection")
+                && tokens(h.value).any(|t| t.eq_ignore_ascii_case(token))
+        })
+    };
+    says(b"close") || (version == Some(0) && !says(b"keep-alive"))
+}
+
+/// The comma-separated tokens of a header value, trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(|t| t.trim_ascii())
+}
+
 /// How the body after a head with `headers` is delimited.
 fn body_state(headers: &[httparse::Header], no_body: bool) -> Result<State, Failure> {
     if no_body {
@@ -268,7 +288,11 @@ fn body_state(headers: &[httparse::Header], no_body: bool) -> Result<State, Fail
     let mut state = State::UntilClose;
     for header in headers {
         if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            if header.value.eq_ignore_ascii_case(b"chunked") {
+            // The body is chunked when chunked is the last coding applied.
+            if tokens(header.value)
+                .last()
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
+            {
                 return Ok(State::ChunkSize);
             }
         } else if header.name.eq_ignore_ascii_case("content-length") {
@@ -330,8 +354,8 @@ impl Connection {
     }
 
     /// Sends `request` and reads one complete response by `deadline`. With `exact` the
-    /// read timeout is recomputed before every read so the deadline holds to the
-    /// millisecond; load runs skip that system call and check the time afterwards instead.
+    /// read timeout is set afresh before every read; load runs skip that system call while
+    /// the timeout already set ends before the deadline (see `fill`).
     pub fn exchange(
         &mut self,
         request: &[u8],
@@ -371,30 +395,34 @@ impl Connection {
     }
 
     /// Reads more bytes into the buffer, waiting at most until `deadline`.
+    ///
+    /// The read timeout is a socket option, and setting it is a system call. With `exact`
+    /// it is set to what is left before every read. Without, the one already set is kept
+    /// while it does not reach past the deadline, and a read that times out before the
+    /// deadline simply waits again for the rest: the deadline holds either way.
     fn fill(&mut self, deadline: Instant, exact: bool) -> Result<usize, Failure> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Failure::no_answer());
-        }
-        let timeout = if exact {
-            left
-        } else {
-            self.timeout_set.unwrap_or(left)
-        };
-        if self.timeout_set != Some(timeout) {
-            self.stream
-                .set_read_timeout(Some(timeout))
-                .map_err(|e| Failure::from_io(&e, "setting the read timeout"))?;
-            self.timeout_set = Some(timeout);
-        }
         loop {
-            // Blocks until the server sends something, closes, or the time is up.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Failure::no_answer());
+            }
+            let timeout = match self.timeout_set {
+                Some(set) if !exact && set <= left => set,
+                _ => left,
+            };
+            if self.timeout_set != Some(timeout) {
+                self.stream
+                    .set_read_timeout(Some(timeout))
+                    .map_err(|e| Failure::from_io(&e, "setting the read timeout"))?;
+                self.timeout_set = Some(timeout);
+            }
+            // Blocks until the server sends something, closes, or the timeout passes.
             match self.stream.read(&mut self.buf) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return Err(Failure::no_answer())
-                }
+                // Timed out: the loop checks the deadline, and waits again if it is not yet
+                // reached.
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => return Err(Failure::from_io(&e, "reading the response")),
             }
         }
@@ -479,6 +507,37 @@ mod tests {
             .feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
             .expect("valid");
         assert_eq!(reader.closed().expect_err("short").outcome, Outcome::Reset);
+    }
+
+    #[test]
+    fn http_1_0_closes_unless_it_keeps_alive() {
+        let mut reader = ResponseReader::new();
+        let r = reader
+            .feed(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert!(r.close);
+        let r = reader
+            .feed(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert!(!r.close);
+        let r = reader
+            .feed(b"HTTP/1.1 200 OK\r\nConnection: upgrade, close\r\nContent-Length: 0\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert!(r.close);
+    }
+
+    #[test]
+    fn chunked_with_trailers_and_other_codings() {
+        let bytes = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\nX-Check: 1\r\nX-More: 2\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+        for cut in 0..bytes.len() {
+            let mut reader = ResponseReader::new();
+            let got = read_all(&mut reader, &[&bytes[..cut], &bytes[cut..]]);
+            let statuses: Vec<u16> = got.iter().map(|r| r.status).collect();
+            assert_eq!(statuses, [200, 204], "cut at {cut}");
+        }
     }
 
     #[test]

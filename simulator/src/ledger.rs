@@ -147,7 +147,7 @@ pub fn tally(scenario: &Scenario, run: &Finished) -> (Summary, Latency, Option<T
                 if !in_time(sample, timeout_us) {
                     over_deadline += 1;
                 }
-                let _ = histogram.record(sample.max(1));
+                histogram.saturating_record(sample.max(1));
             }
         }
         return (summary, Latency::of(&histogram, over_deadline), None);

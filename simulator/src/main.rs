@@ -166,9 +166,13 @@ impl SweepArgs {
                 "--goal is a fraction above 0 and at most 1, e.g. 0.99".into(),
             ));
         }
-        if let Some(bad) = self.rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+        if let Some(bad) = self
+            .rates
+            .iter()
+            .find(|r| !(r.is_finite() && **r > 0.0 && **r <= MAX_RATE))
+        {
             return Err(SimError::Usage(format!(
-                "--rates takes request rates above 0; got {bad}"
+                "--rates takes request rates above 0 and at most {MAX_RATE}; got {bad}"
             )));
         }
         if self.timeout.is_zero() || self.step.is_zero() {
@@ -349,6 +353,11 @@ impl LogLevel {
     }
 }
 
+/// The highest open-loop rate accepted: ten million requests per second, far beyond what
+/// one machine's loopback carries, and low enough that a typo cannot schedule requests
+/// faster than the engine can count them.
+const MAX_RATE: f64 = 10_000_000.0;
+
 struct Defaults {
     clients: usize,
     timeout: Duration,
@@ -368,9 +377,9 @@ impl ScenarioArgs {
         )?;
         let (clients, load) = match (self.rate, self.duration, self.requests) {
             (Some(rate), Some(duration), _) => {
-                if !(rate.is_finite() && rate > 0.0) {
+                if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE) {
                     return Err(SimError::Usage(format!(
-                        "--rate must be a number of requests per second above 0; got {rate}"
+                        "--rate is requests per second, above 0 and at most {MAX_RATE}; got {rate}"
                     )));
                 }
                 let open = OpenLoop {

@@ -8,9 +8,14 @@ use std::io::{self, ErrorKind};
 
 use crate::units::human_us;
 
-/// Whether `e` says this process (or the system) has no file descriptor left.
-pub fn out_of_files(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+/// Whether `e` says the simulator's side ran out of something a connection needs: a file
+/// descriptor (this process's, or the system's), or a local port to connect from (all of
+/// them in use or waiting out TIME_WAIT). Neither is the server's doing.
+pub fn out_of_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EADDRNOTAVAIL)
+    )
 }
 
 /// What happened to a client (or, in a load run, to one request). Exactly one per client.
@@ -84,8 +89,9 @@ pub fn in_time(waited_us: u64, limit_us: u64) -> bool {
 pub struct Failure {
     pub outcome: Outcome,
     pub message: String,
-    /// The simulator itself ran out of a resource (file descriptors): not something the
-    /// server did, so the run cannot go on and report it as the server's result.
+    /// The simulator itself ran out of a resource (file descriptors, local ports): not
+    /// something the server did, so the run cannot go on and report it as the server's
+    /// result.
     pub fatal: bool,
 }
 
@@ -113,12 +119,12 @@ impl Failure {
 
     /// A connection attempt to `addr` that failed with `e`.
     pub fn from_connect(e: &io::Error, addr: std::net::SocketAddr) -> Failure {
-        if out_of_files(e) {
+        if out_of_resources(e) {
             return Failure {
                 fatal: true,
                 ..Failure::new(
                     Outcome::Refused,
-                    format!("the simulator could not open another socket: {e}"),
+                    format!("the simulator could not open another connection: {e}"),
                 )
             };
         }

@@ -241,6 +241,7 @@ fn settle(addr: SocketAddr, target: &str, timeout: Duration) {
     let mut pause = Duration::from_millis(5);
     while Instant::now() < limit {
         match target::probe(addr, target) {
+            // The probe's own request is in flight while the server counts: one is idle.
             Ok(Some(info)) if info.snapshot.requests.in_flight <= 1 => return,
             Ok(Some(_)) => {}
             // Not servelab: nothing to ask, so wait out the deadline.
@@ -252,6 +253,8 @@ fn settle(addr: SocketAddr, target: &str, timeout: Duration) {
     }
 }
 
+/// [`settle`] for a server in this process, whose counters are read directly (no request
+/// of its own in flight).
 fn settle_in_process(server: &RunningServer, timeout: Duration) {
     let limit = Instant::now() + timeout.min(Duration::from_secs(5));
     let mut pause = Duration::from_millis(1);

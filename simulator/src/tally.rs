@@ -274,6 +274,11 @@ impl Tally {
         }
     }
 
+    /// The moment the time series moves on to the next second.
+    pub fn next_second(&self) -> Instant {
+        self.start + Duration::from_secs(self.second + 1)
+    }
+
     /// A request was written to a connection at `now`.
     pub fn sent(&mut self, now: Instant) {
         self.tick(now);
@@ -285,9 +290,8 @@ impl Tally {
     /// Open loop: a request due at `due` was sent at `now` on a connection that was free
     /// when it was due; the difference is the engine's own lateness.
     pub fn lag(&mut self, due: Instant, now: Instant) {
-        let _ = self
-            .lag
-            .record(micros(now.saturating_duration_since(due)).max(1));
+        self.lag
+            .saturating_record(micros(now.saturating_duration_since(due)).max(1));
     }
 
     /// Open loop: a request came due.
@@ -360,11 +364,14 @@ impl Tally {
         self.current.counts.dropped += 1;
     }
 
+    /// Records one request's latencies. A latency beyond the histograms' hour is recorded
+    /// as an hour (the deadline may be up to a day; nothing is left out).
     fn record(&mut self, corrected: u64, uncorrected: u64) {
-        let _ = self.corrected.record(corrected.max(1));
-        let _ = self.uncorrected.record(uncorrected.max(1));
-        let _ = self.current.corrected.record(corrected.max(1));
-        let _ = self.current.uncorrected.record(uncorrected.max(1));
+        let (corrected, uncorrected) = (corrected.max(1), uncorrected.max(1));
+        self.corrected.saturating_record(corrected);
+        self.uncorrected.saturating_record(uncorrected);
+        self.current.corrected.saturating_record(corrected);
+        self.current.uncorrected.saturating_record(uncorrected);
     }
 
     /// The thread is finished: hands in its last second and leaves the series.
@@ -443,11 +450,13 @@ impl Series {
     /// Tally `index` hands in `second` (and will hand in the next one next).
     fn hand_in(&self, index: usize, second: u64, part: &Second) {
         let mut inner = self.inner.lock();
-        inner
-            .open
-            .entry(second)
-            .or_insert_with(Second::new)
-            .add(part);
+        if !part.is_empty() {
+            inner
+                .open
+                .entry(second)
+                .or_insert_with(Second::new)
+                .add(part);
+        }
         if let Some(next) = inner.next.get_mut(index) {
             *next = Some(second + 1);
         }
@@ -686,12 +695,12 @@ mod tests {
             "{:?}",
             rows[0]
         );
-        // One line per tag for each second with requests.
+        // One line per tag for each second with requests; the idle seconds have none.
         assert_eq!(
             log.lines()
                 .filter(|l| l.starts_with("Tag=corrected"))
                 .count(),
-            5
+            3
         );
     }
 

@@ -184,6 +184,28 @@ fn requests_that_queue_for_a_connection_count_the_wait() {
 }
 
 #[test]
+fn every_open_loop_request_is_accounted_for_when_nothing_listens() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    // The listener is gone: every connect is refused.
+    let scenario = open(2, "/", 200.0, 300, WhenBusy::Queue);
+    let report = run::run(addr, &addr.to_string(), &scenario, None).expect("the run completes");
+    let r = report.requests.clone().expect("counts");
+    assert_eq!(r.due, 60, "{}", report.to_text());
+    assert_eq!(r.served, 0);
+    assert!(r.refused >= 1, "{}", report.to_text());
+    // Each request that came due was refused, is still waiting for a connection, or gave
+    // up waiting: none vanished.
+    assert_eq!(
+        r.due,
+        r.refused + r.unfinished + r.timed_out,
+        "{}",
+        report.to_text()
+    );
+}
+
+#[test]
 fn the_json_report_matches_its_schema() {
     let schema_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../docs/schema/report-v1.schema.json");

@@ -161,6 +161,22 @@ fn chunked_and_close_delimited_responses_are_served(engine: Engine) {
     );
 }
 
+fn a_load_run_against_an_http_1_0_server_reconnects_instead_of_failing(engine: Engine) {
+    // HTTP/1.0 without keep-alive: each answer ends its connection, unannounced.
+    let addr = fake(10_000, |stream| {
+        let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    });
+    let scenario = Scenario {
+        load: simulator::Load::Duration(Duration::from_millis(300)),
+        ..scenario(2, 2000)
+    };
+    let report = run(engine, addr, &scenario);
+    let requests = report.requests.clone().expect("a load run counts requests");
+    assert_eq!(requests.reset, 0, "{}", report.to_text());
+    assert!(requests.served >= 4, "{}", report.to_text());
+    assert_eq!(report.summary.served, 2, "{}", report.to_text());
+}
+
 fn json_report_has_the_documented_shape(engine: Engine) {
     let addr = fake(3, |stream| {
         let _ = stream.write_all(
@@ -340,6 +356,7 @@ fn a_load_run_without_timeouts_has_no_sample_at_the_deadline(engine: Engine) {
 }
 
 on_both_engines!(
+    a_load_run_against_an_http_1_0_server_reconnects_instead_of_failing,
     refused,
     reset,
     closed_without_an_answer_is_a_reset,

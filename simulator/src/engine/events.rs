@@ -91,11 +91,11 @@ pub fn run(plan: Plan) -> Result<Finished, SimError> {
         let started = Poll::new().and_then(|poll| {
             let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
             let ids: Vec<usize> = (index + 1..=clients).step_by(threads).collect();
-            let (shared, done, wake) = (Arc::clone(&shared), done.clone(), Arc::clone(&waker));
+            let (shared, done) = (Arc::clone(&shared), done.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("engine-{}", index + 1))
                 .spawn(move || {
-                    let result = drive(&shared, index, threads, ids, poll, &wake);
+                    let result = drive(&shared, index, threads, ids, poll);
                     // The coordinator outlives every engine thread.
                     let _ = done.send(result);
                 })?;
@@ -164,7 +164,6 @@ fn drive(
     threads: usize,
     ids: Vec<usize>,
     poll: Poll,
-    waker: &Arc<Waker>,
 ) -> ThreadResult {
     // Waits until every engine thread exists, so that all clients start together.
     let Some(start) = shared.gate.wait() else {
@@ -185,6 +184,7 @@ fn drive(
             plan.scenario.timeout,
             index,
             threads,
+            plan.scenario.clients,
         )),
         _ => None,
     };
@@ -218,8 +218,6 @@ fn drive(
         idle: VecDeque::new(),
     };
     let result = reactor.run(&mut tally, &shared.abort);
-    // Keeps the waker alive until the loop is over (the coordinator may still wake it).
-    let _ = waker;
     tally.finish();
     if let Err(reason) = &result {
         // The other threads stop too: the coordinator wakes them when it sees the flag.
@@ -244,6 +242,9 @@ enum Io {
     Holding,
     /// Open loop: waiting for the dispatcher.
     Idle,
+    /// A connect failed at once; the client tries again when the deadline passes, not in
+    /// a tight loop.
+    Backoff,
     Done,
 }
 
@@ -333,7 +334,9 @@ impl Reactor<'_> {
         }
         while self.live > 0 {
             let now = Instant::now();
-            let next = self.next_moment();
+            // Wakes at least once a second, so that the time series moves on even while
+            // this thread's clients all wait.
+            let next = self.next_moment().map(|at| at.min(tally.next_second()));
             let timeout = next.map(|at| at.saturating_duration_since(now));
             if let (Some(alarm), Some(at)) = (self.alarm.as_mut(), next) {
                 // The alarm wakes the poll to the microsecond; poll's own timeout (rounded
@@ -427,13 +430,13 @@ impl Reactor<'_> {
                 if let Err(failure) = write(slot) {
                     return Some(Event::Failed(failure));
                 }
-                if slot.io == Io::Receiving && slot.readable {
-                    read(slot, &mut self.buf, now)
+                if slot.io == Io::Receiving {
+                    receive(slot, &mut self.buf, now)
                 } else {
                     None
                 }
             }
-            Io::Receiving if slot.readable => read(slot, &mut self.buf, now),
+            Io::Receiving if slot.readable => receive(slot, &mut self.buf, now),
             Io::Holding | Io::Idle | Io::Free if slot.readable => {
                 if drain(slot, &mut self.buf) {
                     // The server closed the idle connection.
@@ -456,6 +459,8 @@ impl Reactor<'_> {
         tally: &mut Tally,
     ) -> Result<(), Fatal> {
         let plan = self.plan;
+        // A connect that failed at once is tried again only after a pause.
+        let mut retry_later = false;
         loop {
             if let Some(event) = happened.take() {
                 let slot = &mut self.slots[i];
@@ -465,6 +470,11 @@ impl Reactor<'_> {
                 slot.io = Io::Free;
                 slot.deadline = None;
                 slot.client.on(plan, event, now, tally);
+                if retry_later && !slot.client.is_done() {
+                    slot.io = Io::Backoff;
+                    self.set_deadline(i, now + super::CONNECT_RETRY);
+                    return Ok(());
+                }
             } else if self.slots[i].io != Io::Free {
                 // The step in progress goes on.
                 return Ok(());
@@ -498,6 +508,7 @@ impl Reactor<'_> {
                                 return Err(failure.message);
                             }
                             happened = Some(Event::Failed(failure));
+                            retry_later = true;
                         }
                     }
                 }
@@ -516,22 +527,7 @@ impl Reactor<'_> {
                     let slot = &mut self.slots[i];
                     happened = match write(slot) {
                         Err(failure) => Some(Event::Failed(failure)),
-                        Ok(()) if slot.io == Io::Receiving => {
-                            if slot.reader.has_pending() {
-                                // The server answered before we asked (or sent more than one
-                                // answer): what it sent is the response.
-                                slot.first_byte = Some(now);
-                                match slot.reader.poll() {
-                                    Ok(Some(r)) => Some(replied(slot, r, now)),
-                                    Ok(None) => None,
-                                    Err(failure) => Some(Event::Failed(failure)),
-                                }
-                            } else if slot.readable {
-                                read(slot, &mut self.buf, now)
-                            } else {
-                                None
-                            }
-                        }
+                        Ok(()) if slot.io == Io::Receiving => receive(slot, &mut self.buf, now),
                         Ok(()) => None,
                     };
                 }
@@ -580,12 +576,17 @@ impl Reactor<'_> {
             match slot.deadline {
                 Some(deadline) if deadline <= now => {
                     let happened = match slot.io {
-                        Io::Connecting => Event::Failed(Failure::not_connected()),
-                        Io::Sending | Io::Receiving => Event::Failed(Failure::no_answer()),
-                        Io::Holding => Event::Held,
+                        Io::Connecting => Some(Event::Failed(Failure::not_connected())),
+                        Io::Sending | Io::Receiving => Some(Event::Failed(Failure::no_answer())),
+                        Io::Holding => Some(Event::Held),
+                        Io::Backoff => {
+                            slot.io = Io::Free;
+                            slot.deadline = None;
+                            None
+                        }
                         _ => continue,
                     };
-                    self.advance(i, Some(happened), now, tally)?;
+                    self.advance(i, happened, now, tally)?;
                 }
                 Some(later) => {
                     // The deadline moved on since this entry was pushed.
@@ -695,6 +696,24 @@ fn write(slot: &mut Slot) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Once the request is sent: the response, if what the reader holds already completes it
+/// (the server answered early, or sent two answers at once), else whatever the socket has.
+fn receive(slot: &mut Slot, buf: &mut [u8], now: Instant) -> Option<Event> {
+    if slot.reader.has_pending() {
+        slot.first_byte.get_or_insert(now);
+        match slot.reader.poll() {
+            Ok(Some(response)) => return Some(replied(slot, response, now)),
+            Ok(None) => {}
+            Err(failure) => return Some(Event::Failed(failure)),
+        }
+    }
+    if slot.readable {
+        read(slot, buf, now)
+    } else {
+        None
+    }
+}
+
 /// Reads what the socket has into the response reader; returns the step's end if the
 /// response is complete (or the connection failed).
 fn read(slot: &mut Slot, buf: &mut [u8], now: Instant) -> Option<Event> {
@@ -731,13 +750,14 @@ fn read(slot: &mut Slot, buf: &mut [u8], now: Instant) -> Option<Event> {
     }
 }
 
-/// The client's event for a complete response.
+/// The client's event for a complete response. A server that closed its side after the
+/// response (without saying so) cannot take another request either.
 fn replied(slot: &Slot, response: crate::http::Response, now: Instant) -> Event {
     Event::Replied(Reply {
         status: response.status,
         first_byte: slot.first_byte.unwrap_or(now),
         server_thread: response.server_thread,
-        close: response.close,
+        close: response.close || slot.peer_closed,
     })
 }
 
@@ -769,19 +789,24 @@ fn drain(slot: &mut Slot, buf: &mut [u8]) -> bool {
 /// The open-loop schedule of one engine thread: when its requests are due, and the queue
 /// of those waiting for a connection.
 ///
-/// The run's rate `R` is split evenly: with `T` threads, thread `t` takes requests
-/// `t, t+T, t+2T, ...` of a constant schedule (request `i` due at `i/R`), or a Poisson
-/// process of rate `R/T` (the sum of independent Poisson processes is a Poisson process of
-/// the summed rate).
+/// Each thread carries its own share of the connections (connection `c`, from 0, belongs to
+/// thread `c mod T`), so it carries the same share of the rate. With constant arrivals the
+/// run's schedule is one sequence, request `i` due at `i/R`, and request `i` goes to the
+/// thread that owns connection `i mod N`: thread `t` takes the requests whose `i mod N` is
+/// one of its connections. With Poisson arrivals each thread draws its own process at its
+/// share of the rate, `R × n_t / N` (the sum of independent Poisson processes is a Poisson
+/// process of the summed rate).
 struct Dispatcher {
     start: Instant,
     end: Instant,
     timeout: Duration,
     arrivals: Arrivals,
     when_busy: WhenBusy,
+    /// The whole run's rate.
     rate: f64,
-    index: usize,
-    threads: usize,
+    /// The run's connections, and this thread's: the residues `i mod N` it takes.
+    connections: u64,
+    mine: Vec<u64>,
     /// How many requests this thread has scheduled so far.
     scheduled: u64,
     /// The run's end has been handled: the idle connections were let go.
@@ -802,7 +827,12 @@ impl Dispatcher {
         timeout: Duration,
         index: usize,
         threads: usize,
+        connections: usize,
     ) -> Self {
+        let connections = connections.max(1) as u64;
+        let mine: Vec<u64> = (index as u64..connections)
+            .step_by(threads.max(1))
+            .collect();
         let mut d = Dispatcher {
             start,
             end: start + open.duration,
@@ -810,29 +840,34 @@ impl Dispatcher {
             arrivals: open.arrivals,
             when_busy: open.when_busy,
             rate: open.rate.max(1e-9),
-            index,
-            threads,
+            connections,
+            mine,
             scheduled: 0,
             ended: false,
             next: start,
             rng: SmallRng::seed_from_u64(open.seed.wrapping_add(index as u64)),
             queue: VecDeque::new(),
         };
-        d.next = d.first_due();
+        d.next = match d.arrivals {
+            Arrivals::Constant => d.constant_due(0),
+            Arrivals::Poisson => start + d.gap(),
+        };
         d
     }
 
-    fn first_due(&mut self) -> Instant {
-        match self.arrivals {
-            Arrivals::Constant => self.start + secs(self.index as f64 / self.rate),
-            Arrivals::Poisson => self.start + self.gap(),
-        }
+    /// Constant arrivals: when this thread's `k`-th request is due.
+    fn constant_due(&self, k: u64) -> Instant {
+        let share = self.mine.len().max(1) as u64;
+        let i = (k / share) * self.connections
+            + self.mine.get((k % share) as usize).copied().unwrap_or(0);
+        self.start + secs(i as f64 / self.rate)
     }
 
-    /// An exponential gap of mean `T / R`.
+    /// Poisson arrivals: an exponential gap of mean `N / (R × n_t)`.
     fn gap(&mut self) -> Duration {
         let u: f64 = self.rng.random();
-        secs(-(1.0 - u).ln() * self.threads as f64 / self.rate)
+        let share = self.rate * self.mine.len() as f64 / self.connections as f64;
+        secs(-(1.0 - u).ln() / share.max(1e-9))
     }
 
     /// The next request due by `now`, if any (none at or after the end).
@@ -843,20 +878,24 @@ impl Dispatcher {
         let due = self.next;
         self.scheduled += 1;
         self.next = match self.arrivals {
-            Arrivals::Constant => {
-                let i = self.index as u64 + self.scheduled * self.threads as u64;
-                self.start + secs(i as f64 / self.rate)
-            }
+            Arrivals::Constant => self.constant_due(self.scheduled),
             Arrivals::Poisson => due + self.gap(),
         };
         Some(due)
+    }
+
+    /// When a queued request due at `due` gives up: its deadline, unless the run ends
+    /// first (it is then unfinished, not late).
+    fn gives_up(&self, due: Instant) -> Option<Instant> {
+        let deadline = due + self.timeout;
+        (deadline < self.end).then_some(deadline)
     }
 
     /// The next moment the dispatcher needs the loop awake: the next due request, a
     /// queued request's deadline, or the end of the run.
     fn next_moment(&self) -> Option<Instant> {
         let due = (self.next < self.end).then_some(self.next);
-        let queued = self.queue.front().map(|due| *due + self.timeout);
+        let queued = self.queue.front().and_then(|due| self.gives_up(*due));
         let end = (!self.ended).then_some(self.end);
         [due, queued, end].into_iter().flatten().min()
     }
@@ -876,11 +915,13 @@ impl Dispatcher {
     /// never sent.
     fn expire_queued(&mut self, now: Instant, tally: &mut Tally) {
         while let Some(&due) = self.queue.front() {
-            if due + self.timeout > now {
-                break;
+            match self.gives_up(due) {
+                Some(deadline) if deadline <= now => {
+                    self.queue.pop_front();
+                    tally.failed(Outcome::ServiceTimeout, due, None, now);
+                }
+                _ => break,
             }
-            self.queue.pop_front();
-            tally.failed(Outcome::ServiceTimeout, due, None, now);
         }
     }
 

@@ -58,6 +58,10 @@ impl Finished {
     }
 }
 
+/// How long a client waits before it connects again after a connect that failed at once
+/// (not refused: a reset, say), so that a load run does not spin on a failing server.
+pub const CONNECT_RETRY: Duration = Duration::from_millis(10);
+
 /// File descriptors the simulator keeps for itself (standard streams, the poll instances,
 /// the probe's connection, the test harness) beyond one per client.
 const RESERVED_FILES: u64 = 64;

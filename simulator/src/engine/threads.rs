@@ -175,7 +175,10 @@ fn client_thread(id: usize, shared: &Shared) -> ClientRecord {
         if shared.abort.is_raised() {
             break;
         }
-        let step = shared.with_tally(start, |t| client.next(plan, Instant::now(), t));
+        // The clock is read before the lock: a wait for the lock is not the server's.
+        let now = Instant::now();
+        let step = shared.with_tally(start, |t| client.next(plan, now, t));
+        let connecting = matches!(step, Step::Connect { .. });
         let event = match step {
             Step::Connect { deadline } => {
                 conn = None;
@@ -223,7 +226,14 @@ fn client_thread(id: usize, shared: &Shared) -> ClientRecord {
             // Open-loop runs are refused above; nothing else idles.
             Step::Idle | Step::Done => break,
         };
-        shared.with_tally(start, |t| client.on(plan, event, Instant::now(), t));
+        let failed = matches!(event, Event::Failed(_));
+        let now = Instant::now();
+        shared.with_tally(start, |t| client.on(plan, event, now, t));
+        if connecting && failed && !client.is_done() {
+            // A connect that failed at once is tried again only after a pause, as the
+            // event-driven engine does.
+            std::thread::sleep(super::CONNECT_RETRY);
+        }
     }
     drop(conn);
     client.record
