@@ -24,11 +24,12 @@ pub struct Entry {
 }
 
 /// Every architecture, in the order of the lecture's story.
-pub static ALL: [Entry; 5] = [
+pub static ALL: [Entry; 6] = [
     entry::<single::Single>(),
     entry::<thread_per_conn::ThreadPerConn>(),
     entry::<prefork_pool::PreforkPool>(),
     entry::<pipeline::Pipeline>(),
+    entry::<combined_delegation::CombinedDelegation>(),
     entry::<event_loop::EventLoop>(),
 ];
 
