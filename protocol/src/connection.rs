@@ -283,6 +283,12 @@ impl Connection {
         }
     }
 
+    /// Whether received bytes are waiting to be parsed (the start of the next request,
+    /// pipelined behind the last one): the driver has something to do without reading.
+    pub fn has_unread_input(&self) -> bool {
+        self.start < self.input.len()
+    }
+
     /// Whether the client has closed its sending side.
     pub fn peer_closed(&self) -> bool {
         self.peer_closed

@@ -104,6 +104,14 @@ pub struct BlockingConn {
     write_shut: bool,
 }
 
+impl std::os::fd::AsRawFd for BlockingConn {
+    /// The socket's descriptor, for an architecture that waits for it to become readable
+    /// with `poll` (it never reads or writes through it).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.as_raw_fd()
+    }
+}
+
 impl std::fmt::Debug for BlockingConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "conn #{} {}", self.id, self.peer)
@@ -111,13 +119,10 @@ impl std::fmt::Debug for BlockingConn {
 }
 
 impl BlockingConn {
-    /// Wraps an accepted stream: registers it with the context, counts it and sets its
-    /// socket options. Called by the acceptor.
-    pub(crate) fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
-        ctx: Arc<Context>,
-    ) -> io::Result<BlockingConn> {
+    /// Wraps an accepted stream (in blocking mode): registers it with the context, counts it
+    /// and sets its socket options. The acceptor calls it; so does an architecture that
+    /// accepts by itself (thread-per-request, whose main thread watches idle connections).
+    pub fn new(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) -> io::Result<BlockingConn> {
         // Responses go out in one write each; without this, Nagle's algorithm would hold
         // back the second of two pipelined responses until the first one is acknowledged.
         stream.set_nodelay(true)?;
@@ -139,6 +144,20 @@ impl BlockingConn {
     /// The server context this connection belongs to.
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
+    }
+
+    /// When the connection's next timeout falls due (read, keep-alive, linger), if it has
+    /// one. A thread that waits for the connection to become readable without reading it
+    /// (thread-per-request's main thread) must hand it back to [`BlockingConn::next_request`]
+    /// by then, which applies the timeout as every other driver does.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.machine.next_deadline()
+    }
+
+    /// Whether bytes already read wait to be parsed (a request pipelined behind the last):
+    /// [`BlockingConn::next_request`] has work without waiting for the socket.
+    pub fn has_unread_input(&self) -> bool {
+        self.machine.has_unread_input()
     }
 
     /// Reads the next request. Blocks until a whole request has arrived, the client closes,

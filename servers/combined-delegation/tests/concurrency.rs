@@ -26,7 +26,11 @@ fn a_burst_of_sleepers_gets_a_handler_each_at_once() {
         .iter()
         .filter_map(|r| r.header("x-servelab-thread"))
         .collect();
-    assert_eq!(names.len(), 16, "a handler thread of its own each: {names:?}");
+    assert_eq!(
+        names.len(),
+        16,
+        "a handler thread of its own each: {names:?}"
+    );
     assert!(names.iter().all(|n| n.starts_with("handler-")));
     // Every step started a thread per request, and the handlers overlapped.
     for role in ["receiver", "handler", "sender"] {
