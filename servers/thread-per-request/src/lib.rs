@@ -85,6 +85,8 @@ struct Parked {
     conn: BlockingConn,
     /// Its next timeout, when it has one (the keep-alive timeout, usually).
     deadline: Option<Instant>,
+    /// It is in the `ready` queue already.
+    queued: bool,
 }
 
 impl Architecture for ThreadPerRequest {
@@ -179,7 +181,8 @@ struct Main {
     /// Connections between requests, watched for their next request.
     parked: Slab<Parked>,
     /// Parked connections whose next request has arrived (or whose deadline passed), waiting
-    /// for a request thread because --max-threads are alive.
+    /// for a request thread: for a moment, or while --max-threads are alive. Each parked
+    /// connection is in it at most once.
     ready: VecDeque<usize>,
     /// Parked connections' deadlines, nearest first: (when, connection id). A connection
     /// has at most one live entry here (see `scheduled`); an entry for a connection that is
@@ -236,7 +239,9 @@ impl Main {
         // Shutdown: every parked connection goes to a thread, which answers a request that
         // had already arrived and closes the rest, as the other servers do.
         let keys: Vec<usize> = self.parked.iter().map(|(key, _)| key).collect();
-        self.ready.extend(keys);
+        for key in keys {
+            self.make_ready(key);
+        }
         self.dispatch_ready();
     }
 
@@ -278,10 +283,14 @@ impl Main {
         let (fd, id) = (conn.as_raw_fd(), conn.id);
         let entry = self.parked.vacant_entry();
         let key = entry.key();
-        entry.insert(Parked { conn, deadline });
+        entry.insert(Parked {
+            conn,
+            deadline,
+            queued: false,
+        });
         self.keys.insert(id, key);
         if buffered {
-            self.ready.push_back(key);
+            self.make_ready(key);
             return;
         }
         // Edge-triggered: if the request has already arrived, registering reports it at once.
@@ -314,8 +323,16 @@ impl Main {
 
     /// A parked connection became readable: its next request is arriving (or it closed).
     fn wake(&mut self, key: usize) {
-        if self.parked.contains(key) && !self.ready.contains(&key) {
-            self.ready.push_back(key);
+        self.make_ready(key);
+    }
+
+    /// Queues parked connection `key` for a request thread (once).
+    fn make_ready(&mut self, key: usize) {
+        if let Some(parked) = self.parked.get_mut(key) {
+            if !parked.queued {
+                parked.queued = true;
+                self.ready.push_back(key);
+            }
         }
     }
 
@@ -337,11 +354,7 @@ impl Main {
                 continue;
             };
             match self.parked.get(key).and_then(|p| p.deadline) {
-                Some(due) if due <= now => {
-                    if !self.ready.contains(&key) {
-                        self.ready.push_back(key);
-                    }
-                }
+                Some(due) if due <= now => self.make_ready(key),
                 Some(later) => self.schedule(later, id),
                 None => {}
             }
