@@ -24,13 +24,14 @@ pub struct Entry {
 }
 
 /// Every architecture, in the order of the lecture's story.
-pub static ALL: [Entry; 7] = [
+pub static ALL: [Entry; 8] = [
     entry::<single::Single>(),
     entry::<thread_per_conn::ThreadPerConn>(),
     entry::<prefork_pool::PreforkPool>(),
     entry::<thread_per_request::ThreadPerRequest>(),
     entry::<pipeline::Pipeline>(),
     entry::<combined_delegation::CombinedDelegation>(),
+    entry::<process_pipeline::ProcessPipeline>(),
     entry::<event_loop::EventLoop>(),
 ];
 

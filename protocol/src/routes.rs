@@ -13,6 +13,7 @@
 //! | `GET /factor/{n}`   | trial division: CPU-bound work                              |
 //! | `GET /time`         | the server's clock, as in the Docker seed                   |
 //! | `GET /stats`        | the server's counters and its architecture's own figures    |
+//! | `GET /crash`        | a handler that panics, only with `--allow-crash` (the crash lab) |
 //!
 //! `HEAD` is accepted wherever `GET` is.
 //!
@@ -27,8 +28,10 @@ use crate::connection::Request;
 use crate::request::Method;
 use crate::response::{Response, Status, OCTETS};
 
-const GET: &str = "GET, HEAD";
-const POST: &str = "POST";
+/// The `Allow` header of a resource that answers `GET` (and `HEAD`).
+pub const ALLOW_GET: &str = "GET, HEAD";
+/// The `Allow` header of a resource that answers `POST`.
+pub const ALLOW_POST: &str = "POST";
 
 /// What the routes need to know about the server.
 #[derive(Debug, Clone)]
@@ -37,6 +40,8 @@ pub struct RouteConfig {
     pub architecture: &'static str,
     /// The longest wait `/sleep/{ms}` and `/echo/{ms}` accept.
     pub max_sleep: Duration,
+    /// Serve `GET /crash`, whose handler panics: for the lab on crashing handlers only.
+    pub allow_crash: bool,
 }
 
 /// The work a request needs before it can be answered.
@@ -58,13 +63,30 @@ pub enum Work {
 pub enum Job {
     /// The prime factors of the number.
     Factor(u64),
+    /// A handler that fails: it panics (`GET /crash`, only with `--allow-crash`).
+    Crash,
 }
 
 impl Job {
+    /// [`Job::run`], with a panic inside it (a bug, or `GET /crash`) turned into a `500`
+    /// that closes the connection, so that the thread that ran it lives on.
+    pub fn run_caught(self) -> Response {
+        std::panic::catch_unwind(|| self.run()).unwrap_or_else(|_| {
+            Response::error(
+                Status::InternalError,
+                "the handler failed; see the server log",
+            )
+            .closing()
+        })
+    }
+
     /// Does the work and returns the answer. Runs as long as the work takes: the worst case
     /// of `Factor` (a large prime near 2^64) takes seconds.
     pub fn run(self) -> Response {
         match self {
+            // Unwinds like a panic, without the panic hook's message and backtrace on
+            // stderr: the crash is asked for, and the lab's output stays readable.
+            Job::Crash => std::panic::resume_unwind(Box::new("GET /crash")),
             Job::Factor(n) => {
                 let factors = factorise(n)
                     .iter()
@@ -82,10 +104,11 @@ impl Job {
 pub fn route(request: &Request, config: &RouteConfig) -> Work {
     let path = request.path.as_str();
     let allowed = match path {
-        "/" | "/time" | "/stats" => GET,
-        "/echo" => POST,
-        _ if path.starts_with("/echo/") => POST,
-        _ if path.starts_with("/sleep/") || path.starts_with("/factor/") => GET,
+        "/" | "/time" | "/stats" => ALLOW_GET,
+        "/crash" if config.allow_crash => ALLOW_GET,
+        "/echo" => ALLOW_POST,
+        _ if path.starts_with("/echo/") => ALLOW_POST,
+        _ if path.starts_with("/sleep/") || path.starts_with("/factor/") => ALLOW_GET,
         _ => {
             return Work::Respond(Response::error(
                 Status::NotFound,
@@ -94,8 +117,8 @@ pub fn route(request: &Request, config: &RouteConfig) -> Work {
         }
     };
     let method_ok = match request.method {
-        Method::Get | Method::Head => allowed == GET,
-        Method::Post => allowed == POST,
+        Method::Get | Method::Head => allowed == ALLOW_GET,
+        Method::Post => allowed == ALLOW_POST,
         Method::Other(_) => false,
     };
     if !method_ok {
@@ -121,6 +144,7 @@ pub fn route(request: &Request, config: &RouteConfig) -> Work {
             format!("{}\n", humantime::format_rfc3339_micros(SystemTime::now())),
         )),
         "/stats" => Work::Stats,
+        "/crash" => Work::Compute(Job::Crash),
         _ => {
             if let Some(ms) = path.strip_prefix("/sleep/") {
                 match delay(ms, config) {
@@ -210,8 +234,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn crash_is_served_only_when_allowed() {
+        let crash = Request {
+            method: Method::Get,
+            path: "/crash".into(),
+            version: crate::request::Version::Http11,
+            body: Vec::new(),
+        };
+        assert!(
+            matches!(route(&crash, &config()), Work::Respond(r) if r.status == Status::NotFound)
+        );
+        let allowed = RouteConfig {
+            allow_crash: true,
+            ..config()
+        };
+        assert!(matches!(route(&crash, &allowed), Work::Compute(Job::Crash)));
+    }
+
     fn config() -> RouteConfig {
         RouteConfig {
+            allow_crash: false,
             architecture: "test",
             max_sleep: Duration::from_secs(60),
         }

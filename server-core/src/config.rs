@@ -74,6 +74,11 @@ pub struct ServerArgs {
     /// quiet: warnings only; info: start and stop; debug: every exchange.
     #[arg(long, value_enum, default_value_t = LogLevel::Info, value_name = "LEVEL")]
     pub log: LogLevel,
+
+    /// Serve GET /crash, whose handler panics: for the lab on crashing handlers. Off by
+    /// default; never turn it on for a server others can reach.
+    #[arg(long)]
+    pub allow_crash: bool,
 }
 
 impl Default for ServerArgs {
@@ -90,6 +95,7 @@ impl Default for ServerArgs {
             max_body_bytes: 1024 * 1024,
             max_sleep: Duration::from_secs(60),
             log: LogLevel::Quiet,
+            allow_crash: false,
         }
     }
 }

@@ -111,6 +111,7 @@ impl Context {
             routes: RouteConfig {
                 architecture: arch,
                 max_sleep: args.max_sleep,
+                allow_crash: args.allow_crash,
             },
             args,
             stats: Stats::default(),
@@ -258,6 +259,7 @@ impl Context {
                 max_body_bytes: a.max_body_bytes,
                 max_sleep: millis(a.max_sleep),
                 log: format!("{:?}", a.log).to_lowercase(),
+                allow_crash: a.allow_crash,
                 architecture,
             },
             connections: Connections {
@@ -282,6 +284,7 @@ impl Context {
             queues: figures.queues,
             limits: figures.limits,
             reactors: figures.reactors,
+            processes: figures.processes,
         }
     }
 

@@ -182,6 +182,9 @@ pub struct Snapshot {
     /// The architecture's event loops, if it has any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactors: Vec<ReactorSnapshot>,
+    /// The architecture's child processes, if it has any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessSnapshot>,
 }
 
 impl Snapshot {
@@ -218,6 +221,9 @@ pub struct ConfigSnapshot {
     pub max_body_bytes: u32,
     pub max_sleep: u64,
     pub log: String,
+    /// Whether `GET /crash` is served (`--allow-crash`).
+    #[serde(default)]
+    pub allow_crash: bool,
     /// The architecture's own flags (`workers`, `handlers`, ...), by name.
     #[serde(flatten)]
     pub architecture: BTreeMap<String, serde_json::Value>,
@@ -372,6 +378,20 @@ pub struct ReactorSnapshot {
     pub offloaded: u64,
 }
 
+/// One child process of the server (a handler process of the process pipeline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSnapshot {
+    pub name: String,
+    /// The process id of the one running now (0 while it is being replaced).
+    pub pid: u32,
+    /// Requests it (and the processes it replaced) handled.
+    pub handled: u64,
+    /// Times it died and was replaced.
+    pub restarts: u64,
+    /// Whether it is handling a request now.
+    pub busy: bool,
+}
+
 /// What an architecture adds to `/stats` about itself, as it runs.
 #[derive(Debug, Clone, Default)]
 pub struct Figures {
@@ -379,4 +399,5 @@ pub struct Figures {
     pub queues: Vec<QueueSnapshot>,
     pub limits: Vec<LimitSnapshot>,
     pub reactors: Vec<ReactorSnapshot>,
+    pub processes: Vec<ProcessSnapshot>,
 }

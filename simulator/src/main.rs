@@ -532,7 +532,7 @@ fn execute(cli: Cli, flags: Vec<(String, String)>) -> Result<ExitCode, SimError>
                 if args.names {
                     println!("{}", entry.name);
                 } else {
-                    println!("{:<16} {}", entry.name, entry.about);
+                    println!("{:<19} {}", entry.name, entry.about);
                 }
             }
             Ok(ExitCode::SUCCESS)

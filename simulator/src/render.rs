@@ -244,7 +244,7 @@ pub fn compare_text(scenario: &Scenario, reports: &[Report]) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<16} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>5} {:>10} {:>10} {:>10} {:>10}   prediction",
+        "{:<19} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>5} {:>10} {:>10} {:>10} {:>10}   prediction",
         "architecture",
         "served",
         "conn_to",
@@ -279,7 +279,7 @@ pub fn compare_text(scenario: &Scenario, reports: &[Report]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<16} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>5} {:>10} {:>10} {:>10} {:>10}   {}",
+            "{:<19} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>5} {:>10} {:>10} {:>10} {:>10}   {}",
             r.architecture.as_deref().unwrap_or(&r.target),
             format!("{}/{}", s.served, s.clients),
             s.connect_timeout,
@@ -295,7 +295,7 @@ pub fn compare_text(scenario: &Scenario, reports: &[Report]) -> String {
             prediction,
         );
         if let Some(t) = &r.throughput {
-            let _ = writeln!(out, "{:<16} {:.0} requests/s", "", t.per_second);
+            let _ = writeln!(out, "{:<19} {:.0} requests/s", "", t.per_second);
         }
     }
     let _ = writeln!(
@@ -310,7 +310,7 @@ pub fn compare_text(scenario: &Scenario, reports: &[Report]) -> String {
     for r in reports {
         let _ = writeln!(
             out,
-            "  {:<16} {}",
+            "  {:<19} {}",
             r.architecture.as_deref().unwrap_or(&r.target),
             r.server_config
                 .as_ref()

@@ -289,6 +289,26 @@ cases! {
         stop_cleanly(server);
     }
 
+    fn a_crashing_handler_costs_only_its_request(start) {
+        // Without --allow-crash there is no such route.
+        let server = start(args());
+        assert_eq!(get(server.addr(), "/crash").status, 404);
+        stop_cleanly(server);
+        // With it, the handler panics: that request gets a 500, and the server serves on.
+        let server = start(ServerArgs {
+            allow_crash: true,
+            ..args()
+        });
+        for _ in 0..3 {
+            let reply = get(server.addr(), "/crash");
+            assert_eq!(reply.status, 500, "{}", reply.text());
+            assert_eq!(get(server.addr(), "/").status, 200);
+        }
+        let mut client = Client::connect(server.addr());
+        assert_eq!(client.get("/").status, 200);
+        stop_cleanly(server);
+    }
+
     fn not_found(start) {
         let server = start(args());
         let reply = get(server.addr(), "/missing/page");

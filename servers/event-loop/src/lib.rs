@@ -234,8 +234,8 @@ impl Architecture for EventLoop {
             move || Figures {
                 threads: vec![reactor_group.snapshot(), helper_group.snapshot()],
                 queues: vec![offload_queue.snapshot()],
-                limits: Vec::new(),
                 reactors: figures.iter().map(|(name, s)| s.snapshot(name)).collect(),
+                ..Figures::default()
             }
         });
 

@@ -12,11 +12,10 @@
 //! `try_push` into it: when it is full the request is answered 503 at once, because a
 //! reactor that waited for room would stall every connection it serves.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
-use protocol::{Job, Response, Status, Ticket};
+use protocol::{Job, Response, Ticket};
 use server_core::queue::{QueueReceiver, QueueSender, TryPushError};
 use server_core::ThreadGroup;
 
@@ -52,13 +51,7 @@ pub fn helper(tasks: &QueueReceiver<Task>, group: &ThreadGroup) {
     while let Some(Task { job, back }) = tasks.pop() {
         let _busy = group.busy();
         // Runs as long as the computation takes, on this helper thread.
-        let response = catch_unwind(AssertUnwindSafe(|| job.run())).unwrap_or_else(|_| {
-            Response::error(
-                Status::InternalError,
-                "the handler failed; see the server log",
-            )
-            .closing()
-        });
+        let response = job.run_caught();
         let Reply {
             inbox,
             waker,

@@ -472,7 +472,7 @@ impl Reactor {
                 // Blocks the whole loop for as long as the computation takes: every other
                 // connection of this reactor waits meanwhile.
                 Compute::Inline => {
-                    let response = job.run();
+                    let response = job.run_caught();
                     self.now = Instant::now();
                     self.respond(key, ticket, &response, self.now);
                 }

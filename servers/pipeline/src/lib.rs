@@ -51,7 +51,8 @@ use std::sync::Arc;
 
 use protocol::{Request, Response};
 use server_core::permits::{Permit, Permits};
-use server_core::queue::{self, QueueKind, QueueReceiver, QueueSender};
+use server_core::queue::{self, QueueKind};
+pub use server_core::queue::{QueueReceiver, QueueSender};
 use server_core::stats::{Capacity, Figures};
 use server_core::{
     work, Acceptor, Architecture, BlockingConn, Context, Exchange, Next, ServerError, ThreadGroup,
@@ -115,6 +116,32 @@ impl Default for Pipeline {
     }
 }
 
+impl Pipeline {
+    /// The stages around the handlers, as this pipeline's flags set them.
+    pub fn stages(&self) -> Stages {
+        Stages {
+            receivers: self.receivers,
+            senders: self.senders,
+            queue: self.queue,
+            max_connections: self.max_connections,
+            queue_impl: self.queue_impl,
+        }
+    }
+}
+
+/// The stages around the handlers: the receivers, the senders and the three queues. The
+/// process pipeline (`servers/process-pipeline`) has the same ones, with handler
+/// processes in the middle.
+#[derive(Debug, Clone)]
+pub struct Stages {
+    pub receivers: u32,
+    pub senders: u32,
+    /// The capacity of the requests and responses queues.
+    pub queue: u32,
+    pub max_connections: u32,
+    pub queue_impl: QueueKind,
+}
+
 /// A connection inside the pipeline, with the permit that counts it against
 /// `--max-connections`. Dropping it closes the connection and returns the permit.
 struct Client {
@@ -122,12 +149,68 @@ struct Client {
     _permit: Permit,
 }
 
-/// A request on its way to a handler: the connection it came on, the request, and the claim
-/// to answer it.
-type Job = (Client, Request, Exchange);
+/// A request on its way to the handlers: the connection it came on, the request, and the
+/// claim to answer it. A handler stage sees only the request, and answers with
+/// [`Job::answer`].
+pub struct Job {
+    client: Client,
+    request: Request,
+    exchange: Exchange,
+}
+
+impl Job {
+    /// The request to handle.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// This job's response, ready for a sender.
+    pub fn answer(self, response: Response) -> Answer {
+        Answer {
+            client: self.client,
+            response,
+            exchange: self.exchange,
+        }
+    }
+}
 
 /// A response on its way to a sender, with the connection and the claim it answers.
-type Answer = (Client, Response, Exchange);
+pub struct Answer {
+    client: Client,
+    response: Response,
+    exchange: Exchange,
+}
+
+/// The handler stage: whatever turns jobs into answers. Threads (the pipeline's own, or a
+/// rayon pool), or processes (the process pipeline).
+pub trait HandlerStage {
+    /// Starts the stage's threads, counted in `handlers`. They take jobs from `from` until
+    /// it closes (every receiver is gone and it is drained), put answers into `to`, and
+    /// then end.
+    fn start(
+        self,
+        from: QueueReceiver<Job>,
+        to: QueueSender<Answer>,
+        handlers: &ThreadGroup,
+        ctx: &Arc<Context>,
+    ) -> Result<StageInfo, ServerError>;
+}
+
+/// What a handler stage says about itself once it has started.
+pub struct StageInfo {
+    /// How many requests it works on at once.
+    pub workers: u64,
+    /// What works on one, as a noun (`handler`, `handler process`).
+    pub worker: &'static str,
+    /// Thread groups of the stage's own besides the handlers (the rayon pool's
+    /// dispatcher): shown in `/stats` and joined at shutdown with the others.
+    pub groups: Vec<ThreadGroup>,
+    /// Figures the stage adds to `/stats`, beside the pipeline's own.
+    pub figures: Option<StageFigures>,
+}
+
+/// What fills in a handler stage's own figures for `/stats`.
+pub type StageFigures = Box<dyn Fn(&mut Figures) + Send + Sync>;
 
 /// What travels through the connections queue: a connection waiting for its next request,
 /// or `None`, which tells the receiver that takes it to stop (at shutdown).
@@ -142,175 +225,224 @@ struct ReceiverOutputs {
     responses: QueueSender<Answer>,
 }
 
-impl Architecture for Pipeline {
-    const NAME: &'static str = "pipeline";
-    const ABOUT: &'static str = "servelab's pipeline: receiver, handler and sender threads joined by three bounded queues (connections, requests, responses).";
+/// The pipeline's own handler stages.
+enum Handlers {
+    /// `--handlers` dedicated threads.
+    Threads(u32),
+    /// A rayon pool, fed by a dispatcher thread.
+    Rayon,
+}
 
-    fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
-        let kind = self.queue_impl;
-        let capacity = self.queue as usize;
-        let (connections_in, connections_out) = queue::bounded(
-            "connections",
-            self.max_connections as usize + self.receivers as usize,
-            kind,
-        );
-        let (requests_in, requests_out) = queue::bounded("requests", capacity, kind);
-        let (responses_in, responses_out) = queue::bounded("responses", capacity, kind);
-
-        let receivers = ThreadGroup::new("receiver");
-        let handlers = ThreadGroup::new("handler");
-        let senders = ThreadGroup::new("sender");
-        // Only used with --handler-pool rayon: the thread feeding the pool.
-        let dispatcher = ThreadGroup::new("dispatcher");
-        let permits = Permits::new(self.max_connections as usize);
-
-        ctx.set_arch_config(serde_json::to_value(&self).unwrap_or_default());
-        ctx.set_arch_figures({
-            let mut groups = vec![receivers.clone(), handlers.clone(), senders.clone()];
-            if self.handler_pool == HandlerPool::Rayon {
-                groups.push(dispatcher.clone());
-            }
-            let queues = [
-                connections_in.stats(),
-                requests_in.stats(),
-                responses_in.stats(),
-            ];
-            let permits = Arc::clone(&permits);
-            move || Figures {
-                threads: groups.iter().map(ThreadGroup::snapshot).collect(),
-                queues: queues.iter().map(|q| q.snapshot()).collect(),
-                limits: vec![permits.snapshot("connections")],
-                ..Figures::default()
-            }
-        });
-        ctx.shutdown.on_trigger({
-            let permits = Arc::clone(&permits);
-            move || permits.close()
-        });
-
+impl HandlerStage for Handlers {
+    fn start(
+        self,
+        from: QueueReceiver<Job>,
+        to: QueueSender<Answer>,
+        handlers: &ThreadGroup,
+        ctx: &Arc<Context>,
+    ) -> Result<StageInfo, ServerError> {
         let start_error = |what: String| move |source| ServerError::Start { what, source };
-
-        for i in 1..=self.receivers {
-            let to = ReceiverOutputs {
-                requests: requests_in.clone(),
-                responses: responses_in.clone(),
-            };
-            let (from, group) = (connections_out.clone(), receivers.clone());
-            receivers
-                .spawn(format!("receiver-{i}"), None, move || {
-                    receive(&from, &to, &group)
-                })
-                .map_err(start_error(format!("receiver {i}")))?;
-        }
-        match self.handler_pool {
-            HandlerPool::Threads => {
-                for i in 1..=self.handlers {
-                    let (from, to, group, ctx) = (
-                        requests_out.clone(),
-                        responses_in.clone(),
-                        handlers.clone(),
-                        Arc::clone(&ctx),
-                    );
+        match self {
+            Handlers::Threads(n) => {
+                for i in 1..=n {
+                    let (from, to, group, ctx) =
+                        (from.clone(), to.clone(), handlers.clone(), Arc::clone(ctx));
                     handlers
                         .spawn(format!("handler-{i}"), None, move || {
                             handle(&from, &to, &group, &ctx)
                         })
                         .map_err(start_error(format!("handler {i}")))?;
                 }
+                Ok(StageInfo {
+                    workers: u64::from(n),
+                    worker: "handler",
+                    groups: Vec::new(),
+                    figures: None,
+                })
             }
-            HandlerPool::Rayon => {
+            Handlers::Rayon => {
                 let pool =
-                    rayon_pool(&handlers).map_err(start_error("rayon handler pool".into()))?;
-                let (from, to, group, ctx) = (
-                    requests_out.clone(),
-                    responses_in.clone(),
-                    handlers.clone(),
-                    Arc::clone(&ctx),
-                );
+                    rayon_pool(handlers).map_err(start_error("rayon handler pool".into()))?;
+                let dispatcher = ThreadGroup::new("dispatcher");
+                let (group, ctx) = (handlers.clone(), Arc::clone(ctx));
                 dispatcher
                     .spawn("dispatcher".into(), None, move || {
                         dispatch(pool, &from, &to, &group, &ctx)
                     })
                     .map_err(start_error("dispatcher".into()))?;
+                Ok(StageInfo {
+                    workers: handlers.alive() as u64,
+                    worker: "handler",
+                    groups: vec![dispatcher],
+                    figures: None,
+                })
             }
         }
-        let handler_threads = match self.handler_pool {
-            HandlerPool::Threads => u64::from(self.handlers),
-            HandlerPool::Rayon => handlers.alive() as u64,
+    }
+}
+
+impl Architecture for Pipeline {
+    const NAME: &'static str = "pipeline";
+    const ABOUT: &'static str = "servelab's pipeline: receiver, handler and sender threads joined by three bounded queues (connections, requests, responses).";
+
+    fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
+        ctx.set_arch_config(serde_json::to_value(&self).unwrap_or_default());
+        let handlers = match self.handler_pool {
+            HandlerPool::Threads => Handlers::Threads(self.handlers),
+            HandlerPool::Rayon => Handlers::Rayon,
         };
-        ctx.set_capacity(Capacity {
-            idle_holds_worker: false,
-            idle_holds_readers: Some(u64::from(self.receivers)),
-            admitted: Some(u64::from(self.max_connections)),
-            ..Capacity::workers(handler_threads, "handler")
-        });
-        for i in 1..=self.senders {
-            let (from, to, group) = (
-                responses_out.clone(),
-                connections_in.clone(),
-                senders.clone(),
-            );
-            senders
-                .spawn(format!("sender-{i}"), None, move || {
-                    send(&from, &to, &group)
-                })
-                .map_err(start_error(format!("sender {i}")))?;
-        }
-        // The stages hold their own clones; the main thread keeps only the connections
-        // sender, to feed the pipeline and, at the end, to send the stop signals.
-        drop((
-            connections_out,
-            requests_in,
-            requests_out,
-            responses_in,
-            responses_out,
-        ));
+        run(&self.stages(), handlers, acceptor, ctx)
+    }
+}
 
-        loop {
-            // Blocks while --max-connections connections are inside, until one leaves.
-            let Some(permit) = permits.acquire() else {
-                break;
+/// Runs a pipeline of `stages` around `handlers` until shutdown: starts the receivers, the
+/// handler stage and the senders, accepts clients into the connections queue, and at
+/// shutdown empties the pipeline from front to back. The caller has set the
+/// architecture's configuration in `ctx`.
+pub fn run(
+    stages: &Stages,
+    handlers: impl HandlerStage,
+    acceptor: Acceptor,
+    ctx: Arc<Context>,
+) -> Result<(), ServerError> {
+    let kind = stages.queue_impl;
+    let capacity = stages.queue as usize;
+    let (connections_in, connections_out) = queue::bounded(
+        "connections",
+        stages.max_connections as usize + stages.receivers as usize,
+        kind,
+    );
+    let (requests_in, requests_out) = queue::bounded("requests", capacity, kind);
+    let (responses_in, responses_out) = queue::bounded("responses", capacity, kind);
+
+    let receivers = ThreadGroup::new("receiver");
+    let handler_group = ThreadGroup::new("handler");
+    let senders = ThreadGroup::new("sender");
+    let permits = Permits::new(stages.max_connections as usize);
+
+    ctx.shutdown.on_trigger({
+        let permits = Arc::clone(&permits);
+        move || permits.close()
+    });
+
+    let start_error = |what: String| move |source| ServerError::Start { what, source };
+
+    for i in 1..=stages.receivers {
+        let to = ReceiverOutputs {
+            requests: requests_in.clone(),
+            responses: responses_in.clone(),
+        };
+        let (from, group) = (connections_out.clone(), receivers.clone());
+        receivers
+            .spawn(format!("receiver-{i}"), None, move || {
+                receive(&from, &to, &group)
+            })
+            .map_err(start_error(format!("receiver {i}")))?;
+    }
+    let stage = handlers.start(
+        requests_out.clone(),
+        responses_in.clone(),
+        &handler_group,
+        &ctx,
+    )?;
+    ctx.set_capacity(Capacity {
+        idle_holds_worker: false,
+        idle_holds_readers: Some(u64::from(stages.receivers)),
+        admitted: Some(u64::from(stages.max_connections)),
+        ..Capacity::workers(stage.workers, stage.worker)
+    });
+    let mut groups = vec![receivers.clone(), handler_group.clone(), senders.clone()];
+    groups.extend(stage.groups.iter().cloned());
+    ctx.set_arch_figures({
+        let groups = groups.clone();
+        let queues = [
+            connections_in.stats(),
+            requests_in.stats(),
+            responses_in.stats(),
+        ];
+        let permits = Arc::clone(&permits);
+        let extra = stage.figures;
+        move || {
+            let mut figures = Figures {
+                threads: groups.iter().map(ThreadGroup::snapshot).collect(),
+                queues: queues.iter().map(|q| q.snapshot()).collect(),
+                limits: vec![permits.snapshot("connections")],
+                ..Figures::default()
             };
-            // Blocks until the next client connects; `None` once shutdown begins.
-            let Some(conn) = acceptor.accept() else { break };
-            // Never blocks: the queue has room for every permitted connection.
-            let _ = connections_in.push(Some(Client {
-                conn,
-                _permit: permit,
-            }));
+            if let Some(extra) = &extra {
+                extra(&mut figures);
+            }
+            figures
         }
+    });
+    for i in 1..=stages.senders {
+        let (from, to, group) = (
+            responses_out.clone(),
+            connections_in.clone(),
+            senders.clone(),
+        );
+        senders
+            .spawn(format!("sender-{i}"), None, move || {
+                send(&from, &to, &group)
+            })
+            .map_err(start_error(format!("sender {i}")))?;
+    }
+    // The stages hold their own clones; the main thread keeps only the connections
+    // sender, to feed the pipeline and, at the end, to send the stop signals.
+    drop((
+        connections_out,
+        requests_in,
+        requests_out,
+        responses_in,
+        responses_out,
+    ));
 
-        // Shutdown. Idle connections were closed by the shutdown hook; wait for the ones
-        // with a request in flight to be answered (with `Connection: close`) and dropped.
-        let deadline = ctx.shutdown.deadline(ctx.args.shutdown_timeout);
-        tracing::info!(
-            "shutting down: no longer accepting; {} connections in the pipeline",
+    loop {
+        // Blocks while --max-connections connections are inside, until one leaves.
+        let Some(permit) = permits.acquire() else {
+            break;
+        };
+        // Blocks until the next client connects; `None` once shutdown begins.
+        let Some(conn) = acceptor.accept() else { break };
+        // Never blocks: the queue has room for every permitted connection.
+        let _ = connections_in.push(Some(Client {
+            conn,
+            _permit: permit,
+        }));
+    }
+
+    // Shutdown. Idle connections were closed by the shutdown hook; wait for the ones
+    // with a request in flight to be answered (with `Connection: close`) and dropped.
+    let deadline = ctx.shutdown.deadline(ctx.args.shutdown_timeout);
+    tracing::info!(
+        "shutting down: no longer accepting; {} connections in the pipeline",
+        permits.in_use()
+    );
+    if !permits.wait_all_returned(deadline) {
+        tracing::warn!(
+            "{} connections still busy after the shutdown timeout",
             permits.in_use()
         );
-        if !permits.wait_all_returned(deadline) {
-            tracing::warn!(
-                "{} connections still busy after the shutdown timeout",
-                permits.in_use()
-            );
-        }
-        // One stop signal per receiver. When the receivers are gone the requests queue
-        // closes, the handlers drain it and stop, the responses queue closes, and the
-        // senders drain it and stop: the pipeline empties from front to back.
-        for _ in 0..self.receivers {
-            let _ = connections_in.push(None);
-        }
-        drop(connections_in);
-        let still_running: usize = [receivers, dispatcher, handlers, senders]
-            .iter()
-            .map(|group| group.join(deadline))
-            .sum();
-        if still_running > 0 {
-            tracing::warn!(
-                "{still_running} pipeline threads still busy after the shutdown timeout"
-            );
-        }
-        Ok(())
     }
+    // One stop signal per receiver. When the receivers are gone the requests queue
+    // closes, the handlers drain it and stop, the responses queue closes, and the
+    // senders drain it and stop: the pipeline empties from front to back.
+    for _ in 0..stages.receivers {
+        let _ = connections_in.push(None);
+    }
+    drop(connections_in);
+    // The stage's own groups (a dispatcher) end when the requests queue closes, before
+    // the handlers they feed.
+    let still_running: usize = [receivers]
+        .iter()
+        .chain(&stage.groups)
+        .chain([&handler_group, &senders])
+        .map(|group| group.join(deadline))
+        .sum();
+    if still_running > 0 {
+        tracing::warn!("{still_running} pipeline threads still busy after the shutdown timeout");
+    }
+    Ok(())
 }
 
 /// A receiver: reads one request at a time from connections that are waiting for one.
@@ -322,11 +454,19 @@ fn receive(from: &QueueReceiver<ConnectionItem>, to: &ReceiverOutputs, group: &T
         match client.conn.next_request() {
             // Blocks while the requests queue is full, until a handler takes one.
             Next::Request(request, exchange) => {
-                let _ = to.requests.push((client, request, exchange));
+                let _ = to.requests.push(Job {
+                    client,
+                    request,
+                    exchange,
+                });
             }
             // Bad input needs no handler: its error response goes straight to a sender.
             Next::Reject(response, exchange) => {
-                let _ = to.responses.push((client, response, exchange));
+                let _ = to.responses.push(Answer {
+                    client,
+                    response,
+                    exchange,
+                });
             }
             Next::Closed(why) => {
                 tracing::debug!(
@@ -342,12 +482,12 @@ fn receive(from: &QueueReceiver<ConnectionItem>, to: &ReceiverOutputs, group: &T
 /// A handler thread: computes one response at a time.
 fn handle(from: &QueueReceiver<Job>, to: &QueueSender<Answer>, group: &ThreadGroup, ctx: &Context) {
     // Blocks until a request is queued; `None` once every receiver is gone and it is drained.
-    while let Some((client, request, exchange)) = from.pop() {
+    while let Some(job) = from.pop() {
         let _busy = group.busy();
         // Sleeps or computes on this handler thread, as the route needs.
-        let response = work::answer(&request, ctx);
+        let response = work::answer(job.request(), ctx);
         // Blocks while the responses queue is full, until a sender takes one.
-        let _ = to.push((client, response, exchange));
+        let _ = to.push(job.answer(response));
     }
 }
 
@@ -377,16 +517,16 @@ fn dispatch(
 ) {
     let slots = Permits::new(2 * pool.current_num_threads());
     // Blocks until a request is queued; `None` once every receiver is gone and it is drained.
-    while let Some((client, request, exchange)) = from.pop() {
+    while let Some(job) = from.pop() {
         // Blocks while the pool already holds two requests per thread.
         let Some(slot) = slots.acquire() else { break };
         let (to, group, ctx) = (to.clone(), group.clone(), Arc::clone(ctx));
         pool.spawn(move || {
             let _slot = slot;
             let _busy = group.busy();
-            let response = work::answer(&request, &ctx);
+            let response = work::answer(job.request(), &ctx);
             // Blocks while the responses queue is full, until a sender takes one.
-            let _ = to.push((client, response, exchange));
+            let _ = to.push(job.answer(response));
         });
     }
     // Dropping the pool lets its threads finish the jobs they hold, then exit.
@@ -396,7 +536,12 @@ fn dispatch(
 /// A sender: writes one response at a time, and returns live connections to the start.
 fn send(from: &QueueReceiver<Answer>, to: &QueueSender<ConnectionItem>, group: &ThreadGroup) {
     // Blocks until a response is queued; `None` once every handler is gone and it is drained.
-    while let Some((mut client, response, exchange)) = from.pop() {
+    while let Some(Answer {
+        mut client,
+        response,
+        exchange,
+    }) = from.pop()
+    {
         let _busy = group.busy();
         // Blocks until the kernel has taken the response.
         if client.conn.send(exchange, &response) {

@@ -261,6 +261,8 @@ impl Main {
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // Shutdown shut the listener down under us (EINVAL): nothing to report.
+                Err(_) if self.ctx.shutdown.is_triggered() => return,
                 Err(e)
                     if matches!(
                         e.kind(),

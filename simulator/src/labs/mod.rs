@@ -11,6 +11,7 @@
 //! timings (the ~1 s SYN retry of lab 7) are not scaled: the kernel does not know.
 
 mod backlog;
+mod designs;
 mod event_loop;
 mod heavy;
 mod open_loop;
@@ -222,6 +223,27 @@ pub fn all() -> Vec<Lab> {
             sheet: "labs/15-the-knee.md",
             targets: &[],
             run: open_loop::lab15,
+        },
+        Lab {
+            id: 16,
+            title: "No GIL here: handler threads against handler processes",
+            sheet: "labs/16-no-gil-here.md",
+            targets: &[],
+            run: designs::lab16,
+        },
+        Lab {
+            id: 17,
+            title: "A handler crashes: in a process, and in a thread",
+            sheet: "labs/17-a-handler-crashes.md",
+            targets: &[],
+            run: designs::lab17,
+        },
+        Lab {
+            id: 18,
+            title: "Managers on demand: combined delegation against the fixed pipeline",
+            sheet: "labs/18-managers-on-demand.md",
+            targets: &[],
+            run: designs::lab18,
         },
     ]
 }
