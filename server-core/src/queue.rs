@@ -165,24 +165,21 @@ impl<T> QueueSender<T> {
                 s
             }
         };
-        // Bump the depth before the item is visible, so a fast consumer never sees the
-        // depth go below zero; undo it if the push fails.
+        // Count the item before it is visible, so a fast consumer never sees the depth go
+        // below zero, and whoever sees the item's effects (its response) also sees it
+        // counted; undo both if the push fails.
         self.stats.depth.fetch_add(1, Relaxed);
+        self.stats.pushed.fetch_add(1, Relaxed);
         let result = match &self.engine {
             // Blocks until there is room or every receiver is dropped.
             SenderEngine::Channel(tx) => tx.send(stamped).map_err(|e| e.into_inner()),
             SenderEngine::Condvar(queue) => queue.push(stamped),
         };
-        match result {
-            Ok(()) => {
-                self.stats.pushed.fetch_add(1, Relaxed);
-                Ok(())
-            }
-            Err(stamped) => {
-                self.stats.depth.fetch_sub(1, Relaxed);
-                Err(stamped.item)
-            }
-        }
+        result.map_err(|stamped| {
+            self.stats.depth.fetch_sub(1, Relaxed);
+            self.stats.pushed.fetch_sub(1, Relaxed);
+            stamped.item
+        })
     }
 
     /// Adds `item` at the back if there is room; never blocks.
@@ -201,7 +198,9 @@ impl<T> QueueSender<T> {
     }
 
     fn try_push_stamped(&self, stamped: Stamped<T>) -> Result<(), TryPushError<Stamped<T>>> {
+        // Counted before the item is visible, as in `push`.
         self.stats.depth.fetch_add(1, Relaxed);
+        self.stats.pushed.fetch_add(1, Relaxed);
         let result = match &self.engine {
             SenderEngine::Channel(tx) => tx.try_send(stamped).map_err(|e| match e {
                 crossbeam_channel::TrySendError::Full(s) => TryPushError::Full(s),
@@ -209,13 +208,9 @@ impl<T> QueueSender<T> {
             }),
             SenderEngine::Condvar(queue) => queue.try_push(stamped),
         };
-        match &result {
-            Ok(()) => {
-                self.stats.pushed.fetch_add(1, Relaxed);
-            }
-            Err(_) => {
-                self.stats.depth.fetch_sub(1, Relaxed);
-            }
+        if result.is_err() {
+            self.stats.depth.fetch_sub(1, Relaxed);
+            self.stats.pushed.fetch_sub(1, Relaxed);
         }
         result
     }
