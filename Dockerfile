@@ -22,13 +22,17 @@ ENV RUSTFLAGS="-C target-feature=+crt-static" \
 # simulator (the registry in architectures/ lists them; nothing here needs to).
 RUN cargo build --release --locked --target x86_64-unknown-linux-gnu \
         --workspace --exclude benches --bins \
-    && mkdir -p /out/bin \
+    && mkdir -p /out/bin /out/results \
+    && touch /out/results/.keep \
     && find target/x86_64-unknown-linux-gnu/release -maxdepth 1 -type f -perm -u+x \
         -exec cp {} /out/bin/ \;
 
 # --- the image: nothing but the binaries -------------------------------------------------
 FROM scratch
 COPY --from=build /out/bin/ /bin/
+# An empty directory the unprivileged user owns: a volume mounted here (the simulator's
+# --save /results in deploy/stack.yaml) starts with this owner, so the simulator may write.
+COPY --from=build --chown=65532:65532 /out/results/ /results/
 ENV PATH=/bin
 # No /etc/passwd in scratch: run as a numeric unprivileged user.
 USER 65532:65532

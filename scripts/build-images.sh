@@ -22,7 +22,10 @@ BINS="$(target/$TARGET/release/simulator architectures --names | tr '\n' ' ')sim
 
 STAGE=target/image
 rm -rf "$STAGE"
-mkdir -p "$STAGE/bin"
+mkdir -p "$STAGE/bin" "$STAGE/results"
+# An empty file keeps the directory in the build context's COPY (Docker copies a
+# directory's contents); it is the only thing in /results until a volume covers it.
+touch "$STAGE/results/.keep"
 for bin in $BINS; do
   cp "target/$TARGET/release/$bin" "$STAGE/bin/"
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The containers, end to end: build the image without a registry, start the four servers
-# and the simulator with compose, and check that every server container served the
-# simulator's clients. Run by .ci/run; takes 2–4 minutes, most of it building.
+# The containers, end to end: build the image without a registry, start every server
+# architecture and the simulator with compose, and check that every server container served
+# the simulator's clients; then the simulator in shards on a single-node Docker Swarm
+# (scripts/swarm-shards.sh). Run by .ci/run; takes 3–5 minutes, most of it building.
 #
 # What it needs, it installs where missing:
 #   - Docker's engine: the `docker.io` apt package;
@@ -118,4 +119,7 @@ for arch in $ARCHS; do
   fi
 done
 [ $failed -eq 0 ] || exit 1
+
+# --- the simulator in shards on Docker Swarm, merged ----------------------------------
+SERVELAB_IMAGE=$IMAGE scripts/swarm-shards.sh
 log "passed"

@@ -168,6 +168,11 @@ pub fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::E
     s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Reads a duration written by [`as_millis`].
+pub fn from_millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    <u64 as serde::Deserialize>::deserialize(d).map(Duration::from_millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,7 +35,7 @@ use crate::tally::Tally;
 use crate::units::micros;
 
 /// Everything recorded about one client (in an open-loop run, one connection of the pool).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ClientRecord {
     pub id: usize,
     pub outcome: Outcome,
@@ -69,7 +69,60 @@ pub struct ClientRecord {
     pub error: Option<String>,
 }
 
+/// A stretch of a client's life, as its record shows it (see [`ClientRecord::phases`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// From its first step to the completed handshake.
+    Connecting,
+    /// Connected, waiting for the first byte of an answer.
+    Waiting,
+    /// From the first byte of the first answer to the end of the last one served.
+    Answering,
+    /// Served, keeping the connection open and idle (`--hold`).
+    Holding,
+}
+
+impl Phase {
+    /// The phase in the lecture's words.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Connecting => "waiting to connect",
+            Phase::Waiting => "connected, waiting for service",
+            Phase::Answering => "being answered",
+            Phase::Holding => "holding the connection",
+        }
+    }
+}
+
 impl ClientRecord {
+    /// The client's life as consecutive phases, each `(phase, from µs, to µs)` since the
+    /// common start; a client that never ended is drawn to `end_us`. Empty for a client that
+    /// never started.
+    pub fn phases(&self, end_us: u64) -> Vec<(Phase, u64, u64)> {
+        let Some(start) = self.started_us else {
+            return Vec::new();
+        };
+        let ended = self.ended_us.unwrap_or(end_us).max(start);
+        let mut out = vec![(Phase::Connecting, start, self.connect_us.unwrap_or(ended))];
+        let Some(connected) = self.connect_us else {
+            return out;
+        };
+        out.push((
+            Phase::Waiting,
+            connected,
+            self.first_byte_us.unwrap_or(ended),
+        ));
+        let Some(first) = self.first_byte_us else {
+            return out;
+        };
+        let complete = self.complete_us.unwrap_or(first).max(first);
+        out.push((Phase::Answering, first, complete));
+        if self.outcome == Outcome::Served && ended > complete {
+            out.push((Phase::Holding, complete, ended));
+        }
+        out
+    }
+
     /// The record of client `id` before it has done anything (a client that never started
     /// keeps it).
     pub fn new(id: usize) -> ClientRecord {

@@ -6,15 +6,19 @@
 //! judged with the one deadline rule, [`crate::outcome::in_time`], so the ledger and the
 //! distribution cannot disagree.
 
+use std::time::Duration;
+
 use hdrhistogram::Histogram;
 
+use crate::client::ClientRecord;
 use crate::engine::Finished;
 use crate::outcome::{in_time, Outcome};
 use crate::scenario::{Load, Scenario};
+use crate::tally::Requests;
 use crate::units::{micros, new_histogram};
 
 /// Clients by outcome.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub clients: usize,
     pub served: usize,
@@ -119,10 +123,21 @@ pub struct Throughput {
 
 /// The run's numbers from its clients' records and the engine's tally.
 pub fn tally(scenario: &Scenario, run: &Finished) -> (Summary, Latency, Option<Throughput>) {
-    let clients = &run.records;
+    let summary = summarize(&run.records, run.elapsed);
+    if !scenario.load.is_load() {
+        return (summary, wait_latency(scenario, &run.records), None);
+    }
+    let requests = &run.tally.requests;
+    let latency = Latency::of(&run.tally.corrected, requests.over_deadline());
+    let throughput = throughput(scenario, requests, run.elapsed);
+    (summary, latency, Some(throughput))
+}
+
+/// Clients by outcome, with the run's length and how evenly its clients started.
+pub fn summarize(clients: &[ClientRecord], elapsed: Duration) -> Summary {
     let mut summary = Summary {
         clients: clients.len(),
-        elapsed_ms: u64::try_from(run.elapsed.as_millis()).unwrap_or(u64::MAX),
+        elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         start_spread_ms: clients
             .iter()
             .filter_map(|c| c.started_us)
@@ -134,28 +149,39 @@ pub fn tally(scenario: &Scenario, run: &Finished) -> (Summary, Latency, Option<T
     for record in clients {
         summary.add(record.outcome);
     }
-    if !scenario.load.is_load() {
-        // The sample is the wait the deadline was applied to; a client still waiting when
-        // its deadline passed is recorded at the deadline (all we know is that it waited
-        // at least that long).
-        let timeout_us = micros(scenario.timeout);
-        let mut histogram = new_histogram();
-        let mut over_deadline = 0;
-        for record in clients {
-            if record.outcome == Outcome::Served || record.outcome.timed_out() {
-                let sample = record.waited_us.unwrap_or(timeout_us);
-                if !in_time(sample, timeout_us) {
-                    over_deadline += 1;
-                }
-                histogram.saturating_record(sample.max(1));
+    summary
+}
+
+/// Scenario runs: the distribution of the clients' waits. The sample is the wait the
+/// deadline was applied to; a client still waiting when its deadline passed is recorded at
+/// the deadline (all we know is that it waited at least that long).
+pub fn wait_latency(scenario: &Scenario, clients: &[ClientRecord]) -> Latency {
+    let (histogram, over_deadline) = wait_histogram(scenario, clients);
+    Latency::of(&histogram, over_deadline)
+}
+
+/// Scenario runs: the histogram of the clients' waits (see [`wait_latency`]), and how many
+/// were over the deadline.
+pub fn wait_histogram(scenario: &Scenario, clients: &[ClientRecord]) -> (Histogram<u64>, u64) {
+    let timeout_us = micros(scenario.timeout);
+    let mut histogram = new_histogram();
+    let mut over_deadline = 0;
+    for record in clients {
+        if record.outcome == Outcome::Served || record.outcome.timed_out() {
+            let sample = record.waited_us.unwrap_or(timeout_us);
+            if !in_time(sample, timeout_us) {
+                over_deadline += 1;
             }
+            histogram.saturating_record(sample.max(1));
         }
-        return (summary, Latency::of(&histogram, over_deadline), None);
     }
-    let requests = &run.tally.requests;
-    let latency = Latency::of(&run.tally.corrected, requests.over_deadline());
-    let seconds = run.elapsed.as_secs_f64().max(1e-9);
-    let throughput = Throughput {
+    (histogram, over_deadline)
+}
+
+/// Load runs: `requests` over a run of `elapsed`.
+pub fn throughput(scenario: &Scenario, requests: &Requests, elapsed: Duration) -> Throughput {
+    let seconds = elapsed.as_secs_f64().max(1e-9);
+    Throughput {
         requests: requests.served,
         failed: requests.errors(),
         seconds,
@@ -165,6 +191,5 @@ pub fn tally(scenario: &Scenario, run: &Finished) -> (Summary, Latency, Option<T
             Load::Rate(open) => Some(open.rate),
             _ => None,
         },
-    };
-    (summary, latency, Some(throughput))
+    }
 }

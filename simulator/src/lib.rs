@@ -24,6 +24,10 @@
 //! * [`predict`]: the queueing arithmetic that predicts how many clients will be served;
 //! * [`report`] and [`render`]: one run's results, and how they are printed; [`save`]: the
 //!   run's files (JSON, CSV, HdrHistogram logs);
+//! * [`html`]: the report as one self-contained page with its charts (`--report`), and
+//!   [`watch`]: a servelab server's `/stats` read during the run for it;
+//! * [`merge`]: the shards of a run spread over several processes or machines, added up
+//!   into one report (histograms merged, never percentiles averaged);
 //! * [`servers`] and [`compare`]: the same scenario against the registered architectures
 //!   in-process, or against running servers;
 //! * [`sweep`]: rising open-loop rates against a server, to find the knee;
@@ -34,9 +38,11 @@ pub mod client;
 pub mod compare;
 pub mod engine;
 pub mod gate;
+pub mod html;
 pub mod http;
 pub mod labs;
 pub mod ledger;
+pub mod merge;
 pub mod outcome;
 pub mod predict;
 pub mod progress;
@@ -50,6 +56,7 @@ pub mod sweep;
 pub mod tally;
 pub mod target;
 pub mod units;
+pub mod watch;
 
 pub use outcome::Outcome;
 pub use report::Report;

@@ -2,16 +2,27 @@
 //! registered architectures in-process (or running servers), `lab`, and `probe`.
 
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use server_core::config::parse_duration;
+use simulator::html::{self, Provenance};
 use simulator::report::Report;
-use simulator::scenario::{Arrivals, DeadlineClock, Engine, OpenLoop, WhenBusy};
+use simulator::scenario::{Arrivals, DeadlineClock, Engine, OpenLoop, Shard, WhenBusy};
 use simulator::servers::{self, Servers};
 use simulator::sweep::{self, SweepSpec};
 use simulator::{compare, render, run, save, target};
 use simulator::{Load, RequestSpec, Scenario, SimError};
+
+/// `print!` that never panics: see [`emit`].
+macro_rules! out {
+    ($($arg:tt)*) => { emit(format_args!($($arg)*)) };
+}
+
+/// `println!` that never panics: see [`emit`].
+macro_rules! outln {
+    ($($arg:tt)*) => { emit(format_args!("{}\n", format_args!($($arg)*))) };
+}
 
 /// servelab's client simulator: many clients at once, each with a deadline; who was served
 /// in time, who gave up, and why.
@@ -34,6 +45,10 @@ enum Command {
     Sweep(SweepArgs),
     /// Run one of the lecture's experiments and check the result (sheets in labs/).
     Lab(LabArgs),
+    /// Add up the shards of one run (`run --shard I/N --save DIR`) into the report of the
+    /// whole run: ledgers summed, histograms merged (never percentiles averaged), the
+    /// prediction made again. Exits 1 if a shard is missing, after naming it.
+    Merge(MergeArgs),
     /// Check that a server answers: exit 0 if it does, 1 (with one sentence) if not. Made
     /// for container health checks, where there is no curl.
     Probe(ProbeArgs),
@@ -80,12 +95,26 @@ struct LabArgs {
 }
 
 #[derive(Args)]
+struct MergeArgs {
+    /// The shards' directories (each with report.json and latency.hlog), or directories
+    /// that hold them (the DIR all shards saved into).
+    #[arg(required = true, value_name = "DIR")]
+    dirs: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    files: SaveArgs,
+}
+
+#[derive(Args)]
 struct RunArgs {
     /// The server, as host:port.
     #[arg(long, default_value = "127.0.0.1:7777")]
     target: String,
     #[command(flatten)]
     scenario: ScenarioArgs,
+    #[command(flatten)]
+    orchestration: Orchestration,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
@@ -196,6 +225,9 @@ impl SweepArgs {
             deadline: DeadlineClock::FromStart,
             engine: Engine::Events,
             engine_threads: self.engine_threads,
+            shard: None,
+            start_at: None,
+            watch_server: false,
         };
         Ok(SweepSpec {
             scenario,
@@ -319,6 +351,11 @@ struct OutputArgs {
     /// How much to tell on stderr while the clients run.
     #[arg(long, value_enum, default_value_t = LogLevel::Quiet, value_name = "LEVEL")]
     log: LogLevel,
+    /// Also write the results as one self-contained HTML page with charts (each client's
+    /// timeline, the latency distribution, the run over time, a servelab server's queues
+    /// and threads, read from its /stats during the run).
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -329,6 +366,61 @@ struct SaveArgs {
     /// HdrHistogram's plotter).
     #[arg(long, value_name = "DIR")]
     save: Option<std::path::PathBuf>,
+}
+
+/// Running one shard of a run spread over several simulator processes, and starting
+/// together with them and with the server.
+#[derive(Args)]
+struct Orchestration {
+    /// Run only this process's share of the clients and of the rate: shard I of N,
+    /// counted from 1 (--clients and --rate stay the whole run's). With --save, the
+    /// results go to DIR/shard-I-of-N for `simulator merge`.
+    #[arg(long, value_name = "I/N", env = "SIMULATOR_SHARD", value_parser = Shard::parse)]
+    shard: Option<Shard>,
+    /// One of N shards, its place taken from the orchestrator: Docker Swarm's task slot
+    /// (TASK_SLOT, from 1) or a Kubernetes Indexed Job's JOB_COMPLETION_INDEX (from 0).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SIMULATOR_SHARDS",
+        conflicts_with = "shard"
+    )]
+    shards: Option<usize>,
+    /// Wait up to this long for the target to answer before starting, trying every
+    /// 200 ms (for orchestrators that start the simulator and the server together)
+    /// [default: no wait].
+    #[arg(long, value_name = "DURATION", env = "SIMULATOR_WAIT", value_parser = parse_duration)]
+    wait: Option<Duration>,
+    /// Start the clients at this wall-clock moment (RFC 3339, e.g. 2026-11-23T09:00:00Z,
+    /// or seconds since the Unix epoch), so that shards on several processes or machines
+    /// start together.
+    #[arg(long, value_name = "TIME", env = "SIMULATOR_START_AT", value_parser = parse_start_at)]
+    start_at: Option<SystemTime>,
+}
+
+impl Orchestration {
+    /// This process's shard, if it is one.
+    fn shard(&self) -> Result<Option<Shard>, SimError> {
+        match (self.shard, self.shards) {
+            (Some(shard), _) => Ok(Some(shard)),
+            (None, Some(count)) => {
+                Shard::from_orchestrator(count, |name| std::env::var(name).ok()).map(Some)
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// `--start-at`: RFC 3339, or seconds since the Unix epoch.
+fn parse_start_at(text: &str) -> Result<SystemTime, String> {
+    if let Ok(seconds) = text.trim().parse::<f64>() {
+        if seconds.is_finite() && seconds >= 0.0 {
+            return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(seconds));
+        }
+    }
+    humantime::parse_rfc3339_weak(text.trim()).map_err(|_| {
+        format!("expected a moment in RFC 3339 (2026-11-23T09:00:00Z) or seconds since the Unix epoch; got {text:?}")
+    })
 }
 
 /// The simulator's log levels (the servers' `--log` describes the servers' own).
@@ -424,6 +516,9 @@ impl ScenarioArgs {
             deadline: self.deadline,
             engine: self.engine,
             engine_threads: self.engine_threads,
+            shard: None,
+            start_at: None,
+            watch_server: false,
         })
     }
 }
@@ -456,26 +551,71 @@ fn execute(cli: Cli, flags: Vec<(String, String)>) -> Result<ExitCode, SimError>
     match cli.command {
         Command::Run(args) => {
             args.output.log.init();
-            let scenario = args.scenario.resolve(Defaults {
+            let mut scenario = args.scenario.resolve(Defaults {
                 clients: 5,
                 timeout: Duration::from_secs(15),
                 request: "GET /",
             })?;
-            // Fails with one sentence if nothing listens there.
-            let report = run::run_target(&args.target, &scenario)?;
+            scenario.shard = args.orchestration.shard()?;
+            scenario.start_at = args.orchestration.start_at;
+            scenario.watch_server = args.output.report.is_some();
+            if let Some(shard) = scenario.shard {
+                if scenario.clients < shard.index {
+                    return Err(SimError::Usage(format!(
+                        "shard {shard} has no clients: the run has only {} (--clients, or --connections in an open loop)",
+                        scenario.clients
+                    )));
+                }
+            }
+            // Fails with one sentence if nothing listens there. A shard that fails says so
+            // in its directory, so that the merge can name it.
+            let wait = args.orchestration.wait;
+            let ran = wait
+                .map_or(Ok(()), |within| target::wait_for(&args.target, within))
+                .and_then(|()| run::run_target(&args.target, &scenario));
+            let report = match ran {
+                Ok(report) => report,
+                Err(e) => {
+                    if let (Some(dir), Some(shard)) = (&args.files.save, scenario.shard) {
+                        saved(&[save::save_failure(dir, shard, &e)?]);
+                    }
+                    return Err(e);
+                }
+            };
+            print_report(&report, args.output.format);
+            if let Some(dir) = &args.files.save {
+                saved(&save::save(&report, &save::run_dir(dir, scenario.shard))?);
+            }
+            if let Some(path) = &args.output.report {
+                html::write(path, &html::run_page(&report, &Provenance::here()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Merge(args) => {
+            args.output.log.init();
+            let report = simulator::merge::merge(&args.dirs)?;
             print_report(&report, args.output.format);
             if let Some(dir) = &args.files.save {
                 saved(&save::save(&report, dir)?);
             }
-            Ok(ExitCode::SUCCESS)
+            if let Some(path) = &args.output.report {
+                html::write(path, &html::run_page(&report, &Provenance::here()))?;
+            }
+            let complete = report.shards.as_ref().is_none_or(|c| c.complete());
+            Ok(if complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Compare(args) => {
             args.output.log.init();
-            let scenario = args.scenario.resolve(Defaults {
+            let mut scenario = args.scenario.resolve(Defaults {
                 clients: 16,
                 timeout: Duration::from_secs(1),
                 request: "GET /sleep/400",
             })?;
+            scenario.watch_server = args.output.report.is_some();
             let servers = args.servers.servers(flags);
             let reports = if args.targets.is_empty() {
                 compare::compare(&scenario, &servers)?
@@ -483,13 +623,13 @@ fn execute(cli: Cli, flags: Vec<(String, String)>) -> Result<ExitCode, SimError>
                 compare::compare_targets(&scenario, &args.targets)?
             };
             match args.output.format {
-                Format::Text => print!("{}", render::compare_text(&scenario, &reports)),
-                Format::Json => println!(
+                Format::Text => out!("{}", render::compare_text(&scenario, &reports)),
+                Format::Json => outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({ "scenario": scenario, "servers": { "archs": servers.archs, "flags": servers.flags, "backlog": servers.backlog }, "results": reports }))
                         .unwrap_or_default()
                 ),
-                Format::Csv => print!("{}", render::compare_csv(&reports)),
+                Format::Csv => out!("{}", render::compare_csv(&reports)),
             }
             if let Some(dir) = &args.files.save {
                 for report in &reports {
@@ -499,6 +639,12 @@ fn execute(cli: Cli, flags: Vec<(String, String)>) -> Result<ExitCode, SimError>
                         &dir.join(name.replace([':', '/'], "_")),
                     )?);
                 }
+            }
+            if let Some(path) = &args.output.report {
+                html::write(
+                    path,
+                    &html::compare_page(&scenario, &reports, &Provenance::here()),
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -516,13 +662,16 @@ fn execute(cli: Cli, flags: Vec<(String, String)>) -> Result<ExitCode, SimError>
             match args.output.format {
                 Format::Text => {
                     let texts: Vec<String> = reports.iter().map(|r| r.to_text()).collect();
-                    print!("{}", texts.join("\n"));
+                    out!("{}", texts.join("\n"));
                 }
-                Format::Json => println!(
+                Format::Json => outln!(
                     "{}",
                     serde_json::to_string_pretty(&reports).unwrap_or_default()
                 ),
-                Format::Csv => print!("{}", sweep::to_csv(&reports)),
+                Format::Csv => out!("{}", sweep::to_csv(&reports)),
+            }
+            if let Some(path) = &args.output.report {
+                html::write(path, &html::sweep_page(&reports, &Provenance::here()))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -530,9 +679,9 @@ fn execute(cli: Cli, flags: Vec<(String, String)>) -> Result<ExitCode, SimError>
         Command::Architectures(args) => {
             for entry in &architectures::ALL {
                 if args.names {
-                    println!("{}", entry.name);
+                    outln!("{}", entry.name);
                 } else {
-                    println!("{:<19} {}", entry.name, entry.about);
+                    outln!("{:<19} {}", entry.name, entry.about);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -542,15 +691,17 @@ fn execute(cli: Cli, flags: Vec<(String, String)>) -> Result<ExitCode, SimError>
             // Fails with one sentence if nothing listens there or it does not answer.
             let info = target::health(addr, &args.target)?;
             match (info, args.stats) {
-                (Some(info), true) => println!(
+                (Some(info), true) => outln!(
                     "{}",
                     serde_json::to_string_pretty(&info.snapshot).unwrap_or_default()
                 ),
-                (Some(info), false) => println!(
+                (Some(info), false) => outln!(
                     "{}: servelab {} is up, {} requests served",
-                    args.target, info.architecture, info.snapshot.requests.served
+                    args.target,
+                    info.architecture,
+                    info.snapshot.requests.served
                 ),
-                (None, _) => println!(
+                (None, _) => outln!(
                     "{}: an HTTP server answers, but not servelab (no /stats)",
                     args.target
                 ),
@@ -564,7 +715,7 @@ fn lab(args: LabArgs) -> Result<ExitCode, SimError> {
     args.output.log.init();
     if args.list {
         for lab in simulator::labs::all() {
-            println!("{:>2}  {}  ({})", lab.id, lab.title, lab.sheet);
+            outln!("{:>2}  {}  ({})", lab.id, lab.title, lab.sheet);
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -574,19 +725,23 @@ fn lab(args: LabArgs) -> Result<ExitCode, SimError> {
         ));
     }
     let lab = simulator::labs::find(args.id.unwrap_or_default())?;
-    let env = simulator::labs::LabEnv {
-        scale: args.scale,
-        target: args.target,
-        engine: args.engine,
-    };
+    let mut env = simulator::labs::LabEnv::new(args.scale, args.target, args.engine);
+    env.record = args.output.report.is_some();
     let checks = lab.run(&env)?;
     match args.output.format {
-        Format::Json => println!(
+        Format::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "lab": lab.id, "title": lab.title, "scale": env.scale, "checks": checks }))
                 .unwrap_or_default()
         ),
-        _ => print!("{}", simulator::labs::to_text(&lab, &env, &checks)),
+        _ => out!("{}", simulator::labs::to_text(&lab, &env, &checks)),
+    }
+    if let Some(path) = &args.output.report {
+        let runs = env.recorded();
+        html::write(
+            path,
+            &html::lab_page(&lab, &env, &checks, &runs, &Provenance::here()),
+        )?;
     }
     Ok(if checks.iter().all(|c| c.agrees) {
         ExitCode::SUCCESS
@@ -597,12 +752,27 @@ fn lab(args: LabArgs) -> Result<ExitCode, SimError> {
 
 fn print_report(report: &Report, format: Format) {
     match format {
-        Format::Text => print!("{}", report.to_text()),
-        Format::Json => println!(
+        Format::Text => out!("{}", report.to_text()),
+        Format::Json => outln!(
             "{}",
             serde_json::to_string_pretty(report).unwrap_or_default()
         ),
-        Format::Csv => print!("{}", report.to_csv()),
+        Format::Csv => out!("{}", report.to_csv()),
+    }
+}
+
+/// Writes to stdout. A reader that went away (`simulator ... | head`) ends the program
+/// quietly, as it ends any Unix filter; any other failure to write is one sentence and
+/// status 1.
+fn emit(args: std::fmt::Arguments) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("simulator: cannot write to standard output: {e}");
+        std::process::exit(1);
     }
 }
 

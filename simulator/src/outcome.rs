@@ -19,7 +19,7 @@ pub fn out_of_resources(e: &io::Error) -> bool {
 }
 
 /// What happened to a client (or, in a load run, to one request). Exactly one per client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Complete 2xx responses, in time.

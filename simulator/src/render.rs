@@ -3,10 +3,14 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::client::Phase;
 use crate::outcome::Outcome;
 use crate::report::Report;
 use crate::scenario::{Load, Scenario};
 use crate::units::{human_us, micros};
+
+/// Scenario runs of up to this many clients get a timeline in their text report.
+pub const TIMELINE_CLIENTS: usize = 40;
 
 impl Report {
     /// The latency cell: "over" when the percentile is the deadline itself.
@@ -35,6 +39,35 @@ impl Report {
             self.target,
             what(&self.scenario)
         );
+        if let Some(shard) = self.scenario.shard {
+            let _ = writeln!(
+                out,
+                "shard {shard}: clients {}, {}, ... of the run's {} (this shard's {})",
+                shard.index,
+                shard.index + shard.count,
+                self.scenario.clients,
+                s.clients
+            );
+        }
+        if let Some(c) = &self.shards {
+            let merged: Vec<String> = c.merged.iter().map(|i| i.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "merged {} of {} shards ({}): {} of the run's {} clients",
+                c.merged.len(),
+                c.count,
+                merged.join(", "),
+                c.covered,
+                c.clients
+            );
+            for m in &c.missing {
+                let _ = writeln!(
+                    out,
+                    "MISSING shard {}/{}: {} (its clients are not in this report)",
+                    m.index, c.count, m.reason
+                );
+            }
+        }
         if self.clients.len() <= 32 && matches!(self.scenario.load, Load::Requests(_)) {
             let _ = writeln!(
                 out,
@@ -52,6 +85,10 @@ impl Report {
                     c.server_thread.as_deref().unwrap_or("-"),
                 );
             }
+        }
+        if self.clients.len() <= TIMELINE_CLIENTS && matches!(self.scenario.load, Load::Requests(_))
+        {
+            out.push_str(&self.timeline_text());
         }
         let _ = writeln!(out, "\nserved within deadline: {}/{}", s.served, s.clients);
         let counts: Vec<String> = Outcome::ALL
@@ -151,6 +188,64 @@ impl Report {
             let _ = writeln!(out, "rule: {}", p.rule);
         }
         let _ = writeln!(out, "{}", self.verdict());
+        out
+    }
+
+    /// A compact timeline, one line per client: a bar scaled so that the deadline is at
+    /// the same column on every line, so the queue can be seen forming in the terminal.
+    fn timeline_text(&self) -> String {
+        const WIDTH: u64 = 48;
+        let timeout = micros(self.scenario.timeout);
+        let last = self
+            .clients
+            .iter()
+            .filter_map(|c| c.ended_us)
+            .max()
+            .unwrap_or(0);
+        let span = timeout.max(last).max(1);
+        let column = |us: u64| (us.min(span) * WIDTH / span) as usize;
+        let mut out = format!(
+            "\n  timeline: one column = {}; . waiting to connect, - waiting for service, # being answered, = holding; | the deadline\n",
+            human_us(span.div_ceil(WIDTH))
+        );
+        for c in &self.clients {
+            let mut bar = vec![' '; WIDTH as usize + 1];
+            // Each phase takes the columns its time covers, after the phase before it; an
+            // answer gets at least one column, so that one that took no time still shows.
+            let mut free = 0;
+            for (phase, from, to) in c.phases(span) {
+                let mark = match phase {
+                    Phase::Connecting => '.',
+                    Phase::Waiting => '-',
+                    Phase::Answering => '#',
+                    Phase::Holding => '=',
+                };
+                let a = column(from).max(free);
+                let b = match phase {
+                    Phase::Answering => column(to).max(a + 1),
+                    _ => column(to),
+                }
+                .min(bar.len());
+                if b <= a {
+                    continue;
+                }
+                for cell in bar.iter_mut().take(b).skip(a) {
+                    *cell = mark;
+                }
+                free = free.max(b);
+            }
+            let deadline = column(timeout);
+            if bar[deadline] == ' ' {
+                bar[deadline] = '|';
+            }
+            let _ = writeln!(
+                out,
+                "  {:<6} {} {}",
+                format!("#{}", c.id),
+                bar.iter().collect::<String>(),
+                c.outcome.name()
+            );
+        }
         out
     }
 

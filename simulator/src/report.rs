@@ -29,8 +29,14 @@ pub struct Report {
     /// servelab server.
     pub server_config: Option<server_core::stats::ConfigSnapshot>,
     pub scenario: Scenario,
-    /// The engine threads that ran the clients.
+    /// The engine threads that ran the clients (in a merged report, all shards' together).
     pub engine_threads: usize,
+    /// The wall-clock moment the clients were let go, in microseconds since the Unix epoch.
+    /// Every time in `clients` counts from it.
+    pub started_at_unix_us: u64,
+    /// A merged report: which shards it covers and which it does not (see `merge`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<crate::merge::Coverage>,
     pub summary: Summary,
     /// Scenario runs: each client's wait. Load runs: each request's latency, corrected
     /// (from the moment it was due).
@@ -57,6 +63,13 @@ pub struct Report {
     /// The whole run's corrected and uncorrected latency histograms (see `--save`).
     #[serde(skip)]
     pub histograms: Option<(Histogram<u64>, Histogram<u64>)>,
+    /// The server's `/stats` before the run, when it is servelab's (`--save` writes it as
+    /// `server.json`, from which `merge` predicts the whole run).
+    #[serde(skip)]
+    pub server: Option<server_core::Snapshot>,
+    /// The server's `/stats`, read during the run when the scenario asked to watch it.
+    #[serde(skip)]
+    pub server_series: Vec<crate::watch::StatsSample>,
 }
 
 impl Report {
@@ -71,7 +84,10 @@ impl Report {
         let load = scenario.load.is_load();
         let open = matches!(scenario.load, Load::Rate(_));
         let requests = &run.tally.requests;
-        let prediction = info.and_then(|info| predict(info, scenario));
+        // One shard's clients are not the run the server sees: `merge` predicts the whole.
+        let prediction = info
+            .filter(|_| scenario.shard.is_none())
+            .and_then(|info| predict(info, scenario));
         let agrees = prediction
             .as_ref()
             .and_then(|p| p.agrees(summary.served, throughput.as_ref().map(|t| t.per_second)));
@@ -82,6 +98,8 @@ impl Report {
             server_config: info.map(|i| i.snapshot.config.clone()),
             scenario: scenario.clone(),
             engine_threads: run.threads,
+            started_at_unix_us: unix_us(run.started_at),
+            shards: None,
             summary,
             latency_us: latency,
             latency_uncorrected_us: open
@@ -95,6 +113,8 @@ impl Report {
             clients: run.records,
             interval_log: run.interval_log,
             histograms: Some((run.tally.corrected.clone(), run.tally.uncorrected.clone())),
+            server: info.map(|i| i.snapshot.clone()),
+            server_series: Vec::new(),
         }
     }
 
@@ -118,7 +138,17 @@ impl Report {
                 line
             }
             (Some(p), None) => format!("no prediction: {}", p.caveats.join("; ")),
+            (None, _) if self.scenario.shard.is_some() => format!(
+                "no prediction for one shard ({}): `simulator merge` predicts the whole run",
+                self.scenario.shard.map(|s| s.to_string()).unwrap_or_default()
+            ),
             _ => "no prediction (not a servelab server, or a load run of a route without a known service time)".into(),
         }
     }
+}
+
+/// Microseconds since the Unix epoch (0 before it).
+pub fn unix_us(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, crate::units::micros)
 }

@@ -34,8 +34,13 @@ pub fn run(
     scenario: &Scenario,
     info: Option<&ServerInfo>,
 ) -> Result<Report, SimError> {
-    let finished = engine::run(Plan::new(addr, target, scenario))?;
-    Ok(Report::new(target, info, scenario, finished))
+    let watch = (scenario.watch_server && info.is_some())
+        .then_some(crate::watch::Source::Remote { addr, target });
+    let (finished, watched) =
+        crate::watch::during(watch, || engine::run(Plan::new(addr, target, scenario)));
+    let mut report = Report::new(target, info, scenario, finished?);
+    report.server_series = watched;
+    Ok(report)
 }
 
 /// Runs `scenario` against a server running in this process, whose `/stats` it reads
@@ -46,13 +51,13 @@ pub fn run_in_process(server: &RunningServer, scenario: &Scenario) -> Result<Rep
     let info = ServerInfo::from(server.context().snapshot());
     let mut plan = Plan::new(addr, &addr.to_string(), scenario);
     plan.in_process = true;
-    let finished = engine::run(plan)?;
-    Ok(Report::new(
-        &addr.to_string(),
-        Some(&info),
-        scenario,
-        finished,
-    ))
+    let watch = scenario
+        .watch_server
+        .then_some(crate::watch::Source::InProcess(server.context()));
+    let (finished, watched) = crate::watch::during(watch, || engine::run(plan));
+    let mut report = Report::new(&addr.to_string(), Some(&info), scenario, finished?);
+    report.server_series = watched;
+    Ok(report)
 }
 
 /// [`run`] on the thread-per-client engine, with the client threads started by `spawn`

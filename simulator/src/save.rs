@@ -9,16 +9,48 @@
 //! | `series.csv` | one row per second: sent, completed, served, errors, dropped, p50, p99, max |
 //! | `latency.hlog` | HdrHistogram interval log, one histogram per second tagged `corrected` and `uncorrected` |
 //! | `corrected.hgrm`, `uncorrected.hgrm` | the whole run's percentile spectrum, the text HdrHistogram's plotter reads |
+//! | `server.json` | the server's `/stats` before the run, when it is servelab's |
+//!
+//! A shard of a run (`--shard I/N`) writes into `DIR/shard-I-of-N`, so that all shards
+//! can save into one directory (a volume they share) and `simulator merge DIR` finds them.
+//! A shard that cannot run writes `failed.json` there instead, saying why, so that the
+//! merge can name it.
 
 use std::path::{Path, PathBuf};
 
+use crate::merge::{Failure, FAILED_FILE};
 use crate::report::Report;
+use crate::scenario::Shard;
 use crate::tally::{percentile_spectrum, Row};
 use crate::SimError;
+
+/// Where a run's files go: `dir` itself, or for a shard its own directory inside `dir`.
+pub fn run_dir(dir: &Path, shard: Option<Shard>) -> PathBuf {
+    match shard {
+        Some(s) => dir.join(format!("shard-{}-of-{}", s.index, s.count)),
+        None => dir.to_owned(),
+    }
+}
+
+/// Writes `failed.json` for a shard that could not run, into its directory inside `dir`.
+pub fn save_failure(dir: &Path, shard: Shard, error: &SimError) -> Result<PathBuf, SimError> {
+    let dir = run_dir(dir, Some(shard));
+    std::fs::create_dir_all(&dir).map_err(|e| failed(&dir, &e))?;
+    let path = dir.join(FAILED_FILE);
+    let failure = Failure {
+        shard,
+        error: error.to_string(),
+    };
+    let text = serde_json::to_string_pretty(&failure).unwrap_or_default() + "\n";
+    std::fs::write(&path, text).map_err(|e| failed(&path, &e))?;
+    Ok(path)
+}
 
 /// Writes `report`'s files into `dir` (created if needed) and returns their paths.
 pub fn save(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, SimError> {
     std::fs::create_dir_all(dir).map_err(|e| failed(dir, &e))?;
+    // A failure left by an earlier attempt of this shard is stale once it has run.
+    let _ = std::fs::remove_file(dir.join(FAILED_FILE));
     let mut files = vec![
         (
             "report.json",
@@ -28,6 +60,12 @@ pub fn save(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, SimError> {
         ("series.csv", series_csv(&report.series)),
         ("latency.hlog", report.interval_log.clone()),
     ];
+    if let Some(server) = &report.server {
+        files.push((
+            "server.json",
+            serde_json::to_string_pretty(server).unwrap_or_default() + "\n",
+        ));
+    }
     if let Some((corrected, uncorrected)) = &report.histograms {
         files.push(("corrected.hgrm", percentile_spectrum(corrected)));
         files.push(("uncorrected.hgrm", percentile_spectrum(uncorrected)));

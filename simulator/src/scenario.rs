@@ -1,21 +1,27 @@
 //! What the simulated clients do: how many, with which deadline, sending what, and for how
 //! long they stay connected after being served; and which engine runs them.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::SimError;
 
 /// A whole scenario: every client does the same thing, starting at the same moment.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Scenario {
     /// How many clients, each on its own thread and its own connection.
     pub clients: usize,
     /// Each client's deadline, counted from the common start: connecting, sending and
     /// receiving every response must all happen within it.
-    #[serde(serialize_with = "server_core::config::as_millis")]
+    #[serde(
+        serialize_with = "server_core::config::as_millis",
+        deserialize_with = "server_core::config::from_millis"
+    )]
     pub timeout: Duration,
     /// How long a served client keeps its connection open and idle before it leaves.
-    #[serde(serialize_with = "server_core::config::as_millis")]
+    #[serde(
+        serialize_with = "server_core::config::as_millis",
+        deserialize_with = "server_core::config::from_millis"
+    )]
     pub hold: Duration,
     pub request: RequestSpec,
     pub load: Load,
@@ -26,10 +32,33 @@ pub struct Scenario {
     pub engine: Engine,
     /// The event-driven engine's threads; `None`: one per CPU (never more than clients).
     pub engine_threads: Option<usize>,
+    /// This process runs one shard of the run (`--shard I/N`): its share of the clients
+    /// and of the rate. `clients` and `rate` stay the whole run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// The wall-clock moment the clients start (`--start-at`), so that shards on several
+    /// processes or machines start together; `None`: as soon as they are ready. Not part of
+    /// the report (its `started_at_unix_us` says when the run really started).
+    #[serde(skip)]
+    pub start_at: Option<SystemTime>,
+    /// Read a servelab server's `/stats` during the run, for the report's picture of the
+    /// server from inside ([`crate::watch`]). Not part of the report.
+    #[serde(skip)]
+    pub watch_server: bool,
 }
 
 /// How the simulator runs its clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Engine {
     /// A few threads (one per CPU), each driving many clients' non-blocking sockets with
@@ -45,7 +74,17 @@ pub enum Engine {
 ///
 /// The two differ only when a client waits a long time for one step and then little for the
 /// next, which is what a full listen backlog does to connects (see lab 7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DeadlineClock {
     /// servelab's rule: one deadline for the whole exchange, counted from the moment all
@@ -82,7 +121,22 @@ impl Scenario {
             deadline: DeadlineClock::FromStart,
             engine: Engine::Events,
             engine_threads: None,
+            shard: None,
+            start_at: None,
+            watch_server: false,
         }
+    }
+
+    /// The clients this process runs: all of them, or its shard's share.
+    pub fn own_clients(&self) -> usize {
+        self.shard
+            .map_or(self.clients, |s| s.clients_of(self.clients))
+    }
+
+    /// The ids (from 1) of the clients this process runs.
+    pub fn own_ids(&self) -> Vec<usize> {
+        let shard = self.shard.unwrap_or(Shard { index: 1, count: 1 });
+        (shard.index..=self.clients).step_by(shard.count).collect()
     }
 
     /// The same scenario run by `engine`.
@@ -109,8 +163,100 @@ impl Scenario {
     }
 }
 
+/// One of several simulator processes that together run one scenario (`--shard I/N`).
+///
+/// The clients are dealt out like cards: shard `I` of `N` runs clients `I`, `I + N`,
+/// `I + 2N`, ... (ids from 1), so every shard gets its share within one client and the
+/// shards together run each client exactly once. In an open loop the clients are the
+/// connections, and each connection carries the requests the whole run's schedule gives it
+/// (see the event engine's dispatcher), so the shards' schedules together are exactly the
+/// one-process schedule: with constant arrivals the same requests at the same moments,
+/// with Poisson arrivals independent processes whose sum has the whole rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    /// From 1 to `count`.
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// The most shards a run may be split into.
+    pub const MAX: usize = 10_000;
+
+    /// Parses `I/N` (`2/3`: the second of three shards).
+    pub fn parse(text: &str) -> Result<Shard, SimError> {
+        let bad = || {
+            SimError::Usage(format!(
+                "--shard takes I/N, this process's place among N shards counted from 1 (for example 2/3); got {text:?}"
+            ))
+        };
+        let (i, n) = text.trim().split_once('/').ok_or_else(bad)?;
+        let index: usize = i.trim().parse().map_err(|_| bad())?;
+        let count: usize = n.trim().parse().map_err(|_| bad())?;
+        Shard::new(index, count)
+    }
+
+    /// Shard `index` (from 1) of `count`.
+    pub fn new(index: usize, count: usize) -> Result<Shard, SimError> {
+        if count == 0 || count > Shard::MAX || index == 0 || index > count {
+            return Err(SimError::Usage(format!(
+                "a shard is I/N with 1 ≤ I ≤ N ≤ {}; got {index}/{count}",
+                Shard::MAX
+            )));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The shard an orchestrator started this process as, one of `count`: Docker Swarm's
+    /// task slot (`TASK_SLOT`, from 1, which the stack file sets from `{{.Task.Slot}}`), or
+    /// a Kubernetes Indexed Job's `JOB_COMPLETION_INDEX` (from 0). `var` reads the
+    /// environment.
+    pub fn from_orchestrator(
+        count: usize,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Shard, SimError> {
+        let read = |name: &str| -> Result<Option<usize>, SimError> {
+            match var(name) {
+                None => Ok(None),
+                Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                    SimError::Usage(format!("{name} should be a whole number; got {v:?}"))
+                }),
+            }
+        };
+        if let Some(slot) = read("TASK_SLOT")? {
+            return Shard::new(slot, count);
+        }
+        if let Some(index) = read("JOB_COMPLETION_INDEX")? {
+            return Shard::new(index + 1, count);
+        }
+        Err(SimError::Usage(format!(
+            "--shards {count} takes this process's place from the orchestrator, but neither TASK_SLOT (Docker Swarm) nor JOB_COMPLETION_INDEX (Kubernetes) is set; give --shard I/{count} instead"
+        )))
+    }
+
+    /// Whether client `id` (from 1) is this shard's.
+    pub fn owns(&self, id: usize) -> bool {
+        id >= 1 && (id - 1) % self.count == self.index - 1
+    }
+
+    /// How many of a run's `clients` this shard runs.
+    pub fn clients_of(&self, clients: usize) -> usize {
+        if clients < self.index {
+            0
+        } else {
+            (clients - self.index) / self.count + 1
+        }
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
 /// How many requests each client sends.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Load {
     /// This many requests per client, one after another on one connection, all within the
@@ -118,7 +264,10 @@ pub enum Load {
     Requests(u32),
     /// A closed-loop load run: each client sends its next request as soon as the previous
     /// response is in, for this long. `timeout` then applies to each request.
-    #[serde(serialize_with = "server_core::config::as_millis")]
+    #[serde(
+        serialize_with = "server_core::config::as_millis",
+        deserialize_with = "server_core::config::from_millis"
+    )]
     Duration(Duration),
     /// An open-loop load run: requests arrive on a schedule, whether or not earlier ones
     /// have been answered, and the clients are the connections that carry them.
@@ -133,12 +282,15 @@ impl Load {
 }
 
 /// The schedule of an open-loop run.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OpenLoop {
     /// Requests per second offered.
     pub rate: f64,
     /// How long requests arrive.
-    #[serde(serialize_with = "server_core::config::as_millis")]
+    #[serde(
+        serialize_with = "server_core::config::as_millis",
+        deserialize_with = "server_core::config::from_millis"
+    )]
     pub duration: Duration,
     pub arrivals: Arrivals,
     pub when_busy: WhenBusy,
@@ -147,7 +299,17 @@ pub struct OpenLoop {
 }
 
 /// When the requests of an open-loop run are due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Arrivals {
     /// Evenly spaced: request i is due at start + i / rate.
@@ -159,7 +321,17 @@ pub enum Arrivals {
 }
 
 /// What an open-loop run does with a request that is due when every connection is busy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum WhenBusy {
     /// Wait for the next free connection; the wait counts in the corrected latency (and a
@@ -171,7 +343,7 @@ pub enum WhenBusy {
 }
 
 /// The request each client sends.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RequestSpec {
     pub method: String,
     pub path: String,
@@ -179,7 +351,7 @@ pub struct RequestSpec {
 }
 
 /// The request body.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Body {
     None,
@@ -286,5 +458,51 @@ impl RequestSpec {
 
     pub fn line(&self) -> String {
         format!("{} {}", self.method, self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_deal_every_client_out_exactly_once() {
+        for clients in [1, 2, 3, 10, 11, 12, 1000] {
+            for count in 1..=7usize.min(clients) {
+                let mut seen = vec![0u32; clients + 1];
+                let mut sizes = Vec::new();
+                for index in 1..=count {
+                    let shard = Shard::new(index, count).expect("a valid shard");
+                    let scenario = Scenario {
+                        shard: Some(shard),
+                        ..Scenario::get(clients, "/", Duration::from_secs(1), Duration::ZERO)
+                    };
+                    let ids = scenario.own_ids();
+                    assert_eq!(ids.len(), scenario.own_clients());
+                    assert!(ids.iter().all(|&id| shard.owns(id)));
+                    for id in ids {
+                        seen[id] += 1;
+                    }
+                    sizes.push(scenario.own_clients());
+                }
+                assert!(seen[1..].iter().all(|&n| n == 1), "{clients} in {count}");
+                // Shares differ by at most one client.
+                let (min, max) = (sizes.iter().min(), sizes.iter().max());
+                assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 1), "{sizes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_shard_is_i_of_n_counted_from_one() {
+        assert_eq!(Shard::parse("2/3").ok(), Some(Shard { index: 2, count: 3 }));
+        assert_eq!(
+            Shard::parse(" 1 / 1 ").ok(),
+            Some(Shard { index: 1, count: 1 })
+        );
+        for bad in ["0/3", "4/3", "1/0", "3", "a/b", "1/3/4", "-1/3", "1/10001"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Shard { index: 2, count: 3 }.to_string(), "2/3");
     }
 }

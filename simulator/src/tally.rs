@@ -41,7 +41,7 @@ use crate::units::{micros, new_histogram};
 
 /// Requests by what happened to them. In a load run these are the run's numbers; a
 /// client's outcome says only how its requests went overall.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Requests {
     /// Open loop: requests that came due on the schedule (sent, queued or dropped).
     pub due: u64,
@@ -104,7 +104,8 @@ impl Requests {
         self.served as f64 / judged as f64
     }
 
-    fn add(&mut self, other: &Requests) {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Requests) {
         self.due += other.due;
         self.sent += other.sent;
         self.completed += other.completed;
@@ -181,6 +182,8 @@ struct Second {
     counts: Requests,
     corrected: Histogram<u64>,
     uncorrected: Histogram<u64>,
+    /// Open loop: the engine's lateness for requests sent in this second.
+    lag: Histogram<u64>,
 }
 
 impl Second {
@@ -189,17 +192,19 @@ impl Second {
             counts: Requests::default(),
             corrected: new_histogram(),
             uncorrected: new_histogram(),
+            lag: new_histogram(),
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.counts == Requests::default()
+        self.counts == Requests::default() && self.lag.is_empty()
     }
 
     fn clear(&mut self) {
         self.counts = Requests::default();
         self.corrected.reset();
         self.uncorrected.reset();
+        self.lag.reset();
     }
 
     fn add(&mut self, other: &Second) {
@@ -207,6 +212,7 @@ impl Second {
         // The histograms have the same bounds, so adding cannot fail.
         let _ = self.corrected.add(&other.corrected);
         let _ = self.uncorrected.add(&other.uncorrected);
+        let _ = self.lag.add(&other.lag);
     }
 }
 
@@ -290,8 +296,10 @@ impl Tally {
     /// Open loop: a request due at `due` was sent at `now` on a connection that was free
     /// when it was due; the difference is the engine's own lateness.
     pub fn lag(&mut self, due: Instant, now: Instant) {
-        self.lag
-            .saturating_record(micros(now.saturating_duration_since(due)).max(1));
+        self.tick(now);
+        let lag = micros(now.saturating_duration_since(due)).max(1);
+        self.lag.saturating_record(lag);
+        self.current.lag.saturating_record(lag);
     }
 
     /// Open loop: a request came due.
@@ -393,7 +401,7 @@ impl Tally {
 }
 
 /// One row of the per-second time series.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     /// Seconds since the start: this row covers `[second, second + 1)`.
     pub second: u64,
@@ -411,12 +419,17 @@ pub struct Row {
     pub max_us: u64,
 }
 
-/// A finished second's histograms, serialized, for the interval log.
+/// A finished second's histograms, serialized, for the interval log: one per tag of
+/// [`TAGS`], `None` where the second recorded nothing under it.
 struct Encoded {
     second: u64,
-    corrected: Vec<u8>,
-    uncorrected: Vec<u8>,
+    histograms: [Option<Vec<u8>>; 3],
 }
+
+/// The interval log's tags, in the order each second's histograms are written:
+/// latencies from when each request was due, from its actual send, and (open loop) the
+/// engine's own lateness in sending.
+pub const TAGS: [&str; 3] = ["corrected", "uncorrected", "lag"];
 
 /// The time series, shared by the engine threads. See the module documentation.
 pub struct Series {
@@ -552,52 +565,130 @@ impl SeriesInner {
             let mut bytes = Vec::new();
             // Serializing into memory cannot fail for a histogram we built ourselves.
             let _ = serializer.serialize(h, &mut bytes);
-            bytes
+            (!h.is_empty()).then_some(bytes)
         };
         self.encoded.push(Encoded {
             second,
-            corrected: encode(&sum.corrected),
-            uncorrected: encode(&sum.uncorrected),
+            histograms: [
+                encode(&sum.corrected),
+                encode(&sum.uncorrected),
+                encode(&sum.lag),
+            ],
         });
     }
 }
 
-/// The interval log of HdrHistogram (one line per second and tag, `corrected` and
-/// `uncorrected`, latencies in microseconds), as the `hdrhistogram` crate writes it and
-/// HdrHistogram's tools read it.
+/// The interval log of the engine's seconds (see [`write_interval_log`]).
 fn interval_log(encoded: &[Encoded], started_at: SystemTime) -> String {
+    let mut deserializer = Deserializer::new();
+    let intervals = encoded.iter().flat_map(|entry| {
+        entry
+            .histograms
+            .iter()
+            .enumerate()
+            .filter_map(|(tag, bytes)| Some((entry.second, tag, bytes.as_ref()?)))
+    });
+    let decoded = intervals.filter_map(|(second, tag, bytes)| {
+        let h = deserializer
+            .deserialize::<u64, _>(&mut bytes.as_slice())
+            .ok()?;
+        Some((second, tag, h))
+    });
+    write_interval_log(decoded, started_at)
+}
+
+/// An HdrHistogram interval log, as the `hdrhistogram` crate writes it and HdrHistogram's
+/// tools read it: one line per second and tag (an index into [`TAGS`]), latencies in
+/// microseconds, seconds counted from `started_at`. `intervals` come in order of second;
+/// each is written and dropped, so a long run never holds more than one decoded histogram.
+pub fn write_interval_log(
+    intervals: impl Iterator<Item = (u64, usize, Histogram<u64>)>,
+    started_at: SystemTime,
+) -> String {
     let mut out = Vec::new();
     let mut serializer = V2DeflateSerializer::new();
-    let mut deserializer = Deserializer::new();
     {
         let mut builder = IntervalLogWriterBuilder::new();
         builder
             .add_comment("servelab simulator: latency per second, in microseconds")
-            .add_comment("Tag=corrected: from the moment each request was due; Tag=uncorrected: from its actual send")
+            .add_comment("Tag=corrected: from the moment each request was due; Tag=uncorrected: from its actual send; Tag=lag: how late the engine sent requests that had a free connection")
             .with_start_time(started_at)
             .with_base_time(started_at)
             .with_max_value_divisor(1.0);
         let Ok(mut writer) = builder.begin_log_with(&mut out, &mut serializer) else {
             return String::new();
         };
-        for entry in encoded {
-            for (tag, bytes) in [
-                ("corrected", &entry.corrected),
-                ("uncorrected", &entry.uncorrected),
-            ] {
-                let Ok(h) = deserializer.deserialize::<u64, _>(&mut bytes.as_slice()) else {
-                    continue;
-                };
-                let _ = writer.write_histogram(
-                    &h,
-                    Duration::from_secs(entry.second),
-                    Duration::from_secs(1),
-                    Tag::new(tag),
-                );
-            }
+        for (second, tag, h) in intervals {
+            let _ = writer.write_histogram(
+                &h,
+                Duration::from_secs(second),
+                Duration::from_secs(1),
+                TAGS.get(tag).and_then(|t| Tag::new(t)),
+            );
         }
     }
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// One histogram of an interval log, still encoded (see [`read_interval_log`]).
+#[derive(Debug, Clone)]
+pub struct LoggedInterval {
+    /// Seconds from the log's base time to the interval's start, rounded down.
+    pub second: u64,
+    /// An index into [`TAGS`].
+    pub tag: usize,
+    /// The histogram as the log holds it: base64 of its compressed V2 encoding.
+    pub encoded: String,
+}
+
+/// What [`read_interval_log`] found: the log's base time and its histograms, in the
+/// order written.
+#[derive(Debug, Clone, Default)]
+pub struct IntervalLog {
+    /// The moment the log's interval times count from (its `BaseTime`, else its
+    /// `StartTime`).
+    pub base: Option<SystemTime>,
+    pub intervals: Vec<LoggedInterval>,
+}
+
+/// Reads an interval log written by [`write_interval_log`]. Intervals with another tag
+/// are skipped; a line that is not a valid entry is an error, in words.
+pub fn read_interval_log(text: &str) -> Result<IntervalLog, String> {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let mut log = IntervalLog::default();
+    let mut start = None;
+    for entry in IntervalLogIterator::new(text.as_bytes()) {
+        match entry.map_err(|e| format!("not an HdrHistogram interval log ({e:?})"))? {
+            LogEntry::StartTime(t) => start = Some(SystemTime::UNIX_EPOCH + t),
+            LogEntry::BaseTime(t) => log.base = Some(SystemTime::UNIX_EPOCH + t),
+            LogEntry::Interval(i) => {
+                let Some(tag) = i
+                    .tag()
+                    .and_then(|t| TAGS.iter().position(|name| *name == t.as_str()))
+                else {
+                    continue;
+                };
+                log.intervals.push(LoggedInterval {
+                    second: i.start_timestamp().as_secs(),
+                    tag,
+                    encoded: i.encoded_histogram().to_owned(),
+                });
+            }
+        }
+    }
+    log.base = log.base.or(start);
+    Ok(log)
+}
+
+/// Decodes one histogram of an interval log.
+pub fn decode_histogram(encoded: &str) -> Result<Histogram<u64>, String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| format!("a histogram is not base64: {e}"))?;
+    Deserializer::new()
+        .deserialize::<u64, _>(&mut bytes.as_slice())
+        .map_err(|e| format!("a histogram cannot be decoded: {e:?}"))
 }
 
 /// The percentile distribution of `h` in the text format of HdrHistogram's
@@ -695,12 +786,13 @@ mod tests {
             "{:?}",
             rows[0]
         );
-        // One line per tag for each second with requests; the idle seconds have none.
+        // One line per tag for each second with answers (0 and 4); seconds with none (1,
+        // which only sent) have no histogram to write.
         assert_eq!(
             log.lines()
                 .filter(|l| l.starts_with("Tag=corrected"))
                 .count(),
-            3
+            2
         );
     }
 

@@ -50,6 +50,27 @@ pub fn resolve(target: &str) -> Result<SocketAddr, SimError> {
     })
 }
 
+/// Waits up to `within` for `target` to resolve and answer a health check ([`health`]),
+/// trying again every 200 ms: for orchestrators that start the simulator beside the server
+/// without waiting for it (Docker Swarm ignores `depends_on`). Returns the last failure if
+/// the target never answered.
+pub fn wait_for(target: &str, within: Duration) -> Result<(), SimError> {
+    let give_up = std::time::Instant::now() + within;
+    loop {
+        let failure = match resolve(target).and_then(|addr| health(addr, target)) {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let now = std::time::Instant::now();
+        if now >= give_up {
+            return Err(failure);
+        }
+        // Waits before the next try: the server is still starting, or its name is not
+        // yet in the orchestrator's DNS.
+        std::thread::sleep((give_up - now).min(Duration::from_millis(200)));
+    }
+}
+
 /// Asks the target for servelab's `/stats`. `Ok(None)` means something listens there but
 /// it is not a servelab server (or did not answer in time); an error means nothing
 /// listens there at all.

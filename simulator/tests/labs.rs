@@ -8,11 +8,7 @@ use simulator::scenario::Engine;
 #[test]
 fn every_lab_agrees_on_the_thread_per_client_engine() {
     // Both engines run the same clients, so every lab's checks must agree on this one too.
-    let env = LabEnv {
-        scale: 0.1,
-        target: None,
-        engine: Engine::Threads,
-    };
+    let env = LabEnv::new(0.1, None, Engine::Threads);
     let mut failed = Vec::new();
     for lab in labs::all() {
         let checks = lab
@@ -42,11 +38,7 @@ fn every_lab_has_a_sheet() {
 
 #[test]
 fn labs_that_start_their_own_servers_refuse_a_target() {
-    let env = LabEnv {
-        scale: 0.1,
-        target: Some("127.0.0.1:9".into()),
-        engine: Engine::Events,
-    };
+    let env = LabEnv::new(0.1, Some("127.0.0.1:9".into()), Engine::Events);
     assert!(labs::find(7).expect("lab 7").run(&env).is_err());
     assert!(labs::find(99).is_err());
 }
@@ -56,11 +48,7 @@ fn a_lab_runs_against_a_server_the_student_started() {
     let server = simulator::Servers::default()
         .start("single", server_core::ServerArgs::default())
         .expect("the server starts");
-    let env = LabEnv {
-        scale: 0.1,
-        target: Some(server.addr().to_string()),
-        engine: Engine::Events,
-    };
+    let env = LabEnv::new(0.1, Some(server.addr().to_string()), Engine::Events);
     let checks = labs::find(2)
         .expect("lab 2")
         .run(&env)
@@ -88,11 +76,7 @@ fn a_lab_runs_against_a_server_the_student_started() {
     let pool = simulator::Servers::default()
         .start("prefork-pool", server_core::ServerArgs::default())
         .expect("the server starts");
-    let env = LabEnv {
-        scale: 0.1,
-        target: Some(pool.addr().to_string()),
-        engine: Engine::Events,
-    };
+    let env = LabEnv::new(0.1, Some(pool.addr().to_string()), Engine::Events);
     let error = labs::find(1)
         .expect("lab 1")
         .run(&env)

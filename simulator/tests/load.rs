@@ -249,7 +249,7 @@ fn a_runs_files_agree_with_its_report() {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("saved-run");
     let _ = std::fs::remove_dir_all(&dir);
     let files = simulator::save::save(&report, &dir).expect("the files are written");
-    assert_eq!(files.len(), 6);
+    assert_eq!(files.len(), 7);
     let requests = report.requests.clone().expect("counts");
 
     // The time series adds up to the run's counts.
@@ -281,6 +281,8 @@ fn a_runs_files_agree_with_its_report() {
             match h.tag().map(|t| t.as_str()) {
                 Some("corrected") => corrected += histogram.len(),
                 Some("uncorrected") => uncorrected += histogram.len(),
+                // The engine's own lateness, for requests that found a connection free.
+                Some("lag") => assert!(histogram.len() <= report.latency_us.samples),
                 other => panic!("unexpected tag {other:?}"),
             }
         }

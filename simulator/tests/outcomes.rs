@@ -224,7 +224,9 @@ fn the_cli_says_one_sentence_when_nothing_listens() {
     );
 }
 
-/// A fake server that answers each request `delay` after accepting its connection.
+/// A fake server that answers each request `delay` after the request arrived. (Not after
+/// the accept: the kernel completes a handshake before the client's engine sees it, so a
+/// delay counted from the accept could end before the client's own clock says it should.)
 fn answers_after(connections: usize, delay: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -232,11 +234,19 @@ fn answers_after(connections: usize, delay: Duration) -> SocketAddr {
         let handlers: Vec<_> = (0..connections)
             .filter_map(|_| listener.accept().ok())
             .map(|(mut stream, _)| {
-                let accepted = Instant::now();
                 std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(IO));
                     let _ = stream.set_write_timeout(Some(IO));
-                    // Waits out the delay without reading; the request sits in the buffer.
-                    std::thread::sleep(delay.saturating_sub(accepted.elapsed()));
+                    // Waits for the whole request head (at most IO), then out the delay.
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => break,
+                        }
+                    }
+                    std::thread::sleep(delay);
                     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
                     let _ = stream.read(&mut [0u8; 64]);
                 })

@@ -142,6 +142,9 @@ fn a_load_run_reports_throughput(engine: Engine) {
         deadline: DeadlineClock::FromStart,
         engine,
         engine_threads: None,
+        shard: None,
+        start_at: None,
+        watch_server: false,
     };
     let report = run(engine, "thread-per-conn", Servers::default(), &scenario);
     let throughput = report

@@ -195,3 +195,34 @@ fn targets_may_be_host_names() {
     );
     running.stop().expect("stops");
 }
+
+/// A reader that goes away (`simulator run --format csv | head`) ends the simulator
+/// quietly, with no panic: the report is more than a pipe holds, so the write fails.
+#[test]
+fn a_reader_that_goes_away_ends_the_simulator_quietly() {
+    let server = server("event-loop");
+    let target = server.addr().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .args([
+            "run",
+            "--target",
+            &target,
+            "--clients",
+            "1500",
+            "--timeout",
+            "5s",
+        ])
+        .args(["--format", "csv"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the simulator starts");
+    // Closes the only reading end: 1500 rows of CSV (over 64 KiB) cannot all be written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("the simulator ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    server.stop().expect("stop");
+}

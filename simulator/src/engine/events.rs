@@ -76,7 +76,9 @@ type ThreadResult = Result<(Vec<ClientRecord>, Option<Tally>), String>;
 /// Runs `plan` on the event-driven engine.
 pub fn run(plan: Plan) -> Result<Finished, SimError> {
     let threads = super::engine_threads(&plan);
-    let clients = plan.scenario.clients;
+    // This process's clients: all of the run's, or its shard's share.
+    let own = plan.scenario.own_ids();
+    let clients = own.len();
     let shared = Arc::new(Shared {
         plan,
         gate: StartGate::new(),
@@ -90,12 +92,12 @@ pub fn run(plan: Plan) -> Result<Finished, SimError> {
     for index in 0..threads {
         let started = Poll::new().and_then(|poll| {
             let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-            let ids: Vec<usize> = (index + 1..=clients).step_by(threads).collect();
+            let ids: Vec<usize> = own.iter().copied().skip(index).step_by(threads).collect();
             let (shared, done) = (Arc::clone(&shared), done.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("engine-{}", index + 1))
                 .spawn(move || {
-                    let result = drive(&shared, index, threads, ids, poll);
+                    let result = drive(&shared, index, ids, poll);
                     // The coordinator outlives every engine thread.
                     let _ = done.send(result);
                 })?;
@@ -158,13 +160,7 @@ pub fn run(plan: Plan) -> Result<Finished, SimError> {
 }
 
 /// One engine thread: waits for the common start, then runs its clients to their end.
-fn drive(
-    shared: &Shared,
-    index: usize,
-    threads: usize,
-    ids: Vec<usize>,
-    poll: Poll,
-) -> ThreadResult {
+fn drive(shared: &Shared, index: usize, ids: Vec<usize>, poll: Poll) -> ThreadResult {
     // Waits until every engine thread exists, so that all clients start together.
     let Some(start) = shared.gate.wait() else {
         return Ok((Vec::new(), None));
@@ -182,8 +178,8 @@ fn drive(
             open,
             start,
             plan.scenario.timeout,
-            index,
-            threads,
+            // Connection `c` (from 0) is client `c + 1`.
+            ids.iter().map(|&id| id as u64 - 1).collect(),
             plan.scenario.clients,
         )),
         _ => None,
@@ -789,13 +785,15 @@ fn drain(slot: &mut Slot, buf: &mut [u8]) -> bool {
 /// The open-loop schedule of one engine thread: when its requests are due, and the queue
 /// of those waiting for a connection.
 ///
-/// Each thread carries its own share of the connections (connection `c`, from 0, belongs to
-/// thread `c mod T`), so it carries the same share of the rate. With constant arrivals the
-/// run's schedule is one sequence, request `i` due at `i/R`, and request `i` goes to the
-/// thread that owns connection `i mod N`: thread `t` takes the requests whose `i mod N` is
-/// one of its connections. With Poisson arrivals each thread draws its own process at its
-/// share of the rate, `R × n_t / N` (the sum of independent Poisson processes is a Poisson
-/// process of the summed rate).
+/// Each thread carries its own share of the run's `N` connections (connection `c`, from 0,
+/// belongs to thread `c mod T`; in a shard, among the shard's connections), so it carries
+/// the same share of the rate. With constant arrivals the run's schedule is one sequence,
+/// request `i` due at `i/R`, and request `i` goes to the thread that owns connection
+/// `i mod N`: a thread takes the requests whose `i mod N` is one of its connections, so the
+/// threads of every shard together send exactly the one-process schedule. With Poisson
+/// arrivals each thread draws its own process at its share of the rate, `R × n_t / N` (the
+/// sum of independent Poisson processes is a Poisson process of the summed rate), seeded by
+/// its first connection, so that no two threads in any shard draw the same process.
 struct Dispatcher {
     start: Instant,
     end: Instant,
@@ -825,14 +823,11 @@ impl Dispatcher {
         open: OpenLoop,
         start: Instant,
         timeout: Duration,
-        index: usize,
-        threads: usize,
+        mine: Vec<u64>,
         connections: usize,
     ) -> Self {
         let connections = connections.max(1) as u64;
-        let mine: Vec<u64> = (index as u64..connections)
-            .step_by(threads.max(1))
-            .collect();
+        let first = mine.first().copied().unwrap_or(0);
         let mut d = Dispatcher {
             start,
             end: start + open.duration,
@@ -845,7 +840,7 @@ impl Dispatcher {
             scheduled: 0,
             ended: false,
             next: start,
-            rng: SmallRng::seed_from_u64(open.seed.wrapping_add(index as u64)),
+            rng: SmallRng::seed_from_u64(open.seed.wrapping_add(first)),
             queue: VecDeque::new(),
         };
         d.next = match d.arrivals {

@@ -48,6 +48,8 @@ pub struct Finished {
     pub elapsed: Duration,
     /// The threads that ran the clients.
     pub threads: usize,
+    /// The wall-clock moment the clients were let go (every client's times count from it).
+    pub started_at: SystemTime,
 }
 
 impl Finished {
@@ -80,7 +82,7 @@ pub fn run(plan: Plan) -> Result<Finished, SimError> {
 /// the limit halfway would measure the simulator, not the server, so it is refused with one
 /// sentence instead.
 fn check_files(plan: &Plan) -> Result<(), SimError> {
-    let clients = plan.scenario.clients as u64;
+    let clients = plan.scenario.own_clients() as u64;
     // An in-process server holds the other end of every connection in this same process.
     let per_client = if plan.in_process { 2 } else { 1 };
     let needed = clients * per_client + RESERVED_FILES;
@@ -105,7 +107,7 @@ pub fn engine_threads(plan: &Plan) -> usize {
     plan.scenario
         .engine_threads
         .unwrap_or(cpus)
-        .clamp(1, plan.scenario.clients.max(1))
+        .clamp(1, plan.scenario.own_clients().max(1))
 }
 
 /// A reason to stop the whole run early: the simulator itself ran out of something (file
@@ -145,10 +147,23 @@ pub(crate) fn start_and_collect<T>(
     abort: &Abort,
     on_abort: impl FnMut(),
 ) -> (SystemTime, Result<Vec<T>, SimError>) {
+    if let Some(at) = plan.scenario.start_at {
+        // Waits for the common start of all shards (`--start-at`); every thread is ready.
+        match at.duration_since(SystemTime::now()) {
+            Ok(wait) => std::thread::sleep(wait),
+            Err(late) if late.duration() > Duration::from_millis(100) => eprintln!(
+                "simulator: the start time (--start-at) passed {} before the clients were ready; they start now",
+                humantime::format_duration(Duration::from_millis(
+                    u64::try_from(late.duration().as_millis()).unwrap_or(u64::MAX)
+                ))
+            ),
+            Err(_) => {}
+        }
+    }
     let started_at = SystemTime::now();
     tracing::info!(
         "{} clients will connect to {} ...",
-        plan.scenario.clients,
+        plan.scenario.own_clients(),
         plan.host
     );
     gate.go();
@@ -242,5 +257,6 @@ pub(crate) fn finish(
         interval_log,
         elapsed: Duration::from_micros(last.saturating_sub(first)),
         threads,
+        started_at,
     }
 }

@@ -83,7 +83,9 @@ pub fn run(mut plan: Plan, spawn: super::threads::Spawner) -> Result<Finished, S
         ));
     }
     plan.thread_per_client = true;
-    let clients = plan.scenario.clients;
+    // This process's clients: all of the run's, or its shard's share.
+    let own = plan.scenario.own_ids();
+    let clients = own.len();
     let shared = Arc::new(Shared {
         plan,
         gate: StartGate::new(),
@@ -94,7 +96,7 @@ pub fn run(mut plan: Plan, spawn: super::threads::Spawner) -> Result<Finished, S
     });
     let (done, finished) = mpsc::channel();
     let mut threads = Vec::with_capacity(clients);
-    for id in 1..=clients {
+    for id in own {
         let (mine, done) = (Arc::clone(&shared), done.clone());
         let job: ClientJob = Box::new(move || {
             let record = client_thread(id, &mine);

@@ -207,6 +207,7 @@ fn beside_a_factorisation(
     };
     let info = ServerInfo::from(ctx.snapshot());
     let report = run::run(addr, &addr.to_string(), &env.scenario(&hello), Some(&info))?;
+    env.keep(&report);
     let heavy = heavy
         .join()
         .map_err(|_| SimError::Threads("the heavy client panicked".into()))??;

@@ -49,15 +49,45 @@ pub struct LabEnv {
     /// open-loop steps of labs 13 to 15 always run on the event-driven engine, the only
     /// one that has them.
     pub engine: Engine,
+    /// Keep every run's report (and watch the server during it), for the lab's HTML
+    /// report (`--report`).
+    pub record: bool,
+    /// The runs kept so far. Behind a mutex because labs take the environment by shared
+    /// reference, and a few run steps on several threads.
+    runs: parking_lot::Mutex<Vec<Report>>,
 }
 
 impl LabEnv {
+    pub fn new(scale: f64, target: Option<String>, engine: Engine) -> LabEnv {
+        LabEnv {
+            scale,
+            target,
+            engine,
+            record: false,
+            runs: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
     /// `scenario` as this lab run runs it (on its engine).
     pub fn scenario(&self, scenario: &Scenario) -> Scenario {
-        match scenario.load {
+        let mut scenario = match scenario.load {
             Load::Rate(_) => scenario.clone(),
             _ => scenario.clone().on(self.engine),
+        };
+        scenario.watch_server = self.record;
+        scenario
+    }
+
+    /// Keeps `report` for the lab's HTML report, when one was asked for.
+    fn keep(&self, report: &Report) {
+        if self.record {
+            self.runs.lock().push(report.clone());
         }
+    }
+
+    /// The runs kept, in the order they ran.
+    pub fn recorded(&self) -> Vec<Report> {
+        self.runs.lock().clone()
     }
 
     /// `seconds` of lecture time, scaled.
@@ -329,6 +359,7 @@ fn measure(
             )));
         }
         let report = run::run(addr, target, &env.scenario(scenario), info.as_ref())?;
+        env.keep(&report);
         let stats = target::probe(addr, target)?
             .map(|i| i.snapshot)
             .ok_or_else(|| SimError::Usage(format!("{target} stopped answering /stats")))?;
@@ -351,6 +382,7 @@ fn run_against(
     scenario: &Scenario,
 ) -> Result<(Report, Snapshot), SimError> {
     let report = run::run_in_process(server, &env.scenario(scenario))?;
+    env.keep(&report);
     Ok((report, server.context().snapshot()))
 }
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The HTML reports as a person sees them: one report of each kind (a run, a comparison, a
+# sweep, a lab, a merge of shards), each opened in headless Chromium and photographed. Fails
+# if a page is blank (its screenshot is nearly empty, or its DOM has no chart) or the
+# browser logged a console error. Run by .ci/run; takes a minute once Chromium is there.
+#
+# Installs Debian's `chromium` with apt where it is missing.
+# Usage: scripts/check-reports.sh [DIR]   (DIR keeps the reports and screenshots; default:
+#        a temporary directory, removed at the end)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=lib/install.sh
+. scripts/lib/install.sh
+
+KEEP=${1:-}
+OUT=${KEEP:-$(mktemp -d /tmp/servelab-reports.XXXXXX)}
+mkdir -p "$OUT"
+SERVER_PID=""
+cleanup() {
+  local rc=$?
+  [ -z "$SERVER_PID" ] || kill "$SERVER_PID" 2>/dev/null || true
+  [ -n "$KEEP" ] || rm -rf "$OUT"
+  exit $rc
+}
+trap cleanup EXIT
+log() { echo "check-reports: $*" >&2; }
+
+BROWSER=$(command -v chromium || command -v chromium-browser || true)
+if [ -z "$BROWSER" ]; then
+  apt_install chromium fonts-dejavu-core
+  BROWSER=$(command -v chromium)
+fi
+
+cargo build --locked -q -p simulator -p single
+SIM=target/debug/simulator
+target/debug/single --addr 127.0.0.1:7795 --keep-alive-timeout 5s >/dev/null 2>&1 &
+SERVER_PID=$!
+$SIM run --target 127.0.0.1:7795 --wait 10s --clients 1 >/dev/null
+
+# One report of each kind, small enough to take seconds.
+$SIM run --target 127.0.0.1:7795 --clients 5 --hold 500ms --timeout 1400ms --report "$OUT/run.html" >/dev/null
+$SIM compare --clients 8 --report "$OUT/compare.html" >/dev/null
+$SIM sweep --archs prefork-pool,event-loop --workers 4 --rates 100,200,400,1000,2000 --refine 0 \
+  --step 500ms --report "$OUT/sweep.html" >/dev/null
+$SIM lab 4 --report "$OUT/lab.html" >/dev/null
+AT=$(date -u -d '+2 seconds' +%Y-%m-%dT%H:%M:%SZ)
+shards=()
+for i in 1 2 3; do
+  $SIM run --target 127.0.0.1:7795 --clients 6 --request "GET /sleep/50" --timeout 1s \
+    --shard "$i/3" --start-at "$AT" --save "$OUT/shards" >/dev/null 2>&1 &
+  shards+=($!)
+done
+wait "${shards[@]}"
+$SIM merge "$OUT/shards" --report "$OUT/merge.html" >/dev/null
+
+failed=0
+for kind in run compare sweep lab merge; do
+  page="$OUT/$kind.html"
+  # The browser's own log: console messages and page errors appear as CONSOLE lines.
+  "$BROWSER" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1150,1700 \
+    --enable-logging=stderr --v=0 --screenshot="$OUT/$kind.png" "file://$(realpath "$page")" \
+    >/dev/null 2>"$OUT/$kind.browser.log" || true
+  dom=$("$BROWSER" --headless --no-sandbox --disable-gpu --dump-dom "file://$(realpath "$page")" 2>/dev/null || true)
+  size=$(stat -c %s "$OUT/$kind.png" 2>/dev/null || echo 0)
+  charts=$(grep -o '<svg' <<<"$dom" | wc -l)
+  if grep -qE 'CONSOLE|Uncaught' "$OUT/$kind.browser.log"; then
+    log "FAIL: $kind: the browser logged console errors:"
+    grep -E 'CONSOLE|Uncaught' "$OUT/$kind.browser.log" | head -5 >&2
+    failed=1
+  elif [ "$size" -lt 20000 ] || [ "$charts" -lt 1 ]; then
+    log "FAIL: $kind: the page looks blank (screenshot $size bytes, $charts charts in the DOM)"
+    failed=1
+  else
+    log "ok: $kind.html $(( $(stat -c %s "$page") / 1024 )) KiB, $charts charts, screenshot $((size / 1024)) KiB"
+  fi
+done
+[ $failed -eq 0 ] || exit 1
+log "passed"

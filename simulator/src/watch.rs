@@ -1,0 +1,107 @@
+//! Watching the server from inside while the clients run: servelab's `/stats`, read every
+//! [`PERIOD`], kept as a time series of its queues' depths and its busy threads.
+//!
+//! A black-box load tool sees only answers. A servelab server says what it is doing, so the
+//! report can draw its queues filling and its threads busy on the same clock as the
+//! clients' outcomes. The watch runs only when a report is asked for (`--report`), on a
+//! thread of its own beside the engine; each reading is timed, and the report shows what
+//! reading cost. In-process servers are read directly; a server elsewhere with one
+//! `GET /stats` per reading (a connection each, counted by the server like any request).
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use server_core::{Context, Snapshot};
+
+/// How often `/stats` is read: ten times a second, a bounded cost whatever the run.
+pub const PERIOD: Duration = Duration::from_millis(100);
+
+/// At most this many readings are kept (an hour at [`PERIOD`]); a longer run keeps its
+/// first hour.
+const MAX_SAMPLES: usize = 36_000;
+
+/// One reading of the server's `/stats`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatsSample {
+    /// Milliseconds since the watch began (just before the clients start).
+    pub at_ms: u64,
+    /// How long the reading took, in microseconds.
+    pub cost_us: u64,
+    /// What was read, by name: each queue's depth (`queue requests`), each thread group's
+    /// busy threads (`handler busy`).
+    pub values: Vec<(String, u64)>,
+}
+
+/// Where the server's `/stats` comes from.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    /// A server running in this process.
+    InProcess(&'a Context),
+    /// A servelab server elsewhere.
+    Remote { addr: SocketAddr, target: &'a str },
+}
+
+impl Source<'_> {
+    fn read(&self) -> Option<Snapshot> {
+        match self {
+            Source::InProcess(ctx) => Some(ctx.snapshot()),
+            Source::Remote { addr, target } => crate::target::probe(*addr, target)
+                .ok()
+                .flatten()
+                .map(|i| i.snapshot),
+        }
+    }
+}
+
+/// The queue depths and busy threads of `snapshot`.
+fn values(snapshot: &Snapshot) -> Vec<(String, u64)> {
+    let queues = snapshot
+        .queues
+        .iter()
+        .map(|q| (format!("queue {}", q.name), q.depth));
+    let threads = snapshot
+        .threads
+        .iter()
+        .map(|g| (format!("{} busy", g.role), g.busy));
+    queues.chain(threads).collect()
+}
+
+/// Runs `f` while watching `source` (if any), and returns what `f` returned with the
+/// readings.
+pub fn during<T>(source: Option<Source<'_>>, f: impl FnOnce() -> T) -> (T, Vec<StatsSample>) {
+    let Some(source) = source else {
+        return (f(), Vec::new());
+    };
+    // The watcher stops when this sender is dropped or sends.
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let watcher = scope.spawn(move || {
+            let began = Instant::now();
+            let mut samples = Vec::new();
+            loop {
+                let before = Instant::now();
+                if let Some(snapshot) = source.read() {
+                    if samples.len() < MAX_SAMPLES {
+                        samples.push(StatsSample {
+                            at_ms: u64::try_from(before.duration_since(began).as_millis())
+                                .unwrap_or(u64::MAX),
+                            cost_us: crate::units::micros(before.elapsed()),
+                            values: values(&snapshot),
+                        });
+                    }
+                }
+                // Waits for the next reading, or for the run's end.
+                match stopped.recv_timeout(PERIOD.saturating_sub(before.elapsed())) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return samples,
+                }
+            }
+        });
+        let result = f();
+        let _ = stop.send(());
+        // The watcher returns at once when told; a panic in it loses only the readings.
+        let samples = watcher.join().unwrap_or_default();
+        (result, samples)
+    })
+}
