@@ -704,6 +704,7 @@ mod tests {
         RouteConfig {
             architecture: "test",
             max_sleep: Duration::from_secs(60),
+            max_cpu: Duration::from_secs(2),
             allow_crash: false,
         }
     }

@@ -22,7 +22,7 @@
 //! [`Work::Sleep`] and computes a [`Work::Compute`] itself; an event loop must never block,
 //! so it sets a timer for the sleep and sends the computation to helper threads.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::connection::Request;
 use crate::request::Method;
@@ -40,6 +40,8 @@ pub struct RouteConfig {
     pub architecture: &'static str,
     /// The longest wait `/sleep/{ms}` and `/echo/{ms}` accept.
     pub max_sleep: Duration,
+    /// The most CPU time one request's computation may take before it is stopped.
+    pub max_cpu: Duration,
     /// Serve `GET /crash`, whose handler panics: for the lab on crashing handlers only.
     pub allow_crash: bool,
 }
@@ -61,8 +63,8 @@ pub enum Work {
 /// CPU-bound work, movable to another thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
-    /// The prime factors of the number.
-    Factor(u64),
+    /// The prime factors of `n`, if finding them takes at most `limit`.
+    Factor { n: u64, limit: Duration },
     /// A handler that fails: it panics (`GET /crash`, only with `--allow-crash`).
     Crash,
 }
@@ -80,21 +82,41 @@ impl Job {
         })
     }
 
-    /// Does the work and returns the answer. Runs as long as the work takes: the worst case
-    /// of `Factor` (a large prime near 2^64) takes seconds.
+    /// Does the work and returns the answer: [`Job::run_while`] for a client that stays.
     pub fn run(self) -> Response {
+        self.run_while(&|| true)
+    }
+
+    /// Does the work and returns the answer. Runs as long as the work takes, but never
+    /// longer than its limit (the worst case of `Factor`, a large prime near 2^64, would
+    /// take seconds), and stops as soon as `wanted` says the answer is no longer wanted
+    /// (its client left): `wanted` is asked between chunks of a millisecond or so.
+    pub fn run_while(self, wanted: &dyn Fn() -> bool) -> Response {
         match self {
             // Unwinds like a panic, without the panic hook's message and backtrace on
             // stderr: the crash is asked for, and the lab's output stays readable.
             Job::Crash => std::panic::resume_unwind(Box::new("GET /crash")),
-            Job::Factor(n) => {
-                let factors = factorise(n)
-                    .iter()
-                    .map(u64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" * ");
-                Response::text(Status::Ok, format!("{n} = {factors}\n"))
-            }
+            Job::Factor { n, limit } => match factorise_within(n, Instant::now() + limit, wanted) {
+                Ok(factors) => {
+                    let factors = factors
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" * ");
+                    Response::text(Status::Ok, format!("{n} = {factors}\n"))
+                }
+                Err(Stopped::TimeUp) => Response::error(
+                    Status::ServiceUnavailable,
+                    &format!(
+                        "factoring {n} needs more than the {} of CPU one request may use (--max-cpu)",
+                        humanize(limit)
+                    ),
+                ),
+                Err(Stopped::Unwanted) => Response::error(
+                    Status::ServiceUnavailable,
+                    "the client left, so the work was stopped",
+                ),
+            },
         }
     }
 }
@@ -167,7 +189,10 @@ pub fn route(request: &Request, config: &RouteConfig) -> Work {
                 }
             } else if let Some(n) = path.strip_prefix("/factor/") {
                 match n.parse::<u64>() {
-                    Ok(n) if n >= 2 => Work::Compute(Job::Factor(n)),
+                    Ok(n) if n >= 2 => Work::Compute(Job::Factor {
+                        n,
+                        limit: config.max_cpu,
+                    }),
                     _ => Work::Respond(Response::error(
                         Status::BadRequest,
                         &format!("{n:?} is not a whole number from 2 to {}", u64::MAX),
@@ -196,16 +221,44 @@ fn delay(ms: &str, config: &RouteConfig) -> Result<Duration, Response> {
     }
 }
 
+/// Why a computation stopped before its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// It reached its time limit.
+    TimeUp,
+    /// Its answer was no longer wanted.
+    Unwanted,
+}
+
+/// Trial divisions between two looks at the clock and at `wanted`: about a millisecond.
+const CHUNK: u64 = 1 << 19;
+
 /// The prime factors of `n` in ascending order, by trial division: divide out 2, then every
 /// odd number up to the square root of what remains. Pure CPU work; the worst case (a large
 /// prime near 2^64) takes several seconds, which is the point of a CPU-bound route.
-pub fn factorise(mut n: u64) -> Vec<u64> {
+pub fn factorise(n: u64) -> Vec<u64> {
+    factorise_within(
+        n,
+        Instant::now() + Duration::from_secs(86_400 * 365),
+        &|| true,
+    )
+    .unwrap_or_default()
+}
+
+/// [`factorise`], giving up at `deadline` or as soon as `wanted` returns false (both looked
+/// at every half a million divisions or so, about a millisecond of work).
+pub fn factorise_within(
+    mut n: u64,
+    deadline: Instant,
+    wanted: &dyn Fn() -> bool,
+) -> Result<Vec<u64>, Stopped> {
     let mut factors = Vec::new();
     while n % 2 == 0 && n > 1 {
         factors.push(2);
         n /= 2;
     }
     let mut d = 3;
+    let mut until_check = CHUNK;
     // `d <= n / d` is `d * d <= n` without overflow.
     while d <= n / d {
         while n % d == 0 {
@@ -213,11 +266,30 @@ pub fn factorise(mut n: u64) -> Vec<u64> {
             n /= d;
         }
         d += 2;
+        until_check -= 1;
+        if until_check == 0 {
+            until_check = CHUNK;
+            if Instant::now() >= deadline {
+                return Err(Stopped::TimeUp);
+            }
+            if !wanted() {
+                return Err(Stopped::Unwanted);
+            }
+        }
     }
     if n > 1 {
         factors.push(n);
     }
-    factors
+    Ok(factors)
+}
+
+/// A limit for people: `2s`, `250ms`.
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 #[cfg(test)]
@@ -257,6 +329,7 @@ mod tests {
             allow_crash: false,
             architecture: "test",
             max_sleep: Duration::from_secs(60),
+            max_cpu: Duration::from_secs(2),
         }
     }
 
@@ -282,13 +355,44 @@ mod tests {
         ));
         assert!(matches!(
             route(&get("/factor/91"), &config()),
-            Work::Compute(Job::Factor(91))
+            Work::Compute(Job::Factor { n: 91, .. })
         ));
         assert!(matches!(route(&get("/stats"), &config()), Work::Stats));
         assert!(matches!(
             route(&get("/sleep/61000"), &config()),
             Work::Respond(r) if r.status == Status::BadRequest
         ));
-        assert_eq!(Job::Factor(91).run().body, b"91 = 7 * 13\n");
+        let job = Job::Factor {
+            n: 91,
+            limit: Duration::from_secs(1),
+        };
+        assert_eq!(job.run().body, b"91 = 7 * 13\n");
+    }
+
+    #[test]
+    fn factoring_stops_at_its_limit_or_when_unwanted() {
+        // The largest prime below 2^64: about 2^31 divisions, seconds of work.
+        let prime = 18_446_744_073_709_551_557;
+        let began = Instant::now();
+        let job = Job::Factor {
+            n: prime,
+            limit: Duration::from_millis(20),
+        };
+        let answer = job.run();
+        assert_eq!(answer.status, Status::ServiceUnavailable);
+        assert!(String::from_utf8_lossy(&answer.body).contains("--max-cpu"));
+        assert!(
+            began.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            began.elapsed()
+        );
+        let asked = std::cell::Cell::new(0);
+        let stopped = factorise_within(prime, Instant::now() + Duration::from_secs(60), &|| {
+            asked.set(asked.get() + 1);
+            asked.get() < 3
+        });
+        assert_eq!(stopped, Err(Stopped::Unwanted));
+        assert_eq!(asked.get(), 3);
+        assert_eq!(factorise(600_851_475_143), [71, 839, 1471, 6857]);
     }
 }

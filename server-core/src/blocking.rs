@@ -442,7 +442,7 @@ impl BlockingConn {
     /// Whether the client has closed its sending side or reset the connection, judged
     /// without waiting: a peek at the socket that returns end-of-stream or a reset. Unread
     /// request bytes (a pipelined request) mean the client is still there.
-    fn peer_has_left(&self) -> bool {
+    pub fn peer_has_left(&self) -> bool {
         if self.machine.peer_closed() {
             return true;
         }
@@ -474,7 +474,9 @@ pub fn serve_connection(mut conn: BlockingConn, threads: &ThreadGroup) {
         let keep_going = match conn.next_request() {
             Next::Request(request, exchange) => {
                 let _busy = threads.busy();
-                let response = crate::work::answer(&request, &conn.ctx);
+                // Computes while the client is still there (looked at between chunks).
+                let response =
+                    crate::work::answer_while(&request, &conn.ctx, &|| !conn.peer_has_left());
                 // Blocks until the kernel has taken the response.
                 conn.send(exchange, &response)
             }

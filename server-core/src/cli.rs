@@ -57,10 +57,7 @@ fn watchdog(ctx: Arc<Context>) {
             // Sleeps through the grace period; the process normally exits before it ends.
             std::thread::sleep(limit);
             // The architecture's own log says which threads it was still waiting for.
-            tracing::warn!(
-                "{} requests still in flight after the shutdown timeout; exiting anyway",
-                ctx.stats.in_flight()
-            );
+            eprintln!("{}: {}; exiting anyway", ctx.arch, final_line(&ctx));
             std::process::exit(1);
         });
     if let Err(e) = spawned {
@@ -90,10 +87,28 @@ fn run<A: Architecture>(arch: A, args: ServerArgs) -> Result<(), ServerError> {
         A::NAME
     );
     arch.serve(acceptor, Arc::clone(&ctx))?;
-    tracing::info!(
-        "stopped after {} requests on {} connections",
-        ctx.stats.requests_total(),
+    // Requests still running now are lost when the process exits: the server kept its
+    // promise only if there are none.
+    if ctx.stats.in_flight() > 0 {
+        return Err(ServerError::Abandoned(final_line(&ctx)));
+    }
+    tracing::info!("{}", final_line(&ctx));
+    Ok(())
+}
+
+/// The server's last words: requests answered and abandoned, counted apart.
+fn final_line(ctx: &Context) -> String {
+    let abandoned = ctx.stats.in_flight();
+    let answered = ctx.stats.requests_total().saturating_sub(abandoned);
+    let mut line = format!(
+        "stopped after {answered} requests answered and {abandoned} abandoned, on {} connections",
         ctx.stats.accepted_total()
     );
-    Ok(())
+    if abandoned > 0 {
+        line.push_str(&format!(
+            " ({abandoned} still running after the shutdown timeout of {})",
+            humantime::format_duration(ctx.args.shutdown_timeout)
+        ));
+    }
+    line
 }

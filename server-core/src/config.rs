@@ -71,6 +71,12 @@ pub struct ServerArgs {
     #[serde(serialize_with = "as_millis")]
     pub max_sleep: Duration,
 
+    /// The most CPU time one request may use (/factor): work that would take longer is
+    /// stopped and answered 503, so that a few costly requests cannot take every thread.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(serialize_with = "as_millis")]
+    pub max_cpu: Duration,
+
     /// quiet: warnings only; info: start and stop; debug: every exchange.
     #[arg(long, value_enum, default_value_t = LogLevel::Info, value_name = "LEVEL")]
     pub log: LogLevel,
@@ -94,6 +100,7 @@ impl Default for ServerArgs {
             max_header_bytes: 8 * 1024,
             max_body_bytes: 1024 * 1024,
             max_sleep: Duration::from_secs(60),
+            max_cpu: Duration::from_secs(2),
             log: LogLevel::Quiet,
             allow_crash: false,
         }

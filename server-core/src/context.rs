@@ -111,6 +111,7 @@ impl Context {
             routes: RouteConfig {
                 architecture: arch,
                 max_sleep: args.max_sleep,
+                max_cpu: args.max_cpu,
                 allow_crash: args.allow_crash,
             },
             args,
@@ -258,6 +259,7 @@ impl Context {
                 max_header_bytes: a.max_header_bytes,
                 max_body_bytes: a.max_body_bytes,
                 max_sleep: millis(a.max_sleep),
+                max_cpu: millis(a.max_cpu),
                 log: format!("{:?}", a.log).to_lowercase(),
                 allow_crash: a.allow_crash,
                 architecture,

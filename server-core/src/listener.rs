@@ -29,6 +29,10 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: io::Error },
     #[error("could not start the {what}: {source}")]
     Start { what: String, source: io::Error },
+    /// Shutdown gave up on requests still running after `--shutdown-timeout`: the final
+    /// line of a server that did not answer every request it accepted.
+    #[error("{0}")]
+    Abandoned(String),
 }
 
 fn hint(e: &io::Error) -> &'static str {

@@ -94,6 +94,8 @@ impl Stats {
         let shard = self.mine();
         shard.requests.fetch_add(1, Relaxed);
         shard.in_flight.fetch_add(1, Relaxed);
+        // Only at `--log debug` (the count is summed only then): a line per request.
+        tracing::debug!("a request started; {} in flight", self.in_flight());
     }
 
     /// The response to a started request was written, or the request was given up.
@@ -220,6 +222,9 @@ pub struct ConfigSnapshot {
     pub max_header_bytes: u32,
     pub max_body_bytes: u32,
     pub max_sleep: u64,
+    /// The most CPU time one request may use (`--max-cpu`), in milliseconds.
+    #[serde(default)]
+    pub max_cpu: u64,
     pub log: String,
     /// Whether `GET /crash` is served (`--allow-crash`).
     #[serde(default)]

@@ -15,6 +15,12 @@ use crate::context::Context;
 /// Computes the response to `request` on this thread. A panic inside a route (a bug)
 /// becomes a 500 that closes the connection, instead of a lost response and a dead thread.
 pub fn answer(request: &Request, ctx: &Context) -> Response {
+    answer_while(request, ctx, &|| true)
+}
+
+/// [`answer`], stopping a computation as soon as `wanted` says its client has gone (a
+/// thread that holds the connection can tell).
+pub fn answer_while(request: &Request, ctx: &Context, wanted: &dyn Fn() -> bool) -> Response {
     catch_unwind(AssertUnwindSafe(|| match route(request, &ctx.routes) {
         Work::Respond(response) => response,
         Work::Sleep { delay, then } => {
@@ -23,8 +29,8 @@ pub fn answer(request: &Request, ctx: &Context) -> Response {
             std::thread::sleep(delay);
             then
         }
-        // Runs as long as the computation takes, on this thread.
-        Work::Compute(job) => job.run(),
+        // Runs as long as the computation takes (at most `--max-cpu`), on this thread.
+        Work::Compute(job) => job.run_while(wanted),
         Work::Stats => ctx.stats_response(),
     }))
     .unwrap_or_else(|_| {

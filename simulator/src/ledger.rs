@@ -133,6 +133,21 @@ pub fn tally(scenario: &Scenario, run: &Finished) -> (Summary, Latency, Option<T
     (summary, latency, Some(throughput))
 }
 
+/// The run's real length: from the first client's first step to the last client's end.
+pub fn span(clients: &[ClientRecord]) -> Duration {
+    let first = clients
+        .iter()
+        .filter_map(|c| c.started_us)
+        .min()
+        .unwrap_or(0);
+    let last = clients
+        .iter()
+        .filter_map(|c| c.ended_us)
+        .max()
+        .unwrap_or(first);
+    Duration::from_micros(last.saturating_sub(first))
+}
+
 /// Clients by outcome, with the run's length and how evenly its clients started.
 pub fn summarize(clients: &[ClientRecord], elapsed: Duration) -> Summary {
     let mut summary = Summary {

@@ -292,17 +292,7 @@ pub fn merge(dirs: &[PathBuf]) -> Result<Report, SimError> {
     runs.sort_by_key(|r| r.shard.index);
 
     let clients = merged_clients(&mut runs)?;
-    let first_start = clients
-        .iter()
-        .filter_map(|c| c.started_us)
-        .min()
-        .unwrap_or(0);
-    let last_end = clients
-        .iter()
-        .filter_map(|c| c.ended_us)
-        .max()
-        .unwrap_or(first_start);
-    let elapsed = Duration::from_micros(last_end.saturating_sub(first_start));
+    let elapsed = ledger::span(&clients);
     let summary: Summary = ledger::summarize(&clients, elapsed);
     let started_at = SystemTime::UNIX_EPOCH + Duration::from_micros(base_us);
     let histograms = merged_histograms(&runs, started_at)?;
@@ -507,7 +497,7 @@ fn merged_series(runs: &[ShardRun], percentiles: &BTreeMap<u64, (u64, u64, u64)>
         let shift = second_offset(run);
         for row in &run.saved.series {
             let second = row.second + shift;
-            let sum = sums.entry(second).or_insert_with(|| empty_row(second));
+            let sum = sums.entry(second).or_insert_with(|| Row::empty(second));
             sum.sent += row.sent;
             sum.completed += row.completed;
             sum.served += row.served;
@@ -520,7 +510,7 @@ fn merged_series(runs: &[ShardRun], percentiles: &BTreeMap<u64, (u64, u64, u64)>
     };
     (0..=last)
         .map(|second| {
-            let mut row = sums.remove(&second).unwrap_or_else(|| empty_row(second));
+            let mut row = sums.remove(&second).unwrap_or_else(|| Row::empty(second));
             if let Some(&(p50, p99, max)) = percentiles.get(&second) {
                 row.p50_us = p50;
                 row.p99_us = p99;
@@ -529,18 +519,4 @@ fn merged_series(runs: &[ShardRun], percentiles: &BTreeMap<u64, (u64, u64, u64)>
             row
         })
         .collect()
-}
-
-fn empty_row(second: u64) -> Row {
-    Row {
-        second,
-        sent: 0,
-        completed: 0,
-        served: 0,
-        errors: 0,
-        dropped: 0,
-        p50_us: 0,
-        p99_us: 0,
-        max_us: 0,
-    }
 }

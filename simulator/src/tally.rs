@@ -419,6 +419,23 @@ pub struct Row {
     pub max_us: u64,
 }
 
+impl Row {
+    /// The row of a second in which nothing happened.
+    pub fn empty(second: u64) -> Row {
+        Row {
+            second,
+            sent: 0,
+            completed: 0,
+            served: 0,
+            errors: 0,
+            dropped: 0,
+            p50_us: 0,
+            p99_us: 0,
+            max_us: 0,
+        }
+    }
+}
+
 /// A finished second's histograms, serialized, for the interval log: one per tag of
 /// [`TAGS`], `None` where the second recorded nothing under it.
 struct Encoded {
@@ -503,17 +520,7 @@ impl Series {
             match given.peek() {
                 Some(row) if row.second == second => rows.extend(given.next().cloned()),
                 _ if inner.rows.is_empty() => {}
-                _ => rows.push(Row {
-                    second,
-                    sent: 0,
-                    completed: 0,
-                    served: 0,
-                    errors: 0,
-                    dropped: 0,
-                    p50_us: 0,
-                    p99_us: 0,
-                    max_us: 0,
-                }),
+                _ => rows.push(Row::empty(second)),
             }
         }
         (rows, interval_log(&inner.encoded, started_at))

@@ -21,6 +21,21 @@ fn scenario(clients: usize, timeout_ms: u64) -> Scenario {
     )
 }
 
+/// Sets the fake server's socket timeouts, then waits for a whole request head (at most
+/// `IO` for each byte).
+fn read_head(stream: &mut TcpStream) {
+    let _ = stream.set_read_timeout(Some(IO));
+    let _ = stream.set_write_timeout(Some(IO));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+}
+
 /// A fake server: accepts `connections` connections, reads each request head, and lets
 /// `answer` do what it likes with the stream. Returns its address.
 fn fake(connections: usize, answer: fn(&mut TcpStream)) -> SocketAddr {
@@ -31,16 +46,7 @@ fn fake(connections: usize, answer: fn(&mut TcpStream)) -> SocketAddr {
             let Ok((mut stream, _)) = listener.accept() else {
                 return;
             };
-            let _ = stream.set_read_timeout(Some(IO));
-            let _ = stream.set_write_timeout(Some(IO));
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                match stream.read(&mut byte) {
-                    Ok(1) => head.push(byte[0]),
-                    _ => break,
-                }
-            }
+            read_head(&mut stream);
             answer(&mut stream);
         }
     });
@@ -235,17 +241,7 @@ fn answers_after(connections: usize, delay: Duration) -> SocketAddr {
             .filter_map(|_| listener.accept().ok())
             .map(|(mut stream, _)| {
                 std::thread::spawn(move || {
-                    let _ = stream.set_read_timeout(Some(IO));
-                    let _ = stream.set_write_timeout(Some(IO));
-                    // Waits for the whole request head (at most IO), then out the delay.
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match stream.read(&mut byte) {
-                            Ok(1) => head.push(byte[0]),
-                            _ => break,
-                        }
-                    }
+                    read_head(&mut stream);
                     std::thread::sleep(delay);
                     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
                     let _ = stream.read(&mut [0u8; 64]);

@@ -4,9 +4,12 @@
 //! * [`harness`]: a raw HTTP test client with timeouts on every socket, and helpers that
 //!   start, load and inspect a server;
 //! * [`cases`]: the behaviour list every architecture must pass, declared for one
-//!   architecture with [`behaviour_tests!`] (see `src/behaviour.rs`).
+//!   architecture with [`behaviour_tests!`] (see `src/behaviour.rs`);
+//! * [`binary`]: the architecture's binary as a process, stopped by a signal and judged by
+//!   its exit status and log, declared with [`binary_tests!`].
 
 mod behaviour;
+pub mod binary;
 pub mod harness;
 
 pub use behaviour::{cases, shutdown_gives_up_after_its_timeout};

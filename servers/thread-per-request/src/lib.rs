@@ -425,8 +425,9 @@ fn serve_one(conn: &mut BlockingConn, ctx: &Context) -> bool {
     match conn.next_request() {
         Next::Request(request, exchange) => {
             // Sleeps or computes on this thread, as the route needs: the request is this
-            // thread's argument, and its only work.
-            let response = work::answer(&request, ctx);
+            // thread's argument, and its only work (a computation stops if its client
+            // leaves).
+            let response = work::answer_while(&request, ctx, &|| !conn.peer_has_left());
             // Blocks until the kernel has taken the response.
             conn.send(exchange, &response)
         }

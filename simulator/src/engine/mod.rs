@@ -240,22 +240,13 @@ pub(crate) fn finish(
         tally.merge(&other);
     }
     let (rows, interval_log) = series.finish(started_at);
-    let first = records
-        .iter()
-        .filter_map(|r| r.started_us)
-        .min()
-        .unwrap_or(0);
-    let last = records
-        .iter()
-        .filter_map(|r| r.ended_us)
-        .max()
-        .unwrap_or(first);
+    let elapsed = crate::ledger::span(&records);
     Finished {
         records,
         tally,
         rows,
         interval_log,
-        elapsed: Duration::from_micros(last.saturating_sub(first)),
+        elapsed,
         threads,
         started_at,
     }

@@ -11,6 +11,7 @@ use crate::outcome::Outcome;
 use crate::report::Report;
 use crate::scenario::Load;
 use crate::sweep::SweepReport;
+use crate::tally::Row;
 use crate::units::human_us;
 
 /// A line's points, in data values.
@@ -494,27 +495,22 @@ fn per_second_chart(
 fn over_time(report: &Report) -> String {
     let rows = &report.series;
     let seconds = svg::nice_max((rows.len() as f64).max(1.0));
-    let at = |r: &crate::tally::Row| r.second as f64 + 0.5;
+    // One line of the chart: a field of every row, at the middle of its second.
+    let line = |colour: &'static str, name: &'static str, field: fn(&Row) -> u64| {
+        let points = rows
+            .iter()
+            .map(|r| (r.second as f64 + 0.5, field(r) as f64))
+            .collect();
+        (colour, name, points)
+    };
     let mut out = String::from("<h2>Over time</h2>\n");
     out.push_str(&per_second_chart(
         "requests per second",
         seconds,
         &[
-            (
-                colour::SERIES[0],
-                "served",
-                rows.iter().map(|r| (at(r), r.served as f64)).collect(),
-            ),
-            (
-                colour::SERIES[3],
-                "sent",
-                rows.iter().map(|r| (at(r), r.sent as f64)).collect(),
-            ),
-            (
-                colour::SERIES[1],
-                "errors",
-                rows.iter().map(|r| (at(r), r.errors as f64)).collect(),
-            ),
+            line(colour::SERIES[0], "served", |r| r.served),
+            line(colour::SERIES[3], "sent", |r| r.sent),
+            line(colour::SERIES[1], "errors", |r| r.errors),
         ],
         |v| format!("{v:.0}"),
     ));
@@ -522,16 +518,8 @@ fn over_time(report: &Report) -> String {
         "latency of the requests that ended in each second",
         seconds,
         &[
-            (
-                colour::SERIES[0],
-                "p50",
-                rows.iter().map(|r| (at(r), r.p50_us as f64)).collect(),
-            ),
-            (
-                colour::SERIES[1],
-                "p99",
-                rows.iter().map(|r| (at(r), r.p99_us as f64)).collect(),
-            ),
+            line(colour::SERIES[0], "p50", |r| r.p50_us),
+            line(colour::SERIES[1], "p99", |r| r.p99_us),
         ],
         ms,
     ));

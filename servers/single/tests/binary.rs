@@ -1,0 +1,3 @@
+//! The `single` binary as its users run it: the shutdown promise (see testkit::binary).
+
+testkit::binary_tests!("single");
