@@ -70,6 +70,12 @@ pub struct Config {
     pub limits: Limits,
     /// Time allowed for the first request to arrive, and for any request once it has begun.
     pub read_timeout: Duration,
+    /// The pace a request must keep once it has begun: by `pace_grace` after its first byte,
+    /// plus a second for every `min_rate` bytes of it received, the rest must follow (never
+    /// later than `read_timeout` in all). A client dribbling a few bytes a second (slowloris)
+    /// is cut off after about `pace_grace`. `min_rate` 0 turns the pace off.
+    pub pace_grace: Duration,
+    pub min_rate: u64,
     /// Idle time allowed between requests. Zero turns keep-alive off: every response then
     /// carries `Connection: close`.
     pub keep_alive_timeout: Duration,
@@ -139,9 +145,11 @@ enum Phase {
         deadline: Option<Instant>,
         first: bool,
     },
-    /// Part of a head has arrived; the whole request is due by `deadline`.
+    /// Part of a head has arrived; the whole request is due by `deadline` at the latest,
+    /// and must keep its pace from `began`.
     Head {
         deadline: Instant,
+        began: Instant,
     },
     /// The head is in and the body is arriving.
     Body {
@@ -149,6 +157,7 @@ enum Phase {
         seq: u64,
         body: Vec<u8>,
         deadline: Instant,
+        began: Instant,
     },
     /// No more requests will be read; owed responses are still produced and written.
     Finishing,
@@ -254,6 +263,7 @@ impl Connection {
                 // The first byte of a request starts its clock.
                 self.phase = Phase::Head {
                     deadline: now + self.config.read_timeout,
+                    began: now,
                 };
             }
             Phase::Head { .. } | Phase::Body { .. } => {}
@@ -327,7 +337,7 @@ impl Connection {
             Phase::Idle { deadline, .. } => *deadline,
             // A request waiting only because too many are owed is not the client's fault.
             Phase::Head { .. } if self.slots.len() >= MAX_OUTSTANDING => None,
-            Phase::Head { deadline } | Phase::Body { deadline, .. } => Some(*deadline),
+            Phase::Head { .. } | Phase::Body { .. } => self.request_deadline().map(|(at, _)| at),
             Phase::Linger { until, .. } => Some(*until),
             Phase::Finishing | Phase::Done(_) => None,
         }
@@ -454,6 +464,7 @@ impl Connection {
                         // A pipelined request is already here: its clock starts now.
                         self.phase = Phase::Head {
                             deadline: now + self.config.read_timeout,
+                            began: now,
                         };
                         continue;
                     }
@@ -478,8 +489,8 @@ impl Connection {
                     }
                     return Event::Wait;
                 }
-                Phase::Head { deadline } => {
-                    let deadline = *deadline;
+                Phase::Head { deadline, began } => {
+                    let (deadline, began) = (*deadline, *began);
                     if self.slots.len() >= MAX_OUTSTANDING {
                         return Event::Wait;
                     }
@@ -505,17 +516,14 @@ impl Connection {
                                 seq,
                                 body: Vec::new(),
                                 deadline,
+                                began,
                             };
                             continue;
                         }
                         Ok(None) => {}
                         Err(rejection) => return self.reject(rejection.status, &rejection.reason),
                     }
-                    if now >= deadline {
-                        let reason = format!(
-                            "no complete request within {}",
-                            humantime::format_duration(self.config.read_timeout)
-                        );
+                    if let Some(reason) = self.too_late(now) {
                         return self.reject(Status::RequestTimeout, &reason);
                     }
                     if self.peer_closed {
@@ -524,10 +532,7 @@ impl Connection {
                     return Event::Wait;
                 }
                 Phase::Body {
-                    head,
-                    seq,
-                    body,
-                    deadline,
+                    head, seq, body, ..
                 } => {
                     // Only bytes that arrived are kept: a body announced as 1 MiB costs
                     // nothing until it is really sent.
@@ -559,9 +564,8 @@ impl Connection {
                         self.release(now);
                         continue;
                     }
-                    if now >= *deadline {
-                        return self
-                            .reject(Status::RequestTimeout, "the body did not arrive in time");
+                    if let Some(reason) = self.too_late(now) {
+                        return self.reject(Status::RequestTimeout, &reason);
                     }
                     if self.peer_closed {
                         return self.cut_off();
@@ -570,6 +574,52 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// While a request arrives: when it is due, and whether by the pace (`true`) or by the
+    /// read timeout (`false`). The pace's deadline moves later with every byte received.
+    fn request_deadline(&self) -> Option<(Instant, bool)> {
+        let (deadline, began, received) = match &self.phase {
+            Phase::Head { deadline, began } => (*deadline, *began, self.input.len() - self.start),
+            Phase::Body {
+                head,
+                body,
+                deadline,
+                began,
+                ..
+            } => (*deadline, *began, head.len + body.len()),
+            _ => return None,
+        };
+        if self.config.min_rate == 0 {
+            return Some((deadline, false));
+        }
+        let earned = Duration::from_secs_f64(received as f64 / self.config.min_rate as f64);
+        let paced = began + self.config.pace_grace + earned;
+        Some(if paced < deadline {
+            (paced, true)
+        } else {
+            (deadline, false)
+        })
+    }
+
+    /// Why the request arriving now is too late, if it is.
+    fn too_late(&self, now: Instant) -> Option<String> {
+        let (due, by_pace) = self.request_deadline()?;
+        if now < due {
+            return None;
+        }
+        Some(if by_pace {
+            format!(
+                "the request arrived slower than {} bytes a second after its first {}",
+                self.config.min_rate,
+                humantime::format_duration(self.config.pace_grace)
+            )
+        } else {
+            format!(
+                "no complete request within {}",
+                humantime::format_duration(self.config.read_timeout)
+            )
+        })
     }
 
     /// The client closed its side in the middle of a request.
@@ -697,6 +747,8 @@ mod tests {
             read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(5),
             server_header: "servelab-test".into(),
+            pace_grace: Duration::from_secs(2),
+            min_rate: 500,
         })
     }
 
@@ -942,6 +994,54 @@ mod tests {
             panic!()
         };
         assert_eq!(response.status, Status::RequestTimeout);
+    }
+
+    #[test]
+    fn a_request_must_keep_its_pace() {
+        let now = Instant::now();
+        let at = |ms: u64| now + Duration::from_millis(ms);
+        // A slowloris client: a header line every 500 ms, 10 bytes each. The pace gives it
+        // 2 s plus 10 / 500 s per line, so it is cut off after a little over 2 s, long
+        // before the 10 s read timeout.
+        let mut conn = Connection::new(config(), now);
+        conn.receive(b"GET / HTTP/1.1\r\n", now);
+        let mut cut_at = None;
+        for i in 1..20u64 {
+            let t = at(500 * i);
+            if let Event::Reject(response, _) = conn.poll(t) {
+                assert_eq!(response.status, Status::RequestTimeout);
+                let reason = String::from_utf8_lossy(&response.body).into_owned();
+                assert!(
+                    reason.contains("slower than 500 bytes a second"),
+                    "{reason}"
+                );
+                cut_at = Some(500 * i);
+                break;
+            }
+            assert!(conn.next_deadline().is_some_and(|d| d > t));
+            conn.receive(b"X-Slow: a\r\n", t);
+        }
+        assert!(matches!(cut_at, Some(2000..=3000)), "{cut_at:?}");
+
+        // A large head that arrives quickly earns its time: 6 KB at once is due 2 s + 12 s
+        // later, but never past the read timeout.
+        let mut conn = Connection::new(config(), now);
+        let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n", "a".repeat(6000));
+        conn.receive(big.as_bytes(), now);
+        assert!(matches!(conn.poll(now), Event::Wait));
+        assert_eq!(conn.next_deadline(), Some(at(10_000)));
+
+        // The pace off: only the read timeout.
+        let mut conn = Connection::new(
+            Arc::new(Config {
+                min_rate: 0,
+                ..(*config()).clone()
+            }),
+            now,
+        );
+        conn.receive(b"GET / HTTP/1.1\r\n", now);
+        assert_eq!(conn.next_deadline(), Some(at(10_000)));
+        assert!(matches!(conn.poll(at(5_000)), Event::Wait));
     }
 
     #[test]

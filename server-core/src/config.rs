@@ -50,6 +50,18 @@ pub struct ServerArgs {
     #[serde(serialize_with = "as_millis")]
     pub read_timeout: Duration,
 
+    /// A request's pace, against slow clients (slowloris): once its first byte has arrived,
+    /// the rest must follow within this time plus a second for every --min-rate bytes
+    /// received (never later than --read-timeout). Past it: 408 and a close.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(serialize_with = "as_millis")]
+    pub header_timeout: Duration,
+
+    /// The slowest a request may arrive once --header-timeout has passed, in bytes per
+    /// second; 0 turns the pace off (only --read-timeout bounds a request).
+    #[arg(long, default_value_t = 500, value_name = "BYTES")]
+    pub min_rate: u32,
+
     /// On SIGINT or SIGTERM, how long queued and in-flight requests may take to finish
     /// before the server exits anyway.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
@@ -96,6 +108,8 @@ impl Default for ServerArgs {
             backlog: 1024,
             keep_alive_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(2),
+            min_rate: 500,
             shutdown_timeout: Duration::from_secs(10),
             max_header_bytes: 8 * 1024,
             max_body_bytes: 1024 * 1024,
@@ -122,6 +136,8 @@ impl ServerArgs {
             read_timeout: self.read_timeout,
             keep_alive_timeout: self.keep_alive_timeout,
             server_header: format!("servelab-{architecture}"),
+            pace_grace: self.header_timeout,
+            min_rate: u64::from(self.min_rate),
         }
     }
 

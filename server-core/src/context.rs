@@ -255,6 +255,8 @@ impl Context {
                 backlog: a.backlog,
                 keep_alive_timeout: millis(a.keep_alive_timeout),
                 read_timeout: millis(a.read_timeout),
+                header_timeout: millis(a.header_timeout),
+                min_rate: a.min_rate,
                 shutdown_timeout: millis(a.shutdown_timeout),
                 max_header_bytes: a.max_header_bytes,
                 max_body_bytes: a.max_body_bytes,

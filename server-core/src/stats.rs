@@ -218,6 +218,11 @@ pub struct ConfigSnapshot {
     pub backlog: u32,
     pub keep_alive_timeout: u64,
     pub read_timeout: u64,
+    /// The request pace (`--header-timeout`, in milliseconds, and `--min-rate`).
+    #[serde(default)]
+    pub header_timeout: u64,
+    #[serde(default)]
+    pub min_rate: u32,
     pub shutdown_timeout: u64,
     pub max_header_bytes: u32,
     pub max_body_bytes: u32,

@@ -470,6 +470,43 @@ cases! {
         stop_cleanly(server);
     }
 
+    fn a_slowloris_client_is_cut_off_by_the_pace(start) {
+        let _timing = timing();
+        // The read timeout alone would allow 5 s; the pace, 200 ms and a second per 500
+        // bytes, cuts off a client that sends 10 bytes every 50 ms after about 210 ms.
+        let server = start(ServerArgs {
+            read_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_millis(200),
+            min_rate: 500,
+            ..args()
+        });
+        let mut client = Client::connect(server.addr());
+        let began = Instant::now();
+        client.send("GET / HTTP/1.1\r\n");
+        let mut writer = client.stream().try_clone().expect("a second handle");
+        // The slow client: a header line every 50 ms, at most 60 of them (3 s), until the
+        // server has closed the connection.
+        let dribble = std::thread::spawn(move || {
+            use std::io::Write as _;
+            for _ in 0..60 {
+                std::thread::sleep(Duration::from_millis(50));
+                if writer.write_all(b"X-Slow: 1\r\n").is_err() {
+                    return;
+                }
+            }
+        });
+        let reply = client.read_reply();
+        let took = began.elapsed();
+        assert_eq!(reply.status, 408, "{}", reply.text());
+        assert!(reply.text().contains("slower than 500 bytes"), "{}", reply.text());
+        assert!(took >= Duration::from_millis(180), "cut off after only {took:?}");
+        assert!(took < Duration::from_millis(2500), "cut off only after {took:?}");
+        drop(client);
+        let _ = dribble.join();
+        assert_eq!(get(server.addr(), "/").status, 200);
+        stop_cleanly(server);
+    }
+
     fn bare_lf_ends_a_line_but_a_bare_cr_does_not(start) {
         let server = start(args());
         let mut client = Client::connect(server.addr());
