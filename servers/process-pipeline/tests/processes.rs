@@ -2,9 +2,7 @@
 //! middle of a request costs only that request, and none outlives the server, whatever
 //! signal ends it.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use process_pipeline::ProcessPipeline;
@@ -131,35 +129,6 @@ fn a_handler_that_died_while_idle_is_replaced_before_its_next_request() {
     stop_cleanly(server);
 }
 
-/// Starts the `process-pipeline` binary on a free loopback port and waits until it
-/// listens. Returns the child and its address.
-fn start_binary() -> (Child, SocketAddr) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_process-pipeline"))
-        .args(["--addr", &addr.to_string(), "--handler-processes", "2"])
-        .args(["--log", "info", "--shutdown-timeout", "2s"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the server starts");
-    // Reads the server's log until it says it listens (or ends).
-    let stderr = child.stderr.take().expect("its log");
-    let mut lines = BufReader::new(stderr).lines();
-    let listening = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("listening on"));
-    assert!(listening, "the server did not start");
-    // The rest of the log is drained on a thread, so the server never blocks on it.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
-}
-
 fn pids_of(addr: SocketAddr) -> Vec<u32> {
     let stats: serde_json::Value = serde_json::from_slice(&get(addr, "/stats").body).expect("JSON");
     stats["processes"]
@@ -173,15 +142,17 @@ fn pids_of(addr: SocketAddr) -> Vec<u32> {
 #[test]
 fn no_handler_outlives_the_server_whatever_signal_ends_it() {
     for signal in [libc::SIGTERM, libc::SIGKILL] {
-        let (mut server, addr) = start_binary();
-        let pids = pids_of(addr);
+        let server = testkit::binary::Binary::start(
+            env!("CARGO_BIN_EXE_process-pipeline"),
+            &["--handler-processes", "2", "--shutdown-timeout", "2s"],
+        );
+        let pids = pids_of(server.addr);
         assert_eq!(pids.len(), 2);
         assert!(pids.iter().all(|p| running(*p)));
-        // SAFETY: kill(2) on the server this test started.
-        assert_eq!(unsafe { libc::kill(server.id() as i32, signal) }, 0);
-        let status = server.wait().expect("the server ends");
+        server.signal(signal);
+        let (status, log) = server.wait(Duration::from_secs(10));
         if signal == libc::SIGTERM {
-            assert!(status.success(), "{status:?}");
+            assert!(status.success(), "{status:?}: {log:#?}");
         }
         wait_until("every handler process has ended", || {
             pids.iter().all(|p| !running(*p))

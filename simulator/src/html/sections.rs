@@ -175,20 +175,9 @@ fn timeline(report: &Report) -> String {
     let rows: Vec<&ClientRecord> = clients.iter().step_by(step).collect();
     let row_h = if rows.len() > 60 { 5.0 } else { 14.0 };
     let height = 60.0 + rows.len() as f64 * row_h;
-    let mut plot = Plot::new(
-        1000.0,
-        height,
-        Scale::Linear {
-            min: 0.0,
-            max: x_max,
-        },
-        Scale::Linear {
-            min: 0.0,
-            max: rows.len() as f64,
-        },
-    )
-    .left_margin(56.0)
-    .right_margin(120.0);
+    let mut plot = Plot::linear(1000.0, height, x_max, rows.len() as f64)
+        .left_margin(56.0)
+        .right_margin(120.0);
     plot.x_axis(&svg::ticks(x_max), ms, "time since the common start");
     for (i, c) in rows.iter().enumerate() {
         let y1 = (rows.len() - i) as f64 - 0.1;
@@ -281,20 +270,9 @@ fn outcome_legend(clients: &[ClientRecord]) -> String {
 fn states_over_time(clients: &[ClientRecord], span: f64, x_max: f64) -> String {
     const BUCKETS: usize = 100;
     let width = span.max(1.0) / BUCKETS as f64;
-    let mut plot = Plot::new(
-        1000.0,
-        260.0,
-        Scale::Linear {
-            min: 0.0,
-            max: x_max,
-        },
-        Scale::Linear {
-            min: 0.0,
-            max: clients.len() as f64,
-        },
-    )
-    .left_margin(56.0)
-    .right_margin(120.0);
+    let mut plot = Plot::linear(1000.0, 260.0, x_max, clients.len() as f64)
+        .left_margin(56.0)
+        .right_margin(120.0);
     plot.x_axis(&svg::ticks(x_max), ms, "time since the common start");
     plot.y_axis(
         &svg::count_ticks(clients.len() as f64),
@@ -466,18 +444,7 @@ fn per_second_chart(
         .flat_map(|(_, _, p)| p.iter().map(|(_, y)| *y))
         .fold(0.0, f64::max);
     let y_max = svg::nice_max(max.max(1.0) * 1.05);
-    let mut plot = Plot::new(
-        1000.0,
-        200.0,
-        Scale::Linear {
-            min: 0.0,
-            max: seconds,
-        },
-        Scale::Linear {
-            min: 0.0,
-            max: y_max,
-        },
-    );
+    let mut plot = Plot::linear(1000.0, 200.0, seconds, y_max);
     plot.x_axis(
         &svg::ticks(seconds),
         |s| format!("{s:.0}s"),
@@ -568,18 +535,7 @@ fn server_side(report: &Report) -> String {
         .flat_map(|(_, _, p)| p.iter().map(|(_, y)| *y))
         .fold(0.0, f64::max);
     let y_max = svg::nice_max(max.max(1.0) * 1.05);
-    let mut plot = Plot::new(
-        1000.0,
-        260.0,
-        Scale::Linear {
-            min: 0.0,
-            max: x_max,
-        },
-        Scale::Linear {
-            min: 0.0,
-            max: y_max,
-        },
-    );
+    let mut plot = Plot::linear(1000.0, 260.0, x_max, y_max);
     plot.x_axis(
         &svg::ticks(x_max),
         |s| format!("{s:.1}s"),
@@ -689,17 +645,11 @@ pub fn comparison(reports: &[Report]) -> String {
 
     // Served clients, as bars on one axis.
     let clients = reports.iter().map(|r| r.summary.clients).max().unwrap_or(1) as f64;
-    let mut bars = Plot::new(
+    let mut bars = Plot::linear(
         1000.0,
         60.0 + 26.0 * reports.len() as f64,
-        Scale::Linear {
-            min: 0.0,
-            max: clients,
-        },
-        Scale::Linear {
-            min: 0.0,
-            max: reports.len() as f64,
-        },
+        clients,
+        reports.len() as f64,
     )
     .left_margin(160.0);
     bars.x_axis(
@@ -796,18 +746,7 @@ pub fn sweep(reports: &[SweepReport]) -> String {
         .collect();
     out.push_str("<h2>Goodput against offered load</h2>\n");
     out.push_str(&svg::legend(&legend));
-    let mut goodput = Plot::new(
-        1000.0,
-        320.0,
-        Scale::Linear {
-            min: 0.0,
-            max: x_max,
-        },
-        Scale::Linear {
-            min: 0.0,
-            max: x_max,
-        },
-    );
+    let mut goodput = Plot::linear(1000.0, 320.0, x_max, x_max);
     goodput.x_axis(
         &svg::ticks(x_max),
         |v| format!("{v:.0}"),

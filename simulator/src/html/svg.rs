@@ -147,6 +147,22 @@ impl Plot {
         }
     }
 
+    /// A chart with two linear axes from 0: to `x_max` across and `y_max` up.
+    pub fn linear(width: f64, height: f64, x_max: f64, y_max: f64) -> Plot {
+        Plot::new(
+            width,
+            height,
+            Scale::Linear {
+                min: 0.0,
+                max: x_max,
+            },
+            Scale::Linear {
+                min: 0.0,
+                max: y_max,
+            },
+        )
+    }
+
     /// Wider left margin (for row labels).
     pub fn left_margin(mut self, px: f64) -> Plot {
         self.left = px;
