@@ -371,18 +371,11 @@ fn nines_axis(plot: &mut Plot, max_nines: f64) {
     );
 }
 
-/// The latency distribution on a nines axis, with the deadline marked.
-fn latency(report: &Report) -> String {
-    let (corrected, uncorrected) = latency_histograms(report);
-    if corrected.is_empty() {
-        return "<h2>Latency</h2>\n<p class=\"note\">No latency was measured.</p>\n".into();
-    }
-    let deadline = report.scenario.timeout.as_micros() as f64;
-    let max_value = corrected
-        .max()
-        .max(uncorrected.as_ref().map_or(0, |h| h.max())) as f64;
-    let y_max = svg::nice_max(max_value.max(1.0) * 1.05);
-    let max_nines = nines_for(corrected.len());
+/// An empty chart of latency percentiles: a nines axis far enough for `samples`, and a
+/// latency axis up to `max_us`. Returns it with the latency axis's end (µs).
+fn spectrum_plot(max_us: u64, samples: u64) -> (Plot, f64) {
+    let y_max = svg::nice_max((max_us as f64).max(1.0) * 1.05);
+    let max_nines = nines_for(samples);
     let mut plot = Plot::new(
         1000.0,
         340.0,
@@ -394,6 +387,20 @@ fn latency(report: &Report) -> String {
     );
     nines_axis(&mut plot, max_nines);
     plot.y_axis(&svg::ticks(y_max), ms, "latency");
+    (plot, y_max)
+}
+
+/// The latency distribution on a nines axis, with the deadline marked.
+fn latency(report: &Report) -> String {
+    let (corrected, uncorrected) = latency_histograms(report);
+    if corrected.is_empty() {
+        return "<h2>Latency</h2>\n<p class=\"note\">No latency was measured.</p>\n".into();
+    }
+    let deadline = report.scenario.timeout.as_micros() as f64;
+    let max_value = corrected
+        .max()
+        .max(uncorrected.as_ref().map_or(0, |h| h.max()));
+    let (mut plot, y_max) = spectrum_plot(max_value, corrected.len());
     plot.line(&spectrum(&corrected), colour::SERIES[0], 2.0, false);
     let mut legend = vec![(
         colour::SERIES[0],
@@ -689,20 +696,10 @@ pub fn comparison(reports: &[Report]) -> String {
         .filter(|(_, h)| !h.is_empty())
         .collect();
     if let Some(first) = reports.first() {
-        let max = spectra.iter().map(|(_, h)| h.max()).max().unwrap_or(1) as f64;
-        let y_max = svg::nice_max(max.max(1.0) * 1.05);
-        let max_nines = nines_for(spectra.iter().map(|(_, h)| h.len()).max().unwrap_or(1));
-        let mut plot = Plot::new(
-            1000.0,
-            340.0,
-            Scale::Nines { max_nines },
-            Scale::Linear {
-                min: 0.0,
-                max: y_max,
-            },
+        let (mut plot, y_max) = spectrum_plot(
+            spectra.iter().map(|(_, h)| h.max()).max().unwrap_or(1),
+            spectra.iter().map(|(_, h)| h.len()).max().unwrap_or(1),
         );
-        nines_axis(&mut plot, max_nines);
-        plot.y_axis(&svg::ticks(y_max), ms, "latency");
         for (i, (_, h)) in spectra.iter().enumerate() {
             plot.line(
                 &spectrum(h),
