@@ -5,6 +5,8 @@
 //! * [`response`]: a [`Response`] as plain data, and how it is written on the wire;
 //! * [`connection`]: one client connection as a state machine: bytes in, requests out;
 //!   responses in, bytes out; and the deadlines in between;
+//! * [`hostile`]: the malformed and smuggling requests that must be refused, one list for
+//!   the tests and the fuzzers;
 //! * [`routes`]: what each request needs ([`Work`]): an answer, a wait, a computation.
 //!
 //! Nothing here reads a socket, starts a thread or looks at the clock (callers pass `now`),
@@ -15,6 +17,7 @@
 //! Read `docs/protocol.md` for the protocol itself.
 
 pub mod connection;
+pub mod hostile;
 pub mod request;
 pub mod response;
 pub mod routes;
