@@ -10,6 +10,8 @@
 //! * [`target`]: resolving the server's name and asking it for servelab's `/stats`;
 //! * [`run`]: running a scenario against a server, and turning what was measured into a
 //!   [`Report`];
+//! * [`attack`]: background populations of hostile clients (slow headers, slow body, slow
+//!   read, idle) that run beside the scenario's own clients, each with its own ledger;
 //! * [`client`]: one client as a state machine without I/O: what it does next, and its
 //!   record;
 //! * [`engine`]: what runs the clients: a few threads driving thousands of non-blocking
@@ -34,6 +36,7 @@
 //! * [`labs`]: the lecture's experiments as one-command labs (`simulator lab <id>`);
 //! * [`units`]: microseconds and histograms.
 
+pub mod attack;
 pub mod client;
 pub mod compare;
 pub mod engine;

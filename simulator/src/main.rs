@@ -228,6 +228,7 @@ impl SweepArgs {
             shard: None,
             start_at: None,
             watch_server: false,
+            background: Vec::new(),
         };
         Ok(SweepSpec {
             scenario,
@@ -334,6 +335,18 @@ struct ScenarioArgs {
     /// fresh --timeout).
     #[arg(long, value_enum, default_value_t = DeadlineClock::FromStart, value_name = "CLOCK")]
     deadline: DeadlineClock,
+    /// Hostile clients in the background, N:BEHAVIOUR[:EVERY] (repeatable): N connections
+    /// that connect before the clients above start, misbehave every EVERY [1s], come back
+    /// when the server cuts them off, and stop when the clients are done. BEHAVIOUR:
+    /// slow-headers (a head that never ends), slow-body (a body that never ends),
+    /// slow-read (a 256 KiB echo read 16 bytes a tick), idle (nothing sent). Each
+    /// population gets its own ledger beside the clients' own.
+    #[arg(long, value_name = "N:BEHAVIOUR[:EVERY]", value_parser = parse_population)]
+    background: Vec<simulator::attack::Population>,
+}
+
+fn parse_population(text: &str) -> Result<simulator::attack::Population, String> {
+    simulator::attack::Population::parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -519,6 +532,7 @@ impl ScenarioArgs {
             shard: None,
             start_at: None,
             watch_server: false,
+            background: self.background,
         })
     }
 }
@@ -560,6 +574,11 @@ fn execute(cli: Cli, flags: Vec<(String, String)>) -> Result<ExitCode, SimError>
             scenario.start_at = args.orchestration.start_at;
             scenario.watch_server = args.output.report.is_some();
             if let Some(shard) = scenario.shard {
+                if !scenario.background.is_empty() {
+                    return Err(SimError::Usage(format!(
+                        "--background cannot be split into shards: run the hostile clients from one process without --shard (this is shard {shard})"
+                    )));
+                }
                 if scenario.clients < shard.index {
                     return Err(SimError::Usage(format!(
                         "shard {shard} has no clients: the run has only {} (--clients, or --connections in an open loop)",

@@ -365,6 +365,8 @@ pub fn merge(dirs: &[PathBuf]) -> Result<Report, SimError> {
         prediction,
         agrees,
         clients,
+        // Shards run no background populations (`run` refuses the two together).
+        background: Vec::new(),
         interval_log: histograms.log,
         histograms: Some((histograms.whole[0].clone(), histograms.whole[1].clone())),
         server,

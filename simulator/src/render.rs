@@ -187,6 +187,13 @@ impl Report {
         if let Some(p) = &self.prediction {
             let _ = writeln!(out, "rule: {}", p.rule);
         }
+        if !self.background.is_empty() {
+            let _ = writeln!(
+                out,
+                "the clients above were the foreground; in the background, hostile clients:"
+            );
+            out.push_str(&crate::attack::describe(&self.background));
+        }
         let _ = writeln!(out, "{}", self.verdict());
         out
     }
@@ -392,6 +399,7 @@ pub fn compare_text(scenario: &Scenario, reports: &[Report]) -> String {
         if let Some(t) = &r.throughput {
             let _ = writeln!(out, "{:<19} {:.0} requests/s", "", t.per_second);
         }
+        out.push_str(&crate::attack::describe(&r.background));
     }
     let _ = writeln!(
         out,

@@ -57,6 +57,10 @@ pub struct Report {
     /// Whether the measurement agrees with the prediction (absent without a prediction).
     pub agrees: Option<bool>,
     pub clients: Vec<ClientRecord>,
+    /// What happened to each background population of hostile clients (`--background`);
+    /// the ledger above is the foreground's alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub background: Vec<crate::attack::PopulationLedger>,
     /// The HdrHistogram interval log of the run (see `--save`).
     #[serde(skip)]
     pub interval_log: String,
@@ -85,12 +89,20 @@ impl Report {
         let open = matches!(scenario.load, Load::Rate(_));
         let requests = &run.tally.requests;
         // One shard's clients are not the run the server sees: `merge` predicts the whole.
-        let prediction = info
+        let mut prediction = info
             .filter(|_| scenario.shard.is_none())
             .and_then(|info| predict(info, scenario));
-        let agrees = prediction
+        let mut agrees = prediction
             .as_ref()
             .and_then(|p| p.agrees(summary.served, throughput.as_ref().map(|t| t.per_second)));
+        if let (Some(p), false) = (&mut prediction, scenario.background.is_empty()) {
+            // The arithmetic knows only the scenario's own clients; what hostile ones take
+            // from the server is what the run is there to measure.
+            agrees = None;
+            p.caveats.push(
+                "the prediction is for a server without the hostile clients in the background, so the run is not judged by it".into(),
+            );
+        }
         Report {
             schema_version: SCHEMA_VERSION,
             target: target.to_owned(),
@@ -111,6 +123,7 @@ impl Report {
             prediction,
             agrees,
             clients: run.records,
+            background: Vec::new(),
             interval_log: run.interval_log,
             histograms: Some((run.tally.corrected.clone(), run.tally.uncorrected.clone())),
             server: info.map(|i| i.snapshot.clone()),

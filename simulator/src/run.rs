@@ -4,12 +4,14 @@
 //! and probes the server first); [`run_in_process`] for a server this process started
 //! (compare, the labs); [`run`] for an address whose server is already known. All three
 //! hand the clients to an engine ([`crate::engine`]) and turn what it measured into a
-//! [`Report`].
+//! [`Report`]. A scenario's background populations ([`crate::attack`]) start before the
+//! clients and stop after them.
 
 use std::net::SocketAddr;
 
 use server_core::RunningServer;
 
+use crate::attack::Attack;
 use crate::client::Plan;
 use crate::engine::{self, threads::Spawner};
 use crate::report::Report;
@@ -36,10 +38,13 @@ pub fn run(
 ) -> Result<Report, SimError> {
     let watch = (scenario.watch_server && info.is_some())
         .then_some(crate::watch::Source::Remote { addr, target });
+    let attack = attack(addr, scenario)?;
     let (finished, watched) =
         crate::watch::during(watch, || engine::run(Plan::new(addr, target, scenario)));
+    let background = attack.map(Attack::stop).unwrap_or_default();
     let mut report = Report::new(target, info, scenario, finished?);
     report.server_series = watched;
+    report.background = background;
     Ok(report)
 }
 
@@ -54,10 +59,22 @@ pub fn run_in_process(server: &RunningServer, scenario: &Scenario) -> Result<Rep
     let watch = scenario
         .watch_server
         .then_some(crate::watch::Source::InProcess(server.context()));
+    let attack = attack(addr, scenario)?;
     let (finished, watched) = crate::watch::during(watch, || engine::run(plan));
+    let background = attack.map(Attack::stop).unwrap_or_default();
     let mut report = Report::new(&addr.to_string(), Some(&info), scenario, finished?);
     report.server_series = watched;
+    report.background = background;
     Ok(report)
+}
+
+/// Starts the scenario's background populations, if it has any, and returns once they
+/// hold their connections.
+fn attack(addr: SocketAddr, scenario: &Scenario) -> Result<Option<Attack>, SimError> {
+    if scenario.background.is_empty() {
+        return Ok(None);
+    }
+    crate::attack::start(addr, &scenario.background).map(Some)
 }
 
 /// [`run`] on the thread-per-client engine, with the client threads started by `spawn`

@@ -45,6 +45,10 @@ pub struct Scenario {
     /// server from inside ([`crate::watch`]). Not part of the report.
     #[serde(skip)]
     pub watch_server: bool,
+    /// Hostile clients in the background (`--background`): they connect before the
+    /// clients above start and misbehave until they are done ([`crate::attack`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub background: Vec<crate::attack::Population>,
 }
 
 /// How the simulator runs its clients.
@@ -124,6 +128,7 @@ impl Scenario {
             shard: None,
             start_at: None,
             watch_server: false,
+            background: Vec::new(),
         }
     }
 

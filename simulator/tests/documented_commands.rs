@@ -58,6 +58,10 @@ fn setup(command: &str) -> Option<Setup> {
         "run --clients 5 --hold 1s" => {
             Setup::Server(|| start(Servers::only("thread-per-conn"), server_args()))
         }
+        // Lab 19's command line: the background against an event loop, which serves all.
+        "run --clients 20 --timeout 1s --background 200:slow-headers --background 100:slow-body --background 50:slow-read --background 100:idle" => {
+            Setup::Server(|| start(Servers::only("event-loop"), server_args()))
+        }
         // Lab 6's variation: a pipeline with the rayon handler pool.
         "run --clients 8 --request \"GET /sleep/200\"" => Setup::Server(|| {
             start(

@@ -220,8 +220,12 @@ fn the_json_report_matches_its_schema() {
     text.request.method = "POST".into();
     text.request.path = "/echo".into();
     text.request.body = simulator::scenario::Body::Text("hi".into());
+    let mut attacked = Scenario::get(2, "/", Duration::from_secs(1), Duration::from_millis(300));
+    attacked.background =
+        vec![simulator::attack::Population::parse("3:slow-headers:50ms").expect("parses")];
     for scenario in [
         Scenario::get(3, "/", Duration::from_secs(1), Duration::from_millis(10)),
+        attacked,
         text,
         uuid,
         open(4, "/", 500.0, 300, WhenBusy::Drop),

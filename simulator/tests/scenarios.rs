@@ -145,6 +145,7 @@ fn a_load_run_reports_throughput(engine: Engine) {
         shard: None,
         start_at: None,
         watch_server: false,
+        background: Vec::new(),
     };
     let report = run(engine, "thread-per-conn", Servers::default(), &scenario);
     let throughput = report

@@ -82,7 +82,9 @@ pub fn run(plan: Plan) -> Result<Finished, SimError> {
 /// the limit halfway would measure the simulator, not the server, so it is refused with one
 /// sentence instead.
 fn check_files(plan: &Plan) -> Result<(), SimError> {
-    let clients = plan.scenario.own_clients() as u64;
+    // Background connections count like clients: a socket each.
+    let background: usize = plan.scenario.background.iter().map(|p| p.clients).sum();
+    let clients = (plan.scenario.own_clients() + background) as u64;
     // An in-process server holds the other end of every connection in this same process.
     let per_client = if plan.in_process { 2 } else { 1 };
     let needed = clients * per_client + RESERVED_FILES;

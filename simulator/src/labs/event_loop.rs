@@ -43,20 +43,6 @@ fn hold_idle(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>, SimError> {
     Ok(held)
 }
 
-/// This process's resident memory and thread count, from `/proc/self/status` (Linux).
-fn process_figures() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:") * 1024, field("Threads:"))
-}
-
 /// What holding `n` idle clients cost one architecture.
 struct Holding {
     threads: u64,

@@ -14,6 +14,7 @@ mod backlog;
 mod designs;
 mod event_loop;
 mod heavy;
+mod hostile;
 mod open_loop;
 mod pipeline;
 mod pools;
@@ -275,6 +276,13 @@ pub fn all() -> Vec<Lab> {
             targets: &[],
             run: designs::lab18,
         },
+        Lab {
+            id: 19,
+            title: "Hostile clients: who serves the foreground under a slow-client flood",
+            sheet: "labs/19-hostile-clients.md",
+            targets: &[],
+            run: hostile::lab19,
+        },
     ]
 }
 
@@ -369,6 +377,22 @@ fn measure(
     let result = run_against(env, &server, scenario);
     stop(server)?;
     result
+}
+
+/// This process's resident memory (bytes) and thread count, from `/proc/self/status`
+/// (Linux; zeros elsewhere). A lab with in-process servers measures a server's cost as the
+/// change in these.
+fn process_figures() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:") * 1024, field("Threads:"))
 }
 
 /// Stops an in-process server of a lab.
