@@ -135,6 +135,9 @@ pub enum Closed {
     /// The last response was written: the client asked to close, an error ended the
     /// connection, or keep-alive is off.
     Finished,
+    /// The client read none of the output for the read timeout: the server gave up writing
+    /// to it (a slow or stalled reader), as a blocking write gives up after its timeout.
+    Stalled,
 }
 
 /// Where the connection is between requests. See the module documentation.
@@ -204,6 +207,9 @@ pub struct Connection {
     /// Bytes to write live in `output[flushed..]`.
     output: Vec<u8>,
     flushed: usize,
+    /// While output is waiting to be written: when the server gives up on a client that
+    /// reads none of it (the read timeout after the last progress).
+    write_due: Option<Instant>,
     /// Responses owed, oldest first.
     slots: VecDeque<Slot>,
     next_seq: u64,
@@ -234,6 +240,7 @@ impl Connection {
             start: 0,
             output: Vec::new(),
             flushed: 0,
+            write_due: None,
             slots: VecDeque::new(),
             next_seq: 0,
             reading_done: false,
@@ -331,8 +338,18 @@ impl Connection {
     }
 
     /// The next moment something happens by itself: a read timeout, the keep-alive timeout,
-    /// or the end of a lingering close. The driver calls [`Connection::poll`] when it passes.
+    /// the end of a lingering close, or giving up on a client that reads none of its
+    /// output. The driver calls [`Connection::poll`] when it passes.
     pub fn next_deadline(&self) -> Option<Instant> {
+        let phase = self.phase_deadline();
+        match (phase, self.write_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The deadline of the phase alone.
+    fn phase_deadline(&self) -> Option<Instant> {
         match &self.phase {
             Phase::Idle { deadline, .. } => *deadline,
             // A request waiting only because too many are owed is not the client's fault.
@@ -351,6 +368,10 @@ impl Connection {
     /// The driver wrote the first `n` bytes of [`Connection::output`].
     pub fn wrote(&mut self, n: usize, now: Instant) {
         self.flushed = (self.flushed + n).min(self.output.len());
+        if n > 0 {
+            // Progress: the client reads, so it gets another read timeout for the rest.
+            self.write_due = Some(now + self.config.read_timeout);
+        }
         self.settle(now);
     }
 
@@ -430,6 +451,11 @@ impl Connection {
     /// Asks what to do next. Parses what has arrived, applies deadlines that have passed, and
     /// returns the first thing the driver must act on.
     pub fn poll(&mut self, now: Instant) -> Event {
+        if self.write_due.is_some_and(|due| now >= due) && !matches!(self.phase, Phase::Done(_)) {
+            // The client has read nothing for the read timeout: the rest is not written.
+            self.write_due = None;
+            self.phase = Phase::Done(Closed::Stalled);
+        }
         loop {
             match &mut self.phase {
                 Phase::Done(why) => return Event::Closed(*why),
@@ -689,13 +715,9 @@ impl Connection {
                 self.close_after_release(encoded.error);
             }
         }
-        if self.slots.is_empty() {
-            if let Phase::Idle { deadline, .. } = &mut self.phase {
-                if deadline.is_none() {
-                    // Nothing is owed any more: the keep-alive clock starts.
-                    *deadline = Some(now + self.config.keep_alive_timeout);
-                }
-            }
+        if self.flushed < self.output.len() && self.write_due.is_none() {
+            // Output is waiting: the client has a read timeout to start reading it.
+            self.write_due = Some(now + self.config.read_timeout);
         }
         self.settle(now);
     }
@@ -708,8 +730,19 @@ impl Connection {
         }
         self.output.clear();
         self.flushed = 0;
+        self.write_due = None;
+        if self.slots.is_empty() {
+            if let Phase::Idle { deadline, .. } = &mut self.phase {
+                if deadline.is_none() {
+                    // Nothing is owed and everything is written: the keep-alive clock
+                    // starts (not before: a client still reading its answer is not idle).
+                    *deadline = Some(now + self.config.keep_alive_timeout);
+                }
+            }
+        }
         if let (Some(error), true) = (self.ending, self.slots.is_empty()) {
-            if !self.write_closed {
+            // A connection already done (given up as `Stalled`) stays done.
+            if !self.write_closed && !matches!(self.phase, Phase::Done(_)) {
                 self.write_closed = true;
                 self.phase = if error && !self.peer_closed {
                     Phase::Linger {
@@ -723,6 +756,7 @@ impl Connection {
         }
         // An idle connection keeps no buffers; a busy one keeps small ones for reuse.
         if self.start == self.input.len() {
+            self.input.clear();
             self.start = 0;
             if self.input.capacity() > KEEP_BUFFER || self.is_idle() {
                 self.input = Vec::new();
@@ -819,6 +853,86 @@ mod tests {
             conn.poll(now + Duration::from_secs(6)),
             Event::Closed(Closed::Idle)
         ));
+    }
+
+    /// A connection that has read `request` and been given a 100 000-byte answer to it.
+    fn owing_a_large_answer(request: &[u8], now: Instant) -> Connection {
+        let mut conn = Connection::new(config(), now);
+        conn.receive(request, now);
+        let Event::Request(_, ticket) = conn.poll(now) else {
+            panic!("a request")
+        };
+        conn.respond(
+            ticket,
+            &Response::text(Status::Ok, "x".repeat(100_000)),
+            now,
+        );
+        conn
+    }
+
+    #[test]
+    fn a_slow_reader_keeps_its_answer_past_the_keep_alive_timeout() {
+        // Found by the fuzzer: the keep-alive clock started when the answer went into the
+        // output, so a client still reading it after 5 s lost the rest.
+        let now = Instant::now();
+        let mut conn = owing_a_large_answer(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", now);
+        let mut t = now;
+        for _ in 0..9 {
+            t += Duration::from_secs(1);
+            conn.wrote(10_000, t);
+            assert!(
+                matches!(conn.poll(t), Event::Wait),
+                "still writing at {t:?}"
+            );
+        }
+        // The last bytes go out after 9 s; only now does the connection become idle.
+        let rest = conn.output().len();
+        conn.wrote(rest, t);
+        assert!(conn.is_idle());
+        assert_eq!(conn.next_deadline(), Some(t + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_client_that_reads_nothing_is_given_up_after_the_read_timeout() {
+        // Found by the fuzzer: with `Connection: close` and an unread answer the connection
+        // had no deadline at all, so a client that never read held it forever.
+        let now = Instant::now();
+        let mut conn = owing_a_large_answer(
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            now,
+        );
+        assert_eq!(conn.next_deadline(), Some(now + Duration::from_secs(10)));
+        conn.wrote(1000, now + Duration::from_secs(4));
+        // Progress gives it another read timeout from then.
+        assert_eq!(conn.next_deadline(), Some(now + Duration::from_secs(14)));
+        assert!(matches!(
+            conn.poll(now + Duration::from_secs(13)),
+            Event::Wait
+        ));
+        assert!(matches!(
+            conn.poll(now + Duration::from_secs(14)),
+            Event::Closed(Closed::Stalled)
+        ));
+    }
+
+    #[test]
+    fn an_idle_connection_keeps_no_buffers() {
+        // Found by the fuzzer: the input buffer was kept after a long request, because
+        // the check for idleness looked at it before it was emptied.
+        let now = Instant::now();
+        let mut conn = Connection::new(config(), now);
+        let path = "a".repeat(2000);
+        conn.receive(
+            format!("GET /{path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+            now,
+        );
+        let Event::Request(request, ticket) = conn.poll(now) else {
+            panic!("a request")
+        };
+        conn.respond(ticket, &answer(&request), now);
+        drain(&mut conn, now);
+        assert!(conn.is_idle());
+        assert_eq!((conn.input.capacity(), conn.output.capacity()), (0, 0));
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //!
 //! One list, used in three places: the behaviour case `smuggling_and_malformed_input`
 //! sends every entry to every architecture over a real socket; the fuzz targets in `fuzz/`
-//! start their corpus from it; and the simulator's wire fuzzer (`simulator fuzz`) mutates
-//! it. Each request here is one a careless parser would accept or read differently from a
-//! proxy in front of it (RFC 9112, section 11.2, "Request smuggling"), so the answer is an
+//! start their corpus from it; and the wire fuzzer (`wirefuzz`, run against every
+//! architecture by `scripts/fuzz-wire.sh`) mutates it. Each request here is one a careless
+//! parser would accept or read differently from a proxy in front of it (RFC 9112, section 11.2, "Request smuggling"), so the answer is an
 //! error and a close, never a guess.
 
 /// A request that must be refused: what it is, its bytes, and the status it gets.

@@ -487,6 +487,66 @@ cases! {
         stop_cleanly(server);
     }
 
+    fn a_connection_costs_the_server_one_descriptor(start) {
+        // A second handle on a connection (one for reading, one for writing, say) doubles
+        // what every connection costs under the limit on open files, and one can outlive
+        // the other. The connection here is held between requests, and again while a
+        // request is half sent.
+        let server = start(args());
+        let mut client = Client::connect(server.addr());
+        assert_eq!(client.get("/").status, 200);
+        let local = client.stream().local_addr().expect("the client's address");
+        assert_eq!(server_descriptors(server.addr(), local), 1, "between requests");
+        client.send("GET / HTTP/1.1\r\n");
+        assert_eq!(server_descriptors(server.addr(), local), 1, "a request half sent");
+        client.send("Host: t\r\n\r\n");
+        assert_eq!(client.read_reply().status, 200);
+        drop(client);
+        stop_cleanly(server);
+    }
+
+    fn a_slow_reader_gets_its_whole_answer(start) {
+        let _timing = timing();
+        // An 8 MiB echo is far more than the kernel buffers between the two ends (this
+        // client's receive buffer is a few KiB), so the server still holds most of it when
+        // the keep-alive timeout (100 ms) has passed: the client starts reading only after
+        // 300 ms. The timeout must not cut the answer off: it starts only once the answer
+        // is written. (The event loop lost the rest of the answer here until the fuzzer
+        // found it.)
+        let size = 8 << 20;
+        let server = start(ServerArgs {
+            keep_alive_timeout: Duration::from_millis(100),
+            max_body_bytes: size as u32,
+            ..args()
+        });
+        let mut stream = connect_with_small_window(server.addr());
+        let mut request = format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n"
+        )
+        .into_bytes();
+        request.resize(request.len() + size, b'e');
+        std::io::Write::write_all(&mut stream, &request).expect("send the request");
+        // A slow client, not a synchronisation: it reads nothing for 300 ms.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut received = Vec::with_capacity(size + 512);
+        let mut chunk = vec![0u8; 256 * 1024];
+        let head_end = |r: &[u8]| r.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+        // Reads until the whole echo is in or the server closes (each read blocks at most
+        // the socket's timeout; the count bounds the loop).
+        for _ in 0..100_000 {
+            use std::io::Read as _;
+            let n = stream.read(&mut chunk).unwrap_or(0);
+            received.extend_from_slice(&chunk[..n]);
+            if n == 0 || head_end(&received).is_some_and(|h| received.len() - h >= size) {
+                break;
+            }
+        }
+        assert!(received.starts_with(b"HTTP/1.1 200 "));
+        let head_end = head_end(&received).expect("a response head");
+        assert_eq!(received.len() - head_end, size, "the whole echo arrived");
+        stop_cleanly(server);
+    }
+
     fn bare_lf_ends_a_line_but_a_bare_cr_does_not(start) {
         let server = start(args());
         let mut client = Client::connect(server.addr());

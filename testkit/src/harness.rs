@@ -194,6 +194,61 @@ pub fn get(addr: SocketAddr, path: &str) -> Reply {
     Client::connect(addr).get(path)
 }
 
+/// A connection whose receive buffer is a few KiB (set before connecting, so the window
+/// it offers stays small), with the usual timeouts: a large answer then stays mostly in
+/// the server while the test reads it slowly.
+pub fn connect_with_small_window(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket
+        .connect_timeout(&addr.into(), IO_TIMEOUT)
+        .expect("connect to the server");
+    let stream = TcpStream::from(socket);
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("set read timeout");
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .expect("set write timeout");
+    stream
+}
+
+/// How many file descriptors of this process refer to the server's end of the connection
+/// from `client` to `server` (Linux: its socket's inode from `/proc/net/tcp`, then the links
+/// in `/proc/self/fd`). 0 if the server has not accepted it.
+pub fn server_descriptors(server: SocketAddr, client: SocketAddr) -> usize {
+    let hex = |addr: SocketAddr| match addr {
+        SocketAddr::V4(a) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(a.ip().octets()),
+            a.port()
+        ),
+        SocketAddr::V6(_) => String::new(),
+    };
+    let (local, remote) = (hex(server), hex(client));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let inode = table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 9 && f[1] == local && f[2] == remote)
+        .map(|f| f[9].to_owned());
+    let Some(inode) = inode.filter(|i| i != "0") else {
+        return 0;
+    };
+    let link = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.as_os_str() == link.as_str())
+        .count()
+}
+
 /// Waits until `condition` holds, failing the test after `IO_TIMEOUT`. It checks at
 /// growing intervals (from 100 µs up to 10 ms), so a state that is reached quickly is seen
 /// quickly without spinning a CPU that the server under test needs.
