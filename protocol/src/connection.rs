@@ -871,6 +871,21 @@ mod tests {
     }
 
     #[test]
+    fn every_hostile_request_is_refused_with_its_status() {
+        for hostile in crate::hostile::REQUESTS {
+            let now = Instant::now();
+            let mut conn = Connection::new(config(), now);
+            conn.receive(hostile.bytes, now);
+            match conn.poll(now) {
+                Event::Reject(response, _) => {
+                    assert_eq!(response.status.code(), hostile.status, "{}", hostile.what)
+                }
+                other => panic!("{}: {other:?}", hostile.what),
+            }
+        }
+    }
+
+    #[test]
     fn a_slow_reader_keeps_its_answer_past_the_keep_alive_timeout() {
         // Found by the fuzzer: the keep-alive clock started when the answer went into the
         // output, so a client still reading it after 5 s lost the rest.

@@ -54,12 +54,7 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect to the server");
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .expect("set read timeout");
-        stream
-            .set_write_timeout(Some(IO_TIMEOUT))
-            .expect("set write timeout");
+        let stream = with_timeouts(stream);
         Client {
             stream,
             buf: Vec::new(),
@@ -208,7 +203,11 @@ pub fn connect_with_small_window(addr: SocketAddr) -> TcpStream {
     socket
         .connect_timeout(&addr.into(), IO_TIMEOUT)
         .expect("connect to the server");
-    let stream = TcpStream::from(socket);
+    with_timeouts(TcpStream::from(socket))
+}
+
+/// `stream` with a read and a write timeout of `IO_TIMEOUT`: no test socket waits forever.
+fn with_timeouts(stream: TcpStream) -> TcpStream {
     stream
         .set_read_timeout(Some(IO_TIMEOUT))
         .expect("set read timeout");
