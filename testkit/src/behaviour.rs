@@ -860,6 +860,27 @@ cases! {
     }
 }
 
+/// Not in the shared list: only a design whose computing thread can reach the connection
+/// (every blocking design; not the handler processes, not the event loop's helpers) can see
+/// that the client has gone. A computation of seconds (the largest 64-bit prime, with
+/// `--max-cpu` out of the way) stops within a chunk of work once its client closes.
+pub fn a_computation_stops_when_its_client_leaves(start: Start) {
+    let server = start(ServerArgs {
+        max_cpu: Duration::from_secs(600),
+        ..args()
+    });
+    let ctx = std::sync::Arc::clone(server.context());
+    let mut client = Client::connect(server.addr());
+    client.send("GET /factor/18446744073709551557 HTTP/1.1\r\nHost: t\r\n\r\n");
+    wait_until("the computation runs", || ctx.stats.in_flight() == 1);
+    drop(client);
+    // Stopped within a chunk or so of work, far from the whole (wait_until gives up after
+    // 5 s; the whole takes longer even in a release build).
+    wait_until("the computation stops", || ctx.stats.in_flight() == 0);
+    assert_eq!(ctx.stats.client_left_total(), 1);
+    stop_cleanly(server);
+}
+
 /// Not in the shared list: the sequential server's only thread is the one stuck in the
 /// handler, so in-process it cannot give up (its binary has a watchdog for that).
 pub fn shutdown_gives_up_after_its_timeout(start: Start) {

@@ -12,5 +12,7 @@ mod behaviour;
 pub mod binary;
 pub mod harness;
 
-pub use behaviour::{cases, shutdown_gives_up_after_its_timeout};
+pub use behaviour::{
+    a_computation_stops_when_its_client_leaves, cases, shutdown_gives_up_after_its_timeout,
+};
 pub use harness::*;

@@ -338,8 +338,9 @@ fn manage_handling(
     while let Some((client, request, exchange)) = from.pop() {
         let (to, ctx) = (to.clone(), Arc::clone(ctx));
         let delegated = step.delegate("handler", move || {
-            // Sleeps or computes on this handler thread, as the route needs.
-            let response = work::answer(&request, &ctx);
+            // Sleeps or computes on this handler thread, as the route needs; a computation
+            // stops early if the client closes the connection, which travels with the job.
+            let response = work::answer_while(&request, &ctx, &|| !client.conn.peer_has_left());
             // Blocks while the responses queue is full, until the sender manager takes one.
             let _ = to.push((client, response, exchange));
         });

@@ -103,3 +103,11 @@ fn shutdown_gives_up_after_its_timeout() {
         RunningServer::start(CombinedDelegation::default(), args).expect("the server starts")
     });
 }
+
+#[test]
+fn a_computation_stops_when_its_client_leaves() {
+    // The connection travels with the request, so the handler can look at it.
+    testkit::a_computation_stops_when_its_client_leaves(&|args| {
+        RunningServer::start(CombinedDelegation::default(), args).expect("the server starts")
+    });
+}

@@ -164,6 +164,11 @@ impl Job {
         &self.request
     }
 
+    /// Whether the client is still connected (a look at the socket that never waits).
+    fn client_is_there(&self) -> bool {
+        !self.client.conn.peer_has_left()
+    }
+
     /// This job's response, ready for a sender.
     pub fn answer(self, response: Response) -> Answer {
         Answer {
@@ -484,8 +489,9 @@ fn handle(from: &QueueReceiver<Job>, to: &QueueSender<Answer>, group: &ThreadGro
     // Blocks until a request is queued; `None` once every receiver is gone and it is drained.
     while let Some(job) = from.pop() {
         let _busy = group.busy();
-        // Sleeps or computes on this handler thread, as the route needs.
-        let response = work::answer(job.request(), ctx);
+        // Sleeps or computes on this handler thread, as the route needs; a computation
+        // stops early if the client closes the connection, which travels with the job.
+        let response = work::answer_while(job.request(), ctx, &|| job.client_is_there());
         // Blocks while the responses queue is full, until a sender takes one.
         let _ = to.push(job.answer(response));
     }
@@ -524,7 +530,7 @@ fn dispatch(
         pool.spawn(move || {
             let _slot = slot;
             let _busy = group.busy();
-            let response = work::answer(job.request(), &ctx);
+            let response = work::answer_while(job.request(), &ctx, &|| job.client_is_there());
             // Blocks while the responses queue is full, until a sender takes one.
             let _ = to.push(job.answer(response));
         });

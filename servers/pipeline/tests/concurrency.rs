@@ -111,3 +111,14 @@ fn counts_that_would_overflow_are_refused_in_one_sentence() {
         );
     }
 }
+
+#[test]
+fn a_computation_stops_when_its_client_leaves() {
+    // The connection travels with the request, so the handler can look at it.
+    testkit::a_computation_stops_when_its_client_leaves(&|args| start(Pipeline::default(), args));
+    let rayon = || Pipeline {
+        handler_pool: HandlerPool::Rayon,
+        ..Pipeline::default()
+    };
+    testkit::a_computation_stops_when_its_client_leaves(&|args| start(rayon(), args));
+}

@@ -154,21 +154,7 @@ fn an_announced_body_costs_only_what_arrives() {
 /// for nobody.
 #[test]
 fn a_computation_stops_when_its_client_leaves() {
-    let server = start(
-        ThreadPerConn::default(),
-        ServerArgs {
-            max_cpu: Duration::from_secs(600),
-            ..ServerArgs::default()
-        },
-    );
-    let ctx = std::sync::Arc::clone(server.context());
-    let mut client = Client::connect(server.addr());
-    // The largest prime below 2^64: seconds of work even in a release build.
-    client.send("GET /factor/18446744073709551557 HTTP/1.1\r\nHost: t\r\n\r\n");
-    testkit::wait_until("the computation runs", || ctx.stats.in_flight() == 1);
-    drop(client);
-    // Stopped within a chunk or so of work, far from the whole.
-    testkit::wait_until("the computation stops", || ctx.stats.in_flight() == 0);
-    assert_eq!(ctx.stats.client_left_total(), 1);
-    stop_cleanly(server);
+    testkit::a_computation_stops_when_its_client_leaves(&|args| {
+        start(ThreadPerConn::default(), args)
+    });
 }
