@@ -72,14 +72,15 @@ pub enum Job {
 impl Job {
     /// [`Job::run`], with a panic inside it (a bug, or `GET /crash`) turned into a `500`
     /// that closes the connection, so that the thread that ran it lives on.
-    pub fn run_caught(self) -> Response {
-        std::panic::catch_unwind(|| self.run()).unwrap_or_else(|_| {
-            Response::error(
-                Status::InternalError,
-                "the handler failed; see the server log",
-            )
-            .closing()
-        })
+    pub fn run_caught(self, wanted: &dyn Fn() -> bool) -> Response {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_while(wanted)))
+            .unwrap_or_else(|_| {
+                Response::error(
+                    Status::InternalError,
+                    "the handler failed; see the server log",
+                )
+                .closing()
+            })
     }
 
     /// Does the work and returns the answer: [`Job::run_while`] for a client that stays.

@@ -68,7 +68,7 @@ const SLOW_READ_WINDOW: usize = 2048;
 
 /// How long [`start`] waits for every hostile connection to be established (or to fail)
 /// before the foreground starts anyway.
-const SETTLE: Duration = Duration::from_secs(3);
+pub const SETTLE: Duration = Duration::from_secs(3);
 
 /// The shortest tick: ticks are scheduled no finer than this, which bounds the attacker's
 /// wake-ups whatever the populations.

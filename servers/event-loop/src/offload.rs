@@ -12,6 +12,7 @@
 //! `try_push` into it: when it is full the request is answered 503 at once, because a
 //! reactor that waited for room would stall every connection it serves.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
@@ -23,6 +24,10 @@ use server_core::ThreadGroup;
 pub struct Task {
     pub job: Job,
     pub back: Reply,
+    /// Set by the reactor when the client closes its connection. Shared between the reactor
+    /// (which sees the socket) and the helper (which computes without it), so that the
+    /// helper stops a computation nobody waits for.
+    pub gone: Arc<AtomicBool>,
 }
 
 /// Where an answer goes: the reactor, the connection and its request.
@@ -48,10 +53,11 @@ pub struct Done {
 pub fn helper(tasks: &QueueReceiver<Task>, group: &ThreadGroup) {
     // Blocks until a task is queued; `None` once every reactor is gone and the queue is
     // drained.
-    while let Some(Task { job, back }) = tasks.pop() {
+    while let Some(Task { job, back, gone }) = tasks.pop() {
         let _busy = group.busy();
-        // Runs as long as the computation takes, on this helper thread.
-        let response = job.run_caught();
+        // Runs as long as the computation takes, on this helper thread, or until the
+        // reactor says its client has gone (looked at between chunks of work).
+        let response = job.run_caught(&|| !gone.load(Ordering::Relaxed));
         let Reply {
             inbox,
             waker,

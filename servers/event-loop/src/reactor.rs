@@ -117,6 +117,9 @@ struct Conn {
     scheduled: Option<Instant>,
     /// The sending side has been shut down.
     write_shut: bool,
+    /// Told to the helpers computing for this connection when its client goes: shared with
+    /// their tasks. Made at the first offloaded request, so an idle connection costs none.
+    gone: Option<Arc<AtomicBool>>,
 }
 
 /// Everything one reactor owns. Only its own thread touches it, except the figures.
@@ -236,6 +239,9 @@ impl Reactor {
                             }
                             if event.is_read_closed() || event.is_error() {
                                 conn.peer_closed = true;
+                                if let Some(gone) = &conn.gone {
+                                    gone.store(true, Relaxed);
+                                }
                             }
                             self.advance(key);
                         }
@@ -336,6 +342,7 @@ impl Reactor {
             peer_closed: false,
             scheduled: None,
             write_shut: false,
+            gone: None,
         });
         self.ctx.stats.accepted();
         self.stats.accepted.fetch_add(1, Relaxed);
@@ -455,7 +462,11 @@ impl Reactor {
                         generation: self.conns[key].generation,
                         ticket,
                     };
-                    match offload::submit(tasks, Task { job, back }) {
+                    let gone = self.conns[key]
+                        .gone
+                        .get_or_insert_with(|| Arc::new(AtomicBool::new(false)))
+                        .clone();
+                    match offload::submit(tasks, Task { job, back, gone }) {
                         Ok(()) => {
                             self.stats.offloaded.fetch_add(1, Relaxed);
                         }
@@ -471,8 +482,9 @@ impl Reactor {
                 }
                 // Blocks the whole loop for as long as the computation takes: every other
                 // connection of this reactor waits meanwhile.
+                // (Nothing can tell it the client left: the loop is not looking.)
                 Compute::Inline => {
-                    let response = job.run_caught();
+                    let response = job.run_caught(&|| true);
                     self.now = Instant::now();
                     self.respond(key, ticket, &response, self.now);
                 }
@@ -634,6 +646,9 @@ impl Reactor {
     /// Closes connection `key`. Requests it still owed are counted finished (abandoned).
     fn close(&mut self, key: usize) {
         if let Some(mut conn) = self.conns.try_remove(key) {
+            if let Some(gone) = &conn.gone {
+                gone.store(true, Relaxed);
+            }
             for _ in 0..conn.machine.owed() {
                 self.ctx.stats.request_finished();
             }

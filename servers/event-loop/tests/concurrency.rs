@@ -193,3 +193,11 @@ fn a_client_that_pipelines_megabytes_gets_every_answer_in_order() {
     assert!(waited < Duration::from_secs(1), "served after {waited:?}");
     stop_cleanly(server);
 }
+
+#[test]
+fn a_computation_stops_when_its_client_leaves() {
+    // The helper computes without the socket; the reactor sees the client close and tells it.
+    testkit::a_computation_stops_when_its_client_leaves(&|args| {
+        RunningServer::start(EventLoop::default(), args).expect("the server starts")
+    });
+}
