@@ -169,6 +169,13 @@ impl Job {
         !self.client.conn.peer_has_left()
     }
 
+    /// The client's socket, for a stage that waits on it beside something else (the process
+    /// pipeline watches it while a handler process computes).
+    pub fn client_socket(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd as _;
+        self.client.conn.as_raw_fd()
+    }
+
     /// This job's response, ready for a sender.
     pub fn answer(self, response: Response) -> Answer {
         Answer {

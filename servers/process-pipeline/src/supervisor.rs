@@ -15,10 +15,14 @@
 //!   request is answered `500 Internal Server Error` ("the handler process died while
 //!   handling this request"), the dead process is reaped, and a new one starts at once. No
 //!   other client notices: the other processes, the receivers and the senders go on;
+//! * while the process computes (`/factor`), the relay also watches the client's socket: if
+//!   the client closes the connection, nobody waits for the answer, so the process is killed
+//!   and replaced, and the request ends as a client that left;
 //! * at shutdown it closes its end of the socket, which tells the process to exit, waits
 //!   for it (at most a second), and kills it if it has not.
 
 use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -131,7 +135,7 @@ impl Relay {
                 self.replace("died while idle");
             }
             self.figures.busy.store(true, Relaxed);
-            let response = self.exchange(job.request(), ctx);
+            let response = self.exchange(&job, ctx);
             self.figures.busy.store(false, Relaxed);
             self.figures.handled.fetch_add(1, Relaxed);
             // Blocks while the responses queue is full, until a sender takes one.
@@ -141,7 +145,14 @@ impl Relay {
     }
 
     /// Sends `request` to the process and waits for its reply.
-    fn exchange(&mut self, request: &protocol::Request, ctx: &Context) -> Response {
+    fn exchange(&mut self, job: &Job, ctx: &Context) -> Response {
+        let request = job.request();
+        // Only a computation is worth watching the client for: anything else is answered
+        // at once, also to a client that has already half-closed its side.
+        let computes = matches!(
+            protocol::route(request, &self.routes),
+            protocol::Work::Compute(_)
+        );
         // A request that cannot even be written never reached a process (it had died, and
         // its socket is broken): it goes once more, to the process that replaces it.
         for attempt in 0..2 {
@@ -152,6 +163,15 @@ impl Relay {
             if let Err(e) = ipc::write_request(&mut child.socket, request) {
                 self.replace(&format!("could not take a request: {e}"));
                 continue;
+            }
+            if computes && !answer_or_client_gone(child.socket.as_raw_fd(), job.client_socket()) {
+                // SAFETY: kill on our own child, which has not been reaped yet.
+                unsafe { libc::kill(child.pid, libc::SIGKILL) };
+                self.replace("was stopped: its client left before the answer");
+                return Response::error(
+                    Status::ServiceUnavailable,
+                    "the client left; the computation was stopped",
+                );
             }
             // Blocks until the process answers, or dies (the socket then ends).
             return match ipc::read_reply(&mut child.socket) {
@@ -189,6 +209,44 @@ impl Relay {
             tracing::debug!("handler-{} stopped ({status})", self.figures.index);
         }
         self.figures.pid.store(0, Relaxed);
+    }
+}
+
+/// Blocks until the handler process's socket has something to read (its answer, or its
+/// end) and returns `true`, or until the client's connection reports that the client closed
+/// it or failed, and returns `false`. Bytes the client sends meanwhile (a pipelined
+/// request) do not wake it: only the peer's close (`POLLRDHUP`), a hang-up or an error do.
+fn answer_or_client_gone(child: RawFd, client: RawFd) -> bool {
+    let mut fds = [
+        libc::pollfd {
+            fd: child,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: client,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        },
+    ];
+    loop {
+        // Blocks until one of the two has something to report.
+        // SAFETY: poll on two descriptors this thread keeps open throughout, through an
+        // array that lives across the call, with its exact length.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if ready < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            // Let the read find out what is wrong.
+            return true;
+        }
+        if fds[0].revents != 0 {
+            return true;
+        }
+        if fds[1].revents != 0 {
+            return false;
+        }
     }
 }
 
