@@ -43,6 +43,9 @@ pub struct ProcessFigures {
     pid: AtomicU32,
     handled: AtomicU64,
     restarts: AtomicU64,
+    /// Whether the process holds a request: set once the request is in its socket, so
+    /// that whoever reads it (a test about to kill the process) knows the request is lost
+    /// with the process rather than resent to its replacement.
     busy: AtomicBool,
 }
 
@@ -134,7 +137,6 @@ impl Relay {
             if self.child.as_ref().is_some_and(|c| has_exited(c.pid)) {
                 self.replace("died while idle");
             }
-            self.figures.busy.store(true, Relaxed);
             let response = self.exchange(&job, ctx);
             self.figures.busy.store(false, Relaxed);
             self.figures.handled.fetch_add(1, Relaxed);
@@ -164,6 +166,7 @@ impl Relay {
                 self.replace(&format!("could not take a request: {e}"));
                 continue;
             }
+            self.figures.busy.store(true, Relaxed);
             if computes && !answer_or_client_gone(child.socket.as_raw_fd(), job.client_socket()) {
                 // SAFETY: kill on our own child, which has not been reaped yet.
                 unsafe { libc::kill(child.pid, libc::SIGKILL) };
