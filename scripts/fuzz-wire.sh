@@ -49,7 +49,6 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 SHORT=0
 for arg in "$@"; do
   case $arg in
@@ -69,16 +68,14 @@ THREAD_SLACK=${THREAD_SLACK:-0}
 BASE_PORT=${BASE_PORT:-18400}
 OUT=${OUT:-target/fuzz-wire}
 
-# The servers' timeouts, and what the fuzzer derives from them.
-READ_TIMEOUT=1s
-HEADER_TIMEOUT=300ms
-KEEP_ALIVE=1s
-MAX_CPU=100ms
-DEADLINE=2s # read timeout + keep-alive timeout: the longest a connection may sit silent
-SETTLE=4    # seconds: read timeout + keep-alive timeout + 2 s
-
 # shellcheck source=lib/procstat.sh
 . scripts/lib/procstat.sh
+# shellcheck source=lib/server.sh
+. scripts/lib/server.sh
+
+# What the fuzzer derives from the servers' timeouts (scripts/lib/server.sh).
+DEADLINE=2s # read timeout + keep-alive timeout: the longest a connection may sit silent
+SETTLE=4    # seconds: read timeout + keep-alive timeout + 2 s
 
 log() { echo "fuzz-wire: $*" >&2; }
 
@@ -89,7 +86,6 @@ cargo build --release -q --workspace --exclude benches --bins
 ARCHS=${ARCHS:-$(target/release/simulator architectures --names | tr '\n' ' ')}
 
 mkdir -p "$OUT"
-SERVER_PID=""
 cleanup() {
   if [ -n "$SERVER_PID" ]; then
     kill "$SERVER_PID" 2>/dev/null || true
@@ -97,11 +93,6 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-
-# json_number FIELD FILE: the first number under "FIELD" in wirefuzz's one-line JSON.
-json_number() {
-  grep -o "\"$1\":[0-9.]*" "$2" | head -1 | cut -d: -f2
-}
 
 # statuses FILE: wirefuzz's response counts by class, e.g. "2xx 812034 4xx 187000 5xx 3".
 statuses() {
@@ -111,45 +102,6 @@ statuses() {
 }
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-
-# Starts architecture $1 on port $2 and waits (at most 5 s) until it accepts.
-start_server() {
-  local arch=$1 port=$2
-  "$ROOT/target/release/$arch" --addr "127.0.0.1:$port" --log quiet \
-    --read-timeout "$READ_TIMEOUT" --header-timeout "$HEADER_TIMEOUT" \
-    --keep-alive-timeout "$KEEP_ALIVE" --max-cpu "$MAX_CPU" --shutdown-timeout 2s \
-    2>"$OUT/$arch.stderr" &
-  SERVER_PID=$!
-  for _ in $(seq 50); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    proc_running "$SERVER_PID" || break
-    sleep 0.1
-  done
-  log "$arch did not start listening on port $port; its stderr:"
-  cat "$OUT/$arch.stderr" >&2
-  return 1
-}
-
-# Sends SIGTERM and waits at most 5 s; sets EXIT_STATUS ("none" if it did not end). Not
-# called in $(...): only this shell can wait for its child.
-stop_server() {
-  local pid=$SERVER_PID
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do
-    proc_running "$pid" || break
-    sleep 0.1
-  done
-  if proc_running "$pid"; then
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    EXIT_STATUS=none
-  else
-    # The process has ended: wait only collects its status.
-    EXIT_STATUS=0
-    wait "$pid" || EXIT_STATUS=$?
-  fi
-  SERVER_PID=""
-}
 
 ROWS=()
 FAILED=0
@@ -161,7 +113,7 @@ for arch in $ARCHS; do
     exit 2
   fi
   log "$arch: starting on 127.0.0.1:$port"
-  start_server "$arch" "$port"
+  server_start "$arch" "$port" "$OUT/$arch.stderr"
   target="127.0.0.1:$port"
   fuzz=(target/release/wirefuzz --target "$target" --connections "$CONNECTIONS" --fit-to-server
     --deadline "$DEADLINE" --quiet --json)
@@ -204,12 +156,12 @@ for arch in $ARCHS; do
     problems+=("RSS $(mib "$rss0") -> $(mib "$rss1") MiB, over the bound of $(mib "$rss_limit") MiB")
 
   # 5. Shutdown.
-  stop_server
+  server_stop
   exit_status=$EXIT_STATUS
   [ "$exit_status" = 0 ] || problems+=("exit status $exit_status after SIGTERM")
   # The whole stderr, shutdown included.
-  if grep -q panicked "$OUT/$arch.stderr"; then
-    problems+=("a panic in its stderr: $(grep -m1 panicked "$OUT/$arch.stderr")")
+  if panic=$(server_panicked "$OUT/$arch.stderr"); then
+    problems+=("a panic in its stderr: $panic")
   fi
 
   sent=$(json_number requests "$OUT/$arch.json")
@@ -233,7 +185,7 @@ for row in "${ROWS[@]}"; do echo "$row"; done
 printf '\nsettings: %s requests each, seed %s, at most %s connections (fewer where the server holds fewer at once);\n' \
   "$REQUESTS" "$SEED" "$CONNECTIONS"
 printf 'servers: --read-timeout %s --header-timeout %s --keep-alive-timeout %s --max-cpu %s; hung: connections held past %s + 1s;\n' \
-  "$READ_TIMEOUT" "$HEADER_TIMEOUT" "$KEEP_ALIVE" "$MAX_CPU" "$DEADLINE"
+  "$SERVER_READ_TIMEOUT" "$SERVER_HEADER_TIMEOUT" "$SERVER_KEEP_ALIVE" "$SERVER_MAX_CPU" "$DEADLINE"
 printf 'threads and fds: baseline -> %ss after the run (fds exact, threads + %s); RSS bound: baseline + 10%% + 8 MiB. Files in %s/.\n' \
   "$SETTLE" "$THREAD_SLACK" "$OUT"
 exit $FAILED

@@ -47,7 +47,6 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 for arg in "$@"; do
   case $arg in
     -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -65,6 +64,8 @@ OUT=${OUT:-target/soak}
 . scripts/lib/install.sh
 # shellcheck source=lib/procstat.sh
 . scripts/lib/procstat.sh
+# shellcheck source=lib/server.sh
+. scripts/lib/server.sh
 
 log() { echo "soak: $*" >&2; }
 
@@ -97,7 +98,6 @@ fi
 WARMUP=$((T / 5))
 mkdir -p "$OUT"
 
-SERVER_PID=""
 TRAFFIC=()
 cleanup() {
   for pid in "${TRAFFIC[@]}" $SERVER_PID; do
@@ -138,11 +138,6 @@ one_request_per_connection() {
   echo "$ok/$n"
 }
 
-# The first number after "FIELD": in a JSON file (pretty-printed or not).
-json_number() {
-  grep -o "\"$1\": *[0-9.]*" "$2" | head -1 | grep -o '[0-9.]*$' || true
-}
-
 ROWS=()
 FAILED=0
 port=$BASE_PORT
@@ -153,14 +148,7 @@ for arch in "${ARCH_LIST[@]}"; do
     exit 2
   fi
   log "$arch: ${T}s of mixed traffic on 127.0.0.1:$port"
-  "$ROOT/target/release/$arch" --addr "127.0.0.1:$port" --log quiet --read-timeout 1s \
-    --header-timeout 300ms --keep-alive-timeout 1s --max-cpu 100ms --shutdown-timeout 2s \
-    2>"$OUT/$arch.stderr" &
-  SERVER_PID=$!
-  for _ in $(seq 50); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-  done
+  server_start "$arch" "$port" "$OUT/$arch.stderr"
 
   # The traffic runs 2 s longer than the sampling, so that the last sample is under load.
   run_for=$((T + 2))
@@ -219,21 +207,12 @@ for arch in "${ARCH_LIST[@]}"; do
   proc_running "$SERVER_PID" || problems+=("the server is not running any more")
 
   # SIGTERM; the server must exit 0 within 5 s.
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _ in $(seq 50); do
-    proc_running "$SERVER_PID" || break
-    sleep 0.1
-  done
-  if proc_running "$SERVER_PID"; then
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    exit_status=none
-  else
-    exit_status=0
-  fi
-  wait "$SERVER_PID" 2>/dev/null || exit_status=$?
-  SERVER_PID=""
+  server_stop
+  exit_status=$EXIT_STATUS
   [ "$exit_status" = 0 ] || problems+=("exit status $exit_status after SIGTERM")
-  grep -q panicked "$OUT/$arch.stderr" && problems+=("a panic in its stderr: $(grep -m1 panicked "$OUT/$arch.stderr")")
+  if panic=$(server_panicked "$OUT/$arch.stderr"); then
+    problems+=("a panic in its stderr: $panic")
+  fi
 
   sim_sent=$(json_number sent "$OUT/$arch.simulator.json")
   fuzz_sent=$(json_number requests "$OUT/$arch.wirefuzz.json")

@@ -45,6 +45,30 @@ pub struct Req {
     pub closes: bool,
 }
 
+impl Req {
+    /// A well-formed request, not `HEAD`, after which the connection stays open.
+    fn kept_open(bytes: Vec<u8>) -> Req {
+        Req {
+            bytes,
+            head: false,
+            well_formed: true,
+            partial: false,
+            closes: false,
+        }
+    }
+
+    /// The first part of a request, which a stall sends and then waits.
+    fn partial(bytes: Vec<u8>) -> Req {
+        Req {
+            bytes,
+            head: false,
+            well_formed: false,
+            partial: true,
+            closes: false,
+        }
+    }
+}
+
 /// How a connection that stalls stops: each leaves the sending side open and waits for
 /// the server to close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,13 +264,7 @@ impl Generator {
                 // at least the last LF of the blank line is missing.
                 let head_end = head_end(&whole.bytes).unwrap_or(whole.bytes.len());
                 let cut = self.rng.random_range(1..head_end.max(2));
-                Some(Req {
-                    bytes: whole.bytes[..cut].to_vec(),
-                    head: false,
-                    well_formed: false,
-                    partial: true,
-                    closes: false,
-                })
+                Some(Req::partial(whole.bytes[..cut].to_vec()))
             }
             StallKind::PartialBody => {
                 let length = self.rng.random_range(1..=4096usize);
@@ -256,13 +274,7 @@ impl Generator {
                 )
                 .into_bytes();
                 bytes.extend(std::iter::repeat_n(b'b', sent));
-                Some(Req {
-                    bytes,
-                    head: false,
-                    well_formed: false,
-                    partial: true,
-                    closes: false,
-                })
+                Some(Req::partial(bytes))
             }
             StallKind::MutatedOpen => Some(self.mutated()),
         }
@@ -323,13 +335,7 @@ impl Generator {
             917..937 => {
                 // HTTP/1.0 that asks for keep-alive: answered and kept open.
                 let bytes = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".to_vec();
-                return Req {
-                    bytes,
-                    head: false,
-                    well_formed: true,
-                    partial: false,
-                    closes: false,
-                };
+                return Req::kept_open(bytes);
             }
             937..952 => {
                 // The server sends `100 Continue` first; the body follows without waiting.
@@ -340,24 +346,12 @@ impl Generator {
                 )
                 .into_bytes();
                 bytes.extend(body);
-                return Req {
-                    bytes,
-                    head: false,
-                    well_formed: true,
-                    partial: false,
-                    closes: false,
-                };
+                return Req::kept_open(bytes);
             }
             952..967 => {
                 // Bare LF line ends and lower-case names: both allowed.
                 let bytes = b"GET / HTTP/1.1\nhost: fuzz\nuser-agent: wirefuzz\n\n".to_vec();
-                return Req {
-                    bytes,
-                    head: false,
-                    well_formed: true,
-                    partial: false,
-                    closes: false,
-                };
+                return Req::kept_open(bytes);
             }
             _ => ("GET", "/".into(), Vec::new()),
         };

@@ -405,18 +405,16 @@ fn play(wire: &mut Wire, plan: Plan, hang: Duration, tally: &mut Tally, worker: 
         // A batch goes out in one write: more than one request in it is pipelining.
         let bytes: Vec<u8> = batch.iter().flat_map(|r| r.bytes.iter().copied()).collect();
         count_written(tally, &batch);
-        match wire.send(&bytes, Instant::now() + hang) {
-            Sent::Ok => last = Instant::now(),
-            Sent::Reset => {
-                tally.reset += batch.len() as u64;
-                return;
-            }
-            Sent::Hung => {
-                tally.hung += batch.len() as u64;
-                hung(tally, format!("worker {worker}: writing a batch of {} requests blocked for {} (the server stopped reading)", batch.len(), show(hang)));
-                return;
-            }
+        let what = || {
+            format!(
+                "worker {worker}: writing a batch of {} requests",
+                batch.len()
+            )
+        };
+        if !send_or_count(wire, &bytes, batch.len() as u64, hang, tally, what) {
+            return;
         }
+        last = Instant::now();
         for (i, req) in batch.iter().enumerate() {
             let left = (batch.len() - i) as u64;
             match wire.next_response(req.head, last + hang) {
@@ -476,25 +474,16 @@ fn play(wire: &mut Wire, plan: Plan, hang: Duration, tally: &mut Tally, worker: 
         Ending::Close => {}
         Ending::Mutated(req) => {
             count_written(tally, std::slice::from_ref(&req));
-            match wire.send(&req.bytes, Instant::now() + hang) {
-                Sent::Ok => last = Instant::now(),
-                Sent::Reset => {
-                    tally.reset += 1;
-                    return;
-                }
-                Sent::Hung => {
-                    tally.hung += 1;
-                    hung(
-                        tally,
-                        format!(
-                            "worker {worker}: writing the mutated request {} blocked for {}",
-                            first_line(&req.bytes),
-                            show(hang)
-                        ),
-                    );
-                    return;
-                }
+            let what = || {
+                format!(
+                    "worker {worker}: writing the mutated request {}",
+                    first_line(&req.bytes)
+                )
+            };
+            if !send_or_count(wire, &req.bytes, 1, hang, tally, what) {
+                return;
             }
+            last = Instant::now();
             // The end of the stream: the server must answer what it read and close.
             if wire.half_close() == Sent::Reset {
                 tally.reset += 1;
@@ -515,25 +504,11 @@ fn play(wire: &mut Wire, plan: Plan, hang: Duration, tally: &mut Tally, worker: 
             entry.count += 1;
             if let Some(req) = &sent {
                 count_written(tally, std::slice::from_ref(req));
-                match wire.send(&req.bytes, Instant::now() + hang) {
-                    Sent::Ok => last = Instant::now(),
-                    Sent::Reset => {
-                        tally.reset += 1;
-                        return;
-                    }
-                    Sent::Hung => {
-                        tally.hung += 1;
-                        hung(
-                            tally,
-                            format!(
-                                "worker {worker}: writing a {} stall blocked for {}",
-                                kind.name(),
-                                show(hang)
-                            ),
-                        );
-                        return;
-                    }
+                let what = || format!("worker {worker}: writing a {} stall", kind.name());
+                if !send_or_count(wire, &req.bytes, 1, hang, tally, what) {
+                    return;
                 }
+                last = Instant::now();
             }
             // The sending side stays open: only the server's deadlines end this.
             let what = format!("a {} stall (sending side kept open)", kind.name());
@@ -551,6 +526,31 @@ fn play(wire: &mut Wire, plan: Plan, hang: Duration, tally: &mut Tally, worker: 
 }
 
 /// Counts requests as written.
+/// Writes `bytes`, which carry `requests` requests, giving the server `hang` to take them.
+/// Returns whether they went out; if not, counts the requests as reset, or as hung and
+/// describes the hang with `what` (a write that blocks means the server stopped reading).
+fn send_or_count(
+    wire: &mut Wire,
+    bytes: &[u8],
+    requests: u64,
+    hang: Duration,
+    tally: &mut Tally,
+    what: impl FnOnce() -> String,
+) -> bool {
+    match wire.send(bytes, Instant::now() + hang) {
+        Sent::Ok => true,
+        Sent::Reset => {
+            tally.reset += requests;
+            false
+        }
+        Sent::Hung => {
+            tally.hung += requests;
+            hung(tally, format!("{} blocked for {}", what(), show(hang)));
+            false
+        }
+    }
+}
+
 fn count_written(tally: &mut Tally, batch: &[Req]) {
     tally.requests += batch.len() as u64;
     tally.pipelined += batch.len().saturating_sub(1) as u64;
