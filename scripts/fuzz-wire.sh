@@ -156,23 +156,12 @@ for arch in $ARCHS; do
     problems+=("RSS $(mib "$rss0") -> $(mib "$rss1") MiB, over the bound of $(mib "$rss_limit") MiB")
 
   # 5. Shutdown.
-  server_stop
-  exit_status=$EXIT_STATUS
-  [ "$exit_status" = 0 ] || problems+=("exit status $exit_status after SIGTERM")
-  # The whole stderr, shutdown included.
-  if panic=$(server_panicked "$OUT/$arch.stderr"); then
-    problems+=("a panic in its stderr: $panic")
-  fi
+  server_finish "$OUT/$arch.stderr"
 
   sent=$(json_number requests "$OUT/$arch.json")
   hung=$(json_number hung_connections "$OUT/$arch.json")
   rps=$(json_number requests_per_second "$OUT/$arch.json")
-  verdict=ok
-  if [ ${#problems[@]} -gt 0 ]; then
-    verdict=FAILED
-    FAILED=1
-    for p in "${problems[@]}"; do log "$arch: $p"; done
-  fi
+  judge "fuzz-wire: $arch"
   ROWS+=("$(printf '%-20s %9s %7.0f  %-32s %4s  %3s -> %-3s  %3s -> %-3s  %6s -> %-6s  %4s  %s' \
     "$arch" "${sent:-0}" "${rps:-0}" "$(statuses "$OUT/$arch.json")" "${hung:-?}" \
     "$threads0" "$threads1" "$fds0" "$fds1" "$(mib "$rss0")" "$(mib "$rss1")" "$exit_status" "$verdict")")

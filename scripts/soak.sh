@@ -207,22 +207,12 @@ for arch in "${ARCH_LIST[@]}"; do
   proc_running "$SERVER_PID" || problems+=("the server is not running any more")
 
   # SIGTERM; the server must exit 0 within 5 s.
-  server_stop
-  exit_status=$EXIT_STATUS
-  [ "$exit_status" = 0 ] || problems+=("exit status $exit_status after SIGTERM")
-  if panic=$(server_panicked "$OUT/$arch.stderr"); then
-    problems+=("a panic in its stderr: $panic")
-  fi
+  server_finish "$OUT/$arch.stderr"
 
   sim_sent=$(json_number sent "$OUT/$arch.simulator.json")
   fuzz_sent=$(json_number requests "$OUT/$arch.wirefuzz.json")
   fuzz_hung=$(json_number hung_connections "$OUT/$arch.wirefuzz.json")
-  verdict=ok
-  if [ ${#problems[@]} -gt 0 ]; then
-    verdict=FAILED
-    FAILED=1
-    for p in "${problems[@]}"; do log "$arch: $p"; done
-  fi
+  judge "soak: $arch"
   ROWS+=("$(printf '%-20s %4s %8s %4s %4s   %4s %8s %4s %4s   %9s %8s %4s %9s  %4s  %s' \
     "$arch" "$t0" "$rss0" "$threads0" "$fds0" "$t1" "$rss1" "$threads1" "$fds1" \
     "${sim_sent:-0}" "${fuzz_sent:-0}" "${fuzz_hung:-?}" "$(cat "$OUT/$arch.curl" 2>/dev/null)" \

@@ -66,3 +66,29 @@ server_panicked() {
 json_number() {
   grep -o "\"$1\": *[0-9.]*" "$2" | head -1 | grep -o '[0-9.]*$' || true
 }
+
+# server_finish STDERR_FILE: server_stop, then adds to the caller's `problems` array what
+# went wrong at the end: an exit status other than 0 after SIGTERM, or a panic anywhere in
+# the server's stderr (its shutdown included). Sets `exit_status` for the caller's table.
+server_finish() {
+  local panic
+  server_stop
+  exit_status=$EXIT_STATUS
+  [ "$exit_status" = 0 ] || problems+=("exit status $exit_status after SIGTERM")
+  if panic=$(server_panicked "$1"); then
+    problems+=("a panic in its stderr: $panic")
+  fi
+}
+
+# shellcheck disable=SC2034 # verdict and FAILED are for the caller.
+# judge ARCH: sets `verdict` to "ok" when the caller's `problems` array is empty; else to
+# "FAILED", prints each problem on stderr and sets FAILED=1 (the script's exit status).
+judge() {
+  local p
+  verdict=ok
+  if [ ${#problems[@]} -gt 0 ]; then
+    verdict=FAILED
+    FAILED=1
+    for p in "${problems[@]}"; do echo "$1: $p" >&2; done
+  fi
+}
