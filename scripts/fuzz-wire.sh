@@ -108,10 +108,6 @@ FAILED=0
 port=$BASE_PORT
 for arch in $ARCHS; do
   port=$((port + 1))
-  if [ ! -x "target/release/$arch" ]; then
-    log "no binary target/release/$arch (see \`simulator architectures --names\`)"
-    exit 2
-  fi
   log "$arch: starting on 127.0.0.1:$port"
   server_start "$arch" "$port" "$OUT/$arch.stderr"
   target="127.0.0.1:$port"

@@ -14,9 +14,14 @@ SERVER_PID=""
 
 # server_start ARCH PORT STDERR_FILE: starts target/release/ARCH on 127.0.0.1:PORT in the
 # background, its stderr to STDERR_FILE, and waits (at most 5 s, polling every 0.1 s)
-# until it accepts a connection. Returns 1, with the server's stderr, if it never does.
+# until it accepts a connection. Returns 2 if there is no such binary, and 1, with the
+# server's stderr, if it never accepts.
 server_start() {
   local arch=$1 port=$2 stderr=$3
+  if [ ! -x "target/release/$arch" ]; then
+    echo "no binary target/release/$arch (see \`simulator architectures --names\`)" >&2
+    return 2
+  fi
   "$PWD/target/release/$arch" --addr "127.0.0.1:$port" --log quiet \
     --read-timeout "$SERVER_READ_TIMEOUT" --header-timeout "$SERVER_HEADER_TIMEOUT" \
     --keep-alive-timeout "$SERVER_KEEP_ALIVE" --max-cpu "$SERVER_MAX_CPU" \
