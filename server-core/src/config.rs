@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use contract::units::{as_millis, from_millis, parse_addr, parse_duration, resolve};
 use protocol::request::Limits;
 
 /// How much the server tells about itself on stderr.
@@ -144,74 +145,5 @@ impl ServerArgs {
     /// Keep-alive is off when its timeout is zero.
     pub fn keep_alive(&self) -> bool {
         !self.keep_alive_timeout.is_zero()
-    }
-}
-
-/// Resolves `HOST:PORT` (or `IP:PORT`) to one address: the first IPv4 address if the name
-/// has one, else the first address. Servers and the simulator resolve names the same way,
-/// so `localhost:7777` means the same socket to both.
-pub fn resolve(text: &str) -> std::io::Result<SocketAddr> {
-    use std::net::ToSocketAddrs;
-    let addrs: Vec<SocketAddr> = text.to_socket_addrs()?.collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address found"))
-}
-
-/// `--addr`: a socket address, or a host name with a port.
-pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    resolve(text).map_err(|e| {
-        format!("cannot resolve {text}: {e} (write it as HOST:PORT, e.g. localhost:7777)")
-    })
-}
-
-/// Parses a humantime duration such as `250ms` or `5s`; a bare `0` means zero.
-///
-/// Durations are bounded to a day, which is longer than any timeout needs and keeps every
-/// `Instant + duration` the servers compute far from overflow.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    if text.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let duration = humantime::parse_duration(text)
-        .map_err(|e| format!("{e} (write durations like 250ms or 5s)"))?;
-    if duration > Duration::from_secs(24 * 3600) {
-        return Err(format!(
-            "{text} is more than a day; durations here are at most 24h"
-        ));
-    }
-    Ok(duration)
-}
-
-/// Durations appear in `/stats` as whole milliseconds.
-pub fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Reads a duration written by [`as_millis`].
-pub fn from_millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    <u64 as serde::Deserialize>::deserialize(d).map(Duration::from_millis)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_may_be_names_and_prefer_ipv4() {
-        assert_eq!(
-            parse_addr("localhost:7777"),
-            Ok(SocketAddr::from(([127, 0, 0, 1], 7777)))
-        );
-        assert_eq!(
-            parse_addr("127.0.0.1:0"),
-            Ok(SocketAddr::from(([127, 0, 0, 1], 0)))
-        );
-        assert!(parse_addr("no-such-host.invalid:7777")
-            .is_err_and(|e| e.starts_with("cannot resolve no-such-host.invalid:7777")));
-        assert!(parse_addr("localhost").is_err(), "a port is required");
     }
 }

@@ -1,0 +1,258 @@
+//! The `/stats` document as types.
+//!
+//! Every servelab server answers `GET /stats` with one JSON object: its settings, its
+//! counters, how many clients it serves at once ([`Capacity`]), and figures of its own
+//! threads, queues, semaphores, event loops and child processes. These are plain data with
+//! serde's derives and nothing else: the server side (`server-core`) fills them in from its
+//! atomics, and the client side deserializes them. Fields added later carry
+//! `#[serde(default)]`, so a newer reader still reads an older server's document.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The `/stats` document. See `docs/protocol.md` for every field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The architecture's name, e.g. `prefork-pool`.
+    pub architecture: String,
+    pub uptime_ms: u64,
+    pub shutting_down: bool,
+    /// The server's settings: the shared flags, and the architecture's own.
+    pub config: ConfigSnapshot,
+    pub connections: Connections,
+    pub requests: Requests,
+    /// Responses written, by status code; statuses never sent are left out.
+    pub responses: BTreeMap<String, u64>,
+    /// How many clients the architecture serves at once: what the simulator's predictions
+    /// are made of.
+    pub capacity: Capacity,
+    /// The architecture's thread groups.
+    #[serde(default)]
+    pub threads: Vec<ThreadGroupSnapshot>,
+    /// The architecture's queues.
+    #[serde(default)]
+    pub queues: Vec<QueueSnapshot>,
+    /// The architecture's semaphores: how many of something it allows at once.
+    #[serde(default)]
+    pub limits: Vec<LimitSnapshot>,
+    /// The architecture's event loops, if it has any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactors: Vec<ReactorSnapshot>,
+    /// The architecture's child processes, if it has any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessSnapshot>,
+}
+
+impl Snapshot {
+    /// The thread group playing `role` (`worker`, `handler`, ...).
+    pub fn thread_group(&self, role: &str) -> Option<&ThreadGroupSnapshot> {
+        self.threads.iter().find(|g| g.role == role)
+    }
+
+    /// The queue called `name` (`connections`, `requests`, ...).
+    pub fn queue(&self, name: &str) -> Option<&QueueSnapshot> {
+        self.queues.iter().find(|q| q.name == name)
+    }
+
+    /// The limit called `name` (`admission`, `threads`, ...).
+    pub fn limit(&self, name: &str) -> Option<&LimitSnapshot> {
+        self.limits.iter().find(|l| l.name == name)
+    }
+
+    /// Responses written with status `code`.
+    pub fn responses_with(&self, code: u16) -> u64 {
+        self.responses.get(&code.to_string()).copied().unwrap_or(0)
+    }
+}
+
+/// The server's settings. Durations are whole milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigSnapshot {
+    pub addr: String,
+    pub backlog: u32,
+    pub keep_alive_timeout: u64,
+    pub read_timeout: u64,
+    /// The request pace (`--header-timeout`, in milliseconds, and `--min-rate`).
+    #[serde(default)]
+    pub header_timeout: u64,
+    #[serde(default)]
+    pub min_rate: u32,
+    pub shutdown_timeout: u64,
+    pub max_header_bytes: u32,
+    pub max_body_bytes: u32,
+    pub max_sleep: u64,
+    /// The most CPU time one request may use (`--max-cpu`), in milliseconds.
+    #[serde(default)]
+    pub max_cpu: u64,
+    pub log: String,
+    /// Whether `GET /crash` is served (`--allow-crash`).
+    #[serde(default)]
+    pub allow_crash: bool,
+    /// The architecture's own flags (`workers`, `handlers`, ...), by name.
+    #[serde(flatten)]
+    pub architecture: BTreeMap<String, serde_json::Value>,
+}
+
+impl ConfigSnapshot {
+    /// One of the architecture's own settings as a number.
+    pub fn number(&self, key: &str) -> Option<u64> {
+        self.architecture
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+    }
+
+    /// One of the architecture's own settings as text.
+    pub fn text(&self, key: &str) -> Option<&str> {
+        self.architecture
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connections {
+    pub accepted: u64,
+    pub open: u64,
+    /// Open connections on which a request has begun and is still arriving (only drivers
+    /// that block on reads keep this; 0 otherwise).
+    #[serde(default)]
+    pub receiving: u64,
+    /// Turned away without being served (a 503 because the server was full).
+    pub rejected: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Requests {
+    /// Complete requests read.
+    pub received: u64,
+    /// Responses written to a client that was still there, errors included.
+    pub served: u64,
+    /// Requests whose client had left by the time the response was ready.
+    pub client_left: u64,
+    /// Read and not answered yet.
+    pub in_flight: u64,
+}
+
+/// How many clients an architecture serves at once, in the terms of the simulator's
+/// queueing model (`simulator/src/predict.rs`). Each architecture states its own, so the
+/// model never needs to know architectures by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// How many clients' requests are worked on at once; `None` when there is no bound
+    /// short of the number of clients (an event loop waits for any number of timers).
+    pub concurrent: Option<u64>,
+    /// Whether each client gets a worker of its own (thread-per-connection), up to
+    /// `concurrent`, rather than sharing a fixed set.
+    pub per_client: bool,
+    /// What does the work, as a noun: `thread`, `worker`, `handler`.
+    pub worker: String,
+    /// Whether a client that holds its connection idle keeps its worker meanwhile.
+    pub idle_holds_worker: bool,
+    /// Readers that a client holding its connection idle keeps waiting for its next
+    /// request (the pipeline's receivers): once all wait, new clients are not read.
+    pub idle_holds_readers: Option<u64>,
+    /// Connections taken in (served or waiting for a worker) before further clients wait
+    /// in the kernel's backlog or are turned away.
+    pub admitted: Option<u64>,
+    /// Whether clients beyond `admitted` are turned away at once (503).
+    pub rejects_beyond: bool,
+}
+
+impl Capacity {
+    /// A fixed number of workers, each serving one client at a time and kept by a client
+    /// that holds its connection idle.
+    pub fn workers(n: u64, worker: &str) -> Capacity {
+        Capacity {
+            concurrent: Some(n),
+            per_client: false,
+            worker: worker.to_owned(),
+            idle_holds_worker: true,
+            idle_holds_readers: None,
+            admitted: None,
+            rejects_beyond: false,
+        }
+    }
+}
+
+/// One thread group's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadGroupSnapshot {
+    pub role: String,
+    /// Threads running now.
+    pub alive: u64,
+    /// Threads handling a request now.
+    pub busy: u64,
+    /// The most threads busy at once.
+    pub busy_peak: u64,
+    /// The most threads alive at once.
+    pub peak: u64,
+    /// Threads started in all.
+    pub started: u64,
+}
+
+/// One queue's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueSnapshot {
+    pub name: String,
+    /// `crossbeam` or `condvar`.
+    #[serde(rename = "impl")]
+    pub implementation: String,
+    pub capacity: u64,
+    /// Items in the queue now.
+    pub depth: u64,
+    /// Times a producer found it full.
+    pub full: u64,
+    pub pushed: u64,
+    /// How long items waited on average, from the moment a producer offered one (including
+    /// any time the producer waited for room) until a consumer took it.
+    pub mean_wait_us: f64,
+}
+
+/// One semaphore's figures: at most `max` of something at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LimitSnapshot {
+    /// What is limited: `admission`, `threads`, `connections`.
+    pub name: String,
+    pub max: u64,
+    pub in_use: u64,
+    /// The most in use at once.
+    pub peak: u64,
+    /// Times a newcomer found none left and was turned away.
+    pub refused: u64,
+}
+
+/// One event loop's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReactorSnapshot {
+    pub name: String,
+    /// Connections registered with this loop now.
+    pub connections: u64,
+    /// Connections this loop has accepted in all.
+    pub accepted: u64,
+    /// Times `poll` returned (with events, or because a timer was due).
+    pub wakeups: u64,
+    /// Readiness events handled in all.
+    pub events: u64,
+    /// `events / wakeups`: how much work one wake-up finds. High under load: one system
+    /// call to `epoll_wait` serves many connections.
+    pub events_per_wakeup: f64,
+    /// Timers waiting: connection deadlines and sleeping requests.
+    pub timers: u64,
+    /// Requests whose computation went to the helper threads, in all.
+    pub offloaded: u64,
+}
+
+/// One child process of the server (a handler process of the process pipeline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSnapshot {
+    pub name: String,
+    /// The process id of the one running now (0 while it is being replaced).
+    pub pid: u32,
+    /// Requests it (and the processes it replaced) handled.
+    pub handled: u64,
+    /// Times it died and was replaced.
+    pub restarts: u64,
+    /// Whether it is handling a request now.
+    pub busy: bool,
+}
