@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use simulator::gate::StartGate;
-use simulator::http::Connection;
+use loadgen::gate::StartGate;
+use loadgen::http::Connection;
 
 pub mod report;
 

@@ -1,91 +1,111 @@
-//! servelab's client simulator.
+//! servelab's client simulator: many clients at once, each with a deadline, against
+//! servelab's servers or any other HTTP/1.1 server.
 //!
-//! The lecture's simulator (chapter 4, Figure 4.5) starts several clients at once; each
-//! connects to the server, waits for service, keeps the server busy for a while, and gives
-//! up if it is not served within its timeout. This crate is that simulator grown into a
-//! measuring tool. One concern per module:
+//! The clients, the engines that run them and the ledger that adds them up are the
+//! `loadgen` library, which knows nothing of servelab. This crate is what servelab adds on
+//! top, one concern per module:
 //!
-//! * [`scenario`]: what the clients do (how many, deadline and its clock, hold, request,
-//!   load);
-//! * [`target`]: resolving the server's name and asking it for servelab's `/stats`;
-//! * [`run`]: running a scenario against a server, and turning what was measured into a
-//!   [`Report`];
-//! * [`attack`]: background populations of hostile clients (slow headers, slow body, slow
-//!   read, idle) that run beside the scenario's own clients, each with its own ledger;
-//! * [`client`]: one client as a state machine without I/O: what it does next, and its
-//!   record;
-//! * [`engine`]: what runs the clients: a few threads driving thousands of non-blocking
-//!   sockets (`events`, the default), or the lecture's thread per client (`threads`), all
-//!   starting together behind a [`gate::StartGate`];
-//! * [`http`]: reading HTTP/1.1 responses (sans-IO), and a blocking client connection;
-//! * [`tally`]: per-request counts, the two latency histograms and the time series, one
-//!   per engine thread;
-//! * [`progress`]: the live progress line of long runs;
-//! * [`outcome`]: what happened to a client, and the one deadline rule;
-//! * [`ledger`]: the records added up (outcomes, latency distribution, throughput);
-//! * [`predict`]: the queueing arithmetic that predicts how many clients will be served;
-//! * [`report`] and [`render`]: one run's results, and how they are printed; [`save`]: the
-//!   run's files (JSON, CSV, HdrHistogram logs);
-//! * [`html`]: the report as one self-contained page with its charts (`--report`), and
-//!   [`watch`]: a servelab server's `/stats` read during the run for it;
-//! * [`merge`]: the shards of a run spread over several processes or machines, added up
-//!   into one report (histograms merged, never percentiles averaged);
-//! * [`servers`] and [`compare`]: the same scenario against the registered architectures
-//!   in-process, or against running servers;
-//! * [`sweep`]: rising open-loop rates against a server, to find the knee;
+//! * [`commands`]: the command line, one module per command (`run`, `compare`, `sweep`,
+//!   `lab`, `merge`, `probe`, `architectures`); `main.rs` only parses, runs the command and
+//!   turns its result into an exit status;
+//! * [`target`]: resolving a server's name and asking it for servelab's `/stats`
+//!   ([`target::ServerInfo`]);
+//! * [`measure`]: measuring servers: probe one, start the hostile background, run the
+//!   clients while [`watch`] reads the server's `/stats`, and make the [`Report`]; several
+//!   in turn (`compare`); rising rates until the knee ([`measure::sweep`]);
+//! * [`shards`]: the shards of one run spread over several processes, added up exactly;
+//! * [`predict`]: the queueing arithmetic that predicts how many clients will be served,
+//!   from the capacity a servelab server states in `/stats`;
+//! * [`report`]: one run's results beside the prediction, as plain data;
+//! * [`servers`]: the architectures of the registry, started in this process;
 //! * [`labs`]: the lecture's experiments as one-command labs (`simulator lab <id>`);
-//! * [`units`]: microseconds and histograms.
+//! * [`output`]: everything the program leaves behind: text, CSV, JSON, the files of
+//!   `--save`, the HTML report;
+//! * [`progress`]: the line a long run shows on a terminal while it goes on.
+//!
+//! It is the only crate of the two that depends on the `architectures` registry.
 
-pub mod attack;
-pub mod client;
-pub mod compare;
-pub mod engine;
-pub mod gate;
-pub mod html;
-pub mod http;
+pub mod commands;
 pub mod labs;
-pub mod ledger;
-pub mod merge;
-pub mod outcome;
+pub mod measure;
+pub mod output;
 pub mod predict;
 pub mod progress;
-pub mod render;
 pub mod report;
-pub mod run;
-pub mod save;
-pub mod scenario;
 pub mod servers;
-pub mod sweep;
-pub mod tally;
+pub mod shards;
 pub mod target;
-pub mod units;
 pub mod watch;
 
-pub use outcome::Outcome;
 pub use report::Report;
-pub use scenario::{Load, RequestSpec, Scenario};
 pub use servers::Servers;
 
-/// Why the simulator could not do its job. Each reads as one sentence.
+use std::path::PathBuf;
+
+/// Why the simulator could not do its job. Each reads as one sentence; where another error
+/// caused it, that error is its [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("nothing is listening on {target} — is the server running?")]
-    NothingListening { target: String },
+    NothingListening {
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{target} accepts connections but sent no answer within 3 s")]
     Silent { target: String },
-    #[error("cannot resolve {target}: {reason}")]
-    Unresolvable { target: String, reason: String },
+    #[error("cannot resolve {target}: {source}")]
+    Unresolvable {
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command line asks for something that makes no sense; the sentence says what
+    /// would.
     #[error("{0}")]
     Usage(String),
-    #[error("could not start the client threads: {0}")]
-    Threads(String),
-    /// The simulator itself is short of something (open files) for the run asked of it.
+    /// The load generator could not run the clients.
+    #[error(transparent)]
+    Load(#[from] loadgen::Error),
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file was read but does not hold what it should.
+    #[error("{} {problem}", path.display())]
+    BadFile { path: PathBuf, problem: String },
+    /// A file could not be written.
+    #[error("could not write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The shards given to `merge` are not the shards of one run.
     #[error("{0}")]
-    Resources(String),
-    /// A file of `--save` could not be written.
-    #[error("{0}")]
-    Output(String),
+    Shards(String),
     /// An in-process server could not start or stop.
+    #[error("{source}")]
+    Server {
+        #[source]
+        source: architectures::StartError,
+    },
+    /// A thread of the simulator's own (a lab's helper client) panicked.
+    #[error("{0} panicked")]
+    Panicked(&'static str),
+    /// A lab could not make the measurement it needs.
     #[error("{0}")]
-    Server(String),
+    Lab(String),
+}
+
+impl SimError {
+    /// An in-process server's failure to start or stop.
+    pub fn server(source: impl Into<architectures::StartError>) -> SimError {
+        SimError::Server {
+            source: source.into(),
+        }
+    }
 }

@@ -14,7 +14,7 @@
 //!   connection idle, `H = min(hold, keep-alive timeout)`;
 //! * clients are taken in order, so client `k` (from 0) is answered at `⌊k/P⌋·O + K·D`;
 //! * a client is served if that is strictly before its deadline `T` (the rule of
-//!   [`crate::outcome::in_time`]). With the per-call clock each step has its own `T`: the
+//!   [`loadgen::outcome::in_time`]). With the per-call clock each step has its own `T`: the
 //!   first answer's wait is `⌊k/P⌋·O + D`, and every later one `D`.
 //!
 //! Two kinds of architecture need more than one number:
@@ -43,8 +43,8 @@ use std::time::Duration;
 
 use server_core::Capacity;
 
-use crate::scenario::{DeadlineClock, Load, Scenario};
 use crate::target::ServerInfo;
+use loadgen::scenario::{DeadlineClock, Load, Scenario};
 
 /// Work shorter than this counts as quick in the pipeline's model (see the module
 /// documentation): served clients may come back to the receivers before every new client
@@ -615,11 +615,20 @@ mod tests {
         );
     }
 
+    /// A whole response with `status` and `body`, as the probe reads it.
+    fn answer(status: u16, body: &[u8]) -> loadgen::http::Response {
+        loadgen::http::Response {
+            status,
+            server_thread: None,
+            close: true,
+            headers: Vec::new(),
+            body: body.to_vec(),
+        }
+    }
+
     #[test]
     fn other_servers_are_not_servelab() {
-        assert!(
-            ServerInfo::from_stats_response(b"HTTP/1.1 200 OK\r\n\r\n{\"hello\": 1}").is_none()
-        );
-        assert!(ServerInfo::from_stats_response(b"HTTP/1.1 404 Not Found\r\n\r\n").is_none());
+        assert!(ServerInfo::from_stats_response(&answer(200, b"{\"hello\": 1}")).is_none());
+        assert!(ServerInfo::from_stats_response(&answer(404, b"")).is_none());
     }
 }

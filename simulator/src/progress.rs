@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::tally::{Live, LiveTotals};
+use loadgen::engine::Monitor;
+use loadgen::tally::live::{Live, LiveTotals};
 
 /// Runs planned to be at least this long show the progress line.
 pub const SHOW_AFTER: Duration = Duration::from_secs(2);
@@ -22,36 +23,43 @@ pub fn wanted(planned: Duration, terminal: bool) -> bool {
     terminal && planned > SHOW_AFTER
 }
 
-/// The progress line of one run (hidden when not [`wanted`]).
+/// The progress line of one run (hidden when not [`wanted`]), a [`Monitor`] of the engine.
+#[derive(Debug)]
 pub struct Progress {
     bar: ProgressBar,
     began: Instant,
     last: (Instant, LiveTotals),
 }
 
-impl Progress {
-    /// The progress line of a run planned to last `planned`.
-    pub fn new(planned: Duration) -> Progress {
-        let bar = if wanted(planned, std::io::stderr().is_terminal()) {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
+impl Default for Progress {
+    /// A hidden line, until [`Monitor::start`] says how long the run is planned to last.
+    fn default() -> Progress {
         let now = Instant::now();
         Progress {
-            bar,
+            bar: ProgressBar::hidden(),
             began: now,
             last: (now, LiveTotals::default()),
         }
     }
+}
+
+impl Monitor for Progress {
+    fn start(&mut self, planned: Duration) {
+        if !wanted(planned, std::io::stderr().is_terminal()) {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        self.bar = bar;
+        self.began = Instant::now();
+        self.last = (self.began, LiveTotals::default());
+    }
 
     /// Redraws the line from the engines' live counters.
-    pub fn update(&mut self, live: &Live) {
+    fn update(&mut self, live: &Live) {
         if self.bar.is_hidden() {
             return;
         }
@@ -72,7 +80,7 @@ impl Progress {
     }
 
     /// Removes the line.
-    pub fn finish(self) {
+    fn finish(&mut self) {
         self.bar.finish_and_clear();
     }
 }

@@ -4,14 +4,16 @@ use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 
-use crate::client::ClientRecord;
-use crate::engine::Finished;
-use crate::ledger::{self, Latency, Summary, Throughput};
+use loadgen::attack::PopulationLedger;
+use loadgen::ledger::{self, Latency, Summary, Throughput};
+use loadgen::record::{ClientRecord, Finished};
+use loadgen::scenario::{Load, Shard};
+use loadgen::tally::{Requests, Row};
+use loadgen::Scenario;
+
 use crate::predict::{predict, Prediction};
-use crate::scenario::Load;
-use crate::scenario::Scenario;
-use crate::tally::{Requests, Row};
 use crate::target::ServerInfo;
+use crate::watch::StatsSample;
 
 /// The version of the report's JSON schema (`docs/schema/report-v1.schema.json`). It changes
 /// whenever a field is removed or changes meaning; new fields may appear within a version.
@@ -27,7 +29,7 @@ pub struct Report {
     pub architecture: Option<String>,
     /// The server's settings as its `/stats` reported them before the run, when it is a
     /// servelab server.
-    pub server_config: Option<server_core::stats::ConfigSnapshot>,
+    pub server_config: Option<contract::stats::ConfigSnapshot>,
     pub scenario: Scenario,
     /// The engine threads that ran the clients (in a merged report, all shards' together).
     pub engine_threads: usize,
@@ -36,7 +38,7 @@ pub struct Report {
     pub started_at_unix_us: u64,
     /// A merged report: which shards it covers and which it does not (see `merge`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shards: Option<crate::merge::Coverage>,
+    pub shards: Option<Coverage>,
     pub summary: Summary,
     /// Scenario runs: each client's wait. Load runs: each request's latency, corrected
     /// (from the moment it was due).
@@ -60,7 +62,7 @@ pub struct Report {
     /// What happened to each background population of hostile clients (`--background`);
     /// the ledger above is the foreground's alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub background: Vec<crate::attack::PopulationLedger>,
+    pub background: Vec<PopulationLedger>,
     /// The HdrHistogram interval log of the run (see `--save`).
     #[serde(skip)]
     pub interval_log: String,
@@ -70,10 +72,10 @@ pub struct Report {
     /// The server's `/stats` before the run, when it is servelab's (`--save` writes it as
     /// `server.json`, from which `merge` predicts the whole run).
     #[serde(skip)]
-    pub server: Option<server_core::Snapshot>,
+    pub server: Option<contract::stats::Snapshot>,
     /// The server's `/stats`, read during the run when the scenario asked to watch it.
     #[serde(skip)]
-    pub server_series: Vec<crate::watch::StatsSample>,
+    pub server_series: Vec<StatsSample>,
 }
 
 impl Report {
@@ -163,5 +165,44 @@ impl Report {
 /// Microseconds since the Unix epoch (0 before it).
 pub fn unix_us(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::SystemTime::UNIX_EPOCH)
-        .map_or(0, crate::units::micros)
+        .map_or(0, loadgen::units::micros)
 }
+
+/// Which shards a merged report covers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Coverage {
+    /// The shards the run was split into.
+    pub count: usize,
+    /// The shards merged, by index (from 1).
+    pub merged: Vec<usize>,
+    /// The shards missing, each with why.
+    pub missing: Vec<MissingShard>,
+    /// The whole run's clients, and how many of them the merged shards ran.
+    pub clients: usize,
+    pub covered: usize,
+}
+
+impl Coverage {
+    /// Whether every shard was merged.
+    pub fn complete(&self) -> bool {
+        self.missing.is_empty()
+    }
+}
+
+/// A shard that is not in the merged report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MissingShard {
+    pub index: usize,
+    /// Why, in words: the shard's own error, or that nothing of it was found.
+    pub reason: String,
+}
+
+/// What a shard that could not run leaves behind (`failed.json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ShardFailure {
+    pub shard: Shard,
+    pub error: String,
+}
+
+/// The file a shard that could not run writes instead of its report.
+pub const FAILED_FILE: &str = "failed.json";

@@ -12,8 +12,8 @@ use std::time::Duration;
 use architectures::Entry;
 use server_core::{RunningServer, ServerArgs};
 
-use crate::scenario::Scenario;
 use crate::SimError;
+use loadgen::scenario::Scenario;
 
 /// Which architectures to start, and how.
 #[derive(Debug, Clone)]
@@ -82,7 +82,7 @@ impl Servers {
     pub fn start(&self, name: &str, args: ServerArgs) -> Result<RunningServer, SimError> {
         let arch = entry(name)?;
         arch.start(&self.words_for(arch), args)
-            .map_err(|e| SimError::Server(e.to_string()))
+            .map_err(SimError::server)
     }
 }
 

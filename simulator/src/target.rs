@@ -5,10 +5,11 @@
 //! prediction possible. Nothing listening there is an error in one sentence, before any
 //! client starts.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use server_core::Snapshot;
+use contract::stats::Snapshot;
+use loadgen::http::{Connection, Response};
 
 use crate::SimError;
 
@@ -20,13 +21,12 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
-    /// Reads a whole HTTP response to `GET /stats`; `None` if it is not servelab's.
-    pub fn from_stats_response(response: &[u8]) -> Option<ServerInfo> {
-        let body = response
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|at| &response[at + 4..])?;
-        serde_json::from_slice::<Snapshot>(body)
+    /// Reads the answer to `GET /stats`; `None` if it is not servelab's document.
+    pub fn from_stats_response(response: &Response) -> Option<ServerInfo> {
+        if response.status != 200 {
+            return None;
+        }
+        serde_json::from_slice::<Snapshot>(&response.body)
             .ok()
             .map(ServerInfo::from)
     }
@@ -44,9 +44,9 @@ impl From<Snapshot> for ServerInfo {
 /// Resolves `target` (`host:port`) the way the servers resolve `--addr`: the first IPv4
 /// address, else the first address.
 pub fn resolve(target: &str) -> Result<SocketAddr, SimError> {
-    server_core::config::resolve(target).map_err(|e| SimError::Unresolvable {
+    contract::units::resolve(target).map_err(|source| SimError::Unresolvable {
         target: target.to_owned(),
-        reason: e.to_string(),
+        source,
     })
 }
 
@@ -75,44 +75,29 @@ pub fn wait_for(target: &str, within: Duration) -> Result<(), SimError> {
 /// it is not a servelab server (or did not answer in time); an error means nothing
 /// listens there at all.
 pub fn probe(addr: SocketAddr, target: &str) -> Result<Option<ServerInfo>, SimError> {
-    Ok(ServerInfo::from_stats_response(&fetch_stats(addr, target)?))
+    Ok(fetch_stats(addr, target)?.and_then(|r| ServerInfo::from_stats_response(&r)))
 }
 
 /// A health check: like [`probe`], but a server that accepts the connection and then says
 /// nothing within the probe's time is unhealthy too (an error), because it would not
 /// serve a client either.
 pub fn health(addr: SocketAddr, target: &str) -> Result<Option<ServerInfo>, SimError> {
-    let response = fetch_stats(addr, target)?;
-    if response.is_empty() {
-        return Err(SimError::Silent {
-            target: target.to_owned(),
-        });
-    }
+    let response = fetch_stats(addr, target)?.ok_or_else(|| SimError::Silent {
+        target: target.to_owned(),
+    })?;
     Ok(ServerInfo::from_stats_response(&response))
 }
 
-/// Sends `GET /stats` and returns whatever came back before the server closed or 3 s
-/// passed.
-fn fetch_stats(addr: SocketAddr, target: &str) -> Result<Vec<u8>, SimError> {
-    use std::io::{Read, Write};
-    let timeout = Duration::from_secs(3);
-    let nothing = || SimError::NothingListening {
+/// Sends `GET /stats` and returns the whole response, or `None` if the server said
+/// nothing complete within 3 s. An error means nothing listens there.
+fn fetch_stats(addr: SocketAddr, target: &str) -> Result<Option<Response>, SimError> {
+    let nothing = |source| SimError::NothingListening {
         target: target.to_owned(),
+        source,
     };
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|_| nothing())?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|_| nothing())?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .map_err(|_| nothing())?;
+    let mut conn = Connection::connect(addr, Duration::from_secs(3)).map_err(nothing)?;
     let request = format!("GET /stats HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|_| nothing())?;
-    let mut response = Vec::new();
-    // Reads until the server closes (we asked it to); a server that never answers is
-    // still "listening", so a timeout here is not an error.
-    let _ = stream.take(1 << 20).read_to_end(&mut response);
-    Ok(response)
+    conn.send(request.as_bytes()).map_err(nothing)?;
+    // A server that accepts and never answers is still "listening": not an error here.
+    Ok(conn.read_whole(false).ok())
 }

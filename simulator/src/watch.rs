@@ -42,6 +42,15 @@ pub enum Source<'a> {
     Remote { addr: SocketAddr, target: &'a str },
 }
 
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::InProcess(_) => f.write_str("InProcess"),
+            Source::Remote { addr, target } => write!(f, "Remote({target} at {addr})"),
+        }
+    }
+}
+
 impl Source<'_> {
     fn read(&self) -> Option<Snapshot> {
         match self {
@@ -86,7 +95,7 @@ pub fn during<T>(source: Option<Source<'_>>, f: impl FnOnce() -> T) -> (T, Vec<S
                         samples.push(StatsSample {
                             at_ms: u64::try_from(before.duration_since(began).as_millis())
                                 .unwrap_or(u64::MAX),
-                            cost_us: crate::units::micros(before.elapsed()),
+                            cost_us: loadgen::units::micros(before.elapsed()),
                             values: values(&snapshot),
                         });
                     }

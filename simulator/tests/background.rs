@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use loadgen::attack::Population;
+use loadgen::Scenario;
 use server_core::ServerArgs;
-use simulator::attack::Population;
-use simulator::{Scenario, Servers};
+use simulator::Servers;
 
 /// Two ordinary clients that stay connected for `hold` after their answer (which keeps the
 /// run going that long), with `background` beside them.
@@ -31,9 +32,10 @@ fn a_slowloris_population_is_cut_off_with_408_and_the_foreground_is_served() {
     let server = Servers::only("event-loop")
         .start("event-loop", args)
         .expect("the server starts");
-    let report = simulator::run::run_in_process(
+    let report = simulator::measure::run_in_process(
         &server,
         &attacked(&["10:slow-headers:100ms"], Duration::from_millis(1200)),
+        false,
     )
     .expect("the run");
     server.stop().expect("the server stops");
@@ -74,7 +76,7 @@ fn idle_connections_on_a_pool_starve_the_foreground_until_the_read_timeout() {
         .expect("the server starts");
     let mut scenario = attacked(&["4:idle"], Duration::ZERO);
     scenario.timeout = Duration::from_millis(300);
-    let report = simulator::run::run_in_process(&server, &scenario).expect("the run");
+    let report = simulator::measure::run_in_process(&server, &scenario, false).expect("the run");
     server.stop().expect("the server stops");
 
     assert_eq!(report.summary.served, 0, "{}", report.to_text());

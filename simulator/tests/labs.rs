@@ -2,8 +2,8 @@
 //! engine. Every lab is also run on the default event-driven engine, at scaled time and as
 //! its sheet documents it, by `tests/documented_commands.rs`.
 
+use loadgen::scenario::Engine;
 use simulator::labs::{self, LabEnv};
-use simulator::scenario::Engine;
 
 #[test]
 fn every_lab_agrees_on_the_thread_per_client_engine() {
@@ -16,7 +16,7 @@ fn every_lab_agrees_on_the_thread_per_client_engine() {
             .unwrap_or_else(|e| panic!("lab {} could not run: {e}", lab.id));
         assert!(!checks.is_empty(), "lab {} checked nothing", lab.id);
         if checks.iter().any(|c| !c.agrees) {
-            failed.push(labs::to_text(&lab, &env, &checks));
+            failed.push(simulator::output::text::lab_text(&lab, &env, &checks));
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));

@@ -5,9 +5,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use loadgen::scenario::{Arrivals, Engine, Load, OpenLoop, Scenario, WhenBusy};
+use loadgen::Outcome;
 use server_core::{RunningServer, ServerArgs};
-use simulator::scenario::{Arrivals, Engine, Load, OpenLoop, Scenario, WhenBusy};
-use simulator::{run, Outcome, Report, Servers};
+use simulator::measure as run;
+use simulator::{Report, Servers};
 
 mod common;
 
@@ -49,7 +51,7 @@ fn open(
 }
 
 fn run_on(server: &RunningServer, scenario: &Scenario) -> Report {
-    run::run_in_process(server, scenario).expect("the run completes")
+    run::run_in_process(server, scenario, false).expect("the run completes")
 }
 
 /// A sequential server answering `/sleep/2000` serves one client and holds everyone else
@@ -190,7 +192,8 @@ fn every_open_loop_request_is_accounted_for_when_nothing_listens() {
         .expect("a free port");
     // The listener is gone: every connect is refused.
     let scenario = open(2, "/", 200.0, 300, WhenBusy::Queue);
-    let report = run::run(addr, &addr.to_string(), &scenario, None).expect("the run completes");
+    let report =
+        run::run(addr, &addr.to_string(), &scenario, None, false).expect("the run completes");
     let r = report.requests.clone().expect("counts");
     assert_eq!(r.due, 60, "{}", report.to_text());
     assert_eq!(r.served, 0);
@@ -215,14 +218,14 @@ fn the_json_report_matches_its_schema() {
     let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
     let server = server("event-loop", Servers::only("event-loop"));
     let mut uuid = closed(2, "/", 200, 1000);
-    uuid.request = simulator::RequestSpec::heavy(Duration::ZERO);
+    uuid.request = loadgen::RequestSpec::heavy(Duration::ZERO);
     let mut text = Scenario::get(1, "/", Duration::from_secs(1), Duration::ZERO);
     text.request.method = "POST".into();
     text.request.path = "/echo".into();
-    text.request.body = simulator::scenario::Body::Text("hi".into());
+    text.request.body = loadgen::scenario::Body::Text("hi".into());
     let mut attacked = Scenario::get(2, "/", Duration::from_secs(1), Duration::from_millis(300));
     attacked.background =
-        vec![simulator::attack::Population::parse("3:slow-headers:50ms").expect("parses")];
+        vec![loadgen::attack::Population::parse("3:slow-headers:50ms").expect("parses")];
     for scenario in [
         Scenario::get(3, "/", Duration::from_secs(1), Duration::from_millis(10)),
         attacked,
@@ -252,7 +255,7 @@ fn a_runs_files_agree_with_its_report() {
     server.stop().expect("stop");
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("saved-run");
     let _ = std::fs::remove_dir_all(&dir);
-    let files = simulator::save::save(&report, &dir).expect("the files are written");
+    let files = simulator::output::files::save(&report, &dir).expect("the files are written");
     assert_eq!(files.len(), 7);
     let requests = report.requests.clone().expect("counts");
 

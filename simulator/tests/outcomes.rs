@@ -5,8 +5,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use simulator::scenario::{DeadlineClock, Engine, Scenario};
-use simulator::{run, target, Outcome, Report};
+use loadgen::scenario::{DeadlineClock, Engine, Scenario};
+use loadgen::Outcome;
+use simulator::measure as run;
+use simulator::{target, Report};
 
 mod common;
 
@@ -55,7 +57,7 @@ fn fake(connections: usize, answer: fn(&mut TcpStream)) -> SocketAddr {
 
 fn run(engine: Engine, addr: SocketAddr, scenario: &Scenario) -> Report {
     let scenario = scenario.clone().on(engine);
-    run::run(addr, &addr.to_string(), &scenario, None).expect("the run completes")
+    run::run(addr, &addr.to_string(), &scenario, None, false).expect("the run completes")
 }
 
 fn only(report: &Report, outcome: Outcome) {
@@ -173,7 +175,7 @@ fn a_load_run_against_an_http_1_0_server_reconnects_instead_of_failing(engine: E
         let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
     });
     let scenario = Scenario {
-        load: simulator::Load::Duration(Duration::from_millis(300)),
+        load: loadgen::Load::Duration(Duration::from_millis(300)),
         ..scenario(2, 2000)
     };
     let report = run(engine, addr, &scenario);
@@ -287,7 +289,7 @@ fn an_answer_just_before_the_deadline_is_served(engine: Engine) {
 
 #[test]
 fn the_deadline_rule_is_strict() {
-    use simulator::outcome::in_time;
+    use loadgen::outcome::in_time;
     assert!(in_time(14_999_999, 15_000_000));
     assert!(!in_time(15_000_000, 15_000_000));
     assert!(!in_time(15_002_387, 15_000_000));
@@ -321,14 +323,14 @@ fn a_client_thread_the_system_refuses_releases_the_others() {
 
 #[test]
 fn csv_quotes_what_needs_quoting() {
-    let mut client = simulator::client::ClientRecord::new(1);
+    let mut client = loadgen::record::ClientRecord::new(1);
     client.outcome = Outcome::Reset;
     client.error = Some("reset, then \"closed\"\nfor good".into());
     let report = Report::new(
         "x",
         None,
         &scenario(1, 1000),
-        simulator::engine::Finished::from_records(vec![client]),
+        loadgen::record::Finished::from_records(vec![client]),
     );
     let csv = report.to_csv();
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
@@ -349,7 +351,7 @@ fn csv_quotes_what_needs_quoting() {
 fn a_load_run_without_timeouts_has_no_sample_at_the_deadline(engine: Engine) {
     let addr = answers_after(64, Duration::ZERO);
     let scenario = Scenario {
-        load: simulator::Load::Duration(Duration::from_millis(100)),
+        load: loadgen::Load::Duration(Duration::from_millis(100)),
         ..scenario(2, 3000)
     };
     let report = run(engine, addr, &scenario);

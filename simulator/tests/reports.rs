@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
+use loadgen::scenario::{Engine, Load, Scenario};
 use server_core::ServerArgs;
-use simulator::html::{self, Provenance};
-use simulator::scenario::{Engine, Load, Scenario};
-use simulator::sweep::SweepSpec;
-use simulator::{labs, run, sweep, Servers};
+use simulator::measure::sweep::SweepSpec;
+use simulator::measure::{self as run, sweep};
+use simulator::output::html::{self, Provenance};
+use simulator::{labs, Servers};
 
 /// Checks that `html` is well-formed: every element closed in order (void elements written
 /// `<br />`), comments and the doctype skipped. Returns the element names seen.
@@ -90,9 +91,8 @@ fn a_runs_page_shows_the_story_and_the_server_from_inside() {
         .with("workers", 2)
         .start("prefork-pool", ServerArgs::default())
         .expect("the server starts");
-    let mut scenario = Scenario::get(4, "/sleep/150", Duration::from_millis(250), Duration::ZERO);
-    scenario.watch_server = true;
-    let report = run::run_in_process(&server, &scenario).expect("the run");
+    let scenario = Scenario::get(4, "/sleep/150", Duration::from_millis(250), Duration::ZERO);
+    let report = run::run_in_process(&server, &scenario, true).expect("the run");
     server.stop().expect("stop");
     // The watch read /stats during the run: every 100 ms, so at least twice in 300 ms.
     assert!(
@@ -148,7 +148,7 @@ fn a_load_run_page_has_its_time_series_and_a_large_one_samples_its_rows() {
         load: Load::Duration(Duration::from_millis(1200)),
         ..Scenario::get(300, "/", Duration::from_secs(1), Duration::ZERO)
     };
-    let report = run::run_in_process(&server, &scenario).expect("the run");
+    let report = run::run_in_process(&server, &scenario, false).expect("the run");
     server.stop().expect("stop");
     let page = html::run_page(&report, &provenance());
     check_page(
@@ -171,7 +171,7 @@ fn comparison_sweep_and_lab_pages() {
         archs: vec!["single", "event-loop"],
         ..Servers::default()
     };
-    let reports = simulator::compare::compare(&scenario, &servers).expect("the comparison");
+    let reports = simulator::measure::compare(&scenario, &servers, false).expect("the comparison");
     let page = html::compare_page(&scenario, &reports, &provenance());
     check_page(
         "comparison",
@@ -185,11 +185,11 @@ fn comparison_sweep_and_lab_pages() {
     );
 
     let mut open = Scenario::get(8, "/sleep/20", Duration::from_millis(100), Duration::ZERO);
-    open.load = Load::Rate(simulator::scenario::OpenLoop {
+    open.load = Load::Rate(loadgen::scenario::OpenLoop {
         rate: 1.0,
         duration: Duration::from_millis(300),
-        arrivals: simulator::scenario::Arrivals::Constant,
-        when_busy: simulator::scenario::WhenBusy::Queue,
+        arrivals: loadgen::scenario::Arrivals::Constant,
+        when_busy: loadgen::scenario::WhenBusy::Queue,
         seed: 1,
     });
     let spec = SweepSpec {

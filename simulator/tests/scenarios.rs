@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use simulator::compare::run_one;
-use simulator::scenario::Engine;
-use simulator::scenario::{DeadlineClock, Load, RequestSpec, Scenario};
+use loadgen::scenario::Engine;
+use loadgen::scenario::{DeadlineClock, Load, RequestSpec, Scenario};
+use simulator::measure::run_one;
 use simulator::Report;
 use simulator::Servers;
 
@@ -22,7 +22,7 @@ fn scenario(timeout_ms: u64, hold_ms: u64, path: &str) -> Scenario {
 }
 
 fn run(engine: Engine, arch: &str, servers: Servers, scenario: &Scenario) -> Report {
-    run_one(arch, &scenario.clone().on(engine), &servers).expect("the run completes")
+    run_one(arch, &scenario.clone().on(engine), &servers, false).expect("the run completes")
 }
 
 /// Asserts the served count, that the others timed out, and that the prediction agrees.
@@ -144,7 +144,6 @@ fn a_load_run_reports_throughput(engine: Engine) {
         engine_threads: None,
         shard: None,
         start_at: None,
-        watch_server: false,
         background: Vec::new(),
     };
     let report = run(engine, "thread-per-conn", Servers::default(), &scenario);

@@ -9,10 +9,14 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
+use loadgen::scenario::{Arrivals, Load, OpenLoop, Scenario, Shard, WhenBusy};
+use loadgen::Outcome;
 use server_core::{RunningServer, ServerArgs};
-use simulator::scenario::{Arrivals, Load, OpenLoop, Scenario, Shard, WhenBusy};
+use simulator::measure as run;
+use simulator::output::files as save;
+use simulator::shards as merge;
 use simulator::target::ServerInfo;
-use simulator::{merge, run, save, Outcome, Report, Servers, SimError};
+use simulator::{Report, Servers, SimError};
 
 fn server() -> RunningServer {
     Servers::only("thread-per-conn")
@@ -31,7 +35,8 @@ fn dir(name: &str) -> PathBuf {
 fn single(server: &RunningServer, scenario: &Scenario) -> Report {
     let info = ServerInfo::from(server.context().snapshot());
     let addr = server.addr();
-    run::run(addr, &addr.to_string(), scenario, Some(&info)).expect("the single run completes")
+    run::run(addr, &addr.to_string(), scenario, Some(&info), false)
+        .expect("the single run completes")
 }
 
 /// Runs the shards `which` of `count` at once, all starting at the same moment, as
@@ -58,7 +63,7 @@ fn shards(
                 };
                 let info = info.clone();
                 scope.spawn(move || {
-                    let report = run::run(addr, &addr.to_string(), &scenario, Some(&info))
+                    let report = run::run(addr, &addr.to_string(), &scenario, Some(&info), false)
                         .expect("the shard runs");
                     save::save(&report, &save::run_dir(into, Some(shard)))
                         .expect("the shard's files are written");
@@ -73,7 +78,7 @@ fn shards(
 }
 
 fn whole_histogram(reports: &[Report]) -> Histogram<u64> {
-    let mut sum = simulator::units::new_histogram();
+    let mut sum = loadgen::units::new_histogram();
     for r in reports {
         let (corrected, _) = r.histograms.as_ref().expect("histograms");
         sum.add(corrected).expect("same bounds");
@@ -160,7 +165,7 @@ fn merged_histograms_are_the_sum_of_the_shards() {
     let merged = merge::merge(std::slice::from_ref(&into)).expect("the shards merge");
 
     let requests = merged.requests.clone().expect("a load run counts requests");
-    let sum = |f: fn(&simulator::tally::Requests) -> u64| {
+    let sum = |f: fn(&loadgen::tally::Requests) -> u64| {
         parts
             .iter()
             .map(|p| f(p.requests.as_ref().expect("counts")))
@@ -240,6 +245,7 @@ fn missing_shards_are_named_and_fail_the_merge() {
     server.stop().expect("the server stops");
     let failure = SimError::NothingListening {
         target: "server:7777".into(),
+        source: std::io::ErrorKind::ConnectionRefused.into(),
     };
     save::save_failure(&into, Shard::new(2, 4).expect("a shard"), &failure)
         .expect("the failure is written");

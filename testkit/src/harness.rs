@@ -4,10 +4,11 @@
 //! of hanging it. Nothing synchronises by sleeping: a test that must wait for the server to
 //! reach a state watches the server's counters with [`wait_until`].
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use loadgen::http::Connection;
 use server_core::stats::ThreadGroupSnapshot;
 use server_core::{RunningServer, ServerArgs};
 
@@ -46,29 +47,26 @@ impl Reply {
 }
 
 /// A test client: one connection with timeouts, reading responses one at a time.
+///
+/// It is the load generator's blocking client ([`loadgen::http::Connection`]), so tests and
+/// measurements read responses with the same parser; this wrapper only turns every failure
+/// into a test failure that says what went wrong.
 pub struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
+    conn: Connection,
 }
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect to the server");
-        let stream = with_timeouts(stream);
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        let conn = Connection::connect(addr, IO_TIMEOUT).expect("connect to the server");
+        Client { conn }
     }
 
     pub fn stream(&self) -> &TcpStream {
-        &self.stream
+        self.conn.stream()
     }
 
     pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        self.stream
-            .write_all(bytes.as_ref())
-            .expect("send to the server");
+        self.conn.send(bytes.as_ref()).expect("send to the server");
     }
 
     /// Sends a GET for `path` on this connection.
@@ -79,83 +77,46 @@ impl Client {
 
     /// Reads one complete response (head, and a body of its Content-Length).
     pub fn read_reply(&mut self) -> Reply {
-        self.read_reply_inner(true)
+        self.read(false)
     }
 
     /// Reads one response head to a HEAD request: its body is announced but never sent.
     pub fn read_head_reply(&mut self) -> Reply {
-        self.read_reply_inner(false)
+        self.read(true)
     }
 
-    fn read_reply_inner(&mut self, with_body: bool) -> Reply {
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut parsed = httparse::Response::new(&mut headers);
-            match parsed.parse(&self.buf).expect("the server sent valid HTTP") {
-                httparse::Status::Complete(len) => {
-                    let status = parsed.code.expect("status code");
-                    let headers: Vec<(String, String)> = parsed
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_owned(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect();
-                    let mut reply = Reply {
-                        status,
-                        headers,
-                        body: Vec::new(),
-                    };
-                    // Interim (1xx) responses have no body and no length.
-                    let length: usize = if status >= 200 {
-                        reply
-                            .header("content-length")
-                            .expect("every response has Content-Length")
-                            .parse()
-                            .expect("Content-Length is a number")
-                    } else {
-                        0
-                    };
-                    let length = if with_body { length } else { 0 };
-                    while self.buf.len() < len + length {
-                        self.fill();
-                    }
-                    reply.body = self.buf[len..len + length].to_vec();
-                    self.buf.drain(..len + length);
-                    return reply;
-                }
-                httparse::Status::Partial => self.fill(),
-            }
-        }
-    }
-
-    fn fill(&mut self) {
-        let mut chunk = [0u8; 8192];
-        let n = self
-            .stream
-            .read(&mut chunk)
-            .expect("read from the server in time");
+    fn read(&mut self, head_only: bool) -> Reply {
+        let response = self.conn.read_whole(head_only).unwrap_or_else(|failure| {
+            panic!(
+                "no whole response from the server in time: {}",
+                failure.message
+            )
+        });
+        let reply = Reply {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        };
+        // servelab's protocol frames every final response by its length.
         assert!(
-            n > 0,
-            "the server closed the connection before a whole response; got {:?}",
-            String::from_utf8_lossy(&self.buf)
+            reply.status < 200 || reply.header("content-length").is_some(),
+            "every response has Content-Length: {reply:?}"
         );
-        self.buf.extend_from_slice(&chunk[..n]);
+        reply
     }
 
     /// Asserts that the server closes the connection (end of stream or reset) within the
     /// I/O timeout without sending anything more.
     pub fn expect_closed(&mut self) {
+        let pending = self.conn.take_pending();
         assert!(
-            self.buf.is_empty(),
+            pending.is_empty(),
             "unexpected bytes before close: {:?}",
-            String::from_utf8_lossy(&self.buf)
+            String::from_utf8_lossy(&pending)
         );
         let mut chunk = [0u8; 1024];
-        match self.stream.read(&mut chunk) {
+        // Blocks until the server sends, closes, or the read timeout passes.
+        match self.stream().read(&mut chunk) {
             Ok(0) => {}
             Ok(n) => panic!(
                 "expected a close, got {:?}",
@@ -168,10 +129,11 @@ impl Client {
 
     /// Reads everything until the server closes; for clients that sent garbage.
     pub fn read_to_close(&mut self) -> Vec<u8> {
-        let mut all = std::mem::take(&mut self.buf);
+        let mut all = self.conn.take_pending();
         let mut chunk = [0u8; 8192];
         loop {
-            match self.stream.read(&mut chunk) {
+            // Blocks until the server sends, closes, or the read timeout passes.
+            match self.stream().read(&mut chunk) {
                 Ok(0) => return all,
                 Ok(n) => all.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => return all,

@@ -65,7 +65,8 @@ pub(super) fn lab7(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     };
     // Under the common clock, only clients that connected late can miss the deadline.
     let missed_only_late = common.clients.iter().all(|c| {
-        c.outcome == crate::outcome::Outcome::Served || c.connect_us.is_some_and(|us| us >= 900_000)
+        c.outcome == loadgen::outcome::Outcome::Served
+            || c.connect_us.is_some_and(|us| us >= 900_000)
     });
     checks.push(check(
         "backlog 1, 5 clients of GET /sleep/300, deadline 1.5 s from the common start (servelab's clock)",

@@ -3,8 +3,11 @@
 
 use std::net::SocketAddr;
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
 use super::*;
-use crate::units::micros;
+use loadgen::units::micros;
 
 /// A closed loop of `clients` sending `path` for `length`, with a deadline no request nears.
 fn closed(clients: usize, path: &str, length: Duration) -> Scenario {
@@ -76,7 +79,7 @@ fn crash_after(addr: SocketAddr, delay: Duration) -> std::thread::JoinHandle<Opt
         // The experiment's schedule: the crash comes while the others are being served.
         std::thread::sleep(delay);
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut conn = crate::http::Connection::open(addr, deadline).ok()?;
+        let mut conn = loadgen::http::Connection::open(addr, deadline).ok()?;
         conn.exchange(
             b"GET /crash HTTP/1.1\r\nHost: lab\r\n\r\n",
             deadline,
@@ -113,8 +116,8 @@ pub(super) fn lab17(env: &LabEnv) -> Result<Vec<Check>, SimError> {
         let mut killed = None;
         while killed.is_none() && Instant::now() < give_up {
             if let Some(busy) = handler_processes(&server).into_iter().find(|p| p.busy) {
-                // SAFETY: kill(2) on a handler process this lab's server started.
-                unsafe { libc::kill(busy.pid as libc::pid_t, libc::SIGKILL) };
+                // A handler process this lab's server started; it may have exited already.
+                let _ = kill(Pid::from_raw(busy.pid as i32), Signal::SIGKILL);
                 killed = Some(busy.pid);
             } else {
                 std::thread::sleep(Duration::from_millis(1));
@@ -122,10 +125,10 @@ pub(super) fn lab17(env: &LabEnv) -> Result<Vec<Check>, SimError> {
         }
         (run.join(), killed)
     });
-    let (report, _) = report.map_err(|_| SimError::Threads("the lab's run panicked".into()))??;
+    let (report, _) = report.map_err(|_| SimError::Panicked("the lab's run"))??;
     let restarts: u64 = handler_processes(&server).iter().map(|p| p.restarts).sum();
     let after =
-        crate::http::Connection::open(server.addr(), Instant::now() + Duration::from_secs(5))
+        loadgen::http::Connection::open(server.addr(), Instant::now() + Duration::from_secs(5))
             .and_then(|mut c| {
                 c.exchange(
                     b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n",
@@ -173,7 +176,7 @@ pub(super) fn lab17(env: &LabEnv) -> Result<Vec<Check>, SimError> {
         let result = run_against(env, &server, &scenario);
         let crashed = crash
             .join()
-            .map_err(|_| SimError::Threads("the crashing client panicked".into()))?;
+            .map_err(|_| SimError::Panicked("the crashing client"))?;
         let snapshot = server.context().snapshot();
         stop(server)?;
         let (report, _) = result?;

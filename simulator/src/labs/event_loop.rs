@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use protocol::routes::factorise;
 
 use super::*;
-use crate::units::micros;
+use loadgen::units::micros;
 
 /// Lab 11's default number of idle clients; fewer if the descriptor limit says so.
 const IDLE_CLIENTS: u64 = 4000;
@@ -150,7 +150,7 @@ pub(super) fn factorise_after(
         // The experiment's schedule: the heavy request arrives in the middle of the load.
         std::thread::sleep(delay);
         let began = Instant::now();
-        let mut conn = crate::http::Connection::open(addr, began + Duration::from_secs(60))
+        let mut conn = loadgen::http::Connection::open(addr, began + Duration::from_secs(60))
             .map_err(|f| SimError::Usage(f.message))?;
         let request = format!("GET /factor/{prime} HTTP/1.1\r\nHost: lab\r\n\r\n");
         // Blocks until the factorisation is answered (at most a minute).
@@ -192,11 +192,17 @@ fn beside_a_factorisation(
         ..Scenario::get(4, "/", Duration::from_secs(30), Duration::ZERO)
     };
     let info = ServerInfo::from(ctx.snapshot());
-    let report = run::run(addr, &addr.to_string(), &env.scenario(&hello), Some(&info))?;
+    let report = crate::measure::run(
+        addr,
+        &addr.to_string(),
+        &env.scenario(&hello),
+        Some(&info),
+        env.record,
+    )?;
     env.keep(&report);
     let heavy = heavy
         .join()
-        .map_err(|_| SimError::Threads("the heavy client panicked".into()))??;
+        .map_err(|_| SimError::Panicked("the heavy client"))??;
     stop(server)?;
     Ok((report, heavy))
 }

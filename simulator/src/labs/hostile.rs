@@ -3,7 +3,7 @@
 //! them, and what holding the attackers costs in threads and memory.
 
 use super::*;
-use crate::attack::{self, Behaviour, Population};
+use loadgen::attack::{self, Behaviour, Population};
 
 /// The background every architecture faces: 450 connections, each sending (or reading) a
 /// few bytes a second, 350 of them with a request that never completes.
@@ -38,23 +38,25 @@ fn under_attack(env: &LabEnv, arch: &str) -> Result<Outcome, SimError> {
         .collect();
     let server = Servers::default().start(arch, ServerArgs::default())?;
     let (rss_before, threads_before) = process_figures();
-    let measured = attack::start(server.addr(), &background).and_then(|attack| {
-        let scenario = Scenario::get(FOREGROUND, "/", Duration::from_secs(1), Duration::ZERO);
-        let ran = run::run_in_process(&server, &env.scenario(&scenario));
-        // Read while the attackers are still held: what they cost the server.
-        let (rss_during, threads_during) = process_figures();
-        let ledgers = attack.stop();
-        let mut report = ran?;
-        report.background = ledgers;
-        env.keep(&report);
-        Ok(Outcome {
-            served: report.summary.served,
-            // Less the attacker's own thread.
-            threads: threads_during.saturating_sub(threads_before + 1),
-            bytes: rss_during.saturating_sub(rss_before),
-            background: report.background,
-        })
-    });
+    let measured = attack::start(server.addr(), &background)
+        .map_err(SimError::from)
+        .and_then(|attack| {
+            let scenario = Scenario::get(FOREGROUND, "/", Duration::from_secs(1), Duration::ZERO);
+            let ran = crate::measure::run_in_process(&server, &env.scenario(&scenario), env.record);
+            // Read while the attackers are still held: what they cost the server.
+            let (rss_during, threads_during) = process_figures();
+            let ledgers = attack.stop();
+            let mut report = ran?;
+            report.background = ledgers;
+            env.keep(&report);
+            Ok(Outcome {
+                served: report.summary.served,
+                // Less the attacker's own thread.
+                threads: threads_during.saturating_sub(threads_before + 1),
+                bytes: rss_during.saturating_sub(rss_before),
+                background: report.background,
+            })
+        });
     stop(server)?;
     measured
 }

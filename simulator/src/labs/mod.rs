@@ -32,15 +32,16 @@ use server_core::queue::{self, QueueKind};
 use server_core::Snapshot;
 use server_core::{RunningServer, ServerArgs};
 
+use crate::measure;
 use crate::report::Report;
-use crate::run;
-use crate::scenario::{DeadlineClock, Engine, Load, RequestSpec, Scenario};
 use crate::servers::Servers;
 use crate::target::{self, ServerInfo};
-use crate::units::human_us;
 use crate::SimError;
+use loadgen::scenario::{DeadlineClock, Engine, Load, RequestSpec, Scenario};
+use loadgen::units::human_us;
 
 /// How a lab is run.
+#[derive(Debug)]
 pub struct LabEnv {
     /// Lecture seconds to real seconds.
     pub scale: f64,
@@ -71,12 +72,10 @@ impl LabEnv {
 
     /// `scenario` as this lab run runs it (on its engine).
     pub fn scenario(&self, scenario: &Scenario) -> Scenario {
-        let mut scenario = match scenario.load {
+        match scenario.load {
             Load::Rate(_) => scenario.clone(),
             _ => scenario.clone().on(self.engine),
-        };
-        scenario.watch_server = self.record;
-        scenario
+        }
     }
 
     /// Keeps `report` for the lab's HTML report, when one was asked for.
@@ -107,6 +106,7 @@ pub struct Check {
 }
 
 /// A lab: its number, title, sheet, and how to run it.
+#[derive(Debug)]
 pub struct Lab {
     pub id: u32,
     pub title: &'static str,
@@ -295,42 +295,6 @@ pub fn find(id: u32) -> Result<Lab, SimError> {
     })
 }
 
-/// The printed result of a lab.
-pub fn to_text(lab: &Lab, env: &LabEnv, checks: &[Check]) -> String {
-    let mut out = format!(
-        "lab {}: {} (scale {}: one lecture second = {})\nsheet: {}\n\n",
-        lab.id,
-        lab.title,
-        env.scale,
-        humantime::format_duration(Duration::from_millis((1000.0 * env.scale).round() as u64)),
-        lab.sheet
-    );
-    for check in checks {
-        let _ = writeln!(
-            out,
-            "{} {}\n    measured: {}\n    expected: {}",
-            if check.agrees { "ok  " } else { "FAIL" },
-            check.what,
-            check.measured,
-            check.expected
-        );
-    }
-    let failed = checks.iter().filter(|c| !c.agrees).count();
-    let _ = writeln!(
-        out,
-        "\n{}",
-        if failed == 0 {
-            format!("all {} checks agree with the expected result", checks.len())
-        } else {
-            format!(
-                "{failed} of {} checks DISAGREE with the expected result",
-                checks.len()
-            )
-        }
-    );
-    out
-}
-
 /// A check of a number against an expectation.
 fn check(
     what: impl Into<String>,
@@ -366,7 +330,13 @@ fn measure(
                 running.as_deref().unwrap_or("something that is not servelab")
             )));
         }
-        let report = run::run(addr, target, &env.scenario(scenario), info.as_ref())?;
+        let report = measure::run(
+            addr,
+            target,
+            &env.scenario(scenario),
+            info.as_ref(),
+            env.record,
+        )?;
         env.keep(&report);
         let stats = target::probe(addr, target)?
             .map(|i| i.snapshot)
@@ -397,7 +367,7 @@ fn process_figures() -> (u64, u64) {
 
 /// Stops an in-process server of a lab.
 fn stop(server: RunningServer) -> Result<(), SimError> {
-    server.stop().map_err(|e| SimError::Server(e.to_string()))
+    server.stop().map_err(SimError::server)
 }
 
 fn run_against(
@@ -405,7 +375,7 @@ fn run_against(
     server: &RunningServer,
     scenario: &Scenario,
 ) -> Result<(Report, Snapshot), SimError> {
-    let report = run::run_in_process(server, &env.scenario(scenario))?;
+    let report = measure::run_in_process(server, &env.scenario(scenario), env.record)?;
     env.keep(&report);
     Ok((report, server.context().snapshot()))
 }
@@ -418,7 +388,7 @@ fn answers(report: &Report) -> String {
         .iter()
         .filter_map(|c| {
             c.complete_us
-                .map(|t| (t, c.outcome == crate::outcome::Outcome::Served))
+                .map(|t| (t, c.outcome == loadgen::outcome::Outcome::Served))
         })
         .collect();
     times.sort_unstable();

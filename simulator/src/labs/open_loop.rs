@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 
 use super::event_loop::{calibrated_prime, factorise_after};
 use super::*;
-use crate::scenario::{Arrivals, OpenLoop, WhenBusy};
-use crate::sweep::{self, SweepSpec};
-use crate::units::micros;
+use crate::measure::sweep::{self, SweepSpec};
+use loadgen::scenario::{Arrivals, OpenLoop, WhenBusy};
+use loadgen::units::micros;
 
 /// A pool of 4 workers with keep-alive off: each response closes its connection, so a
 /// worker serves one request at a time, not one client for as long as it stays: four
@@ -162,7 +162,7 @@ pub(super) fn lab14(env: &LabEnv) -> Result<Vec<Check>, SimError> {
         let result = run_against(env, &server, &scenario);
         let heavy = heavy
             .join()
-            .map_err(|_| SimError::Threads("the heavy client panicked".into()))?;
+            .map_err(|_| SimError::Panicked("the heavy client"))?;
         stop(server)?;
         let (report, _) = result?;
         let took = micros(heavy?);
@@ -233,7 +233,7 @@ pub(super) fn lab15(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     ] {
         let report = sweep::sweep_in_process(&flags, &spec(connections, Vec::new()))?
             .pop()
-            .ok_or_else(|| SimError::Server(format!("{arch} was not swept")))?;
+            .ok_or_else(|| SimError::Lab(format!("{arch} was not swept")))?;
         let ratio = match (report.knee_per_second, report.predicted_per_second) {
             (Some(k), Some(p)) => k / p,
             _ => 0.0,
@@ -260,7 +260,7 @@ pub(super) fn lab15(env: &LabEnv) -> Result<Vec<Check>, SimError> {
         &spec(8, vec![50.0, 100.0]),
     )?
     .pop()
-    .ok_or_else(|| SimError::Server("prefork-pool was not swept".into()))?;
+    .ok_or_else(|| SimError::Lab("prefork-pool was not swept".into()))?;
     let best = report.steps.iter().map(|s| s.in_time).fold(0.0, f64::max);
     checks.push(check(
         "sweep of prefork-pool over 8 connections at 50 and 100 requests/s, far below its 200/s",

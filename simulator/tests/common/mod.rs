@@ -10,7 +10,7 @@ macro_rules! on_both_engines {
             $(
                 #[test]
                 fn $name() {
-                    super::$name(simulator::scenario::Engine::Events)
+                    super::$name(loadgen::scenario::Engine::Events)
                 }
             )*
         }
@@ -18,7 +18,7 @@ macro_rules! on_both_engines {
             $(
                 #[test]
                 fn $name() {
-                    super::$name(simulator::scenario::Engine::Threads)
+                    super::$name(loadgen::scenario::Engine::Threads)
                 }
             )*
         }

@@ -1,0 +1,161 @@
+//! The open-loop schedule: when each request is due, and what happens to one that finds
+//! every connection busy.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::outcome::Outcome;
+use crate::scenario::{Arrivals, OpenLoop, WhenBusy};
+use crate::tally::Tally;
+
+/// The open-loop schedule of one engine thread: when its requests are due, and the queue
+/// of those waiting for a connection.
+///
+/// Each thread carries its own share of the run's `N` connections (connection `c`, from 0,
+/// belongs to thread `c mod T`; in a shard, among the shard's connections), so it carries
+/// the same share of the rate. With constant arrivals the run's schedule is one sequence,
+/// request `i` due at `i/R`, and request `i` goes to the thread that owns connection
+/// `i mod N`: a thread takes the requests whose `i mod N` is one of its connections, so the
+/// threads of every shard together send exactly the one-process schedule. With Poisson
+/// arrivals each thread draws its own process at its share of the rate, `R × n_t / N` (the
+/// sum of independent Poisson processes is a Poisson process of the summed rate), seeded by
+/// its first connection, so that no two threads in any shard draw the same process.
+pub(super) struct Dispatcher {
+    start: Instant,
+    pub(super) end: Instant,
+    timeout: Duration,
+    arrivals: Arrivals,
+    when_busy: WhenBusy,
+    /// The whole run's rate.
+    rate: f64,
+    /// The run's connections, and this thread's: the residues `i mod N` it takes.
+    connections: u64,
+    mine: Vec<u64>,
+    /// How many requests this thread has scheduled so far.
+    scheduled: u64,
+    /// The run's end has been handled: the idle connections were let go.
+    pub(super) ended: bool,
+    /// When the next request is due (at or after `end`: none).
+    next: Instant,
+    rng: SmallRng,
+    /// Requests due but waiting for a free connection (`--when-busy queue`), oldest
+    /// first, by when they were due. Unbounded in count, but bounded in time: a request
+    /// leaves it when its deadline passes.
+    pub(super) queue: VecDeque<Instant>,
+}
+
+impl Dispatcher {
+    pub(super) fn new(
+        open: OpenLoop,
+        start: Instant,
+        timeout: Duration,
+        mine: Vec<u64>,
+        connections: usize,
+    ) -> Self {
+        let connections = connections.max(1) as u64;
+        let first = mine.first().copied().unwrap_or(0);
+        let mut d = Dispatcher {
+            start,
+            end: start + open.duration,
+            timeout,
+            arrivals: open.arrivals,
+            when_busy: open.when_busy,
+            rate: open.rate.max(1e-9),
+            connections,
+            mine,
+            scheduled: 0,
+            ended: false,
+            next: start,
+            rng: SmallRng::seed_from_u64(open.seed.wrapping_add(first)),
+            queue: VecDeque::new(),
+        };
+        d.next = match d.arrivals {
+            Arrivals::Constant => d.constant_due(0),
+            Arrivals::Poisson => start + d.gap(),
+        };
+        d
+    }
+
+    /// Constant arrivals: when this thread's `k`-th request is due.
+    fn constant_due(&self, k: u64) -> Instant {
+        let share = self.mine.len().max(1) as u64;
+        let i = (k / share) * self.connections
+            + self.mine.get((k % share) as usize).copied().unwrap_or(0);
+        self.start + secs(i as f64 / self.rate)
+    }
+
+    /// Poisson arrivals: an exponential gap of mean `N / (R × n_t)`.
+    fn gap(&mut self) -> Duration {
+        let u: f64 = self.rng.random();
+        let share = self.rate * self.mine.len() as f64 / self.connections as f64;
+        secs(-(1.0 - u).ln() / share.max(1e-9))
+    }
+
+    /// The next request due by `now`, if any (none at or after the end).
+    pub(super) fn next_due(&mut self, now: Instant) -> Option<Instant> {
+        if self.next > now || self.next >= self.end {
+            return None;
+        }
+        let due = self.next;
+        self.scheduled += 1;
+        self.next = match self.arrivals {
+            Arrivals::Constant => self.constant_due(self.scheduled),
+            Arrivals::Poisson => due + self.gap(),
+        };
+        Some(due)
+    }
+
+    /// When a queued request due at `due` gives up: its deadline, unless the run ends
+    /// first (it is then unfinished, not late).
+    fn gives_up(&self, due: Instant) -> Option<Instant> {
+        let deadline = due + self.timeout;
+        (deadline < self.end).then_some(deadline)
+    }
+
+    /// The next moment the dispatcher needs the loop awake: the next due request, a
+    /// queued request's deadline, or the end of the run.
+    pub(super) fn next_moment(&self) -> Option<Instant> {
+        let due = (self.next < self.end).then_some(self.next);
+        let queued = self.queue.front().and_then(|due| self.gives_up(*due));
+        let end = (!self.ended).then_some(self.end);
+        [due, queued, end].into_iter().flatten().min()
+    }
+
+    /// A request due at `due` found every connection busy.
+    pub(super) fn busy(&mut self, due: Instant, tally: &mut Tally) {
+        match self.when_busy {
+            WhenBusy::Queue => {
+                tally.queued();
+                self.queue.push_back(due);
+            }
+            WhenBusy::Drop => tally.dropped(due),
+        }
+    }
+
+    /// Queued requests whose deadline has passed give up: counted over the deadline,
+    /// never sent.
+    pub(super) fn expire_queued(&mut self, now: Instant, tally: &mut Tally) {
+        while let Some(&due) = self.queue.front() {
+            match self.gives_up(due) {
+                Some(deadline) if deadline <= now => {
+                    self.queue.pop_front();
+                    tally.failed(Outcome::ServiceTimeout, due, None, now);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// The oldest queued request that can still meet its deadline.
+    pub(super) fn take_queued(&mut self, now: Instant, tally: &mut Tally) -> Option<Instant> {
+        self.expire_queued(now, tally);
+        self.queue.pop_front()
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+}

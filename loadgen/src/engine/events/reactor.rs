@@ -1,0 +1,647 @@
+//! One engine thread's loop: its clients' sockets, their timers, and what each socket is
+//! ready for. See the parent module for the loop as a whole.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io::{self, ErrorKind, Read, Write};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use super::alarm::Alarm;
+use super::dispatcher::Dispatcher;
+use super::{ALARM, READ_BUFFER, WAKE};
+use crate::client::{Client, Event, Plan, Step};
+use crate::engine::{Abort, CONNECT_RETRY};
+use crate::http::{Reply, ResponseReader};
+use crate::outcome::{Failure, Outcome};
+use crate::tally::Tally;
+use crate::Error;
+
+/// What a slot's socket is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Io {
+    /// No step in progress on the socket (between steps, or no socket).
+    Free,
+    Connecting,
+    /// Writing the request; the rest is in `unsent`.
+    Sending,
+    /// Reading the response.
+    Receiving,
+    /// Holding the connection idle until the deadline.
+    Holding,
+    /// Open loop: waiting for the dispatcher.
+    Idle,
+    /// A connect failed at once; the client tries again when the deadline passes, not in
+    /// a tight loop.
+    Backoff,
+    Done,
+}
+
+/// One client and its socket.
+struct Slot {
+    client: Client,
+    stream: Option<TcpStream>,
+    io: Io,
+    reader: ResponseReader,
+    /// When the step in progress gives up (or the hold ends).
+    deadline: Option<Instant>,
+    /// The moment of this slot's live entry in the timer heap, if it has one.
+    scheduled: Option<Instant>,
+    /// The socket has data (or a close) we have not read yet.
+    readable: bool,
+    /// The socket can take more bytes.
+    writable: bool,
+    /// The server has closed its side: after the data still queued, a read returns 0.
+    /// (Its edge has been delivered, so a short read cannot be taken to mean "drained".)
+    peer_closed: bool,
+    /// Bytes of the request the socket has not taken yet.
+    unsent: Vec<u8>,
+    /// When the first byte of the response in progress arrived.
+    first_byte: Option<Instant>,
+}
+
+impl Slot {
+    fn new(client: Client) -> Slot {
+        Slot {
+            client,
+            stream: None,
+            io: Io::Free,
+            reader: ResponseReader::new(),
+            deadline: None,
+            scheduled: None,
+            readable: false,
+            writable: false,
+            peer_closed: false,
+            unsent: Vec::new(),
+            first_byte: None,
+        }
+    }
+
+    /// Closes the socket (the kernel removes it from the poll).
+    fn close(&mut self) {
+        self.stream = None;
+        self.readable = false;
+        self.writable = false;
+        self.peer_closed = false;
+        self.unsent.clear();
+        self.reader = ResponseReader::new();
+    }
+}
+
+/// One engine thread's state.
+pub(super) struct Reactor<'p> {
+    plan: &'p Plan,
+    slots: Vec<Slot>,
+    /// Clients not yet done.
+    live: usize,
+    poll: Poll,
+    /// Pending moments, nearest first: (when, slot).
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// The thread's read buffer: every read lands here and goes straight to a response
+    /// reader, which keeps nothing of a complete response.
+    buf: Box<[u8]>,
+    /// Open loop: the schedule of requests and the queue of those waiting for a
+    /// connection.
+    dispatcher: Option<Dispatcher>,
+    /// Open loop: slots whose connection waits for a request, longest-waiting first, so
+    /// that requests go round the pool as wrk2 spreads them, rather than to the same few
+    /// connections.
+    idle: VecDeque<usize>,
+    /// Open loop: a timer with microsecond resolution for the next due request (`poll`
+    /// alone wakes only to the millisecond).
+    alarm: Option<Alarm>,
+}
+
+/// A failure the run cannot go on after: the simulator's own, not the server's.
+type Fatal = Error;
+
+impl<'p> Reactor<'p> {
+    /// The loop of one engine thread, for `clients`, waiting on `poll`. Open loops pass the
+    /// thread's share of the schedule.
+    pub(super) fn new(
+        plan: &'p Plan,
+        clients: Vec<Client>,
+        poll: Poll,
+        dispatcher: Option<Dispatcher>,
+    ) -> Result<Reactor<'p>, Error> {
+        let alarm = match dispatcher {
+            Some(_) => Some(Alarm::new(poll.registry()).map_err(|source| Error::RanOut {
+                doing: "the engine could not create its timer",
+                source,
+            })?),
+            None => None,
+        };
+        Ok(Reactor {
+            plan,
+            live: clients.len(),
+            slots: clients.into_iter().map(Slot::new).collect(),
+            poll,
+            timers: BinaryHeap::new(),
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            alarm,
+            dispatcher,
+            idle: VecDeque::new(),
+        })
+    }
+
+    /// The clients' records, once the loop has run.
+    pub(super) fn into_records(self) -> Vec<crate::record::ClientRecord> {
+        self.slots.into_iter().map(|s| s.client.record).collect()
+    }
+
+    /// Runs the loop until every client is done (or the run is aborted).
+    pub(super) fn run(&mut self, tally: &mut Tally, abort: &Abort) -> Result<(), Fatal> {
+        let mut events = Events::with_capacity(1024);
+        for i in 0..self.slots.len() {
+            self.advance(i, None, Instant::now(), tally)?;
+        }
+        while self.live > 0 {
+            let now = Instant::now();
+            // Wakes at least once a second, so that the time series moves on even while
+            // this thread's clients all wait.
+            let next = self.next_moment().map(|at| at.min(tally.next_second()));
+            let timeout = next.map(|at| at.saturating_duration_since(now));
+            if let (Some(alarm), Some(at)) = (self.alarm.as_mut(), next) {
+                // The alarm wakes the poll to the microsecond; poll's own timeout (rounded
+                // up to the millisecond) stays as a backstop.
+                alarm
+                    .set(at.saturating_duration_since(now))
+                    .map_err(|source| Error::RanOut {
+                        doing: "the engine could not set its timer",
+                        source,
+                    })?;
+            }
+            // Sleeps until a socket is ready, the nearest timer or due request (mio rounds
+            // the timeout up to a millisecond), or the coordinator's waker.
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::RanOut {
+                    doing: "the engine's poll failed",
+                    source: e,
+                });
+            }
+            if abort.is_raised() {
+                return Ok(());
+            }
+            for event in events.iter() {
+                if event.token() == WAKE {
+                    continue;
+                }
+                if event.token() == ALARM {
+                    if let Some(alarm) = self.alarm.as_mut() {
+                        alarm.acknowledge();
+                    }
+                    continue;
+                }
+                // The clock is read for every event: handling a thousand events takes a
+                // while, and each response's time must be its own.
+                let now = Instant::now();
+                let i = event.token().0;
+                let Some(slot) = self.slots.get_mut(i) else {
+                    continue;
+                };
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    slot.readable = true;
+                }
+                if event.is_read_closed() || event.is_error() {
+                    slot.peer_closed = true;
+                }
+                if event.is_writable() || event.is_write_closed() || event.is_error() {
+                    slot.writable = true;
+                }
+                let happened = self.progress(i, now);
+                self.advance(i, happened, now, tally)?;
+            }
+            let now = Instant::now();
+            self.expire(now, tally)?;
+            self.dispatch(now, tally)?;
+            tally.tick(now);
+        }
+        // Requests still waiting for a connection when the run ended.
+        if let Some(dispatcher) = &mut self.dispatcher {
+            for _ in dispatcher.queue.drain(..) {
+                tally.unfinished();
+            }
+        }
+        Ok(())
+    }
+
+    /// The nearest moment the loop must wake for without a socket event.
+    fn next_moment(&self) -> Option<Instant> {
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        let due = self.dispatcher.as_ref().and_then(Dispatcher::next_moment);
+        match (timer, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sets slot `i`'s deadline, pushing a timer unless an earlier one is already in the
+    /// heap.
+    fn set_deadline(&mut self, i: usize, at: Instant) {
+        let slot = &mut self.slots[i];
+        slot.deadline = Some(at);
+        if slot.scheduled.is_none_or(|s| at < s) {
+            slot.scheduled = Some(at);
+            self.timers.push(Reverse((at, i)));
+        }
+    }
+
+    /// Does what slot `i`'s socket is ready for, and returns what happened to the client's
+    /// step, if it ended.
+    fn progress(&mut self, i: usize, now: Instant) -> Option<Event> {
+        let slot = &mut self.slots[i];
+        match slot.io {
+            Io::Connecting if slot.writable => connected(slot, self.plan),
+            Io::Sending if slot.writable => {
+                if let Err(failure) = write(slot) {
+                    return Some(Event::Failed(failure));
+                }
+                if slot.io == Io::Receiving {
+                    receive(slot, &mut self.buf, now)
+                } else {
+                    None
+                }
+            }
+            Io::Receiving if slot.readable => receive(slot, &mut self.buf, now),
+            Io::Holding | Io::Idle | Io::Free if slot.readable => {
+                if drain(slot, &mut self.buf) {
+                    // The server closed the idle connection.
+                    slot.close();
+                    slot.client.disconnected();
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Tells slot `i`'s client what `happened` (if anything), then does its next steps
+    /// until one has to wait for the network, a timer, or the dispatcher.
+    fn advance(
+        &mut self,
+        i: usize,
+        mut happened: Option<Event>,
+        now: Instant,
+        tally: &mut Tally,
+    ) -> Result<(), Fatal> {
+        let plan = self.plan;
+        // A connect that failed at once is tried again only after a pause.
+        let mut retry_later = false;
+        loop {
+            if let Some(event) = happened.take() {
+                let slot = &mut self.slots[i];
+                if matches!(event, Event::Failed(_)) {
+                    slot.close();
+                }
+                slot.io = Io::Free;
+                slot.deadline = None;
+                slot.client.on(plan, event, now, tally);
+                if retry_later && !slot.client.is_done() {
+                    slot.io = Io::Backoff;
+                    self.set_deadline(i, now + CONNECT_RETRY);
+                    return Ok(());
+                }
+            } else if self.slots[i].io != Io::Free {
+                // The step in progress goes on.
+                return Ok(());
+            }
+            // The client's next step: each either starts something the loop waits for
+            // (and returns nothing), or ends at once with an event for the client.
+            happened = match self.slots[i].client.next(plan, now, tally) {
+                Step::Connect { deadline } => {
+                    let failed = self.connect(i, deadline)?;
+                    retry_later = failed.is_some();
+                    failed
+                }
+                Step::Exchange {
+                    deadline,
+                    want_thread,
+                } => self.exchange(i, deadline, want_thread, now),
+                Step::Hold { until } => {
+                    self.slots[i].io = Io::Holding;
+                    self.set_deadline(i, until);
+                    None
+                }
+                Step::Idle => {
+                    self.idle(i, now, tally);
+                    None
+                }
+                Step::Done => {
+                    let slot = &mut self.slots[i];
+                    slot.close();
+                    slot.io = Io::Done;
+                    slot.deadline = None;
+                    self.live -= 1;
+                    return Ok(());
+                }
+            };
+        }
+    }
+
+    /// Starts a non-blocking connect for slot `i`, to give up at `deadline`. Returns the
+    /// failure if it failed at once; an error if the simulator itself ran out of something.
+    fn connect(&mut self, i: usize, deadline: Instant) -> Result<Option<Event>, Fatal> {
+        let plan = self.plan;
+        let slot = &mut self.slots[i];
+        slot.close();
+        let mut stream = match TcpStream::connect(plan.addr) {
+            Ok(stream) => stream,
+            Err(e) => {
+                let mut failure = Failure::from_connect(&e, plan.addr);
+                return match failure.fatal.take() {
+                    Some(fatal) => Err(fatal),
+                    None => Ok(Some(Event::Failed(failure))),
+                };
+            }
+        };
+        // Small requests must leave at once, not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        self.poll
+            .registry()
+            .register(
+                &mut stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|source| Error::RanOut {
+                doing: "the engine could not watch another socket",
+                source,
+            })?;
+        slot.stream = Some(stream);
+        slot.io = Io::Connecting;
+        self.set_deadline(i, deadline);
+        Ok(None)
+    }
+
+    /// Sends slot `i`'s request and reads what has already arrived of the response, to
+    /// give up at `deadline`. Returns the step's end if it ended at once.
+    fn exchange(
+        &mut self,
+        i: usize,
+        deadline: Instant,
+        want_thread: bool,
+        now: Instant,
+    ) -> Option<Event> {
+        let plan = self.plan;
+        let slot = &mut self.slots[i];
+        slot.reader
+            .expect(plan.scenario.request.is_head(), want_thread);
+        slot.first_byte = None;
+        slot.unsent.clear();
+        slot.unsent.extend_from_slice(slot.client.request(plan));
+        slot.io = Io::Sending;
+        self.set_deadline(i, deadline);
+        let slot = &mut self.slots[i];
+        match write(slot) {
+            Err(failure) => Some(Event::Failed(failure)),
+            Ok(()) if slot.io == Io::Receiving => receive(slot, &mut self.buf, now),
+            Ok(()) => None,
+        }
+    }
+
+    /// Open loop: slot `i`'s connection is free. It takes the oldest queued request, or
+    /// waits in the idle line for the dispatcher.
+    fn idle(&mut self, i: usize, now: Instant, tally: &mut Tally) {
+        let queued = self
+            .dispatcher
+            .as_mut()
+            .and_then(|d| d.take_queued(now, tally));
+        match queued {
+            Some(due) => self.slots[i].client.assign(due),
+            None => {
+                self.slots[i].io = Io::Idle;
+                self.idle.push_back(i);
+            }
+        }
+    }
+
+    /// Fires every timer that has passed.
+    fn expire(&mut self, now: Instant, tally: &mut Tally) -> Result<(), Fatal> {
+        while let Some(&Reverse((at, i))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let slot = &mut self.slots[i];
+            if slot.scheduled != Some(at) {
+                // Stale: the slot has an earlier entry, which fired already.
+                continue;
+            }
+            slot.scheduled = None;
+            match slot.deadline {
+                Some(deadline) if deadline <= now => {
+                    let happened = match slot.io {
+                        Io::Connecting => Some(Event::Failed(Failure::not_connected())),
+                        Io::Sending | Io::Receiving => Some(Event::Failed(Failure::no_answer())),
+                        Io::Holding => Some(Event::Held),
+                        Io::Backoff => {
+                            slot.io = Io::Free;
+                            slot.deadline = None;
+                            None
+                        }
+                        _ => continue,
+                    };
+                    self.advance(i, happened, now, tally)?;
+                }
+                Some(later) => {
+                    // The deadline moved on since this entry was pushed.
+                    slot.scheduled = Some(later);
+                    self.timers.push(Reverse((later, i)));
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Open loop: hands every request now due to an idle connection, or queues (or
+    /// drops) it; at the end of the run, lets the idle connections finish.
+    fn dispatch(&mut self, now: Instant, tally: &mut Tally) -> Result<(), Fatal> {
+        let Some(dispatcher) = self.dispatcher.as_mut() else {
+            return Ok(());
+        };
+        dispatcher.expire_queued(now, tally);
+        while let Some(due) = self.dispatcher.as_mut().and_then(|d| d.next_due(now)) {
+            tally.due();
+            match self.pop_idle() {
+                Some(i) => {
+                    tally.lag(due, now);
+                    self.slots[i].client.assign(due);
+                    self.slots[i].io = Io::Free;
+                    self.advance(i, None, now, tally)?;
+                }
+                None => {
+                    if let Some(d) = self.dispatcher.as_mut() {
+                        d.busy(due, tally);
+                    }
+                }
+            }
+        }
+        let ended = match self.dispatcher.as_mut() {
+            Some(d) if now >= d.end => {
+                d.ended = true;
+                true
+            }
+            _ => false,
+        };
+        if ended {
+            while let Some(i) = self.pop_idle() {
+                self.slots[i].io = Io::Free;
+                self.advance(i, None, now, tally)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An idle connection, if there is one.
+    fn pop_idle(&mut self) -> Option<usize> {
+        while let Some(i) = self.idle.pop_front() {
+            if self.slots[i].io == Io::Idle {
+                return Some(i);
+            }
+        }
+        None
+    }
+}
+
+/// A connecting socket became writable: did the handshake complete?
+fn connected(slot: &mut Slot, plan: &Plan) -> Option<Event> {
+    let stream = slot.stream.as_ref()?;
+    let failed = |e: &io::Error| Some(Event::Failed(Failure::from_connect(e, plan.addr)));
+    match stream.take_error() {
+        Ok(Some(e)) | Err(e) => return failed(&e),
+        Ok(None) => {}
+    }
+    match stream.peer_addr() {
+        Ok(_) => Some(Event::Connected),
+        // Not yet: a spurious wake-up.
+        Err(e) if e.kind() == ErrorKind::NotConnected => {
+            slot.writable = false;
+            None
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+/// Writes what the socket takes of the request; moves on to receiving once all is sent.
+fn write(slot: &mut Slot) -> Result<(), Failure> {
+    let Some(stream) = slot.stream.as_mut() else {
+        return Err(Failure::new(Outcome::Reset, "no connection to send on"));
+    };
+    while !slot.unsent.is_empty() {
+        match stream.write(&slot.unsent) {
+            Ok(0) => {
+                return Err(Failure::new(
+                    Outcome::Reset,
+                    "the connection took no more bytes",
+                ))
+            }
+            Ok(n) => {
+                slot.unsent.drain(..n);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                slot.writable = false;
+                return Ok(());
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(Failure::from_io(&e, "sending the request")),
+        }
+    }
+    slot.io = Io::Receiving;
+    Ok(())
+}
+
+/// Once the request is sent: the response, if what the reader holds already completes it
+/// (the server answered early, or sent two answers at once), else whatever the socket has.
+fn receive(slot: &mut Slot, buf: &mut [u8], now: Instant) -> Option<Event> {
+    if slot.reader.has_pending() {
+        slot.first_byte.get_or_insert(now);
+        match slot.reader.poll() {
+            Ok(Some(response)) => return Some(replied(slot, response, now)),
+            Ok(None) => {}
+            Err(failure) => return Some(Event::Failed(failure)),
+        }
+    }
+    if slot.readable {
+        read(slot, buf, now)
+    } else {
+        None
+    }
+}
+
+/// Reads what the socket has into the response reader; returns the step's end if the
+/// response is complete (or the connection failed).
+fn read(slot: &mut Slot, buf: &mut [u8], now: Instant) -> Option<Event> {
+    loop {
+        let stream = slot.stream.as_mut()?;
+        match stream.read(buf) {
+            Ok(0) => {
+                slot.readable = false;
+                return Some(match slot.reader.closed() {
+                    Ok(response) => replied(slot, response, now),
+                    Err(failure) => Event::Failed(failure),
+                });
+            }
+            Ok(n) => {
+                slot.first_byte.get_or_insert(now);
+                if n < buf.len() && !slot.peer_closed {
+                    // A short read drained the socket: the next data brings a new event.
+                    slot.readable = false;
+                }
+                match slot.reader.feed(&buf[..n]) {
+                    Ok(Some(response)) => return Some(replied(slot, response, now)),
+                    Ok(None) if !slot.readable => return None,
+                    Ok(None) => {}
+                    Err(failure) => return Some(Event::Failed(failure)),
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                slot.readable = false;
+                return None;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Some(Event::Failed(Failure::from_io(&e, "reading the response"))),
+        }
+    }
+}
+
+/// The client's event for a complete response. A server that closed its side after the
+/// response (without saying so) cannot take another request either.
+fn replied(slot: &Slot, response: crate::http::Response, now: Instant) -> Event {
+    Event::Replied(Reply {
+        status: response.status,
+        first_byte: slot.first_byte.unwrap_or(now),
+        server_thread: response.server_thread,
+        close: response.close || slot.peer_closed,
+    })
+}
+
+/// Reads and discards what arrives on an idle connection; returns whether the server
+/// closed it.
+fn drain(slot: &mut Slot, buf: &mut [u8]) -> bool {
+    let Some(stream) = slot.stream.as_mut() else {
+        slot.readable = false;
+        return false;
+    };
+    loop {
+        match stream.read(buf) {
+            Ok(0) => return true,
+            Ok(n) if n < buf.len() && !slot.peer_closed => {
+                slot.readable = false;
+                return false;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                slot.readable = false;
+                return false;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The thread-per-client engine: the lecture's simulator.
+//!
+//! Every client is a thread of its own (`client-1` … `client-N`) with a blocking socket.
+//! All of them wait at a [`StartGate`] until every thread exists, then start together.
+//! From then on each asks its [`Client`] what to do and does it with a blocking call:
+//! `connect`, `write` and `read` bounded by what is left of the step's deadline, `sleep`
+//! for a hold. So a client never waits past its deadline, and a load run never past its
+//! end.
+//!
+//! This is the simplest model to read and the one the lecture draws, but each client costs
+//! a thread (and its stack, and a context switch per wake-up); the event-driven engine
+//! ([`super::events`]) runs the same clients on a few threads. The clients share one
+//! [`Tally`] behind a mutex, held only while a client decides its next step or records
+//! what happened.
+
+use std::io;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::client::{Client, Event, Plan, Step};
+use crate::gate::StartGate;
+use crate::http::Connection;
+use crate::outcome::{Failure, Outcome};
+use crate::record::{ClientRecord, Finished};
+use crate::scenario::Load;
+use crate::tally::{Live, Series, Tally};
+use crate::units::micros;
+use crate::Error;
+
+use super::{Abort, Monitor, Watch};
+
+/// A client's whole life, to run on its own thread.
+pub type ClientJob = Box<dyn FnOnce() -> ClientRecord + Send>;
+
+/// Starts a thread named `name` running `job`.
+pub type Spawner<'a> = &'a mut dyn FnMut(String, ClientJob) -> io::Result<JoinHandle<ClientRecord>>;
+
+/// The spawner of real runs: a thread with a small stack (a client needs little).
+pub fn spawn(name: String, job: ClientJob) -> io::Result<JoinHandle<ClientRecord>> {
+    std::thread::Builder::new()
+        .name(name)
+        .stack_size(256 * 1024)
+        .spawn(job)
+}
+
+/// What every client thread shares: the plan, the gate they start behind, and what they
+/// count into.
+struct Shared {
+    plan: Plan,
+    gate: StartGate,
+    abort: Abort,
+    series: Arc<Series>,
+    live: Arc<Live>,
+    /// The one tally of the run, created by the first client to start (it needs the common
+    /// start). Shared because every client counts its requests in it; locked only for the
+    /// few hundred nanoseconds a client spends deciding or recording.
+    tally: Mutex<Option<Tally>>,
+}
+
+impl Shared {
+    /// Runs `f` on the run's tally.
+    fn with_tally<R>(&self, start: Instant, f: impl FnOnce(&mut Tally) -> R) -> R {
+        let mut tally = self.tally.lock();
+        let tally = tally.get_or_insert_with(|| {
+            Tally::new(
+                start,
+                micros(self.plan.scenario.timeout),
+                Arc::clone(&self.series),
+                Arc::clone(&self.live),
+                0,
+            )
+        });
+        f(tally)
+    }
+}
+
+/// Runs `plan` with a thread per client, started by `spawn` (a test can make it fail),
+/// with `monitor` watching.
+pub fn run(mut plan: Plan, spawn: Spawner, monitor: &mut dyn Monitor) -> Result<Finished, Error> {
+    if matches!(plan.scenario.load, Load::Rate(_)) {
+        return Err(Error::Invalid(
+            "open-loop runs (--rate) need the event-driven engine (--engine events)".into(),
+        ));
+    }
+    plan.thread_per_client = true;
+    // This process's clients: all of the run's, or its shard's share.
+    let own = plan.scenario.own_ids();
+    let clients = own.len();
+    let shared = Arc::new(Shared {
+        plan,
+        gate: StartGate::new(),
+        abort: Abort::default(),
+        series: Arc::new(Series::new(1)),
+        live: Arc::new(Live::new(1)),
+        tally: Mutex::new(None),
+    });
+    let (done, finished) = mpsc::channel();
+    let mut threads = Vec::with_capacity(clients);
+    for id in own {
+        let (mine, done) = (Arc::clone(&shared), done.clone());
+        let job: ClientJob = Box::new(move || {
+            let record = client_thread(id, &mine);
+            // The receiver outlives every client thread; a failed send only means the run
+            // was already given up.
+            let _ = done.send(());
+            record
+        });
+        match spawn(format!("client-{id}"), job) {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                // Releases the threads already waiting, so they return at once, and waits
+                // for them before reporting.
+                shared.gate.call_off();
+                for thread in threads {
+                    let _ = thread.join();
+                }
+                return Err(Error::Thread {
+                    what: format!("the system refused to start client {id} of {clients}"),
+                    source: e,
+                });
+            }
+        }
+    }
+    drop(done);
+    let (started_at, collected) = super::start_and_collect(
+        &shared.gate,
+        &shared.plan,
+        &finished,
+        clients,
+        Watch {
+            live: &shared.live,
+            abort: &shared.abort,
+            monitor,
+        },
+        // Each client checks the flag before its next step; its blocking call in progress
+        // is bounded by its deadline.
+        || {},
+    );
+    let mut records = Vec::with_capacity(clients);
+    let mut panicked = false;
+    for thread in threads {
+        // Each client has ended by itself (its channel message came first), or ends soon:
+        // every blocking call it makes is bounded.
+        match thread.join() {
+            Ok(record) => records.push(record),
+            Err(_) => panicked = true,
+        }
+    }
+    collected?;
+    if panicked {
+        return Err(Error::Panicked("a client thread"));
+    }
+    let mut tally = shared.tally.lock().take();
+    if let Some(t) = tally.as_mut() {
+        t.finish();
+    }
+    Ok(Finished::assemble(
+        records,
+        tally.into_iter().collect(),
+        &shared.series,
+        started_at,
+        clients,
+    ))
+}
+
+/// One client's thread: waits for the common start, then does what its client asks until
+/// it is done.
+fn client_thread(id: usize, shared: &Shared) -> ClientRecord {
+    // Waits until every client thread exists, so that all start together.
+    let Some(start) = shared.gate.wait() else {
+        return ClientRecord::new(id);
+    };
+    let plan = &shared.plan;
+    let mut client = Client::new(id, plan, start);
+    let mut conn: Option<Connection> = None;
+    // Scenario runs judge every step to the millisecond; load runs save the system call
+    // that would reset the read timeout before every read.
+    let exact = !plan.scenario.load.is_load();
+    let head_only = plan.scenario.request.is_head();
+    loop {
+        if shared.abort.is_raised() {
+            break;
+        }
+        // The clock is read before the lock: a wait for the lock is not the server's.
+        let now = Instant::now();
+        let step = shared.with_tally(start, |t| client.next(plan, now, t));
+        let connecting = matches!(step, Step::Connect { .. });
+        let event = match step {
+            Step::Connect { deadline } => {
+                conn = None;
+                // Blocks until connected, refused, or the deadline.
+                match Connection::open(plan.addr, deadline) {
+                    Ok(c) => {
+                        conn = Some(c);
+                        Event::Connected
+                    }
+                    Err(mut failure) if failure.fatal.is_some() => {
+                        if let Some(reason) = failure.fatal.take() {
+                            shared.abort.raise(reason);
+                        }
+                        Event::Failed(failure)
+                    }
+                    Err(failure) => Event::Failed(failure),
+                }
+            }
+            Step::Exchange {
+                deadline,
+                want_thread,
+            } => match conn.as_mut() {
+                // Blocks until the whole response is in, or the deadline.
+                Some(c) => match c.exchange(
+                    client.request(plan),
+                    deadline,
+                    exact,
+                    head_only,
+                    want_thread,
+                ) {
+                    Ok(reply) => Event::Replied(reply),
+                    Err(failure) => {
+                        conn = None;
+                        Event::Failed(failure)
+                    }
+                },
+                None => Event::Failed(Failure::new(Outcome::Reset, "no connection to send on")),
+            },
+            Step::Hold { until } => {
+                // Holds the connection open and idle, as the lecture's clients do.
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                Event::Held
+            }
+            // Open-loop runs are refused above; nothing else idles.
+            Step::Idle | Step::Done => break,
+        };
+        let failed = matches!(event, Event::Failed(_));
+        let now = Instant::now();
+        shared.with_tally(start, |t| client.on(plan, event, now, t));
+        if connecting && failed && !client.is_done() {
+            // A connect that failed at once is tried again only after a pause, as the
+            // event-driven engine does.
+            std::thread::sleep(super::CONNECT_RETRY);
+        }
+    }
+    drop(conn);
+    client.record
+}

@@ -1,0 +1,151 @@
+//! Measuring servers: a scenario against one server, or against several in turn.
+//!
+//! [`run_target`] is for a server that is already running somewhere (it resolves the name
+//! and probes the server first); [`run_in_process`] for a server this process started;
+//! [`run`] for an address whose server is already known; [`compare`] and
+//! [`compare_targets`] for several servers one after another. All of them hand the clients
+//! to `loadgen`'s engine, with the progress line watching, and turn what it measured into a
+//! [`Report`]. A scenario's background populations start before the clients and stop after
+//! them. With `watch`, the server's own `/stats` is sampled during the run ([`crate::watch`])
+//! for the HTML report's charts.
+
+pub mod sweep;
+
+use std::net::SocketAddr;
+
+use loadgen::attack::{self, Attack};
+use loadgen::client::Plan;
+use loadgen::engine::{self, threads::Spawner};
+use loadgen::record::Finished;
+use loadgen::Scenario;
+use server_core::RunningServer;
+
+use crate::progress::Progress;
+use crate::report::Report;
+use crate::servers::Servers;
+use crate::target::{self, ServerInfo};
+use crate::watch::{self, Source};
+use crate::SimError;
+
+/// Runs `scenario` against a server that is already running at `target` (host:port):
+/// resolves it, probes it (one sentence and an error if nothing listens there, before any
+/// load is sent; its `/stats` enables the prediction), and runs.
+pub fn run_target(target: &str, scenario: &Scenario, watch: bool) -> Result<Report, SimError> {
+    let addr = target::resolve(target)?;
+    let info = target::probe(addr, target)?;
+    run(addr, target, scenario, info.as_ref(), watch)
+}
+
+/// Runs `scenario` against `addr`. `info` (from [`target::probe`]) enables the
+/// prediction and, with `watch`, the sampling of the server's `/stats`.
+pub fn run(
+    addr: SocketAddr,
+    target: &str,
+    scenario: &Scenario,
+    info: Option<&ServerInfo>,
+    watch: bool,
+) -> Result<Report, SimError> {
+    let source = (watch && info.is_some()).then_some(Source::Remote { addr, target });
+    let plan = Plan::new(addr, target, scenario);
+    measured(plan, scenario, source, |finished| {
+        Report::new(target, info, scenario, finished)
+    })
+}
+
+/// Runs `scenario` against a server running in this process, whose `/stats` it reads
+/// directly. Such a server holds the other end of every connection in this process, which
+/// the check on open files counts.
+pub fn run_in_process(
+    server: &RunningServer,
+    scenario: &Scenario,
+    watch: bool,
+) -> Result<Report, SimError> {
+    let addr = server.addr();
+    let target = addr.to_string();
+    let info = ServerInfo::from(server.context().snapshot());
+    let mut plan = Plan::new(addr, &target, scenario);
+    plan.in_process = true;
+    let source = watch.then_some(Source::InProcess(server.context()));
+    measured(plan, scenario, source, |finished| {
+        Report::new(&target, Some(&info), scenario, finished)
+    })
+}
+
+/// Runs `plan` with the background populations around it and the server watched from
+/// `source`, and makes the report with `report`.
+fn measured(
+    plan: Plan,
+    scenario: &Scenario,
+    source: Option<Source<'_>>,
+    report: impl FnOnce(Finished) -> Report,
+) -> Result<Report, SimError> {
+    let attack = background(plan.addr, scenario)?;
+    let (finished, watched) = watch::during(source, || engine::run(plan, &mut Progress::default()));
+    let background = attack.map(Attack::stop).unwrap_or_default();
+    let mut report = report(finished?);
+    report.server_series = watched;
+    report.background = background;
+    Ok(report)
+}
+
+/// Starts the scenario's background populations, if it has any, and returns once they
+/// hold their connections.
+fn background(addr: SocketAddr, scenario: &Scenario) -> Result<Option<Attack>, SimError> {
+    if scenario.background.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(attack::start(addr, &scenario.background)?))
+}
+
+/// [`run`] on the thread-per-client engine, with the client threads started by `spawn`
+/// (a test can make it fail).
+pub fn run_with(
+    addr: SocketAddr,
+    target: &str,
+    scenario: &Scenario,
+    info: Option<&ServerInfo>,
+    spawn: Spawner,
+) -> Result<Report, SimError> {
+    let finished = engine::threads::run(Plan::new(addr, target, scenario), spawn, &mut ())?;
+    Ok(Report::new(target, info, scenario, finished))
+}
+
+/// Runs `scenario` against each architecture of `servers`, one after another.
+pub fn compare(
+    scenario: &Scenario,
+    servers: &Servers,
+    watch: bool,
+) -> Result<Vec<Report>, SimError> {
+    servers
+        .archs
+        .iter()
+        .map(|arch| run_one(arch, scenario, servers, watch))
+        .collect()
+}
+
+/// Runs `scenario` against servers that are already running, one after another: servers
+/// in containers, on other machines, or started by hand (see [`run_target`]).
+pub fn compare_targets(
+    scenario: &Scenario,
+    targets: &[String],
+    watch: bool,
+) -> Result<Vec<Report>, SimError> {
+    targets
+        .iter()
+        .map(|target| run_target(target, scenario, watch))
+        .collect()
+}
+
+/// Runs `scenario` against one in-process server of architecture `arch`.
+pub fn run_one(
+    arch: &str,
+    scenario: &Scenario,
+    servers: &Servers,
+    watch: bool,
+) -> Result<Report, SimError> {
+    let server = servers.start(arch, servers.server_args(scenario))?;
+    let report = run_in_process(&server, scenario, watch);
+    // Stops accepting, lets requests in flight finish, joins the server's threads.
+    server.stop().map_err(SimError::server)?;
+    report
+}
