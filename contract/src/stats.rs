@@ -42,6 +42,10 @@ pub struct Snapshot {
     /// The architecture's child processes, if it has any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub processes: Vec<ProcessSnapshot>,
+    /// The architecture's async runtimes (tokio), if it is built on one: one for the
+    /// work-stealing server, one per core for the per-core server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtimes: Vec<RuntimeSnapshot>,
 }
 
 impl Snapshot {
@@ -241,6 +245,48 @@ pub struct ReactorSnapshot {
     pub timers: u64,
     /// Requests whose computation went to the helper threads, in all.
     pub offloaded: u64,
+}
+
+/// One async runtime's figures. The first three are tokio's own (`RuntimeMetrics`, the part
+/// of it that is stable: no `tokio_unstable` build flag); the counts are the server's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeSnapshot {
+    /// `runtime` (the work-stealing server's one) or `core-1`, `core-2`, ... (per core).
+    pub name: String,
+    /// Worker threads that run its tasks (`num_workers`): `--workers`, or 1 per core.
+    pub workers: u64,
+    /// Tasks alive now (`num_alive_tasks`): one per open connection, plus the accept loop.
+    pub alive_tasks: u64,
+    /// Tasks waiting in the runtime's shared queue (`global_queue_depth`): woken from a
+    /// thread that is not one of its workers (an answer from a blocking thread), or
+    /// overflowing a worker's own queue.
+    pub global_queue_depth: u64,
+    /// Connections open on this runtime now.
+    pub connections: u64,
+    /// Connections it accepted, in all.
+    pub accepted: u64,
+    /// Requests its workers read, in all.
+    pub requests: u64,
+    /// Computations it handed to its blocking threads (`spawn_blocking`), in all.
+    pub offloaded: u64,
+    /// Each worker thread's figures.
+    pub worker_threads: Vec<WorkerSnapshot>,
+}
+
+/// One worker thread of an async runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSnapshot {
+    /// The thread's name: `worker-1`, or `core-1`.
+    pub name: String,
+    /// Times it parked with nothing to do (tokio's `worker_park_count`).
+    pub parks: u64,
+    /// Time it spent running tasks, in milliseconds (`worker_total_busy_duration`).
+    pub busy_ms: u64,
+    /// Connections it accepted (the accept loop is a task, and runs on any worker).
+    pub accepted: u64,
+    /// Requests it read: with work stealing, the share of each worker shows how evenly the
+    /// tasks were spread.
+    pub requests: u64,
 }
 
 /// One child process of the server (a handler process of the process pipeline).
