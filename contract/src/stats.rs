@@ -255,12 +255,19 @@ pub struct RuntimeSnapshot {
     pub name: String,
     /// Worker threads that run its tasks (`num_workers`): `--workers`, or 1 per core.
     pub workers: u64,
-    /// Tasks alive now (`num_alive_tasks`): one per open connection, plus the accept loop.
+    /// Tasks alive now (`num_alive_tasks`): one per open connection, and the accept loop
+    /// where it is a task of its own (on the work-stealing runtime).
     pub alive_tasks: u64,
     /// Tasks waiting in the runtime's shared queue (`global_queue_depth`): woken from a
     /// thread that is not one of its workers (an answer from a blocking thread), or
     /// overflowing a worker's own queue.
     pub global_queue_depth: u64,
+    /// Per worker, by tokio's number for it (0 to `workers` − 1): times it parked with
+    /// nothing to do (`worker_park_count`).
+    pub worker_parks: Vec<u64>,
+    /// Per worker, by tokio's number: time it spent running tasks, in milliseconds
+    /// (`worker_total_busy_duration`).
+    pub worker_busy_ms: Vec<u64>,
     /// Connections open on this runtime now.
     pub connections: u64,
     /// Connections it accepted, in all.
@@ -269,19 +276,16 @@ pub struct RuntimeSnapshot {
     pub requests: u64,
     /// Computations it handed to its blocking threads (`spawn_blocking`), in all.
     pub offloaded: u64,
-    /// Each worker thread's figures.
+    /// The server's counts per worker thread. (Which thread is tokio's worker number N is
+    /// not in tokio's stable API, hence the two lists.)
     pub worker_threads: Vec<WorkerSnapshot>,
 }
 
-/// One worker thread of an async runtime.
+/// What one worker thread of an async runtime did, by the server's count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerSnapshot {
     /// The thread's name: `worker-1`, or `core-1`.
     pub name: String,
-    /// Times it parked with nothing to do (tokio's `worker_park_count`).
-    pub parks: u64,
-    /// Time it spent running tasks, in milliseconds (`worker_total_busy_duration`).
-    pub busy_ms: u64,
     /// Connections it accepted (the accept loop is a task, and runs on any worker).
     pub accepted: u64,
     /// Requests it read: with work stealing, the share of each worker shows how evenly the

@@ -305,8 +305,14 @@ impl<'a> Conn<'a> {
                 Event::Closed(why) => return Err(format!("{why:?}")),
             }
         }
-        // Everything ready, in as few writes as the socket takes.
-        self.flush().map_err(|e| e.to_string())
+        // Everything ready, in as few writes as the socket takes. What was written may move
+        // the machine on (the last answer out: it closes), so it is asked again until a
+        // write changes nothing.
+        match self.flush() {
+            Ok(0) => Ok(()),
+            Ok(_) => self.advance(),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Starts the work a request needs: answers it now, notes a sleep, or hands a
@@ -426,11 +432,16 @@ impl<'a> Conn<'a> {
 
     /// Writes what the machine has to send until it is all written or the socket's buffer
     /// is full (then the rest goes when `writable()` says there is room). Never blocks.
-    fn flush(&mut self) -> io::Result<()> {
+    /// Returns how many bytes it wrote.
+    fn flush(&mut self) -> io::Result<usize> {
+        let mut written = 0;
         while !self.machine.output().is_empty() {
             match self.stream.try_write(self.machine.output()) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                Ok(n) => self.machine.wrote(n, Instant::now()),
+                Ok(n) => {
+                    written += n;
+                    self.machine.wrote(n, Instant::now());
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -440,7 +451,7 @@ impl<'a> Conn<'a> {
             self.write_shut = true;
             let _ = socket2::SockRef::from(&self.stream).shutdown(Shutdown::Write);
         }
-        Ok(())
+        Ok(written)
     }
 
     /// The connection's nearest moment: its machine's next deadline or a sleep's end.

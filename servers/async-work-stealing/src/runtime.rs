@@ -18,6 +18,14 @@
 //! runtime's own `worker_total_busy_duration` measures too. A blocking thread is busy while
 //! it computes (the connection task marks it).
 //!
+//! **Which thread is a worker.** tokio runs its workers on threads of the blocking pool:
+//! building the runtime queues one "run worker N" task per worker and starts a thread for
+//! each, and any thread of the pool takes whichever task is first in the queue. So the
+//! first `workers` threads are the workers only if nothing else is queued before each of
+//! them has taken its task; [`build`] therefore waits until every worker has parked once
+//! (only a thread running a worker calls the park hook) before it returns and anything
+//! can be handed to the pool.
+//!
 //! The blocking pool is started full, [`prestart_blocking`], and kept: its threads never
 //! time out. tokio's default grows the pool on demand up to 512 threads and lets idle ones
 //! end after 10 s; for CPU work more threads than CPUs buy nothing, and a pool that comes
@@ -36,7 +44,7 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::Duration;
 
 use server_core::stats::{RuntimeSnapshot, WorkerSnapshot};
@@ -47,12 +55,16 @@ use tokio::runtime::{Builder, Handle, Runtime};
 /// How long an idle blocking thread waits for work before it ends: in effect, never. The
 /// pool is started full and stays so (see the module documentation).
 const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long building a runtime waits for its workers to start.
+const WORKERS_START: Duration = Duration::from_secs(10);
 
 thread_local! {
     /// This thread's membership of its group, while it lives: dropped by `on_thread_stop`.
     static MEMBER: RefCell<Option<Member>> = const { RefCell::new(None) };
     /// Held while this worker runs tasks (between an unpark and the next park).
     static BUSY: RefCell<Option<BusyGuard>> = const { RefCell::new(None) };
+    /// This thread has parked at least once: it runs a worker (see the module docs).
+    static PARKED: Cell<bool> = const { Cell::new(false) };
     /// This thread's worker index in its runtime (0 for a core's thread and for threads
     /// that are no worker), so that a task can count on its worker's own counters.
     static WORKER: Cell<usize> = const { Cell::new(0) };
@@ -97,6 +109,10 @@ pub fn build(plan: Plan) -> io::Result<Runtime> {
     let started = Arc::new(AtomicUsize::new(0));
     let (start_workers, start_blocking) = (workers_group.clone(), blocking_group);
     let unpark_group = workers_group;
+    // How many threads have run a worker: counted at each one's first park, and waited for
+    // below. A mutex and a condition variable, because `build` sleeps until it changes.
+    let running = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let parked = Arc::clone(&running);
     builder
         .enable_all()
         .max_blocking_threads(blocking_threads.max(1))
@@ -130,13 +146,34 @@ pub fn build(plan: Plan) -> io::Result<Runtime> {
             MEMBER.take();
         })
         // Called only on the threads that run tasks: the workers, or a core's own thread.
-        .on_thread_park(|| {
+        .on_thread_park(move || {
             BUSY.take();
+            if !PARKED.replace(true) {
+                let (count, changed) = &*parked;
+                *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                changed.notify_all();
+            }
         })
         .on_thread_unpark(move || {
             BUSY.set(Some(unpark_group.busy()));
         });
-    builder.build()
+    let runtime = builder.build()?;
+    // Blocks until every worker runs (each parks at once, having nothing to do), at most
+    // WORKERS_START.
+    let (count, changed) = &*running;
+    let started = changed
+        .wait_timeout_while(
+            count.lock().unwrap_or_else(|e| e.into_inner()),
+            WORKERS_START,
+            |running| *running < worker_count,
+        )
+        .map_or(0, |(running, _)| *running);
+    if started < worker_count {
+        return Err(io::Error::other(format!(
+            "only {started} of its {worker_count} workers started within {WORKERS_START:?}"
+        )));
+    }
+    Ok(runtime)
 }
 
 /// Marks the calling thread (a core's own thread, which runs its runtime with `block_on`)
@@ -230,24 +267,27 @@ impl RuntimeStats {
             .worker_names
             .iter()
             .zip(self.workers.iter())
-            .enumerate()
-            .map(|(i, (name, counts))| WorkerSnapshot {
+            .map(|(name, counts)| WorkerSnapshot {
                 name: name.clone(),
-                parks: metrics.as_ref().map_or(0, |m| m.worker_park_count(i)),
-                busy_ms: metrics.as_ref().map_or(0, |m| {
-                    u64::try_from(m.worker_total_busy_duration(i).as_millis()).unwrap_or(u64::MAX)
-                }),
                 accepted: counts.accepted.load(Relaxed),
                 requests: counts.requests.load(Relaxed),
             })
             .collect();
+        // tokio numbers its workers 0..N; which thread runs which is not in its stable
+        // API, so its per-worker figures are listed by that number, apart from the threads.
+        let workers = metrics.as_ref().map_or(0, |m| m.num_workers());
+        let per_worker = |f: &dyn Fn(usize) -> u64| (0..workers).map(f).collect::<Vec<u64>>();
         RuntimeSnapshot {
             name: self.name.clone(),
-            workers: metrics
-                .as_ref()
-                .map_or(self.workers.len(), |m| m.num_workers()) as u64,
+            workers: workers as u64,
             alive_tasks: metrics.as_ref().map_or(0, |m| m.num_alive_tasks()) as u64,
             global_queue_depth: metrics.as_ref().map_or(0, |m| m.global_queue_depth()) as u64,
+            worker_parks: per_worker(&|i| metrics.as_ref().map_or(0, |m| m.worker_park_count(i))),
+            worker_busy_ms: per_worker(&|i| {
+                metrics.as_ref().map_or(0, |m| {
+                    u64::try_from(m.worker_total_busy_duration(i).as_millis()).unwrap_or(u64::MAX)
+                })
+            }),
             connections: self.connections.load(Relaxed),
             accepted: sum(|w| &w.accepted),
             requests: sum(|w| &w.requests),
