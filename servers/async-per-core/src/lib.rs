@@ -59,7 +59,7 @@ use std::time::Duration;
 
 use async_work_stealing::connection::{Compute, Shared};
 use async_work_stealing::runtime::RuntimeStats;
-use async_work_stealing::{capacity, cpus, Offload};
+use async_work_stealing::{capacity, cpus, Offload, Sleep};
 use server_core::permits::Permits;
 use server_core::stats::Figures;
 use server_core::{Acceptor, Architecture, Context, ServerError, ThreadGroup};
@@ -103,6 +103,11 @@ pub struct AsyncPerCore {
     /// Pin each core's thread to a CPU of its own (the CPUs this process may use, in turn).
     #[arg(long, value_enum, default_value_t = Pin::Off)]
     pub pin: Pin,
+
+    /// How /sleep and /echo/{ms} wait: as a timer (the task waits, the core goes on), or
+    /// by blocking the core's thread, as a synchronous driver would (block).
+    #[arg(long, value_enum, default_value_t = Sleep::Timer)]
+    pub sleep: Sleep,
 }
 
 impl Default for AsyncPerCore {
@@ -113,6 +118,7 @@ impl Default for AsyncPerCore {
             blocking_threads: 1,
             offload_queue: 1024,
             pin: Pin::Off,
+            sleep: Sleep::Timer,
         }
     }
 }
@@ -195,6 +201,7 @@ impl Architecture for AsyncPerCore {
                     },
                     Offload::Off => Compute::Inline,
                 },
+                sleep: self.sleep,
                 stats,
                 stopping: stopping.clone(),
             });

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use async_per_core::AsyncPerCore;
-use async_work_stealing::Offload;
+use async_work_stealing::{Offload, Sleep};
 use server_core::{RunningServer, ServerArgs};
 use testkit::{burst, idle_holders, stop_cleanly, threads, wait_until, Client};
 
@@ -140,6 +140,23 @@ fn an_offloaded_computation_stalls_no_connection() {
     let core1 = &snapshot.runtimes[0];
     assert_eq!((core1.name.as_str(), core1.offloaded), ("core-1", 1));
     assert_eq!(snapshot.runtimes[1].offloaded, 0);
+    stop_cleanly(server);
+}
+
+#[test]
+fn blocking_sleeps_hold_the_core() {
+    let _timing = testkit::timing();
+    // `--sleep block` on one core: each /sleep/100 holds the core's thread, so four of them
+    // take turns; as timers they would all end together after 100 ms.
+    let server = start(AsyncPerCore {
+        cores: Some(1),
+        sleep: Sleep::Block,
+        ..AsyncPerCore::default()
+    });
+    let (elapsed, replies) = burst(server.addr(), 4, "/sleep/100");
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert!(elapsed >= Duration::from_millis(400), "took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
     stop_cleanly(server);
 }
 

@@ -84,6 +84,19 @@ pub enum Offload {
     Off,
 }
 
+/// How `/sleep/{ms}` and `/echo/{ms}` wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sleep {
+    /// As a moment in the connection's timer: the task waits, its thread runs others.
+    #[default]
+    Timer,
+    /// By blocking the thread that runs the task (`std::thread::sleep`), as a synchronous
+    /// database driver or file read would: the thread is held as by a computation, but
+    /// without using a CPU (lab 24 uses it so that it measures scheduling, not free CPUs).
+    Block,
+}
+
 /// Where the computations of one runtime go.
 pub enum Compute {
     /// To the runtime's blocking threads, at most `permits` at once (running or waiting for
@@ -101,6 +114,8 @@ pub enum Compute {
 pub struct Shared {
     pub ctx: Arc<Context>,
     pub compute: Compute,
+    /// How waits are done.
+    pub sleep: Sleep,
     pub stats: Arc<RuntimeStats>,
     /// Becomes `true` once, when shutdown begins.
     pub stopping: watch::Receiver<bool>,
@@ -325,11 +340,19 @@ impl<'a> Conn<'a> {
                 self.respond(ticket, &response, now);
             }
             // The connection waits; the worker does not: the timer wakes the task.
-            Work::Sleep { delay, then } => self.sleeping.push(Sleeping {
-                due: now + delay,
-                ticket,
-                response: then,
-            }),
+            Work::Sleep { delay, then } if self.shared.sleep == Sleep::Timer => {
+                self.sleeping.push(Sleeping {
+                    due: now + delay,
+                    ticket,
+                    response: then,
+                });
+            }
+            // `--sleep block`: blocks this thread for the whole delay, and every task queued
+            // on it waits meanwhile.
+            Work::Sleep { delay, then } => {
+                std::thread::sleep(delay);
+                self.respond(ticket, &then, Instant::now());
+            }
             Work::Compute(job) => match &self.shared.compute {
                 Compute::Offload { permits, blocking } => {
                     self.offload(ticket, job, permits, blocking, now);

@@ -78,8 +78,8 @@ use server_core::stats::{Capacity, Figures};
 use server_core::{Acceptor, Architecture, Context, ServerError, ThreadGroup};
 use tokio::sync::{mpsc, watch};
 
-pub use connection::Offload;
 use connection::{Compute, Shared};
+pub use connection::{Offload, Sleep};
 use runtime::{Plan, RuntimeStats};
 
 /// The work-stealing server's own flags.
@@ -103,6 +103,11 @@ pub struct AsyncWorkStealing {
     /// request gets 503 at once.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
     pub offload_queue: u32,
+
+    /// How /sleep and /echo/{ms} wait: as a timer (the task waits, the thread goes on), or
+    /// by blocking the thread that runs the task, as a synchronous driver would (block).
+    #[arg(long, value_enum, default_value_t = Sleep::Timer)]
+    pub sleep: Sleep,
 }
 
 impl Default for AsyncWorkStealing {
@@ -112,6 +117,7 @@ impl Default for AsyncWorkStealing {
             offload: Offload::On,
             blocking_threads: None,
             offload_queue: 1024,
+            sleep: Sleep::Timer,
         }
     }
 }
@@ -207,6 +213,7 @@ impl Architecture for AsyncWorkStealing {
         let shared = Arc::new(Shared {
             ctx: Arc::clone(&ctx),
             compute,
+            sleep: self.sleep,
             stats: Arc::clone(&stats),
             stopping: stopping.clone(),
         });

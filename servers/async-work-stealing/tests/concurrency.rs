@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use async_work_stealing::{AsyncWorkStealing, Offload};
+use async_work_stealing::{AsyncWorkStealing, Offload, Sleep};
 use server_core::{RunningServer, ServerArgs};
 use testkit::{burst, idle_holders, stop_cleanly, threads, timed_get, wait_until, Client};
 
@@ -39,6 +39,21 @@ fn sixteen_sleepers_wait_at_once_on_one_worker() {
     assert!(elapsed >= Duration::from_millis(200), "took {elapsed:?}");
     assert!(elapsed < Duration::from_millis(1000), "took {elapsed:?}");
     assert_eq!(threads(&server, "worker").started, 1, "no thread was added");
+    stop_cleanly(server);
+}
+
+#[test]
+fn blocking_sleeps_hold_the_worker() {
+    let _timing = testkit::timing();
+    // `--sleep block`: each /sleep/100 holds the only worker, so four of them take turns.
+    let server = start(AsyncWorkStealing {
+        sleep: Sleep::Block,
+        ..workers(1, Offload::On)
+    });
+    let (elapsed, replies) = burst(server.addr(), 4, "/sleep/100");
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert!(elapsed >= Duration::from_millis(400), "took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
     stop_cleanly(server);
 }
 
