@@ -88,7 +88,12 @@ pub fn run(core: Core, ready: SyncSender<Result<(), StartFailure>>) {
     let ctx = Arc::clone(&shared.ctx);
     // This thread is the runtime's only worker: busy until it first parks.
     runtime::enter_as_worker(&cores);
+    // The core's whole life as a server. `block_on` runs this future on this thread, and
+    // whenever it waits, the runtime runs the core's other tasks (the connections) here too:
+    // a single-threaded runtime has no other thread to run them on.
     let finished = runtime.block_on(async {
+        // Every connection task of this core holds a clone of `done_tx`; `recv` returns
+        // `None` once all are dropped. Nothing is ever sent (capacity 1 is the least).
         let (done_tx, mut done) = mpsc::channel::<()>(1);
         // Accepts and serves until shutdown begins; the connections' tasks run whenever
         // this one waits.
@@ -128,6 +133,8 @@ fn start(
         let what = format!("{name}'s {what}");
         move |e: io::Error| (what, e)
     };
+    // First, so that everything the core allocates from now on is allocated on its CPU's
+    // memory node.
     if let Some(cpu) = pin {
         crate::pin::pin_to(cpu).map_err(fail(&format!("pinning to CPU {cpu}")))?;
     }
@@ -140,9 +147,13 @@ fn start(
     })
     .map_err(fail("runtime"))?;
     shared.stats.attach(runtime.handle().clone());
+    // The core's blocking pool, full from the start (none with `--offload off`: the core's
+    // own thread computes).
     if blocking_threads > 0 {
         runtime::prestart_blocking(runtime.handle(), blocking_threads);
     }
+    // tokio watches the socket with its reactor and accepts only when it is ready, so the
+    // socket must never block; registering it needs the runtime's context (`enter`).
     listener
         .set_nonblocking(true)
         .map_err(fail("listening socket"))?;

@@ -137,6 +137,7 @@ impl Architecture for AsyncPerCore {
     }
 
     fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
+        // What `/stats` reports as this server's settings: the defaults made explicit.
         let cores = self.cores.unwrap_or_else(cpus);
         let start_error = |what: String| move |source| ServerError::Start { what, source };
         let settings = AsyncPerCore {
@@ -144,9 +145,13 @@ impl Architecture for AsyncPerCore {
             ..self.clone()
         };
         ctx.set_arch_config(serde_json::to_value(&settings).unwrap_or_default());
+        // Every client at once, each on a task of its own (the simulator's model needs no
+        // more: that a client's task waits says nothing about the others).
         ctx.set_capacity(capacity());
 
-        // The CPUs to pin to, core by core.
+        // The CPUs to pin to, core by core: the CPUs this process may use, in turn (a
+        // `taskset` or a container's CPU set narrows them), so core N+1 goes back to the
+        // first CPU when there are more cores than CPUs.
         let pins: Vec<Option<usize>> = match self.pin {
             Pin::Off => vec![None; cores as usize],
             Pin::On => {
@@ -179,17 +184,26 @@ impl Architecture for AsyncPerCore {
         let (stop, stopping) = watch::channel(false);
         let (stopped, wait_for_stop) = std_mpsc::sync_channel::<()>(1);
         ctx.shutdown.on_trigger(move || {
+            // A `watch` keeps its last value, so a task that looks only later (a connection
+            // accepted in the last instant) still sees it; `send_replace` stores it even if
+            // no receiver is left.
             stop.send_replace(true);
+            // Never blocks: the channel has room for this one message.
             let _ = stopped.try_send(());
         });
 
+        // The bound on computations, the one thing the cores share besides the port: each
+        // core touches it once per `/factor` (a short lock), never per request.
         let permits = Permits::new(self.offload_queue as usize);
         let core_group = ThreadGroup::new("core");
         let blocking_group = ThreadGroup::new("blocking");
+        // Each core says once whether it started; room for all of them, so no core ever
+        // waits to report.
         let (ready, started) = std_mpsc::sync_channel(cores as usize);
         let mut figures = Vec::new();
         for ((i, listener), pin) in (1..=cores).zip(listeners).zip(pins) {
             let name = format!("core-{i}");
+            // The core's own figures: one runtime with one worker, its thread.
             let stats = RuntimeStats::new(&name, vec![name.clone()]);
             figures.push(Arc::clone(&stats));
             let shared = Arc::new(Shared {
@@ -218,7 +232,11 @@ impl Architecture for AsyncPerCore {
                 blocking: blocking_group.clone(),
             };
             let ready = ready.clone();
+            // The core's thread, named after it: logs, `X-Servelab-Thread` and `/stats` say
+            // which core did what.
             if let Err(e) = core_group.spawn(name, None, move || core::run(core, ready)) {
+                // The cores already started stop at once (their sockets shut, their tasks
+                // told); their threads are waited for, briefly.
                 ctx.shutdown.trigger();
                 core_group.join(ctx.shutdown.deadline(JOIN_MARGIN));
                 return Err(ServerError::Start {
@@ -227,6 +245,8 @@ impl Architecture for AsyncPerCore {
                 });
             }
         }
+        // Only the cores hold senders now: if one ended without a word, `recv` says so
+        // instead of waiting forever.
         drop(ready);
         // Blocks until every core has reported (its runtime built, its socket watched).
         for _ in 0..cores {

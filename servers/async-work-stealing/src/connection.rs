@@ -227,6 +227,8 @@ impl<'a> Conn<'a> {
         let mut scheduled: Option<Instant> = None;
 
         loop {
+            // Shutdown may have begun while this task was busy, before its `stop` future was
+            // polled: the flag is the truth, the future only the wake-up.
             if self.shared.ctx.shutdown.is_triggered() && !self.stopped {
                 self.stop();
             }
@@ -234,6 +236,8 @@ impl<'a> Conn<'a> {
                 tracing::debug!("{} closed: {why}", self.peer);
                 break;
             }
+            // The timer is moved only when something is due *earlier* than it is set for (see
+            // the module documentation); a later moment waits until the timer fires.
             let next = self.next_moment();
             if let Some(at) = next {
                 if scheduled.is_none_or(|s| at < s) {
@@ -241,6 +245,9 @@ impl<'a> Conn<'a> {
                     scheduled = Some(at);
                 }
             }
+            // What to wait for. A branch whose condition is false is not polled at all, so a
+            // connection that has said all it will (or owes too many answers) is not read,
+            // and one with nothing to write does not wait for room.
             let wants_read = self.machine.wants_input();
             let wants_write = !self.machine.output().is_empty();
             let stopped = self.stopped;

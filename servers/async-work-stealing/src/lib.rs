@@ -175,6 +175,7 @@ impl Architecture for AsyncWorkStealing {
             blocking_group: blocking_group.clone(),
         })
         .map_err(start_error("runtime"))?;
+        // The runtime's figures: tokio's own, and the server's counts per worker thread.
         let stats = RuntimeStats::new(
             "runtime",
             (1..=workers).map(|i| format!("worker-{i}")).collect(),
@@ -185,6 +186,8 @@ impl Architecture for AsyncWorkStealing {
         let permits = Permits::new(self.offload_queue as usize);
         let compute = match self.offload {
             Offload::On => {
+                // The pool, full from the start and kept (see `runtime.rs`). Blocks until
+                // its threads are up.
                 runtime::prestart_blocking(runtime.handle(), blocking as usize);
                 Compute::Offload {
                     permits: Arc::clone(&permits),
@@ -217,6 +220,8 @@ impl Architecture for AsyncWorkStealing {
             stats: Arc::clone(&stats),
             stopping: stopping.clone(),
         });
+        // The accept loop, a task like the connections: it runs on whichever worker is free,
+        // and each connection's task starts on the worker that accepted it.
         runtime.spawn(accept::accept_loop(listener, shared, done_tx));
 
         ctx.set_arch_figures({
@@ -235,6 +240,8 @@ impl Architecture for AsyncWorkStealing {
         // The runtime is up and the accept loop is spawned: in-process starters may go on.
         ctx.set_ready();
         ctx.shutdown.on_trigger(move || {
+            // A `watch` keeps its last value, so a task that looks only later still sees
+            // it; `send_replace` stores it even if no receiver is left.
             stop.send_replace(true);
         });
 
