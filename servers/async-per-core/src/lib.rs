@@ -48,7 +48,7 @@
 //! requests read and not answered.
 //!
 //! **Shutdown**: every core's listening socket is shut down at once (no newcomers), a
-//! `watch` channel tells every core's tasks, each core waits for its own connections (at
+//! `Notify` per core wakes its tasks, each core waits for its own connections (at
 //! most until the grace period ends), and the main thread joins the core threads.
 
 pub mod core;
@@ -63,7 +63,7 @@ use async_work_stealing::{capacity, cpus, Offload, Sleep};
 use server_core::permits::Permits;
 use server_core::stats::Figures;
 use server_core::{Acceptor, Architecture, Context, ServerError, ThreadGroup};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::core::Core;
 
@@ -179,17 +179,22 @@ impl Architecture for AsyncPerCore {
             listeners.push(own);
         }
 
-        // Told once, when shutdown begins: every core's tasks watch it. The main thread is
-        // told too (capacity 1: one message, never waited for).
-        let (stop, stopping) = watch::channel(false);
+        // Wakes every task of a core once, when shutdown begins: one per core, so that
+        // not even this is shared between cores. The main thread is told too (capacity 1:
+        // one message, never waited for).
+        let stopping: Vec<Arc<Notify>> = (0..cores).map(|_| Arc::new(Notify::new())).collect();
         let (stopped, wait_for_stop) = std_mpsc::sync_channel::<()>(1);
-        ctx.shutdown.on_trigger(move || {
-            // A `watch` keeps its last value, so a task that looks only later (a connection
-            // accepted in the last instant) still sees it; `send_replace` stores it even if
-            // no receiver is left.
-            stop.send_replace(true);
-            // Never blocks: the channel has room for this one message.
-            let _ = stopped.try_send(());
+        ctx.shutdown.on_trigger({
+            let stopping = stopping.clone();
+            move || {
+                // The flag is already set when hooks run: a task that looks later sees it,
+                // one that waits is woken here.
+                for core in &stopping {
+                    core.notify_waiters();
+                }
+                // Never blocks: the channel has room for this one message.
+                let _ = stopped.try_send(());
+            }
         });
 
         // The bound on computations, the one thing the cores share besides the port: each
@@ -201,7 +206,7 @@ impl Architecture for AsyncPerCore {
         // waits to report.
         let (ready, started) = std_mpsc::sync_channel(cores as usize);
         let mut figures = Vec::new();
-        for ((i, listener), pin) in (1..=cores).zip(listeners).zip(pins) {
+        for (((i, listener), pin), stopping) in (1..=cores).zip(listeners).zip(pins).zip(stopping) {
             let name = format!("core-{i}");
             // The core's own figures: one runtime with one worker, its thread.
             let stats = RuntimeStats::new(&name, vec![name.clone()]);
@@ -217,7 +222,7 @@ impl Architecture for AsyncPerCore {
                 },
                 sleep: self.sleep,
                 stats,
-                stopping: stopping.clone(),
+                stopping,
             });
             let core = Core {
                 index: i,

@@ -14,20 +14,25 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::connection::{self, stopped, Shared};
+use crate::connection::{self, Shared};
 
 /// Accepts connections from `listener` until shutdown begins, each served by a task of its
 /// own spawned on the current runtime. Every task gets a clone of `done`; the loop's own is
 /// dropped when it returns.
 pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, done: mpsc::Sender<()>) {
-    let stop = stopped(shared.stopping.clone());
+    // Resolves once, when shutdown begins; registered now, so that no wake-up is lost.
+    let stop = shared.stopping.notified();
     tokio::pin!(stop);
+    stop.as_mut().enable();
     loop {
+        if shared.ctx.shutdown.is_triggered() {
+            break;
+        }
         tokio::select! {
             // Shutdown first, if both are ready: a stopping server accepts no one.
             biased;
             // Waits until shutdown begins.
-            _ = &mut stop => break,
+            () = &mut stop => break,
             // Waits until a client has completed the TCP handshake (it is then taken from
             // the listening socket's backlog).
             accepted = listener.accept() => match accepted {

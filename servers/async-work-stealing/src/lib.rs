@@ -60,8 +60,8 @@
 //! **Timeouts** work as for every server: each connection's task keeps one timer set to its
 //! next deadline or sleep (see `connection.rs`).
 //!
-//! **Shutdown**, as in tokio's mini-redis: a `watch` channel tells every task once; the
-//! accept loop stops, each connection finishes what it owes (an idle one closes at once) and
+//! **Shutdown**, as in tokio's mini-redis: a `Notify` wakes every task once (each reads the
+//! server's shutdown flag for the truth); the accept loop stops, each connection finishes what it owes (an idle one closes at once) and
 //! drops its clone of an `mpsc` sender; the main thread waits until the last one is dropped
 //! or the grace period is over, then shuts the runtime down, which drops the tasks left.
 //! Their requests stay counted in flight, so the final line says how many were abandoned.
@@ -76,7 +76,7 @@ use std::time::{Duration, Instant};
 use server_core::permits::Permits;
 use server_core::stats::{Capacity, Figures};
 use server_core::{Acceptor, Architecture, Context, ServerError, ThreadGroup};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, Notify};
 
 use connection::{Compute, Shared};
 pub use connection::{Offload, Sleep};
@@ -208,8 +208,8 @@ impl Architecture for AsyncWorkStealing {
         }
         .map_err(start_error("listener"))?;
 
-        // Told once, when shutdown begins; every task watches it.
-        let (stop, stopping) = watch::channel(false);
+        // Wakes every task once, when shutdown begins.
+        let stopping = Arc::new(Notify::new());
         // Every connection task holds a clone of `done_tx`; `done` reports when all are
         // gone. Nothing is ever sent on it (capacity 1 is the least a channel may have).
         let (done_tx, mut done) = mpsc::channel::<()>(1);
@@ -218,7 +218,7 @@ impl Architecture for AsyncWorkStealing {
             compute,
             sleep: self.sleep,
             stats: Arc::clone(&stats),
-            stopping: stopping.clone(),
+            stopping: Arc::clone(&stopping),
         });
         // The accept loop, a task like the connections: it runs on whichever worker is free,
         // and each connection's task starts on the worker that accepted it.
@@ -239,10 +239,11 @@ impl Architecture for AsyncWorkStealing {
         });
         // The runtime is up and the accept loop is spawned: in-process starters may go on.
         ctx.set_ready();
-        ctx.shutdown.on_trigger(move || {
-            // A `watch` keeps its last value, so a task that looks only later still sees
-            // it; `send_replace` stores it even if no receiver is left.
-            stop.send_replace(true);
+        ctx.shutdown.on_trigger({
+            let stopping = Arc::clone(&stopping);
+            // The flag is already set when hooks run: a task that looks later sees it, one
+            // that waits is woken here.
+            move || stopping.notify_waiters()
         });
 
         // The main thread waits on the runtime (it is none of its workers): first for
@@ -251,8 +252,14 @@ impl Architecture for AsyncWorkStealing {
         let finished = runtime.block_on({
             let ctx = Arc::clone(&ctx);
             async move {
-                // Waits until shutdown begins.
-                connection::stopped(stopping).await;
+                // Waits until shutdown begins (registered before the flag is read, so that
+                // the wake-up cannot fall between the two).
+                let stop = stopping.notified();
+                tokio::pin!(stop);
+                stop.as_mut().enable();
+                if !ctx.shutdown.is_triggered() {
+                    stop.await;
+                }
                 tracing::info!(
                     "shutting down: the accept loop stops and every connection finishes what it owes"
                 );
