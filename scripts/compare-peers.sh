@@ -5,8 +5,8 @@
 # 127.0.0.1, and is measured with the same commands:
 #
 #   wrk -t1 -c<N> -d<DURATION> --latency   for N in CONNS (default 1 64 256 1000)
-#   perf stat (task-clock, context switches) on the server's processes during the -c64 run:
-#             CPU time and context switches per request
+#   perf stat (task-clock, context switches) on the server's processes during the -c64 and
+#             -c1000 runs: CPU time and context switches per request
 #   ab -c64 -n AB_REQUESTS                 without keep-alive: a new connection per request
 #
 # RUNS rounds (default 3); within a round every server is started, measured and stopped in
@@ -20,12 +20,17 @@
 #   apache-event    Apache 2.4, event MPM (worker + an event loop for idle keep-alive)
 #   python-seq      Python's http.server.HTTPServer: one connection at a time
 #   python-threads  Python's http.server.ThreadingHTTPServer: a thread per connection
+#   hyper           hyper 1.x on tokio's multi-threaded runtime, HYPER_WORKERS (1) workers: a
+#                   minimal hello server (a task per connection, `http1::Builder`), what a Rust
+#                   user would pick; this script writes it into a temporary directory outside
+#                   the workspace, with a Cargo.toml of its own, and builds it with cargo (from
+#                   crates.io; the build is kept in target/peers/hyper-hello between runs)
 #   servelab ...    every architecture in the registry, with its defaults (release build);
 #                   in SERVERS, "event-loop:--reactors=1,--accept=reuseport" adds flags
 #
-# Then, for IDLE_SERVERS (default: nginx thread-per-conn event-loop), IDLE idle keep-alive
-# connections (default 10000), each having made one request: the servers' memory (RSS of
-# all their processes) and threads before and after.
+# Then, for IDLE_SERVERS (default: nginx hyper thread-per-conn event-loop async-work-stealing
+# async-per-core), IDLE idle keep-alive connections (default 10000), each having made one
+# request: the servers' memory (RSS of all their processes) and threads before and after.
 #
 # Apache serves a 9-byte file, Python a 9-byte answer from a minimal handler (buffered and
 # with TCP_NODELAY, see below), all with HTTP/1.1 keep-alive. nginx and Apache are set to
@@ -36,7 +41,9 @@
 #   --write   also put the tables into docs/benchmarks.md (via `bench-report --section peers`)
 # Environment: DURATION (default 3s), RUNS (3), CONNS ("1 64 256 1000"), SERVERS (default:
 #              all of the above), AB_REQUESTS (20000), IDLE (10000), IDLE_SERVERS,
-#              BASE_PORT (18080).
+#              BASE_PORT (18080), HYPER_WORKERS (1), PIN (0; 1 runs every server on CPU
+#              SERVER_CPU (1) and wrk and ab on CPU LOAD_CPU (0), with taskset, so that the
+#              server's own CPU decides, as the async servers' targets are measured).
 # About 12 minutes with the defaults.
 #
 # It installs wrk, nginx, apache2, apache2-utils (ab) and linux-perf with apt where they are
@@ -51,14 +58,26 @@ RUNS=${RUNS:-3}
 CONNS=${CONNS:-"1 64 256 1000"}
 AB_REQUESTS=${AB_REQUESTS:-20000}
 IDLE=${IDLE:-10000}
-IDLE_SERVERS=${IDLE_SERVERS:-"nginx thread-per-conn event-loop"}
+IDLE_SERVERS=${IDLE_SERVERS:-"nginx hyper thread-per-conn event-loop async-work-stealing async-per-core"}
+HYPER_WORKERS=${HYPER_WORKERS:-1}
+PIN=${PIN:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+# With PIN=1 the server runs on one CPU and the load generator on another.
+if [ "$PIN" = 1 ]; then
+  ON_SERVER_CPU=(taskset -c "$SERVER_CPU")
+  ON_LOAD_CPU=(taskset -c "$LOAD_CPU")
+else
+  ON_SERVER_CPU=()
+  ON_LOAD_CPU=()
+fi
 BASE_PORT=${BASE_PORT:-18080}
-PEERS="nginx nginx-2 apache-prefork apache-worker apache-event python-seq python-threads"
+PEERS="nginx nginx-2 apache-prefork apache-worker apache-event python-seq python-threads hyper"
 WRITE=0
 for arg in "$@"; do
   case $arg in
     --write) WRITE=1 ;;
-    -h | --help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare-peers: unknown argument $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -91,9 +110,86 @@ command -v python3 >/dev/null || { echo "compare-peers: python3 is needed for th
 
 echo "building servelab (release)" >&2
 cargo build --release -q --workspace --exclude benches --bins
+
+# --- hyper: a minimal hello server on tokio, outside the workspace ---------------------
+# Its own package (and its own workspace: the empty [workspace] table), written into the
+# temporary directory; only its build output is kept, in target/peers/hyper-hello.
+build_hyper() {
+  local dir=$WORK/hyper-hello
+  mkdir -p "$dir/src"
+  cat >"$dir/Cargo.toml" <<'TOML'
+[package]
+name = "hyper-hello"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+http-body-util = "0.1"
+hyper = { version = "1", features = ["http1", "server"] }
+hyper-util = { version = "0.1", features = ["tokio"] }
+tokio = { version = "1", features = ["rt-multi-thread", "net"] }
+
+[profile.release]
+debug = 1
+
+# Not a member of servelab's workspace: a workspace of its own.
+[workspace]
+TOML
+  cat >"$dir/src/main.rs" <<'RUST'
+//! A minimal hyper 1.x server: `GET` anything answers "servelab\n", HTTP/1.1 keep-alive, a
+//! tokio task per connection on a multi-threaded runtime. Usage: hyper-hello ADDR WORKERS.
+use std::convert::Infallible;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut response = Response::new(Full::new(Bytes::from_static(b"servelab\n")));
+    response
+        .headers_mut()
+        .insert("content-type", hyper::header::HeaderValue::from_static("text/plain"));
+    Ok(response)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let addr: std::net::SocketAddr = args.next().unwrap_or_else(|| "127.0.0.1:3000".into()).parse()?;
+    let workers: usize = args.next().unwrap_or_else(|| "1".into()).parse()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_io()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        loop {
+            let (stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(hello))
+                    .await;
+            });
+        }
+    })
+}
+RUST
+  echo "building the hyper peer (release, outside the workspace)" >&2
+  CARGO_TARGET_DIR="$ROOT/target/peers/hyper-hello" \
+    cargo build --release -q --manifest-path "$dir/Cargo.toml"
+  HYPER_BIN="$ROOT/target/peers/hyper-hello/release/hyper-hello"
+}
+HYPER_BIN=""
 # servelab's side: every architecture in the registry.
 SERVELAB=$(target/release/simulator architectures --names | tr '\n' ' ')
 SERVERS=${SERVERS:-"$PEERS $SERVELAB"}
+if grep -qw hyper <<<"$SERVERS $IDLE_SERVERS"; then
+  build_hyper
+fi
 
 # --- the servers ----------------------------------------------------------------------
 printf 'servelab\n' >"$WORK/hello.txt"
@@ -197,14 +293,15 @@ start_server() {
   case $name in
     nginx | nginx-2)
       nginx_conf "$port" "$([ "$name" = nginx-2 ] && echo 2 || echo 1)"
-      setsid /usr/sbin/nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" &
+      setsid "${ON_SERVER_CPU[@]}" /usr/sbin/nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" &
       ;;
     apache-*)
       apache_conf "${name#apache-}" "$port"
-      setsid /usr/sbin/apache2 -f "$WORK/apache-${name#apache-}.conf" -DFOREGROUND &
+      setsid "${ON_SERVER_CPU[@]}" /usr/sbin/apache2 -f "$WORK/apache-${name#apache-}.conf" -DFOREGROUND &
       ;;
-    python-seq) setsid python3 "$WORK/python-server.py" seq "$port" &;;
-    python-threads) setsid python3 "$WORK/python-server.py" threads "$port" &;;
+    python-seq) setsid "${ON_SERVER_CPU[@]}" python3 "$WORK/python-server.py" seq "$port" &;;
+    python-threads) setsid "${ON_SERVER_CPU[@]}" python3 "$WORK/python-server.py" threads "$port" &;;
+    hyper) setsid "${ON_SERVER_CPU[@]}" "$HYPER_BIN" "127.0.0.1:$port" "$HYPER_WORKERS" &;;
     *)
       # A servelab architecture, optionally with flags: "event-loop:--reactors=1,--accept=reuseport".
       local arch=${name%%:*} extra=()
@@ -215,7 +312,7 @@ start_server() {
       [ "$arch" != "$name" ] && IFS=, read -r -a extra <<<"${name#*:}"
       # Enough threads for the idle-connection test (thread-per-conn's default is 4096).
       [ "$arch" = thread-per-conn ] && extra+=(--max-threads $((IDLE + 1000)))
-      setsid "$ROOT/target/release/$arch" --addr "127.0.0.1:$port" --log quiet \
+      setsid "${ON_SERVER_CPU[@]}" "$ROOT/target/release/$arch" --addr "127.0.0.1:$port" --log quiet \
         --backlog 4096 "${extra[@]}" &
       ;;
   esac
@@ -273,12 +370,12 @@ for run in $(seq "$RUNS"); do
     port=$((port + 1))
     start_server "$name" "$port"
     for conns in $CONNS; do
-      wrk -t1 -c"$conns" -d"$DURATION" --latency "http://127.0.0.1:$port/" >"$WORK/wrk.out" &
+      "${ON_LOAD_CPU[@]}" wrk -t1 -c"$conns" -d"$DURATION" --latency "http://127.0.0.1:$port/" >"$WORK/wrk.out" &
       wrk_pid=$!
       cpu=""
       cs=""
       window=0
-      if [ "$conns" = 64 ]; then
+      if [ "$conns" = 64 ] || [ "$conns" = 1000 ]; then
         # CPU time and context switches of every server process, over the middle of the run.
         window=$(awk -v d="$DURATION" 'BEGIN { print (d + 0) - 1.5 }')
         sleep 1
@@ -305,7 +402,7 @@ for run in $(seq "$RUNS"); do
         "$run" "$name" "$conns" "$rps" "$p50" "$p99" "$per_cpu" "$per_cs" "$errors" >&2
     done
     # A new connection for every request: accept, one exchange, close.
-    ab_rps=$(ab -q -c 64 -n "$AB_REQUESTS" "http://127.0.0.1:$port/" 2>/dev/null |
+    ab_rps=$("${ON_LOAD_CPU[@]}" ab -q -c 64 -n "$AB_REQUESTS" "http://127.0.0.1:$port/" 2>/dev/null |
       awk '/^Requests per second:/ { print $4 }' || true)
     printf '%s\t%s\n' "$name" "${ab_rps:-0}" >>"$AB"
     printf 'round %s %-15s ab -c64 (no keep-alive): %s req/s\n' "$run" "$name" "${ab_rps:-failed}" >&2
@@ -387,7 +484,7 @@ TABLE=target/peers/peers.md
 us() { awk -v v="$1" 'BEGIN { if (v == "") print "–"; else if (v >= 1000) printf "%.2f ms", v / 1000; else printf "%.0f µs", v }'; }
 {
   echo "- Load: \`wrk -t1 -c<N> -d$DURATION --latency\` on GET / over 127.0.0.1; $RUNS rounds, servers interleaved within each round; every figure is the median of the rounds."
-  echo "- CPU and context switches per request: \`perf stat -e task-clock,context-switches\` on all the server's processes during the middle of the \`-c64\` run, divided by the requests served meanwhile."
+  echo "- CPU and context switches per request: \`perf stat -e task-clock,context-switches\` on all the server's processes during the middle of the \`-c64\` and \`-c1000\` runs, divided by the requests served meanwhile.$([ "$PIN" = 1 ] && echo " Pinned: every server on CPU $SERVER_CPU, wrk and ab on CPU $LOAD_CPU (taskset).")"
   echo "- New connection per request: \`ab -c64 -n $AB_REQUESTS\` (no keep-alive)."
   echo "- Cross-CPU wake-up on this machine during the run: $(perf bench sched pipe -l 5000 2>/dev/null | awk '/usecs\/op/ { printf "%.0f µs", $1 }' || echo unknown) per \`perf bench sched pipe\` round trip."
   echo
@@ -402,7 +499,7 @@ us() { awk -v v="$1" 'BEGIN { if (v == "") print "–"; else if (v >= 1000) prin
         ratio = (c[i] in nrps && nrps[c[i]] > 0) ? sprintf("%.2f", rps[i] / nrps[c[i]]) : "–"
         pr = (c[i] in np50 && np50[c[i]] > 0) ? sprintf("%.2f", p50[i] / np50[c[i]]) : "–"
         cpucell = (cpu[i] != "" && cpu[i] > 0) ? sprintf("%.1f µs", cpu[i]) : ""
-        cscell = (cs[i] != "" && c[i] == 64) ? sprintf("%.3f", cs[i]) : ""
+        cscell = (cs[i] != "" && (c[i] == 64 || c[i] == 1000)) ? sprintf("%.3f", cs[i]) : ""
         printf "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", name[i], c[i], rps[i], ratio, us(p50[i]), us(p99[i]), pr, cpucell, cscell
       }
     }' "$RESULTS"
@@ -450,6 +547,23 @@ check() { # description, awk condition over a and b, a, b
     check "event-loop's threads do not grow with idle connections ($(get_idle event-loop 5) → $(get_idle event-loop 6))" \
       "a <= b" "$(get_idle event-loop 6)" "$(get_idle event-loop 5)"
   fi
+  # The async servers (issue 25): CPU per request within 1.1 × nginx (1 worker) and 1.05 ×
+  # hyper, at -c64 and -c1000 (measure with PIN=1: the server's own CPU decides); 10,000 idle
+  # connections at most 2 KiB each, with no thread per connection.
+  for arch in async-work-stealing async-per-core; do
+    for conns in 64 1000; do
+      check "$arch's CPU per request ≤ 1.1 × nginx's at -c$conns ($(get "$arch" "$conns" 6) vs $(get nginx "$conns" 6) µs)" \
+        "a <= 1.1 * b" "$(get "$arch" "$conns" 6)" "$(get nginx "$conns" 6)"
+      check "$arch's CPU per request ≤ 1.05 × hyper's at -c$conns ($(get "$arch" "$conns" 6) vs $(get hyper "$conns" 6) µs)" \
+        "a <= 1.05 * b" "$(get "$arch" "$conns" 6)" "$(get hyper "$conns" 6)"
+    done
+    if [ -n "$(get_idle "$arch" 1)" ]; then
+      per=$(awk -v a="$(get_idle "$arch" 3)" -v b="$(get_idle "$arch" 4)" -v n="$IDLE" 'BEGIN { printf "%.2f", (b - a) / n }')
+      check "$arch holds $IDLE idle connections for ≤ 2 KiB each ($per KiB)" "a <= b" "$per" 2
+      check "$arch's threads do not grow with idle connections ($(get_idle "$arch" 5) → $(get_idle "$arch" 6))" \
+        "a <= b" "$(get_idle "$arch" 6)" "$(get_idle "$arch" 5)"
+    fi
+  done
   check "prefork-pool beats Apache prefork at -c64" "a > b" "$(get prefork-pool 64 3)" "$(get apache-prefork 64 3)"
   check "thread-per-conn ≥ 10 × ThreadingHTTPServer at -c64" "a >= 10 * b" "$(get thread-per-conn 64 3)" "$(get python-threads 64 3)"
 } | tee -a "$TABLE"

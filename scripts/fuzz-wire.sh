@@ -39,7 +39,7 @@
 # One table row per architecture; the exit status is non-zero if any check failed.
 #
 # Usage: scripts/fuzz-wire.sh [--short]
-#   --short   the CI form: REQUESTS=20000 (about 35 s for all 8 after the build)
+#   --short   the CI form: REQUESTS=20000 (about 45 s for all 10 after the build)
 # Environment: ARCHS (default: every architecture, `simulator architectures --names`),
 #              REQUESTS (1000000, or 20000 with --short), CONNECTIONS (8), SEED (1),
 #              THREAD_SLACK (0), BASE_PORT (18400), OUT (target/fuzz-wire: each

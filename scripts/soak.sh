@@ -3,7 +3,7 @@
 # server holds, and a failure when any of it keeps growing.
 #
 # DURATION (default 10m) is the length of the whole run, split evenly across the chosen
-# architectures (10 minutes over all 8 is 75 s each); PER_ARCH (e.g. 2m) sets each
+# architectures (10 minutes over all 10 is 60 s each); PER_ARCH (e.g. 2m) sets each
 # architecture's time instead. Each architecture's release binary is started on a loopback
 # port with short timeouts (--read-timeout 1s --header-timeout 300ms --keep-alive-timeout 1s
 # --max-cpu 100ms), and gets all of this at once, every part ending by itself on time:

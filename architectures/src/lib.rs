@@ -24,7 +24,7 @@ pub struct Entry {
 }
 
 /// Every architecture, in the order of the lecture's story.
-pub static ALL: [Entry; 8] = [
+pub static ALL: [Entry; 10] = [
     entry::<single::Single>(),
     entry::<thread_per_conn::ThreadPerConn>(),
     entry::<prefork_pool::PreforkPool>(),
@@ -33,6 +33,8 @@ pub static ALL: [Entry; 8] = [
     entry::<combined_delegation::CombinedDelegation>(),
     entry::<process_pipeline::ProcessPipeline>(),
     entry::<event_loop::EventLoop>(),
+    entry::<async_work_stealing::AsyncWorkStealing>(),
+    entry::<async_per_core::AsyncPerCore>(),
 ];
 
 /// The architecture called `name`.

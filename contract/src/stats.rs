@@ -42,6 +42,10 @@ pub struct Snapshot {
     /// The architecture's child processes, if it has any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub processes: Vec<ProcessSnapshot>,
+    /// The architecture's async runtimes (tokio), if it is built on one: one for the
+    /// work-stealing server, one per core for the per-core server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtimes: Vec<RuntimeSnapshot>,
 }
 
 impl Snapshot {
@@ -241,6 +245,52 @@ pub struct ReactorSnapshot {
     pub timers: u64,
     /// Requests whose computation went to the helper threads, in all.
     pub offloaded: u64,
+}
+
+/// One async runtime's figures. The first three are tokio's own (`RuntimeMetrics`, the part
+/// of it that is stable: no `tokio_unstable` build flag); the counts are the server's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeSnapshot {
+    /// `runtime` (the work-stealing server's one) or `core-1`, `core-2`, ... (per core).
+    pub name: String,
+    /// Worker threads that run its tasks (`num_workers`): `--workers`, or 1 per core.
+    pub workers: u64,
+    /// Tasks alive now (`num_alive_tasks`): one per open connection, and the accept loop
+    /// where it is a task of its own (on the work-stealing runtime).
+    pub alive_tasks: u64,
+    /// Tasks waiting in the runtime's shared queue (`global_queue_depth`): woken from a
+    /// thread that is not one of its workers (an answer from a blocking thread), or
+    /// overflowing a worker's own queue.
+    pub global_queue_depth: u64,
+    /// Per worker, by tokio's number for it (0 to `workers` − 1): times it parked with
+    /// nothing to do (`worker_park_count`).
+    pub worker_parks: Vec<u64>,
+    /// Per worker, by tokio's number: time it spent running tasks, in milliseconds
+    /// (`worker_total_busy_duration`).
+    pub worker_busy_ms: Vec<u64>,
+    /// Connections open on this runtime now.
+    pub connections: u64,
+    /// Connections it accepted, in all.
+    pub accepted: u64,
+    /// Requests its workers read, in all.
+    pub requests: u64,
+    /// Computations it handed to its blocking threads (`spawn_blocking`), in all.
+    pub offloaded: u64,
+    /// The server's counts per worker thread. (Which thread is tokio's worker number N is
+    /// not in tokio's stable API, hence the two lists.)
+    pub worker_threads: Vec<WorkerSnapshot>,
+}
+
+/// What one worker thread of an async runtime did, by the server's count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSnapshot {
+    /// The thread's name: `worker-1`, or `core-1`.
+    pub name: String,
+    /// Connections it accepted (the accept loop is a task, and runs on any worker).
+    pub accepted: u64,
+    /// Requests it read: with work stealing, the share of each worker shows how evenly the
+    /// tasks were spread.
+    pub requests: u64,
 }
 
 /// One child process of the server (a handler process of the process pipeline).

@@ -10,6 +10,7 @@
 //! every lab finishes in seconds; `--scale 1` replays the lecture's own timing. Kernel
 //! timings (the ~1 s SYN retry of lab 7) are not scaled: the kernel does not know.
 
+mod async_runtimes;
 mod backlog;
 mod designs;
 mod event_loop;
@@ -282,6 +283,20 @@ pub fn all() -> Vec<Lab> {
             sheet: "labs/19-hostile-clients.md",
             targets: &[],
             run: hostile::lab19,
+        },
+        Lab {
+            id: 23,
+            title: "A blocking call in async: a computation on a worker, and spawn_blocking",
+            sheet: "labs/23-a-blocking-call-in-async.md",
+            targets: &[],
+            run: async_runtimes::lab23,
+        },
+        Lab {
+            id: 24,
+            title: "Steal or stay: work stealing against one runtime per core",
+            sheet: "labs/24-steal-or-stay.md",
+            targets: &[],
+            run: async_runtimes::lab24,
         },
     ]
 }

@@ -1,0 +1,4 @@
+//! The `async-per-core` binary as its users run it: the shutdown promise (see
+//! testkit::binary).
+
+testkit::binary_tests!("async-per-core");
