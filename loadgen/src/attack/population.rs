@@ -41,7 +41,7 @@ pub const SLOW_READ_CHUNK: usize = 16;
 /// minimum of its own).
 pub(super) const SLOW_READ_WINDOW: usize = 2048;
 
-/// How long [`start`] waits for every hostile connection to be established (or to fail)
+/// How long [`start`](super::start) waits for every hostile connection to be established (or to fail)
 /// before the foreground starts anyway.
 pub const SETTLE: Duration = Duration::from_secs(3);
 

@@ -4,11 +4,11 @@
 //! exit status. Each command's module holds its own flags (a clap `Args` struct) and the
 //! function that runs it; what they have in common lives here:
 //!
-//! * [`ScenarioArgs`]: the clients and what they do, with defaults that differ between
+//! * `ScenarioArgs`: the clients and what they do, with defaults that differ between
 //!   `run` (the lecture's first experiment) and `compare` (a contest between designs);
-//! * [`ServerChoice`]: which architectures `compare` and `sweep` start in this process,
+//! * `ServerChoice`: which architectures `compare` and `sweep` start in this process,
 //!   with the architectures' own flags added from the registry at run time;
-//! * [`OutputArgs`] and [`SaveArgs`]: the format of the report on stdout, the log, the HTML
+//! * `OutputArgs` and `SaveArgs`: the format of the report on stdout, the log, the HTML
 //!   report and the directory of files.
 //!
 //! A command returns `Ok(status)` when it did its job (a lab whose prediction failed or a

@@ -3,7 +3,7 @@
 //!
 //! * [`text`]: one run's report, the comparison table, a sweep, a lab, for people;
 //! * [`csv`]: one row per client (or per sweep step), for spreadsheets;
-//! * JSON is the [`Report`] itself, serialized (its schema is `docs/schema/`);
+//! * JSON is the [`Report`](crate::Report) itself, serialized (its schema is `docs/schema/`);
 //! * [`files`]: the directory `--save` writes, and what a failed shard leaves;
 //! * [`html`]: one self-contained page with charts.
 //!

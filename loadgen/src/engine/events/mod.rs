@@ -30,8 +30,8 @@
 //! a deadline moves later, the old entry stays and, when it fires, finds the real deadline
 //! and is pushed again; an entry whose time no longer matches its slot's is skipped.
 //!
-//! The pieces: this module starts the threads and collects them; [`reactor`] is one
-//! thread's loop; [`dispatcher`] is the open-loop schedule; [`alarm`] the microsecond timer
+//! The pieces: this module starts the threads and collects them; `reactor` is one
+//! thread's loop; `dispatcher` is the open-loop schedule; `alarm` the microsecond timer
 //! that wakes the loop when the next request is due.
 
 mod alarm;
