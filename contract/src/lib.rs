@@ -18,4 +18,4 @@
 pub mod stats;
 pub mod units;
 
-pub use stats::{Capacity, ConfigSnapshot, ProcessSnapshot, Snapshot};
+pub use stats::{Capacity, ConfigSnapshot, ProcessSnapshot, RingSnapshot, Snapshot};

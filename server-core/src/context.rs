@@ -289,6 +289,7 @@ impl Context {
             limits: figures.limits,
             reactors: figures.reactors,
             processes: figures.processes,
+            rings: figures.rings,
         }
     }
 

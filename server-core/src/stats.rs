@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub use contract::stats::{
     Capacity, ConfigSnapshot, Connections, LimitSnapshot, ProcessSnapshot, QueueSnapshot,
-    ReactorSnapshot, Requests, Snapshot, ThreadGroupSnapshot,
+    ReactorSnapshot, Requests, RingSnapshot, Snapshot, ThreadGroupSnapshot,
 };
 use protocol::Status;
 
@@ -167,4 +167,5 @@ pub struct Figures {
     pub limits: Vec<LimitSnapshot>,
     pub reactors: Vec<ReactorSnapshot>,
     pub processes: Vec<ProcessSnapshot>,
+    pub rings: Vec<RingSnapshot>,
 }
