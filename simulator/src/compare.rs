@@ -2,7 +2,9 @@
 //!
 //! Either every registered architecture (or those chosen with `--archs`) started in this
 //! process on an ephemeral loopback port, each stopped before the next starts so that they
-//! never compete for the CPU, or servers that are already running (`--target`).
+//! never compete for the CPU, or servers that are already running (`--target`). An
+//! architecture this machine cannot run (io-uring where io_uring is forbidden) is skipped,
+//! with one line on standard error saying why.
 
 use crate::report::Report;
 use crate::scenario::Scenario;
@@ -11,11 +13,15 @@ use crate::{run, SimError};
 
 /// Runs `scenario` against each architecture of `servers`, one after another.
 pub fn compare(scenario: &Scenario, servers: &Servers) -> Result<Vec<Report>, SimError> {
-    servers
-        .archs
-        .iter()
-        .map(|arch| run_one(arch, scenario, servers))
-        .collect()
+    let mut reports = Vec::new();
+    for arch in &servers.archs {
+        if let Err(why) = crate::servers::entry(arch)?.available() {
+            eprintln!("{arch}: skipped: {why}");
+            continue;
+        }
+        reports.push(run_one(arch, scenario, servers)?);
+    }
+    Ok(reports)
 }
 
 /// Runs `scenario` against servers that are already running, one after another: servers
