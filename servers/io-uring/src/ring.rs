@@ -77,6 +77,8 @@ const SEND_CHUNK: usize = 256 * 1024;
 /// A `sending` buffer larger than this is released once its send is done, so that an idle
 /// connection keeps only a small one.
 const KEEP_SENDING: usize = 4096;
+/// The longest a round waits beyond the completions it expects at once (see `Ring::run`).
+const SETTLE: Duration = Duration::from_millis(1);
 
 /// A ring's figures for `/stats`. Shared with the thread that writes `/stats`, so they
 /// are atomics; each is read on its own and guards nothing, so relaxed is enough.
@@ -238,6 +240,9 @@ pub struct Ring {
     /// Operations the kernel will complete that have not completed yet (each counted
     /// from the moment it is queued).
     in_kernel: usize,
+    /// Operations queued this round that usually complete the moment the kernel takes them
+    /// (sends, cancellations, timeout updates): the next wait counts on their completions.
+    expected_at_once: usize,
     /// Operations that found the submission queue full even after handing it over.
     overflow: VecDeque<squeue::Entry>,
     /// Deadline timeouts armed (for `/stats`).
@@ -281,6 +286,7 @@ impl Ring {
             dirty: Vec::new(),
             timespecs: Vec::new(),
             in_kernel: 0,
+            expected_at_once: 0,
             overflow: VecDeque::new(),
             deadline_timers: 0,
             completions: Vec::with_capacity(CQ_ENTRIES as usize),
@@ -316,11 +322,35 @@ impl Ring {
             // The one system call of a round: hands over every operation queued since the
             // last, and waits until at least one has completed. This is the only place the
             // ring's thread waits.
-            match self.kernel.submit_and_wait(1) {
+            //
+            // The sends just queued usually complete at once, while the kernel takes them
+            // (the socket has room), and waiting for "at least one completion" would then
+            // return at once too, only to find bookkeeping: each round would cost a second
+            // system call to wait for the next requests. So the ring waits for one
+            // completion more than the operations it expects back at once, but at most
+            // `SETTLE`: a send that went out only in part (a large answer) has its next part
+            // queued after at most that much delay.
+            let expected = std::mem::take(&mut self.expected_at_once);
+            let entered = if expected == 0 {
+                self.kernel.submit_and_wait(1)
+            } else {
+                let settle = types::Timespec::from(SETTLE);
+                let args = types::SubmitArgs::new().timespec(&settle);
+                self.kernel
+                    .submitter()
+                    .submit_with_args(expected + 1, &args)
+            };
+            match entered {
                 Ok(n) => self.submitted(n),
-                // A signal, or a completion queue so full that the kernel wants completions
-                // taken before it takes more submissions: take them, then try again.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {
+                // Nothing was submitted and the wait ended at `SETTLE`; a signal; or a
+                // completion queue so full that the kernel wants completions taken before
+                // it takes more submissions: take them, then go on.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                    ) =>
+                {
                     self.submitted(0);
                 }
                 Err(e) => {
@@ -638,6 +668,8 @@ impl Ring {
         // is not, and a dropped one leaks its `sending` if it is). Moving the `Conn` within
         // the slab moves the vector's pointer, not its heap buffer.
         unsafe { self.push(entry) };
+        // Usually done the moment the kernel takes it: the socket has room.
+        self.expected_at_once += 1;
     }
 
     /// A connection's receive completed: bytes in a provided buffer, the end of the
@@ -940,10 +972,13 @@ impl Ring {
         let at = self.timespec(deadline.saturating_duration_since(now));
         let entry = match armed {
             // A nearer deadline: move the armed timeout (its own completion comes when
-            // it fires; the update's says only whether it found it).
-            Some(_) => opcode::TimeoutUpdate::new(label, at)
-                .build()
-                .user_data(Op::Cancel.encode()),
+            // it fires; the update's, at once, says only whether it found it).
+            Some(_) => {
+                self.expected_at_once += 1;
+                opcode::TimeoutUpdate::new(label, at)
+                    .build()
+                    .user_data(Op::Cancel.encode())
+            }
             None => {
                 self.deadline_timers += 1;
                 opcode::Timeout::new(at).build().user_data(label)
@@ -961,6 +996,8 @@ impl Ring {
             .user_data(Op::Cancel.encode());
         // SAFETY: a cancellation names no memory, only the label of its target.
         unsafe { self.push(entry) };
+        // Its own completion comes at once (the target's follows).
+        self.expected_at_once += 1;
     }
 
     /// Ends connection `key`: cancels what it has in the kernel and frees it once all of
@@ -1014,6 +1051,7 @@ impl Ring {
             .user_data(Op::Cancel.encode());
             // SAFETY: a timeout removal names no memory, only its target's label.
             unsafe { self.push(entry) };
+            self.expected_at_once += 1;
         }
         self.free_if_done(key);
     }
