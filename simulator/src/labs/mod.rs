@@ -11,6 +11,7 @@
 //! timings (the ~1 s SYN retry of lab 7) are not scaled: the kernel does not know.
 
 mod backlog;
+mod completion;
 mod designs;
 mod event_loop;
 mod heavy;
@@ -282,6 +283,13 @@ pub fn all() -> Vec<Lab> {
             sheet: "labs/19-hostile-clients.md",
             targets: &[],
             run: hostile::lab19,
+        },
+        Lab {
+            id: 25,
+            title: "Readiness against completion: system calls and context switches per request",
+            sheet: "labs/25-readiness-against-completion.md",
+            targets: &[],
+            run: completion::lab25,
         },
     ]
 }
