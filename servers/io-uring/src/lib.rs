@@ -18,7 +18,7 @@
 //!                          │  send fd 12, 180 B  ─▶ │ kernel  12: sent 180                  │
 //!                          │  timeout 5 s (#17)  ─▶ │     │   sleep #4 is due               │
 //!                          │  read eventfd       ─▶ ┘     └─▶ eventfd: the helpers answered │
-//!                          │  submit_and_wait(1): one system call both ways, per round      │
+//!                          │  io_uring_enter: one system call both ways, per round          │
 //!                          └────────────────────────────────────────────────────────────────┘
 //!                                   ▲ answers (channel + eventfd write)
 //!                      helper-1..H: compute /factor, the rings never do

@@ -3,9 +3,10 @@
 //!
 //! ```text
 //!   loop {
-//!       submit_and_wait(1)     <- the one system call of a round, and the only wait: hands
-//!                                 the kernel every operation queued since the last one, and
-//!                                 sleeps until at least one has completed
+//!       io_uring_enter          <- the one system call of a round, and the only wait: hands
+//!                                  the kernel every operation queued since the last one, and
+//!                                  sleeps until the completions it expects at once (the
+//!                                  sends just handed over) and at least one more are in
 //!       for each completion:
 //!           accept   -> a new connection; queue its first receive
 //!           receive  -> copy the bytes into the connection's machine, give the buffer back
@@ -18,12 +19,12 @@
 //!   }
 //! ```
 //!
-//! Nothing here waits but `submit_and_wait`. The thread never asks whether a socket is
+//! Nothing here waits but `io_uring_enter`. The thread never asks whether a socket is
 //! ready: it queues the operation itself and learns, from its completion, that it is done.
 //! The queued operations of a whole round (sends for every connection that got answers,
 //! receives for those that want more, timeouts) go to the kernel together in the next
-//! `submit_and_wait`: under load one system call carries many operations and brings back
-//! many completions.
+//! `io_uring_enter`: under load one system call carries many operations and brings back
+//! many completions (lab 25 counts them).
 //!
 //! **Who owns what while the kernel holds it.** An operation in flight may point into our
 //! memory, and that memory must stay put and untouched until its completion arrives:
@@ -382,7 +383,7 @@ impl Ring {
             self.collect_answers();
             // Every connection touched this round, each once: their sends, receives and
             // deadlines are queued now and go to the kernel together at the next
-            // `submit_and_wait`.
+            // `io_uring_enter`.
             for key in std::mem::take(&mut self.dirty) {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.dirty = false;
