@@ -147,6 +147,9 @@ impl Architecture for IoUring {
             ..self.clone()
         };
         ctx.set_arch_config(serde_json::to_value(&settings).unwrap_or_default());
+        // For the simulator's predictions, the same as the event loop's: no bound on the
+        // clients served at once short of descriptors, and an idle client holds no worker
+        // (a ring waits for all its connections at once).
         ctx.set_capacity(Capacity {
             concurrent: None,
             per_client: false,
@@ -178,6 +181,9 @@ impl Architecture for IoUring {
         let addr = listener
             .local_addr()
             .map_err(start_error("listener".into()))?;
+        // Raised once by the shutdown hook and read by every ring after each wake-up: shared
+        // because the hook runs on the signal thread. Relaxed is enough: it guards no data,
+        // and the eventfd write that follows it is what wakes each ring to look.
         let stopping = Arc::new(AtomicBool::new(false));
         let ring_group = ThreadGroup::new("ring");
         let mut wakes = Vec::new();

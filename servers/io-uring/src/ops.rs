@@ -54,6 +54,28 @@ const CANCEL: u64 = 9;
 const GENERATION: u64 = (1 << 24) - 1;
 
 impl Op {
+    /// Connection `key`'s receive, send or deadline, for its generation `generation`.
+    pub fn recv(key: usize, generation: u32) -> Op {
+        Op::Recv {
+            key: key as u32,
+            generation,
+        }
+    }
+
+    pub fn send(key: usize, generation: u32) -> Op {
+        Op::Send {
+            key: key as u32,
+            generation,
+        }
+    }
+
+    pub fn deadline(key: usize, generation: u32) -> Op {
+        Op::Deadline {
+            key: key as u32,
+            generation,
+        }
+    }
+
     /// The 64 bits the submission carries.
     pub fn encode(self) -> u64 {
         let slot = |kind: u64, generation: u32, key: u32| {

@@ -80,10 +80,29 @@ impl std::fmt::Display for Cause {
 
 /// Whether this process can run the io-uring server: `Err` with one sentence if not.
 /// Probes once per process and remembers the answer.
+///
+/// The probe runs on a thread of its own, never on the caller's. A thread that has used a
+/// ring is known to that ring, and when the ring is closed the kernel cleans up after it by
+/// queueing work to that thread with a signal-like notification (`TWA_SIGNAL`), which
+/// interrupts whatever the thread is blocked in: a socket read with a timeout then fails
+/// with `EINTR`, once, some time after the probe. A probe thread ends instead.
 pub fn check() -> Result<(), Unavailable> {
     static ANSWER: OnceLock<Result<(), String>> = OnceLock::new();
     ANSWER
-        .get_or_init(|| probe().map_err(|cause| cause.to_string()))
+        .get_or_init(|| {
+            let prober = std::thread::Builder::new()
+                .name("io-uring-probe".into())
+                .spawn(|| probe().map_err(|cause| cause.to_string()));
+            match prober {
+                // Blocks for the probe: a ring set up, used and closed, in microseconds.
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|_| Err("io_uring is unavailable: its probe panicked".into())),
+                Err(e) => Err(format!(
+                    "io_uring is unavailable: no thread could be started to probe it ({e})"
+                )),
+            }
+        })
         .clone()
         .map_err(Unavailable)
 }
@@ -148,6 +167,14 @@ fn release() -> String {
 }
 
 /// Sets up a ring and uses each facility the server needs once.
+///
+/// Each of the three io_uring system calls is made at least once, because a seccomp filter
+/// may refuse any one of them alone: `io_uring_setup` (making the ring), `io_uring_register`
+/// (the probe of operations, the buffer ring) and `io_uring_enter` (the no-op). A kernel
+/// that has the calls but not an operation the server queues says so in the probe, which
+/// the kernel fills with what it supports (Linux 5.6). Registering a provided-buffer ring is
+/// the newest thing used (5.19); multishot accept and "cancel any" came in the same
+/// release, so a kernel that registers the ring has them too.
 fn probe() -> Result<(), Cause> {
     let fail = |lacks: &'static str| {
         move |e: io::Error| classify(e.raw_os_error().unwrap_or(0), lacks, &Restrictions::here())

@@ -496,6 +496,13 @@ impl Ring {
     }
 
     /// Handles one completion.
+    ///
+    /// A completion carries three things: the label of the operation (`user_data`, see
+    /// `ops.rs`), its result (what the system call would have returned: a byte count, a
+    /// new descriptor, or minus an error number), and flags: `IORING_CQE_F_MORE` when the
+    /// operation stays in the kernel and will complete again (the multishot accept), and
+    /// `IORING_CQE_F_BUFFER` with the id of the provided buffer a receive filled.
+    /// Completions come in the order operations finish, not the order they were queued.
     fn complete(&mut self, cqe: &cqueue::Entry) {
         let (result, flags) = (cqe.result(), cqe.flags());
         if !cqueue::more(flags) {
@@ -565,7 +572,12 @@ impl Ring {
     }
 
     /// Takes in a freshly accepted connection and queues its first receive (its request
-    /// is probably there already).
+    /// is probably there already: the kernel tries a receive the moment it takes it, and
+    /// completes it at once if bytes are waiting).
+    ///
+    /// The connection is registered with the server as one that its own driver stops at
+    /// shutdown: the ring cancels its receive itself, instead of the shutdown hook shutting
+    /// its socket's reading side from another thread.
     fn add(&mut self, stream: TcpStream) {
         let entry = self.conns.vacant_entry();
         let Ok(key) = u32::try_from(entry.key()) else {
@@ -600,7 +612,9 @@ impl Ring {
         self.mark(key);
     }
 
-    /// Adds connection `key` to this round's list, once.
+    /// Adds connection `key` to this round's list, once. A connection may complete a
+    /// receive, a send and a timeout in one round; it is advanced once, after all of them,
+    /// so that everything it has to say goes out in one send.
     fn mark(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
             if !conn.dirty {
@@ -611,6 +625,12 @@ impl Ring {
     }
 
     /// Queues a receive into a provided buffer.
+    ///
+    /// A completion-based server must say where received bytes go before they arrive. A
+    /// buffer of the connection's own would sit idle for as long as the client is silent:
+    /// 10,000 idle keep-alive clients would hold 10,000 buffers. With `BUFFER_SELECT` the
+    /// receive names only the ring's pool (`buffers::GROUP`), and the kernel takes a buffer
+    /// from it when the bytes come.
     fn arm_recv(&mut self, key: usize) {
         let size = self.buffers.size();
         let Some(conn) = self.conns.get_mut(key) else {
@@ -626,13 +646,7 @@ impl Ring {
         .buf_group(buffers::GROUP)
         .build()
         .flags(squeue::Flags::BUFFER_SELECT)
-        .user_data(
-            Op::Recv {
-                key: key as u32,
-                generation: conn.generation,
-            }
-            .encode(),
-        );
+        .user_data(Op::recv(key, conn.generation).encode());
         // SAFETY: the receive names no memory of ours: the kernel takes a buffer from the
         // provided-buffer ring when bytes arrive, and the completion says which. The socket
         // stays open while `recv_armed` (a connection is freed only after).
@@ -640,6 +654,13 @@ impl Ring {
     }
 
     /// Queues a send of the connection's output (at most `SEND_CHUNK` of it).
+    ///
+    /// The bytes are copied into the connection's `sending` buffer first. Sending straight
+    /// from the machine's output would lend the kernel memory the machine still owns: an
+    /// answer arriving from a helper while the send is in flight appends to that output,
+    /// which may move it, and the kernel would read freed memory. The copy is the price of
+    /// driving the same sans-IO machine as every other server; a server written for
+    /// io_uring alone would hand its answers over as owned buffers instead.
     fn arm_send(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -656,13 +677,7 @@ impl Ring {
         )
         .flags(libc::MSG_NOSIGNAL)
         .build()
-        .user_data(
-            Op::Send {
-                key: key as u32,
-                generation: conn.generation,
-            }
-            .encode(),
-        );
+        .user_data(Op::send(key, conn.generation).encode());
         // SAFETY: the kernel reads `n` bytes of `sending` until the send completes. Until
         // then `send_armed` is set, and nothing clears, grows or frees `sending` while it
         // is (`arm_send` is called only when it is not; a connection is freed only when it
@@ -674,7 +689,8 @@ impl Ring {
     }
 
     /// A connection's receive completed: bytes in a provided buffer, the end of the
-    /// stream, or an error.
+    /// stream, or an error. Whatever happened, a buffer the kernel handed over goes back
+    /// to the pool before the round ends, so between rounds the kernel owns every buffer.
     fn received(&mut self, key: u32, generation: u32, result: i32, flags: u32) {
         let buffer = cqueue::buffer_select(flags);
         let key = key as usize;
@@ -726,7 +742,9 @@ impl Ring {
         self.mark(key);
     }
 
-    /// A connection's send completed.
+    /// A connection's send completed. It may have sent only part (the client's receive
+    /// window was full): the machine is told how much, and the next round sends the rest.
+    /// From here `sending` is the thread's again.
     fn sent(&mut self, key: u32, result: i32) {
         let key = key as usize;
         let now = self.now;
@@ -760,7 +778,9 @@ impl Ring {
         }
     }
 
-    /// A sleeping request's timeout fired: its answer is due.
+    /// A sleeping request's timeout fired: its answer is due. Unlike a connection's
+    /// deadline, a sleep is never moved or cancelled while the ring runs: its connection
+    /// waits for it (a closed one is recognised by its generation and the answer dropped).
     fn slept(&mut self, sleeper: u32, result: i32) {
         let Some(Sleeper {
             key,
@@ -788,6 +808,11 @@ impl Ring {
 
     /// Drives connection `key` as far as it can go without waiting: handles every complete
     /// request, and queues what it needs next: a send, a receive, a deadline.
+    ///
+    /// This is the same dialogue with `protocol::Connection` that every servelab server
+    /// has (`poll` for requests, `respond`, `output`, `wrote`, `next_deadline`); only the
+    /// I/O differs. Where the event loop reads and writes here, the ring queues a receive
+    /// and a send and comes back when their completions arrive.
     fn advance(&mut self, key: usize) {
         let now = self.now;
         let Some(conn) = self.conns.get_mut(key) else {
@@ -803,10 +828,7 @@ impl Ring {
             // the bytes if there were any.
             if !conn.recv_cancelling {
                 conn.recv_cancelling = true;
-                let target = Op::Recv {
-                    key: key as u32,
-                    generation: conn.generation,
-                };
+                let target = Op::recv(key, conn.generation);
                 self.cancel(target);
             }
             return;
@@ -849,6 +871,12 @@ impl Ring {
             // once per connection, and only on connections that end.
             let _ = conn.stream.shutdown(Shutdown::Write);
         }
+        // A receive in the kernel while the machine wants input, and only then: a client
+        // that pipelines more than the machine will hold (16 owed answers, 64 KiB of
+        // unwritten output) gets no new receive until it reads, so its bytes wait in the
+        // socket, not in our memory. (A receive already in the kernel may still bring one
+        // buffer's worth: the bound is one buffer, not what the client sends.) At shutdown
+        // an idle connection gets none: it is closing.
         let wants = conn.machine.wants_input() && !(self.stopped && conn.machine.is_idle());
         if wants && !conn.recv_armed {
             self.arm_recv(key);
@@ -858,6 +886,11 @@ impl Ring {
 
     /// Starts the work a request needs: answers it now, arms a timeout, or hands it to a
     /// helper. Never waits.
+    ///
+    /// The three kinds of work map onto what the ring can wait for: an answer needs nothing,
+    /// a `/sleep` becomes a timeout operation in the kernel (its completion is the moment to
+    /// answer), and a computation goes to a helper thread, whose answer comes back as the
+    /// completion of the eventfd read.
     fn start_work(&mut self, key: usize, ticket: Ticket, work: Work) {
         match work {
             Work::Respond(response) => self.respond(key, ticket, &response),
@@ -965,11 +998,7 @@ impl Ring {
             return;
         }
         conn.timer = Some(deadline);
-        let label = Op::Deadline {
-            key: key as u32,
-            generation: conn.generation,
-        }
-        .encode();
+        let label = Op::deadline(key, conn.generation).encode();
         let at = self.timespec(deadline.saturating_duration_since(now));
         let entry = match armed {
             // A nearer deadline: move the armed timeout (its own completion comes when
@@ -1021,7 +1050,7 @@ impl Ring {
                 self.ctx.stats.request_finished();
             }
         }
-        let (generation, key32) = (conn.generation, key as u32);
+        let generation = conn.generation;
         let (recv, send, timer) = (
             conn.recv_armed && !conn.recv_cancelling,
             conn.send_armed,
@@ -1029,27 +1058,15 @@ impl Ring {
         );
         if recv {
             conn.recv_cancelling = true;
-            self.cancel(Op::Recv {
-                key: key32,
-                generation,
-            });
+            self.cancel(Op::recv(key, generation));
         }
         if send {
-            self.cancel(Op::Send {
-                key: key32,
-                generation,
-            });
+            self.cancel(Op::send(key, generation));
         }
         if timer {
-            let entry = opcode::TimeoutRemove::new(
-                Op::Deadline {
-                    key: key32,
-                    generation,
-                }
-                .encode(),
-            )
-            .build()
-            .user_data(Op::Cancel.encode());
+            let entry = opcode::TimeoutRemove::new(Op::deadline(key, generation).encode())
+                .build()
+                .user_data(Op::Cancel.encode());
             // SAFETY: a timeout removal names no memory, only its target's label.
             unsafe { self.push(entry) };
             self.expected_at_once += 1;
@@ -1057,7 +1074,11 @@ impl Ring {
         self.free_if_done(key);
     }
 
-    /// Frees a closing connection once the kernel holds nothing of it.
+    /// Frees a closing connection once the kernel holds nothing of it: no receive (which
+    /// would keep the socket, and might take a buffer) and no send (which reads
+    /// `sending`). Its deadline timeout needs no waiting for: the kernel copied its
+    /// timespec long ago, and the removal queued in `begin_close` ends it; should it fire
+    /// first, its label's generation no longer matches anything.
     fn free_if_done(&mut self, key: usize) {
         if self
             .conns
@@ -1069,7 +1090,9 @@ impl Ring {
         }
     }
 
-    /// Writes the answers the helpers computed.
+    /// Writes the answers the helpers computed. Called every round, not only when the
+    /// eventfd read completed: a helper sends its answer before it writes the eventfd, so an
+    /// answer may be in the channel a round before its wake-up, and taking it early is free.
     fn collect_answers(&mut self) {
         // Never blocks: `try_iter` takes only what is there.
         let answers: Vec<Done> = self.inbox.try_iter().collect();
@@ -1089,6 +1112,11 @@ impl Ring {
 
     /// Shutdown: stop accepting, and let every connection finish what it owes, for at most
     /// the grace period (a ring timeout marks its end).
+    ///
+    /// The multishot accept is cancelled (the shutdown hook has also shut the listening
+    /// socket, so the kernel's backlog refuses newcomers). Every connection's machine is
+    /// told to stop: an idle one closes once its receive is back (see `advance`), one with a
+    /// request arriving or answers owed finishes them, the last with `Connection: close`.
     fn stop(&mut self) {
         self.stopped = true;
         if self.accept_armed {
