@@ -29,6 +29,15 @@ fn end_to_end(c: &mut Criterion) {
     for workload in Workload::ALL {
         let servers: Vec<_> = architectures::ALL
             .iter()
+            // An architecture this machine cannot run (io-uring where io_uring is
+            // forbidden) is left out, with its reason.
+            .filter(|arch| match arch.available() {
+                Ok(()) => true,
+                Err(why) => {
+                    eprintln!("{}: skipped: {why}", arch.name);
+                    false
+                }
+            })
             .map(|arch| {
                 let args = server_core::ServerArgs {
                     shutdown_timeout: Duration::from_secs(2),

@@ -9,6 +9,11 @@ use protocol::Status;
 #[test]
 fn every_architecture_serves_a_whole_batch_from_many_clients() {
     for arch in &architectures::ALL {
+        if let Err(why) = arch.available() {
+            // Only where the kernel forbids it (io_uring in a default Docker container).
+            eprintln!("{}: skipped: {why}", arch.name);
+            continue;
+        }
         let args = server_core::ServerArgs {
             shutdown_timeout: Duration::from_secs(2),
             ..server_core::ServerArgs::default()

@@ -18,4 +18,6 @@
 pub mod stats;
 pub mod units;
 
-pub use stats::{Capacity, ConfigSnapshot, ProcessSnapshot, RuntimeSnapshot, Snapshot};
+pub use stats::{
+    Capacity, ConfigSnapshot, ProcessSnapshot, RingSnapshot, RuntimeSnapshot, Snapshot,
+};

@@ -46,6 +46,9 @@ pub struct Snapshot {
     /// work-stealing server, one per core for the per-core server.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runtimes: Vec<RuntimeSnapshot>,
+    /// The architecture's io_uring rings, if it has any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rings: Vec<RingSnapshot>,
 }
 
 impl Snapshot {
@@ -291,6 +294,46 @@ pub struct WorkerSnapshot {
     /// Requests it read: with work stealing, the share of each worker shows how evenly the
     /// tasks were spread.
     pub requests: u64,
+}
+
+/// One io_uring ring's figures: a thread that hands the kernel the operations it wants done
+/// (accepts, receives, sends, timeouts) and collects their completions, in batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RingSnapshot {
+    pub name: String,
+    /// Connections this ring serves now.
+    pub connections: u64,
+    /// Connections this ring has accepted in all.
+    pub accepted: u64,
+    /// Times the ring's thread came back from waiting for completions.
+    pub wakeups: u64,
+    /// System calls into the ring (`io_uring_enter`): one per wake-up, plus one whenever the
+    /// submission queue filled up in the middle of a round.
+    pub enters: u64,
+    /// Operations handed to the kernel (submission queue entries), in all.
+    pub submissions: u64,
+    /// Completions taken from the completion queue, in all.
+    pub completions: u64,
+    /// `submissions / wakeups`: how many operations one system call hands over.
+    pub submissions_per_wakeup: f64,
+    /// `completions / wakeups`: how much finished work one wake-up finds.
+    pub completions_per_wakeup: f64,
+    /// Operations the kernel holds now: armed receives and sends, timeouts, the accept, the
+    /// read that wakes the ring for the helpers' answers.
+    pub in_kernel: u64,
+    /// The submission and completion queues' sizes.
+    pub sq_entries: u64,
+    pub cq_entries: u64,
+    /// Provided buffers and the size of each: the ring's receive memory, lent to the kernel
+    /// and shared by all the ring's connections (none is a connection's own).
+    pub buffers: u64,
+    pub buffer_size: u64,
+    /// Receives that found every provided buffer taken (`ENOBUFS`); each is re-armed.
+    pub buffers_exhausted: u64,
+    /// Timeouts armed now: connection deadlines and sleeping requests.
+    pub timers: u64,
+    /// Requests whose computation went to the helper threads, in all.
+    pub offloaded: u64,
 }
 
 /// One child process of the server (a handler process of the process pipeline).

@@ -14,8 +14,10 @@ SERVER_PID=""
 
 # server_start ARCH PORT STDERR_FILE: starts target/release/ARCH on 127.0.0.1:PORT in the
 # background, its stderr to STDERR_FILE, and waits (at most 5 s, polling every 0.1 s)
-# until it accepts a connection. Returns 2 if there is no such binary, and 1, with the
-# server's stderr, if it never accepts.
+# until it accepts a connection. Returns 2 if there is no such binary; 3 if the server
+# exited saying this machine cannot run it (io-uring where io_uring is forbidden: one line
+# "ARCH: ... is unavailable: CAUSE" in STDERR_FILE), for the caller to skip it; and 1,
+# with the server's stderr, if it never accepts.
 server_start() {
   local arch=$1 port=$2 stderr=$3
   if [ ! -x "target/release/$arch" ]; then
@@ -32,6 +34,12 @@ server_start() {
     proc_running "$SERVER_PID" || break
     sleep 0.1
   done
+  if ! proc_running "$SERVER_PID" && grep -q "^$arch: .* is unavailable: " "$stderr"; then
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+    echo "$arch: skipped: $(head -1 "$stderr" | sed "s/^$arch: //")" >&2
+    return 3
+  fi
   echo "$arch did not start listening on port $port; its stderr:" >&2
   cat "$stderr" >&2
   return 1

@@ -35,6 +35,11 @@ pub fn main<A: Architecture + clap::Args>() -> ExitCode {
         Err(e) => e.exit(),
     };
     logging::init(cli.server.log);
+    // An architecture this machine cannot run says why in one sentence, before it binds.
+    if let Err(why) = A::available() {
+        eprintln!("{}: {why}", A::NAME);
+        return ExitCode::FAILURE;
+    }
     // As many connections as the hard limit allows (see `rlimit`).
     crate::rlimit::raise_open_files(u64::MAX);
     match run(cli.arch, cli.server) {

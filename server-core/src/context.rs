@@ -290,6 +290,7 @@ impl Context {
             reactors: figures.reactors,
             processes: figures.processes,
             runtimes: figures.runtimes,
+            rings: figures.rings,
         }
     }
 

@@ -36,6 +36,6 @@ pub use blocking::{serve_connection, BlockingConn, Exchange, Next};
 pub use config::ServerArgs;
 pub use context::Context;
 pub use listener::{Acceptor, ServerError};
-pub use running::{Architecture, RunningServer};
+pub use running::{Architecture, RunningServer, Unavailable};
 pub use stats::{Capacity, Snapshot};
 pub use threads::ThreadGroup;

@@ -33,6 +33,9 @@ pub enum ServerError {
     /// line of a server that did not answer every request it accepted.
     #[error("{0}")]
     Abandoned(String),
+    /// The architecture cannot run on this machine (see `Architecture::available`).
+    #[error(transparent)]
+    Unavailable(#[from] crate::running::Unavailable),
 }
 
 fn hint(e: &io::Error) -> &'static str {

@@ -29,6 +29,14 @@ pub trait Architecture: Send + 'static {
         false
     }
 
+    /// Whether this machine can run the architecture at all. Most can anywhere; one that
+    /// needs a kernel facility (io_uring) says here, in one sentence, why it cannot, so that
+    /// its binary refuses to start with that sentence and the tools that start every
+    /// architecture (`simulator compare`, the benchmarks) skip it instead of failing.
+    fn available() -> Result<(), Unavailable> {
+        Ok(())
+    }
+
     /// Serves connections from `acceptor` until `ctx.shutdown` is triggered, then lets the
     /// requests in progress finish (for at most `--shutdown-timeout`, counted from the
     /// moment shutdown began: see [`crate::shutdown::Shutdown::deadline`]) and returns. Runs
@@ -36,6 +44,12 @@ pub trait Architecture: Send + 'static {
     /// it says in its log which threads it left running.
     fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError>;
 }
+
+/// Why an architecture cannot run on this machine: one sentence naming the cause, such as
+/// "io_uring is unavailable: a seccomp filter forbids it (...)".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
 
 /// A server running on a thread of this process.
 pub struct RunningServer {
@@ -49,6 +63,7 @@ impl RunningServer {
     /// thread named `main`, and returns once the architecture's threads are up. Returns the
     /// architecture's error if it stopped before it was ready (it failed to start).
     pub fn start<A: Architecture>(arch: A, args: ServerArgs) -> Result<RunningServer, ServerError> {
+        A::available()?;
         let listener = bind_with(args.addr, args.backlog, arch.reuse_port())?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: args.addr,
@@ -146,6 +161,31 @@ mod tests {
                 source: std::io::Error::other("no threads today"),
             })
         }
+    }
+
+    /// An architecture this machine cannot run.
+    struct Forbidden;
+
+    impl Architecture for Forbidden {
+        const NAME: &'static str = "forbidden";
+        const ABOUT: &'static str = "cannot run here";
+
+        fn available() -> Result<(), Unavailable> {
+            Err(Unavailable("the kernel says no".into()))
+        }
+
+        fn serve(self, _: Acceptor, _: Arc<Context>) -> Result<(), ServerError> {
+            panic!("an unavailable architecture is never served");
+        }
+    }
+
+    #[test]
+    fn an_unavailable_architecture_is_refused_with_its_sentence() {
+        let error = RunningServer::start(Forbidden, ServerArgs::default())
+            .err()
+            .expect("refused");
+        assert!(matches!(error, ServerError::Unavailable(_)));
+        assert_eq!(error.to_string(), "the kernel says no");
     }
 
     #[test]

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub use contract::stats::{
     Capacity, ConfigSnapshot, Connections, LimitSnapshot, ProcessSnapshot, QueueSnapshot,
-    ReactorSnapshot, Requests, RuntimeSnapshot, Snapshot, ThreadGroupSnapshot, WorkerSnapshot,
+    ReactorSnapshot, Requests, RingSnapshot, RuntimeSnapshot, Snapshot, ThreadGroupSnapshot,
+    WorkerSnapshot,
 };
 use protocol::Status;
 
@@ -168,4 +169,5 @@ pub struct Figures {
     pub reactors: Vec<ReactorSnapshot>,
     pub processes: Vec<ProcessSnapshot>,
     pub runtimes: Vec<RuntimeSnapshot>,
+    pub rings: Vec<RingSnapshot>,
 }

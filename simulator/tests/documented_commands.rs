@@ -99,7 +99,7 @@ fn setup(command: &str) -> Option<Setup> {
                 start(Servers::only("prefork-pool").with("workers", 4), args)
             })
         }
-        "compare --target single:7777,thread-per-conn:7777,prefork-pool:7777,thread-per-request:7777,pipeline:7777,combined-delegation:7777,process-pipeline:7777,event-loop:7777,async-work-stealing:7777,async-per-core:7777" => {
+        "compare --target single:7777,thread-per-conn:7777,prefork-pool:7777,thread-per-request:7777,pipeline:7777,combined-delegation:7777,process-pipeline:7777,event-loop:7777,async-work-stealing:7777,async-per-core:7777,io-uring:7777" => {
             // Needs the compose network's service names; scripts/container-smoke.sh runs it
             // in CI.
             Setup::Elsewhere

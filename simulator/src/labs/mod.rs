@@ -12,6 +12,7 @@
 
 mod async_runtimes;
 mod backlog;
+mod completion;
 mod designs;
 mod event_loop;
 mod heavy;
@@ -297,6 +298,13 @@ pub fn all() -> Vec<Lab> {
             sheet: "labs/24-steal-or-stay.md",
             targets: &[],
             run: async_runtimes::lab24,
+        },
+        Lab {
+            id: 25,
+            title: "Readiness against completion: system calls and context switches per request",
+            sheet: "labs/25-readiness-against-completion.md",
+            targets: &[],
+            run: completion::lab25,
         },
     ]
 }

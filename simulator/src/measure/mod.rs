@@ -110,17 +110,24 @@ pub fn run_with(
     Ok(Report::new(target, info, scenario, finished))
 }
 
-/// Runs `scenario` against each architecture of `servers`, one after another.
+/// Runs `scenario` against each architecture of `servers`, one after another, skipping
+/// any this machine cannot run.
 pub fn compare(
     scenario: &Scenario,
     servers: &Servers,
     watch: bool,
 ) -> Result<Vec<Report>, SimError> {
-    servers
-        .archs
-        .iter()
-        .map(|arch| run_one(arch, scenario, servers, watch))
-        .collect()
+    let mut reports = Vec::new();
+    for arch in &servers.archs {
+        // An architecture this machine cannot run (io-uring where io_uring is forbidden) is
+        // skipped, with one line on standard error saying why.
+        if let Err(why) = crate::servers::entry(arch)?.available() {
+            eprintln!("{arch}: skipped: {why}");
+            continue;
+        }
+        reports.push(run_one(arch, scenario, servers, watch)?);
+    }
+    Ok(reports)
 }
 
 /// Runs `scenario` against servers that are already running, one after another: servers
