@@ -87,10 +87,12 @@ impl Drop for InFlight {
 
 /// One accepted client connection. See the module documentation.
 pub struct BlockingConn {
-    /// Declared before `stream`, so that it is dropped (and the connection unregistered)
-    /// before the socket closes: see [`Registration`].
+    /// The connection's place in the server's registry, where shutdown finds it.
     registration: Registration,
-    stream: TcpStream,
+    /// The socket. Shared with the registry, which shuts its reading side down at shutdown
+    /// to wake a thread blocked reading it; the socket closes when both have let go (the
+    /// registry's share goes when `registration` drops).
+    stream: Arc<TcpStream>,
     machine: Connection,
     /// The registry id, unique within the server, shown in logs as `conn #id`.
     pub id: u64,
@@ -112,6 +114,13 @@ impl std::os::fd::AsRawFd for BlockingConn {
     }
 }
 
+impl std::os::fd::AsFd for BlockingConn {
+    /// The socket, borrowed for as long as the connection lives: see [`BlockingConn::socket`].
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
 impl std::fmt::Debug for BlockingConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "conn #{} {}", self.id, self.peer)
@@ -127,6 +136,7 @@ impl BlockingConn {
         // back the second of two pipelined responses until the first one is acknowledged.
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(ctx.args.read_timeout.max(Duration::from_millis(1))))?;
+        let stream = Arc::new(stream);
         let registration = ctx.register(&stream);
         ctx.stats.accepted();
         Ok(BlockingConn {
@@ -139,6 +149,13 @@ impl BlockingConn {
             timeout_set: None,
             write_shut: false,
         })
+    }
+
+    /// The socket, borrowed, for a thread that waits for it with `poll` beside something
+    /// else (it never reads or writes through it).
+    pub fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        self.stream.as_fd()
     }
 
     /// The server context this connection belongs to.
@@ -296,12 +313,12 @@ impl BlockingConn {
     /// too busy, and closes it. Never waits: it discards whatever request bytes have already
     /// arrived (so that closing does not become a reset that destroys the answer), writes
     /// `response` into the empty socket buffer, and shuts the connection down.
-    pub fn refuse(mut self, response: &Response) {
+    pub fn refuse(self, response: &Response) {
         let mut scratch = [0u8; 4096];
         if self.stream.set_nonblocking(true).is_ok() {
             let mut discarded = 0;
             // Ends with WouldBlock as soon as nothing more is buffered.
-            while let Ok(n @ 1..) = self.stream.read(&mut scratch) {
+            while let Ok(n @ 1..) = (&*self.stream).read(&mut scratch) {
                 discarded += n;
                 if discarded >= protocol::connection::LINGER_BYTES {
                     break;
@@ -318,7 +335,7 @@ impl BlockingConn {
             false,
             true,
         );
-        let sent = self.stream.write_all(&out);
+        let sent = (&*self.stream).write_all(&out);
         if sent.is_ok() {
             self.ctx.stats.responded(response.status);
         }
@@ -357,7 +374,7 @@ impl BlockingConn {
     fn flush(&mut self) -> io::Result<()> {
         while !self.machine.output().is_empty() {
             // Blocks until the kernel takes some bytes, or the write timeout passes.
-            match self.stream.write(self.machine.output()) {
+            match (&*self.stream).write(self.machine.output()) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(n) => self.machine.wrote(n, Instant::now()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -388,7 +405,7 @@ impl BlockingConn {
         let mut chunk = [0u8; READ_CHUNK];
         loop {
             // Blocks until the client sends something, closes, or `wait` passes.
-            match self.stream.read(&mut chunk) {
+            match (&*self.stream).read(&mut chunk) {
                 Ok(n) => {
                     self.machine.receive(&chunk[..n], Instant::now());
                     return Ok(());
@@ -413,7 +430,7 @@ impl BlockingConn {
                 break Ok(());
             }
             // Never blocks: returns what is queued, 0 at the end, or WouldBlock.
-            match self.stream.read(&mut chunk) {
+            match (&*self.stream).read(&mut chunk) {
                 Ok(n) => {
                     self.machine.receive(&chunk[..n], Instant::now());
                     if n == 0 {
@@ -449,7 +466,7 @@ impl BlockingConn {
         let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
         // Never blocks (MSG_DONTWAIT), and leaves any byte in the socket for the next read
         // (MSG_PEEK).
-        match socket2::SockRef::from(&self.stream)
+        match socket2::SockRef::from(&*self.stream)
             .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
         {
             Ok(0) => true,

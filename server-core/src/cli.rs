@@ -23,6 +23,33 @@ struct Cli<A: clap::Args> {
     arch: A,
 }
 
+/// The flags `T` as clap fills them in when the command line gives none of them: each
+/// flag's `default_value`, and `None` for an optional one.
+///
+/// Every `impl Default` of a server's flags is this, so that a server started in-process
+/// (by a test, the simulator or a lab) with `Default::default()` runs with exactly the
+/// settings its binary has without flags: the defaults are written once, in the `#[arg]`
+/// attributes. (The `architectures` tests check it for every server.) No servelab flag
+/// reads the environment, so the result does not depend on it either.
+///
+/// # Panics
+///
+/// If `T` has a flag that is required (has no default): that is a mistake in `T`, found by
+/// the first test that builds its default.
+pub fn defaults<T: clap::Args>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults").no_binary_name(true));
+    let parsed = command
+        .try_get_matches_from(std::iter::empty::<std::ffi::OsString>())
+        .and_then(|matches| T::from_arg_matches(&matches));
+    match parsed {
+        Ok(flags) => flags,
+        Err(e) => panic!(
+            "{} has no default for every flag: {e}",
+            std::any::type_name::<T>()
+        ),
+    }
+}
+
 /// Runs the server binary for architecture `A`.
 pub fn main<A: Architecture + clap::Args>() -> ExitCode {
     let command = Cli::<A>::command()

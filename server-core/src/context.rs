@@ -8,7 +8,7 @@
 //! worker logged the last client's address; lab 9 shows that bug.)
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, RawFd};
+use std::net::{Shutdown as Direction, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
@@ -52,6 +52,17 @@ pub struct Context {
     ready_changed: Condvar,
 }
 
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("arch", &self.arch)
+            .field("args", &self.args)
+            .field("shutdown", &self.shutdown)
+            .field("open_connections", &self.open_connections())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where an architecture is in starting up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readiness {
@@ -62,21 +73,30 @@ pub enum Readiness {
     Failed,
 }
 
-/// A registered connection: its descriptor, and whether it is between requests.
+/// A registered connection: its socket, and whether it is between requests.
 struct Registered {
-    fd: RawFd,
+    /// The socket, shared with the connection's driver, so that shutdown can shut its
+    /// reading side down; `None` for a connection that stops by itself (an event loop's).
+    /// Holding a share keeps the descriptor open while it is here, so shutdown never
+    /// touches a descriptor that was closed (and perhaps reused by another connection).
+    socket: Option<Arc<TcpStream>>,
     /// Set by the connection's driver while no request has begun on it. Shutdown wakes only
     /// these; a request that is arriving is let finish and answered with `Connection: close`.
     idle: Arc<AtomicBool>,
 }
 
-/// A connection's place in the registry. Dropping it unregisters the connection; its owner
-/// must drop it *before* the socket closes (declare it before the socket in the struct, as
-/// fields drop in order), so that shutdown never touches a closed descriptor.
+/// A connection's place in the registry. Dropping it unregisters the connection (and lets
+/// go of the registry's share of its socket).
 pub struct Registration {
     ctx: Weak<Context>,
     id: u64,
     idle: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "registration of conn #{}", self.id)
+    }
 }
 
 impl Registration {
@@ -133,7 +153,7 @@ impl Context {
             if let Some(ctx) = weak.upgrade() {
                 for registered in ctx.open.lock().values() {
                     if registered.idle.load(Relaxed) {
-                        shut_read(registered.fd);
+                        shut_read(registered.socket.as_deref());
                     }
                 }
             }
@@ -171,29 +191,28 @@ impl Context {
 
     /// Adds a freshly accepted connection to the registry. A connection registered after
     /// shutdown began has its read side shut at once, like the others that were idle.
-    pub fn register(self: &Arc<Self>, socket: &impl AsRawFd) -> Registration {
-        self.register_as(socket, true)
+    pub fn register(self: &Arc<Self>, socket: &Arc<TcpStream>) -> Registration {
+        self.register_as(Some(Arc::clone(socket)))
     }
 
     /// Adds a connection that its own driver stops at shutdown (an event loop's): it is
     /// counted as open, but the shutdown hook never touches it.
-    pub fn register_self_stopping(self: &Arc<Self>, socket: &impl AsRawFd) -> Registration {
-        self.register_as(socket, false)
+    pub fn register_self_stopping(self: &Arc<Self>) -> Registration {
+        self.register_as(None)
     }
 
-    fn register_as(self: &Arc<Self>, socket: &impl AsRawFd, idle: bool) -> Registration {
+    fn register_as(self: &Arc<Self>, socket: Option<Arc<TcpStream>>) -> Registration {
         let id = self.next_id.fetch_add(1, Relaxed);
-        let woken_at_shutdown = idle;
-        let idle = Arc::new(AtomicBool::new(idle));
-        let fd = socket.as_raw_fd();
+        // A connection the hook wakes starts idle: no request has begun on it yet.
+        let idle = Arc::new(AtomicBool::new(socket.is_some()));
         let mut open = self.open.lock();
-        if woken_at_shutdown && self.shutdown.is_triggered() {
-            shut_read(fd);
+        if self.shutdown.is_triggered() {
+            shut_read(socket.as_deref());
         }
         open.insert(
             id,
             Registered {
-                fd,
+                socket,
                 idle: Arc::clone(&idle),
             },
         );
@@ -302,13 +321,10 @@ impl Context {
 
 /// Shuts down the reading side of a registered socket, which wakes a thread blocked in
 /// `read()` on it: the read returns 0 as if the client had closed. Writing still works, so
-/// a response in progress is delivered.
-fn shut_read(fd: RawFd) {
-    // SAFETY: `fd` belongs to a registered connection, and a connection unregisters itself
-    // (under the same lock the caller holds) before its socket is closed, so `fd` is an open
-    // socket here. `shutdown` touches no memory; an error (the socket is already gone) is
-    // harmless and ignored.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RD);
+/// a response in progress is delivered. An error (the client is already gone) is harmless
+/// and ignored. A connection without a socket here stops by itself.
+fn shut_read(socket: Option<&TcpStream>) {
+    if let Some(socket) = socket {
+        let _ = socket.shutdown(Direction::Read);
     }
 }

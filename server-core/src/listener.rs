@@ -79,6 +79,15 @@ pub struct Acceptor {
     ctx: Arc<Context>,
 }
 
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("listener", &self.listener)
+            .field("arch", &self.ctx.arch)
+            .finish()
+    }
+}
+
 impl Acceptor {
     /// Wraps `listener` and registers the shutdown hook that interrupts a blocked accept.
     pub fn new(listener: TcpListener, ctx: Arc<Context>) -> Result<Acceptor, ServerError> {

@@ -16,12 +16,14 @@ use crate::stats::LimitSnapshot;
 
 /// The semaphore. Shared (in an `Arc`) by the thread that takes permits and every permit,
 /// because a permit is returned by whichever thread drops it.
+#[derive(Debug)]
 pub struct Permits {
     state: Mutex<State>,
     /// Signalled whenever a permit is returned, or the semaphore is closed.
     changed: Condvar,
 }
 
+#[derive(Debug)]
 struct State {
     available: usize,
     total: usize,
@@ -33,6 +35,7 @@ struct State {
 }
 
 /// One unit taken from [`Permits`]; returned when dropped.
+#[derive(Debug)]
 pub struct Permit(Arc<Permits>);
 
 impl Permits {

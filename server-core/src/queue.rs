@@ -148,6 +148,18 @@ enum ReceiverEngine<T> {
     Condvar(Arc<CondvarQueue<Stamped<T>>>),
 }
 
+impl<T> std::fmt::Debug for QueueSender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sender of the {} queue", self.stats.name)
+    }
+}
+
+impl<T> std::fmt::Debug for QueueReceiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "receiver of the {} queue", self.stats.name)
+    }
+}
+
 impl<T> QueueSender<T> {
     /// Adds `item` at the back. Blocks while the queue is full, until a consumer takes an
     /// item. Returns the item if every receiver is gone.
@@ -301,6 +313,7 @@ impl<T> Drop for QueueReceiver<T> {
 
 /// A queue's figures for `/stats`. Shared by both halves of the queue and by the function
 /// that reports them, so they are atomics.
+#[derive(Debug)]
 pub struct QueueStats {
     name: &'static str,
     kind: QueueKind,

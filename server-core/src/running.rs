@@ -44,6 +44,15 @@ pub struct RunningServer {
     thread: Option<JoinHandle<Result<(), ServerError>>>,
 }
 
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("arch", &self.ctx.arch)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RunningServer {
     /// Binds `args.addr` (use port 0 for an ephemeral port), starts serving on a new
     /// thread named `main`, and returns once the architecture's threads are up. Returns the
@@ -151,7 +160,7 @@ mod tests {
     #[test]
     fn a_server_that_fails_to_start_is_an_error() {
         let result = RunningServer::start(Broken, ServerArgs::default());
-        let error = result.err().expect("starting a broken server is an error");
+        let error = result.expect_err("starting a broken server is an error");
         assert_eq!(
             error.to_string(),
             "could not start the worker 1: no threads today"

@@ -32,13 +32,14 @@ const SHARDS: usize = 8;
 /// server (two event loops on two cores, say) would all increment the same few words, and
 /// each increment would have to pull the cache line away from the other core first: the
 /// line bouncing costs more than everything else the counters do.
+#[derive(Debug)]
 pub struct Stats {
     shards: Box<[Shard]>,
 }
 
 /// One thread's share of the counters, alone on its cache lines (128 bytes: the size of the
 /// pair of lines that neighbouring-line prefetchers fetch together).
-#[derive(Default)]
+#[derive(Debug, Default)]
 #[repr(align(128))]
 struct Shard {
     accepted: AtomicU64,

@@ -22,11 +22,12 @@ use parking_lot::{Condvar, Mutex};
 use crate::stats::ThreadGroupSnapshot;
 
 /// A group of threads with one role. Cheap to clone; clones share the same counts.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ThreadGroup {
     inner: Arc<Inner>,
 }
 
+#[derive(Debug)]
 struct Inner {
     role: &'static str,
     /// Threads started and not yet finished. Guarded by a mutex (not an atomic) because
@@ -195,6 +196,7 @@ fn reap_finished(handles: &mut Vec<JoinHandle<()>>) {
 }
 
 /// Counts a thread as alive while it lives. See [`ThreadGroup::enter`].
+#[derive(Debug)]
 pub struct Member(Arc<Inner>);
 
 impl Drop for Member {
@@ -204,6 +206,7 @@ impl Drop for Member {
 }
 
 /// Marks a thread busy while it lives. See [`ThreadGroup::busy`].
+#[derive(Debug)]
 pub struct BusyGuard(Arc<Inner>);
 
 impl Drop for BusyGuard {

@@ -200,6 +200,7 @@ impl Default for Mix {
 }
 
 /// Makes plans from a seeded RNG. See the module documentation.
+#[derive(Debug)]
 pub struct Generator {
     rng: SmallRng,
     mix: Mix,

@@ -89,7 +89,7 @@ pub enum Accept {
 }
 
 /// The event loop's own flags.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct EventLoop {
     /// Event loops, each a thread with its own poll [default: the number of CPUs].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024), value_name = "N")]
@@ -114,14 +114,9 @@ pub struct EventLoop {
 }
 
 impl Default for EventLoop {
+    /// The command line's defaults: see `server_core::cli::defaults`.
     fn default() -> Self {
-        EventLoop {
-            reactors: None,
-            offload: Offload::On,
-            helpers: None,
-            offload_queue: 1024,
-            accept: Accept::Shared,
-        }
+        server_core::cli::defaults()
     }
 }
 

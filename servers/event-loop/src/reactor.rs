@@ -243,7 +243,9 @@ impl Reactor {
                                     gone.store(true, Relaxed);
                                 }
                             }
-                            self.advance(key);
+                            if !self.drop_if_departed(key) {
+                                self.advance(key);
+                            }
                         }
                     }
                 }
@@ -326,7 +328,7 @@ impl Reactor {
         )?;
         self.generation += 1;
         let now = self.now;
-        let registration = self.ctx.register_self_stopping(&stream);
+        let registration = self.ctx.register_self_stopping();
         let mut machine = Connection::new(Arc::clone(&self.ctx.connection), now);
         if self.stopped {
             machine.stop();
@@ -629,6 +631,9 @@ impl Reactor {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
+            if self.drop_if_departed(key) {
+                continue;
+            }
             if let Some(conn) = self.conns.get_mut(key) {
                 // Take any request bytes already queued before deciding it is idle.
                 conn.readable = true;
@@ -641,6 +646,27 @@ impl Reactor {
             self.name,
             self.conns.len()
         );
+    }
+
+    /// Once shutdown has begun, closes connection `key` if its client has left (closed its
+    /// side) while answers are still owed to it: a `/sleep` waiting for its timer, a
+    /// computation on a helper. Nobody would read those answers, and the reactor would only
+    /// wait longer to stop; each is counted as a client that left, as a blocking server
+    /// counts it. Before shutdown nothing changes: the answers are still given. Returns
+    /// whether it closed the connection.
+    fn drop_if_departed(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get(key) else {
+            return false;
+        };
+        let owed = conn.machine.owed();
+        if !(self.stopped && conn.peer_closed && owed > 0) {
+            return false;
+        }
+        for _ in 0..owed {
+            self.ctx.stats.client_left();
+        }
+        self.close(key);
+        true
     }
 
     /// Closes connection `key`. Requests it still owed are counted finished (abandoned).

@@ -64,7 +64,7 @@ pub enum WhenFull {
 }
 
 /// The pre-fork pool's own flags.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct PreforkPool {
     /// Worker threads, started before the first accept (the lecture's PREFORK_THREADS).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65_536), value_name = "N")]
@@ -87,13 +87,9 @@ pub struct PreforkPool {
 }
 
 impl Default for PreforkPool {
+    /// The command line's defaults: see `server_core::cli::defaults`.
     fn default() -> Self {
-        PreforkPool {
-            workers: 8,
-            queue: 64,
-            queue_impl: QueueKind::Crossbeam,
-            when_full: WhenFull::Block,
-        }
+        server_core::cli::defaults()
     }
 }
 

@@ -52,7 +52,7 @@ use server_core::{
 use slab::Slab;
 
 /// Thread-per-request's own flags.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct ThreadPerRequest {
     /// Most request threads alive at once. At the limit, connections whose next request has
     /// arrived wait until a thread ends.
@@ -65,11 +65,9 @@ pub struct ThreadPerRequest {
 }
 
 impl Default for ThreadPerRequest {
+    /// The command line's defaults: see `server_core::cli::defaults`.
     fn default() -> Self {
-        ThreadPerRequest {
-            max_threads: 4096,
-            stack_size: 256 * 1024,
-        }
+        server_core::cli::defaults()
     }
 }
 
