@@ -17,6 +17,7 @@ use parking_lot::{Condvar, Mutex};
 use protocol::RouteConfig;
 
 use crate::config::ServerArgs;
+use crate::logging::RepeatLog;
 use crate::shutdown::Shutdown;
 use crate::stats::{Capacity, ConfigSnapshot, Connections, Figures, Requests, Snapshot, Stats};
 
@@ -34,6 +35,10 @@ pub struct Context {
     pub stats: Stats,
     pub shutdown: Shutdown,
     pub started: Instant,
+    /// The rate limit for warnings that can repeat many times a second (a failing
+    /// `accept` at the descriptor limit): one line of each kind per second, with a count of
+    /// the others. Shared so that every thread of the server counts against the same limit.
+    pub repeats: RepeatLog,
     /// Open connections by id, for shutdown to wake the threads blocked reading them.
     /// Shared because connections are opened and closed by many threads.
     open: Mutex<HashMap<u64, Registered>>,
@@ -138,6 +143,7 @@ impl Context {
             stats: Stats::default(),
             shutdown: Shutdown::new(),
             started: Instant::now(),
+            repeats: RepeatLog::default(),
             open: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             arch_config: OnceLock::new(),

@@ -44,6 +44,12 @@ fn hint(e: &io::Error) -> &'static str {
     }
 }
 
+/// The kind of a failed `accept`, for [`crate::logging::RepeatLog`]: every server logs its
+/// failed accepts under this key, one line a second per error.
+pub fn accept_failure(e: &io::Error) -> impl std::hash::Hash {
+    ("accept", e.kind(), e.raw_os_error())
+}
+
 /// Creates a listening TCP socket on `addr` with the given backlog.
 pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> {
     bind_with(addr, backlog, false)
@@ -147,8 +153,11 @@ impl Acceptor {
                     ) => {}
                 Err(e) => {
                     // Usually "too many open files". Retrying at once would spin, so pause
-                    // briefly: other connections will close and free descriptors.
-                    tracing::warn!("accept failed: {e}; retrying in 50 ms");
+                    // briefly: other connections will close and free descriptors. While it
+                    // lasts this fails twenty times a second: one line a second is enough.
+                    self.ctx.repeats.warn(accept_failure(&e), || {
+                        format!("accept failed: {e}; retrying in 50 ms")
+                    });
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }

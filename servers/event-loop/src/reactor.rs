@@ -40,6 +40,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use protocol::{route, Connection, Event, Response, Status, Ticket, Work};
 use server_core::context::Registration;
+use server_core::listener::accept_failure;
 use server_core::queue::QueueSender;
 use server_core::stats::ReactorSnapshot;
 use server_core::{Context, ThreadGroup};
@@ -298,8 +299,12 @@ impl Reactor {
                 }
                 Err(e) => {
                     // Usually "too many open files": try again in 50 ms rather than spin,
-                    // as connections close and free descriptors meanwhile.
-                    tracing::warn!("{}: accept failed: {e}; retrying in 50 ms", self.name);
+                    // as connections close and free descriptors meanwhile. One line a
+                    // second is enough, for all the reactors together.
+                    let name = &self.name;
+                    self.ctx.repeats.warn(accept_failure(&e), || {
+                        format!("{name}: accept failed: {e}; retrying in 50 ms")
+                    });
                     self.timers
                         .push(self.now + Duration::from_millis(50), Timer::Accept);
                     return;

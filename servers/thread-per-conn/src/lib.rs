@@ -100,7 +100,9 @@ impl Architecture for ThreadPerConn {
                 // The connection (moved into the failed closure) has been dropped: the
                 // client sees a close and may retry.
                 ctx.stats.rejected();
-                tracing::warn!("could not start a connection thread: {e}");
+                ctx.repeats.warn(("spawn", e.kind()), || {
+                    format!("could not start a connection thread: {e}")
+                });
             }
         }
 
