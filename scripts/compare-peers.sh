@@ -66,6 +66,8 @@ done
 WORK=$(mktemp -d /tmp/servelab-peers.XXXXXX)
 chmod 755 "$WORK"
 PIDS=()
+# The peers (nginx, Apache, Python) are stopped here; servelab's servers through
+# scripts/lib/server.sh, which started them.
 cleanup() {
   for pid in "${PIDS[@]}"; do
     kill "$pid" 2>/dev/null || true
@@ -73,6 +75,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
+  server_stop_all
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -80,6 +83,8 @@ trap cleanup EXIT
 # --- what is needed -----------------------------------------------------------------
 # shellcheck source=lib/install.sh
 . scripts/lib/install.sh
+# shellcheck source=lib/server.sh
+. scripts/lib/server.sh
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
@@ -189,9 +194,10 @@ DirectoryIndex hello.txt
 EOF
 }
 
-# Starts server $1 on port $2 in the background and records its PID. Each server runs in
-# its own session (setsid): Apache signals its whole process group when it stops, which
-# would otherwise include this script.
+# Starts server $1 on port $2 in the background and records its PID. Each peer runs in its
+# own session (setsid): Apache signals its whole process group when it stops, which would
+# otherwise include this script. servelab's servers start (and stop) through
+# scripts/lib/server.sh, as in every script.
 start_server() {
   local name=$1 port=$2
   case $name in
@@ -215,8 +221,10 @@ start_server() {
       [ "$arch" != "$name" ] && IFS=, read -r -a extra <<<"${name#*:}"
       # Enough threads for the idle-connection test (thread-per-conn's default is 4096).
       [ "$arch" = thread-per-conn ] && extra+=(--max-threads $((IDLE + 1000)))
-      setsid "$ROOT/target/release/$arch" --addr "127.0.0.1:$port" --log quiet \
-        --backlog 4096 "${extra[@]}" &
+      # Waits (at most 5 s) until the port accepts connections.
+      SERVER_BIN_DIR="$ROOT/target/release" server_start "$arch" "$port" "$WORK/$arch.stderr" \
+        --backlog 4096 "${extra[@]}" || exit 1
+      return 0
       ;;
   esac
   PIDS+=($!)
@@ -229,7 +237,13 @@ start_server() {
   exit 1
 }
 
+# Stops the server started last: a servelab server through scripts/lib/server.sh, a peer
+# here.
 stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    server_stop
+    return
+  fi
   local pid=${PIDS[-1]}
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true

@@ -86,13 +86,8 @@ cargo build --release -q --workspace --exclude benches --bins
 ARCHS=${ARCHS:-$(target/release/simulator architectures --names | tr '\n' ' ')}
 
 mkdir -p "$OUT"
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
+# No server outlives the script, however it ends (see scripts/lib/server.sh).
+trap server_stop_all EXIT
 
 # statuses FILE: wirefuzz's response counts by class, e.g. "2xx 812034 4xx 187000 5xx 3".
 statuses() {
@@ -109,7 +104,7 @@ port=$BASE_PORT
 for arch in $ARCHS; do
   port=$((port + 1))
   log "$arch: starting on 127.0.0.1:$port"
-  server_start "$arch" "$port" "$OUT/$arch.stderr"
+  server_start "$arch" "$port" "$OUT/$arch.stderr" "${SERVER_SHORT_TIMEOUTS[@]}"
   target="127.0.0.1:$port"
   fuzz=(target/release/wirefuzz --target "$target" --connections "$CONNECTIONS" --fit-to-server
     --deadline "$DEADLINE" --quiet --json)

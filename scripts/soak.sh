@@ -99,13 +99,16 @@ WARMUP=$((T / 5))
 mkdir -p "$OUT"
 
 TRAFFIC=()
+# The traffic first, then the server (see scripts/lib/server.sh), however the script ends.
+# shellcheck disable=SC2317 # called by the EXIT trap.
 cleanup() {
-  for pid in "${TRAFFIC[@]}" $SERVER_PID; do
+  for pid in "${TRAFFIC[@]}"; do
     kill "$pid" 2>/dev/null || true
   done
-  for pid in "${TRAFFIC[@]}" $SERVER_PID; do
+  for pid in "${TRAFFIC[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
+  server_stop_all
 }
 trap cleanup EXIT
 
@@ -144,7 +147,7 @@ port=$BASE_PORT
 for arch in "${ARCH_LIST[@]}"; do
   port=$((port + 1))
   log "$arch: ${T}s of mixed traffic on 127.0.0.1:$port"
-  server_start "$arch" "$port" "$OUT/$arch.stderr"
+  server_start "$arch" "$port" "$OUT/$arch.stderr" "${SERVER_SHORT_TIMEOUTS[@]}"
 
   # The traffic runs 2 s longer than the sampling, so that the last sample is under load.
   run_for=$((T + 2))
