@@ -6,6 +6,23 @@
 //! client": per-client data lives with each connection, which one thread holds at a time.
 //! (The lecture's servers kept the client's address in one global variable, so every
 //! worker logged the last client's address; lab 9 shows that bug.)
+//!
+//! Most of it is written once, before any thread starts, and only read afterwards: the
+//! settings, the routes' configuration, and the architecture's own description for
+//! `/stats` (set once each through a `OnceLock`, so that reading them takes no lock). What
+//! changes while the server runs is of three kinds, each shared in the cheapest safe way:
+//!
+//! * the counters ([`Stats`]): relaxed atomics, sharded per thread;
+//! * the shutdown flag ([`Shutdown`]): one atomic, plus hooks run once;
+//! * the registry of open connections: a map behind a mutex, touched once when a
+//!   connection opens and once when it closes, and walked by the shutdown hook and by
+//!   `/stats`. A mutex is enough there: those are rare next to the requests served.
+//!
+//! The registry is how shutdown reaches threads it otherwise could not: a thread blocked
+//! reading an idle keep-alive connection is woken by shutting that socket's reading side
+//! down. The registry holds a share of each socket (an `Arc<TcpStream>`), so the socket
+//! cannot be closed, and its descriptor number reused by another connection, while the
+//! hook may still touch it.
 
 use std::collections::HashMap;
 use std::net::{Shutdown as Direction, TcpStream};
@@ -21,19 +38,27 @@ use crate::logging::RepeatLog;
 use crate::shutdown::Shutdown;
 use crate::stats::{Capacity, ConfigSnapshot, Connections, Figures, Requests, Snapshot, Stats};
 
+/// The architecture's function that reports its own figures. Boxed, because each
+/// architecture's closure is a type of its own; `Send + Sync`, because whichever thread
+/// answers `/stats` calls it.
 type FiguresFn = Box<dyn Fn() -> Figures + Send + Sync>;
 
 /// One server's shared state. See the module documentation.
 pub struct Context {
     /// The architecture's name, e.g. `single`; it is in `GET /`, `Server` and `/stats`.
     pub arch: &'static str,
+    /// The shared flags, as parsed (or as a test or the simulator set them).
     pub args: ServerArgs,
     /// Every connection's settings, made once from `args` and shared by all connections.
     pub connection: Arc<protocol::Config>,
     /// What the routes need to know.
     pub routes: RouteConfig,
+    /// The server's counters: every thread adds to them (see `stats`).
     pub stats: Stats,
+    /// The shutdown flag and its hooks: any thread may ask whether the server is stopping,
+    /// and the signal thread (or a test) may begin it.
     pub shutdown: Shutdown,
+    /// When the context was made, for `/stats`' uptime.
     pub started: Instant,
     /// The rate limit for warnings that can repeat many times a second (a failing
     /// `accept` at the descriptor limit): one line of each kind per second, with a count of
@@ -54,6 +79,7 @@ pub struct Context {
     /// Whether the architecture has started (or failed to), so that an in-process starter
     /// can wait for a server that is really up.
     ready: Mutex<Readiness>,
+    /// Signalled when `ready` leaves `Starting`, for the starter waiting in `wait_ready`.
     ready_changed: Condvar,
 }
 
@@ -157,6 +183,10 @@ impl Context {
         let weak: Weak<Context> = Arc::downgrade(&ctx);
         ctx.shutdown.on_trigger(move || {
             if let Some(ctx) = weak.upgrade() {
+                // Under the registry's lock: a connection that registers meanwhile waits,
+                // then sees the flag and shuts its own reading side (see `register_as`).
+                // Only idle connections are woken; a request that is arriving or being
+                // handled is let finish.
                 for registered in ctx.open.lock().values() {
                     if registered.idle.load(Relaxed) {
                         shut_read(registered.socket.as_deref());
@@ -190,6 +220,8 @@ impl Context {
     pub(crate) fn wait_ready(&self) -> Readiness {
         let mut ready = self.ready.lock();
         while *ready == Readiness::Starting {
+            // Releases the lock and sleeps until the architecture calls `set_ready`, or
+            // its `serve` returns (then `set_stopped`); re-checks after every wake-up.
             self.ready_changed.wait(&mut ready);
         }
         *ready
@@ -207,11 +239,17 @@ impl Context {
         self.register_as(None)
     }
 
+    /// Adds a connection, with its socket if shutdown is to wake it. The `idle` flag is
+    /// shared between the registry (which reads it at shutdown) and the connection's
+    /// driver (which sets it as requests begin and end), so it is an `Arc<AtomicBool>`.
     fn register_as(self: &Arc<Self>, socket: Option<Arc<TcpStream>>) -> Registration {
         let id = self.next_id.fetch_add(1, Relaxed);
         // A connection the hook wakes starts idle: no request has begun on it yet.
         let idle = Arc::new(AtomicBool::new(socket.is_some()));
         let mut open = self.open.lock();
+        // The flag is read under the registry's lock, which the shutdown hook holds while
+        // it walks the registry: either the hook sees this connection, or this sees the
+        // flag. A connection accepted just as shutdown begins cannot be missed by both.
         if self.shutdown.is_triggered() {
             shut_read(socket.as_deref());
         }
@@ -229,12 +267,15 @@ impl Context {
         }
     }
 
-    /// Connections accepted and not closed yet.
+    /// Connections accepted and not closed yet: the registry's size. The tests check it
+    /// after stopping a server (nothing left open), and `/stats` reports it as `open`.
     pub fn open_connections(&self) -> usize {
         self.open.lock().len()
     }
 
-    /// Open connections on which a request is arriving (not idle between requests).
+    /// Open connections on which a request is arriving (not idle between requests). The
+    /// difference from `open` is what idle keep-alive clients cost a server: each of those
+    /// holds a connection, and in most designs a thread, while sending nothing.
     pub fn receiving_connections(&self) -> usize {
         self.open
             .lock()
@@ -244,31 +285,46 @@ impl Context {
     }
 
     /// Records the architecture's own settings for `/stats`. Only the first call counts.
+    /// An architecture calls it at the start of `serve`, with its flags as JSON (and any
+    /// default it resolved, such as the number of CPUs, filled in), so that a reader of
+    /// `/stats` knows exactly what ran.
     pub fn set_arch_config(&self, config: serde_json::Value) {
         let _ = self.arch_config.set(config);
     }
 
     /// Records how many clients the architecture serves at once. Only the first call counts.
+    /// The simulator's predictions read it: whether idle clients hold a worker, how many
+    /// are admitted, whether the rest wait or are refused.
     pub fn set_capacity(&self, capacity: Capacity) {
         let _ = self.capacity.set(capacity);
     }
 
     /// Installs the function that reports the architecture's own figures for `/stats`.
-    /// Only the first call counts.
+    /// Only the first call counts. The function runs on whichever thread answers `/stats`,
+    /// so it reads only shared figures (thread groups, queue stats, permits), never a
+    /// thread's private state.
     pub fn set_arch_figures(&self, figures: impl Fn() -> Figures + Send + Sync + 'static) {
         let _ = self.arch_figures.set(Box::new(figures));
     }
 
     /// Everything `/stats` reports.
+    ///
+    /// Built fresh on every request for `/stats`, from figures read one at a time: the
+    /// document is a consistent shape, but its numbers may be a few requests apart (see
+    /// `stats`). Durations are milliseconds; the architecture's own settings are merged
+    /// into `config.architecture` as the architecture described them.
     pub fn snapshot(&self) -> Snapshot {
         let a = &self.args;
         let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        // The architecture's flags, as the JSON object it serialised them to.
         let architecture = match self.arch_config.get() {
             Some(serde_json::Value::Object(map)) => {
                 map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
             }
             _ => Default::default(),
         };
+        // The architecture's threads, queues, limits, reactors or processes, as it reports
+        // them now (an architecture that reports none has none).
         let figures = self.arch_figures.get().map(|f| f()).unwrap_or_default();
         let served = self.stats.served_total();
         Snapshot {
@@ -291,12 +347,16 @@ impl Context {
                 allow_crash: a.allow_crash,
                 architecture,
             },
+            // Connections: accepted in all, open now, with a request arriving now (not idle),
+            // and turned away without being served.
             connections: Connections {
                 accepted: self.stats.accepted_total(),
                 open: self.open_connections() as u64,
                 receiving: self.receiving_connections() as u64,
                 rejected: self.stats.rejected_total(),
             },
+            // Requests: read, answered to a client still there, answered after the client
+            // had left, and not answered yet.
             requests: Requests {
                 received: self.stats.requests_total(),
                 served,
@@ -304,6 +364,7 @@ impl Context {
                 in_flight: self.stats.in_flight(),
             },
             responses: self.stats.responses(),
+            // An architecture that did not say is taken to serve one client at a time.
             capacity: self
                 .capacity
                 .get()
@@ -319,6 +380,9 @@ impl Context {
 
     /// The `/stats` document as the body of a response.
     pub fn stats_response(&self) -> protocol::Response {
+        // Pretty-printed: the document is read by people with curl as often as by the
+        // simulator, and its size does not matter next to what it reports. Serialising a
+        // plain struct cannot fail; an empty body would be the answer if it ever did.
         let mut body = serde_json::to_vec_pretty(&self.snapshot()).unwrap_or_default();
         body.push(b'\n');
         protocol::Response::new(protocol::Status::Ok, protocol::response::JSON, body)

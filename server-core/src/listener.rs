@@ -11,6 +11,13 @@
 //! and hands out each accepted client as a [`BlockingConn`]. An event loop takes the
 //! listening socket itself instead ([`Acceptor::into_listener`]) and accepts without
 //! blocking.
+//!
+//! Accepting can fail for reasons that pass: a client that gave up between its handshake
+//! and our `accept` (skipped at once), a signal (retried), or the limit on open files (every
+//! connection is a descriptor). At that limit `accept` fails until some connection closes,
+//! so the acceptor pauses 50 ms between tries instead of spinning, and says so in the log
+//! at most once a second ([`crate::logging::RepeatLog`]), with a count of the tries it did
+//! not report. The connections waiting meanwhile stay in the backlog, unharmed.
 
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener};
@@ -50,7 +57,10 @@ pub fn accept_failure(e: &io::Error) -> impl std::hash::Hash {
     ("accept", e.kind(), e.raw_os_error())
 }
 
-/// Creates a listening TCP socket on `addr` with the given backlog.
+/// Creates a listening TCP socket on `addr` with the given backlog. The socket is blocking;
+/// an architecture that wants it non-blocking (an event loop) changes that itself. Each
+/// accepted connection's own options (no Nagle, a write timeout) are set when it is
+/// accepted.
 pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> {
     bind_with(addr, backlog, false)
 }
@@ -81,7 +91,9 @@ pub fn bind_with(
 
 /// The accepting end of a server: hands out one [`BlockingConn`] per client until shutdown.
 pub struct Acceptor {
+    /// The listening socket, in blocking mode.
     listener: TcpListener,
+    /// The server's shared state: the shutdown flag, and the context each connection gets.
     ctx: Arc<Context>,
 }
 
@@ -96,6 +108,9 @@ impl std::fmt::Debug for Acceptor {
 
 impl Acceptor {
     /// Wraps `listener` and registers the shutdown hook that interrupts a blocked accept.
+    /// The hook needs a handle of its own on the socket (a second descriptor, `try_clone`),
+    /// because it runs on whichever thread begins shutdown, while the acceptor's owner may
+    /// be blocked in `accept` on the first.
     pub fn new(listener: TcpListener, ctx: Arc<Context>) -> Result<Acceptor, ServerError> {
         let waker = listener.try_clone().map_err(|source| ServerError::Start {
             what: "acceptor".into(),
@@ -109,6 +124,7 @@ impl Acceptor {
         Ok(Acceptor { listener, ctx })
     }
 
+    /// The address the socket is bound to (with the port the kernel chose for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
@@ -133,6 +149,8 @@ impl Acceptor {
             // the backlog), or until shutdown interrupts it.
             match self.listener.accept() {
                 Ok((stream, peer)) => {
+                    // Accepted just as shutdown began: dropped (closed), not served, like
+                    // the clients the shut-down listener refuses from now on.
                     if self.ctx.shutdown.is_triggered() {
                         return None;
                     }
@@ -141,6 +159,8 @@ impl Acceptor {
                             tracing::debug!("conn #{} accepted from {peer}", conn.id);
                             return Some(conn);
                         }
+                        // Setting the socket's options failed (the client reset it at
+                        // once): dropped, and the next client is accepted.
                         Err(e) => tracing::debug!("could not set up a connection from {peer}: {e}"),
                     }
                 }

@@ -17,6 +17,10 @@ use parking_lot::Mutex;
 use crate::config::LogLevel;
 
 /// Installs the global log subscriber. Calling it twice (as tests do) is harmless.
+///
+/// Logs go to stderr, so that a server's stdout stays free (the scripts and the
+/// simulator read only its stderr). Colours only on a terminal: a log file or a pipe
+/// gets plain text.
 pub fn init(level: LogLevel) {
     let max = match level {
         LogLevel::Quiet => tracing::Level::WARN,

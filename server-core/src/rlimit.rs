@@ -11,6 +11,8 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 /// Raises this process's soft limit on open files towards `wanted` (never above the hard
 /// limit) and returns the limit now in force.
 pub fn raise_open_files(wanted: u64) -> u64 {
+    // The soft limit is what the kernel enforces; the hard limit is how far an
+    // unprivileged process may raise it.
     let limit = getrlimit(Resource::Nofile);
     // `None` means unlimited, for either limit.
     let current = limit.current.unwrap_or(u64::MAX);

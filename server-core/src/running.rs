@@ -38,9 +38,18 @@ pub trait Architecture: Send + 'static {
 }
 
 /// A server running on a thread of this process.
+///
+/// Tests, the simulator's `compare`, the labs and the benchmarks start servers this way:
+/// no process to spawn, a port the kernel picks (so tests run in parallel without
+/// clashing), and the server's context at hand to read its figures directly. Dropping it
+/// stops the server, so a test that fails half-way leaves no server behind.
 pub struct RunningServer {
+    /// Where it listens: the address the kernel gave an ephemeral port.
     addr: SocketAddr,
+    /// The server's shared state, for a caller that wants its figures or its flag.
     ctx: Arc<Context>,
+    /// The server's main thread, which runs the architecture's `serve`; `None` once
+    /// joined.
     thread: Option<JoinHandle<Result<(), ServerError>>>,
 }
 
@@ -58,6 +67,9 @@ impl RunningServer {
     /// thread named `main`, and returns once the architecture's threads are up. Returns the
     /// architecture's error if it stopped before it was ready (it failed to start).
     pub fn start<A: Architecture>(arch: A, args: ServerArgs) -> Result<RunningServer, ServerError> {
+        // Bound here, on the caller's thread, so that the address (with the port the
+        // kernel chose) is known before the server runs, and a failure to bind is the
+        // caller's error at once.
         let listener = bind_with(args.addr, args.backlog, arch.reuse_port())?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: args.addr,
@@ -65,6 +77,8 @@ impl RunningServer {
         })?;
         let ctx = Context::new(A::NAME, args);
         let acceptor = Acceptor::new(listener, Arc::clone(&ctx))?;
+        // The architecture's `serve` runs on a thread called `main`, as it does in its
+        // binary, so that logs and `X-Servelab-Thread` read the same in both.
         let thread = std::thread::Builder::new()
             .name("main".into())
             .spawn({
@@ -86,6 +100,8 @@ impl RunningServer {
             ctx,
             thread: Some(thread),
         };
+        // A server that stopped before it was ready failed to start: its own error is the
+        // one to return, or, if it returned none, a sentence that says so.
         if server.ctx.wait_ready() == Readiness::Failed {
             return match server.stop_and_join() {
                 Err(e) => Err(e),
@@ -98,16 +114,19 @@ impl RunningServer {
         Ok(server)
     }
 
-    /// The address the server listens on.
+    /// The address the server listens on: `127.0.0.1` and the port the kernel chose, for
+    /// the clients of a test.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// The server's shared state: its counters, `/stats` as a value, its shutdown flag.
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
     }
 
-    /// Begins a graceful shutdown without waiting for it.
+    /// Begins a graceful shutdown without waiting for it: what a test uses to look at the
+    /// server while it is stopping (it refuses newcomers, it finishes what it holds).
     pub fn begin_shutdown(&self) {
         self.ctx.shutdown.trigger();
     }
@@ -117,6 +136,8 @@ impl RunningServer {
         self.stop_and_join()
     }
 
+    /// Begins shutdown (again, if it has begun: that does nothing) and joins the main
+    /// thread. Used by `stop`, by `Drop`, and by `start` for a server that failed.
     fn stop_and_join(&mut self) -> Result<(), ServerError> {
         self.ctx.shutdown.trigger();
         // Blocks until the architecture's `serve` returns, which is bounded by its
@@ -132,6 +153,7 @@ impl RunningServer {
     }
 }
 
+/// A server that goes out of scope stops: gracefully, within its shutdown timeout.
 impl Drop for RunningServer {
     fn drop(&mut self) {
         let _ = self.stop_and_join();

@@ -146,6 +146,10 @@ impl Shutdown {
 /// Starts a thread named `signals` that calls `begin_shutdown` on the first SIGINT or
 /// SIGTERM, and exits the process at once (status 130) on a second one, for an operator who
 /// does not want to wait for slow requests.
+///
+/// The signals are delivered to this thread through signal-hook's self-pipe, never to a
+/// handler that interrupts whatever a server thread was doing: the code that begins
+/// shutdown runs as ordinary code, on a thread of its own, and may take locks and log.
 pub fn on_signals(begin_shutdown: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
     std::thread::Builder::new()

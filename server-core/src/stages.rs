@@ -121,7 +121,9 @@ impl Default for Stages {
 /// lets the main thread accept one more client.
 #[derive(Debug)]
 pub struct Client {
+    /// The connection: moved from stage to stage, never shared, so no lock guards it.
     conn: BlockingConn,
+    /// Held, never read: it is returned when the client is dropped, wherever that is.
     _permit: Permit,
 }
 
@@ -148,6 +150,8 @@ impl Client {
     /// The first step: reads the client's next request. Blocks until the request is
     /// complete, the client leaves, or one of the connection's timeouts passes.
     pub fn receive(mut self) -> Received {
+        // The connection moves into what is returned: a job or an answer carries it on to
+        // the next stage, and a closed one is dropped here.
         match self.conn.next_request() {
             Next::Request(request, exchange) => Received::Request(Job {
                 client: self,
@@ -166,7 +170,9 @@ impl Client {
         }
     }
 
-    /// Whether the client is still connected: a look at the socket that never waits.
+    /// Whether the client is still connected: a look at the socket that never waits. A
+    /// client that half-closed (it sent its last request and shut its sending side) counts
+    /// as gone, as everywhere in servelab: nothing tells it apart from one that left.
     pub fn is_there(&self) -> bool {
         !self.conn.peer_has_left()
     }
@@ -177,8 +183,11 @@ impl Client {
 /// (or computes the answer on its own thread with [`Job::work`]).
 #[derive(Debug)]
 pub struct Job {
+    /// Travels with the request so that the handler can look at the socket (has the
+    /// client gone?) and the sender can write the answer, without any shared table.
     client: Client,
     request: Request,
+    /// Counts the request in flight until it is answered (or dropped at shutdown).
     exchange: Exchange,
 }
 
@@ -242,6 +251,8 @@ impl Job {
 pub struct Answer {
     client: Client,
     response: Response,
+    /// The claim this answers: the connection's machine puts the response in its place
+    /// among the client's requests.
     exchange: Exchange,
 }
 
@@ -260,7 +271,9 @@ impl Answer {
 }
 
 /// What travels through the connections queue: a connection waiting for its next request,
-/// or `None`, which tells the receiver that takes it to stop (at shutdown).
+/// or `None`, which tells the receiver that takes it to stop (at shutdown). One `None` per
+/// receiver (or per receiver manager) is pushed, so each one stops exactly once, after the
+/// connections queued before it.
 pub type ConnectionItem = Option<Client>;
 
 /// Where a receiver puts what it found: requests for the handlers, and error responses for
@@ -268,7 +281,9 @@ pub type ConnectionItem = Option<Client>;
 /// a stage stops, the queue behind it closes and the next stage stops in turn.
 #[derive(Debug, Clone)]
 pub struct Outputs {
+    /// To the handlers; `--queue` items, and a full queue blocks the receiver.
     pub requests: QueueSender<Job>,
+    /// Straight to the senders, for rejections; `--queue` items too.
     pub responses: QueueSender<Answer>,
 }
 
@@ -336,7 +351,8 @@ pub fn send(from: &QueueReceiver<Answer>, to: &QueueSender<ConnectionItem>, grou
 pub trait HandlerStage {
     /// Starts the stage's threads, counted in `handlers`. They take jobs from `from` until
     /// it closes (every receiver is gone and it is drained), put answers into `to`, and
-    /// then end.
+    /// then end. It returns once the stage can take jobs: a stage that cannot start (no
+    /// thread, no process) returns the error, and the server does not start.
     fn start(
         self,
         from: QueueReceiver<Job>,
@@ -385,6 +401,7 @@ impl HandlerStage for Threads {
         handlers: &ThreadGroup,
         ctx: &Arc<Context>,
     ) -> Result<StageInfo, ServerError> {
+        // `handler-1..N`, each with its own clones of the two queues' halves.
         for i in 1..=self.0 {
             let (from, to, group, ctx) =
                 (from.clone(), to.clone(), handlers.clone(), Arc::clone(ctx));
@@ -403,7 +420,8 @@ impl HandlerStage for Threads {
     }
 }
 
-/// The error for a thread (or anything else) that could not be started.
+/// The error for a thread (or anything else) that could not be started. It names what
+/// failed (`receiver 3`), and becomes the one sentence the binary prints before it exits.
 fn start_error(what: String) -> impl FnOnce(std::io::Error) -> ServerError {
     move |source| ServerError::Start { what, source }
 }
@@ -413,11 +431,18 @@ fn start_error(what: String) -> impl FnOnce(std::io::Error) -> ServerError {
 /// before it stops.
 #[derive(Debug)]
 pub struct Belt {
+    /// Connections waiting for their next request: room for every admitted connection
+    /// plus the stop signals, so a push never blocks.
     pub connections: (QueueSender<ConnectionItem>, QueueReceiver<ConnectionItem>),
+    /// Requests waiting for a handler: `--queue` items; a full queue blocks the receiver
+    /// that pushes, which stops reading from clients (back-pressure).
     pub requests: (QueueSender<Job>, QueueReceiver<Job>),
+    /// Answers waiting for a sender: `--queue` items; a full queue blocks the handler.
     pub responses: (QueueSender<Answer>, QueueReceiver<Answer>),
 }
 
+/// Opening the queues and the admission of a server built on these stages: the flags say
+/// how large each is.
 impl Queues {
     /// Creates the three queues. The connections queue has room for every connection
     /// admitted plus `stop_signals` (one per thread that takes from it), so that putting a
@@ -434,7 +459,8 @@ impl Queues {
     }
 
     /// The semaphore that bounds the connections inside, closed at shutdown so that a main
-    /// thread waiting for a permit wakes up.
+    /// thread waiting for a permit wakes up. Shared by the main thread (which takes a permit
+    /// per connection), every [`Client`] (which holds one) and the `/stats` function.
     pub fn admission(&self, ctx: &Context) -> Arc<Permits> {
         let permits = Permits::new(self.max_connections as usize);
         ctx.shutdown.on_trigger({
@@ -446,7 +472,8 @@ impl Queues {
 }
 
 impl Belt {
-    /// The three queues' figures, for `/stats`, in the order the connection travels.
+    /// The three queues' figures, for `/stats`, in the order the connection travels. Each
+    /// is shared with its queue; reading them takes no lock.
     pub fn stats(&self) -> [Arc<QueueStats>; 3] {
         [
             self.connections.0.stats(),
@@ -510,6 +537,9 @@ pub fn run(
     let belt = stages.queues.open(stages.receivers);
     let admission = stages.queues.admission(&ctx);
     let groups = Groups::new();
+    // The stages start front to back, each with the halves of the queues it needs. None of
+    // them has anything to do before the main thread accepts, so the order matters only
+    // when a thread cannot start: then the server stops before it accepts anyone.
     start_receivers(stages.receivers, &belt, &groups.receivers)?;
     let mut stage = handlers.start(
         belt.requests.1.clone(),
@@ -524,6 +554,8 @@ pub fn run(
     let connections = belt.connections.0;
     drop((belt.connections.1, belt.requests, belt.responses));
 
+    // Blocks until shutdown, then (at most until the deadline) until the connections
+    // inside have been answered and closed.
     let deadline = accept_and_drain(&acceptor, &admission, &connections, &ctx);
 
     // One stop signal per receiver. When the receivers are gone the requests queue
@@ -537,7 +569,9 @@ pub fn run(
     Ok(())
 }
 
-/// The thread groups of a pipeline, one per fixed stage.
+/// The thread groups of a pipeline, one per fixed stage. Each group names, counts and
+/// joins its threads; `/stats` shows each group's threads alive and busy, which is where
+/// a pipeline shows its bottleneck beside the queues' waits.
 struct Groups {
     receivers: ThreadGroup,
     handlers: ThreadGroup,
@@ -574,6 +608,8 @@ impl Groups {
 /// Starts the receiver threads, each with the connections queue's receiving half and the
 /// sending halves of the two queues after it.
 fn start_receivers(n: u32, belt: &Belt, group: &ThreadGroup) -> Result<(), ServerError> {
+    // Every receiver gets its own clones: the queues close only when all of them (and the
+    // main thread's originals, dropped in `run`) are gone.
     for i in 1..=n {
         let to = Outputs {
             requests: belt.requests.0.clone(),
@@ -592,6 +628,9 @@ fn start_receivers(n: u32, belt: &Belt, group: &ThreadGroup) -> Result<(), Serve
 /// Starts the sender threads, each with the responses queue's receiving half and the
 /// connections queue's sending half (to put live connections back).
 fn start_senders(n: u32, belt: &Belt, group: &ThreadGroup) -> Result<(), ServerError> {
+    // A sender puts live connections back, so it holds a sending half of the connections
+    // queue. That queue therefore cannot close while the senders live (they outlive the
+    // receivers), which is why the receivers stop at the main thread's stop signals.
     for i in 1..=n {
         let (from, to, me) = (
             belt.responses.1.clone(),
@@ -616,6 +655,8 @@ fn publish(
     groups: &Groups,
     ctx: &Context,
 ) {
+    // How many clients it serves at once is the handler stage's size; an idle keep-alive
+    // client holds a receiver (not a handler), and at most --max-connections get in.
     ctx.set_capacity(Capacity {
         idle_holds_worker: false,
         idle_holds_readers: Some(u64::from(stages.receivers)),
@@ -630,6 +671,7 @@ fn publish(
     threads.extend(stage.groups.iter().cloned());
     let queues = belt.stats();
     let admission = Arc::clone(admission);
+    // Moved into the `/stats` function, which owns everything it reads from here on.
     let extra = stage.figures.take();
     ctx.set_arch_figures(move || {
         let mut figures = Figures {

@@ -22,6 +22,8 @@ pub fn answer(request: &Request, ctx: &Context) -> Response {
 /// thread that holds the connection can tell), and a sleep too once shutdown has begun (see
 /// [`crate::shutdown::Shutdown::sleep`]).
 pub fn answer_while(request: &Request, ctx: &Context, wanted: &dyn Fn() -> bool) -> Response {
+    // The route's work is caught as a unit: a panic anywhere in it (only `/crash` panics on
+    // purpose) costs this one request, never the thread or the connection's state.
     catch_unwind(AssertUnwindSafe(|| match route(request, &ctx.routes) {
         Work::Respond(response) => response,
         Work::Sleep { delay, then } => {
