@@ -11,14 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib/install.sh
 . scripts/lib/install.sh
+# shellcheck source=lib/server.sh
+. scripts/lib/server.sh
 
 KEEP=${1:-}
 OUT=${KEEP:-$(mktemp -d /tmp/servelab-reports.XXXXXX)}
 mkdir -p "$OUT"
-SERVER_PID=""
 cleanup() {
   local rc=$?
-  [ -z "$SERVER_PID" ] || kill "$SERVER_PID" 2>/dev/null || true
+  server_stop_all
   [ -n "$KEEP" ] || rm -rf "$OUT"
   exit $rc
 }
@@ -33,8 +34,7 @@ fi
 
 cargo build --locked -q -p simulator -p single
 SIM=target/debug/simulator
-target/debug/single --addr 127.0.0.1:7795 --keep-alive-timeout 5s >/dev/null 2>&1 &
-SERVER_PID=$!
+SERVER_BIN_DIR=target/debug server_start single 7795 "$OUT/single.stderr" --keep-alive-timeout 5s
 $SIM run --target 127.0.0.1:7795 --wait 10s --clients 1 >/dev/null
 
 # One report of each kind, small enough to take seconds.

@@ -85,6 +85,10 @@ done
 WORK=$(mktemp -d /tmp/servelab-peers.XXXXXX)
 chmod 755 "$WORK"
 PIDS=()
+# The session of the server started last (each runs in one of its own): its processes.
+SESSION=""
+# The peers (nginx, Apache, Python) are stopped here; servelab's servers through
+# scripts/lib/server.sh, which started them.
 cleanup() {
   for pid in "${PIDS[@]}"; do
     kill "$pid" 2>/dev/null || true
@@ -92,6 +96,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
+  server_stop_all
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -99,6 +104,11 @@ trap cleanup EXIT
 # --- what is needed -----------------------------------------------------------------
 # shellcheck source=lib/install.sh
 . scripts/lib/install.sh
+# shellcheck source=lib/server.sh
+. scripts/lib/server.sh
+# servelab's servers start like the peers: in a session of their own, on the server's CPU.
+# shellcheck disable=SC2034 # read by server_start.
+SERVER_PREFIX=(setsid "${ON_SERVER_CPU[@]}")
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
@@ -285,9 +295,10 @@ DirectoryIndex hello.txt
 EOF
 }
 
-# Starts server $1 on port $2 in the background and records its PID. Each server runs in
-# its own session (setsid): Apache signals its whole process group when it stops, which
-# would otherwise include this script.
+# Starts server $1 on port $2 in the background and records its PID. Each peer runs in its
+# own session (setsid): Apache signals its whole process group when it stops, which would
+# otherwise include this script. servelab's servers start (and stop) through
+# scripts/lib/server.sh, as in every script.
 start_server() {
   local name=$1 port=$2
   case $name in
@@ -312,11 +323,16 @@ start_server() {
       [ "$arch" != "$name" ] && IFS=, read -r -a extra <<<"${name#*:}"
       # Enough threads for the idle-connection test (thread-per-conn's default is 4096).
       [ "$arch" = thread-per-conn ] && extra+=(--max-threads $((IDLE + 1000)))
-      setsid "${ON_SERVER_CPU[@]}" "$ROOT/target/release/$arch" --addr "127.0.0.1:$port" --log quiet \
-        --backlog 4096 "${extra[@]}" &
+      # In a session of its own too (SERVER_PREFIX), so that its processes can be found
+      # (server_pids). Waits (at most 5 s) until the port accepts connections.
+      SERVER_BIN_DIR="$ROOT/target/release" \
+        server_start "$arch" "$port" "$WORK/$arch.stderr" --backlog 4096 "${extra[@]}" || exit 1
+      SESSION=$SERVER_PID
+      return 0
       ;;
   esac
   PIDS+=($!)
+  SESSION=$!
   # Waits (at most 5 s) until the port accepts connections.
   for _ in $(seq 50); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
@@ -326,7 +342,13 @@ start_server() {
   exit 1
 }
 
+# Stops the server started last: a servelab server through scripts/lib/server.sh, a peer
+# here.
 stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    server_stop
+    return
+  fi
   local pid=${PIDS[-1]}
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -344,12 +366,12 @@ to_us() {
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
 
 # The server's processes (it runs in a session of its own), comma-separated for perf.
-server_pids() { pgrep -s "${PIDS[-1]}" | paste -sd, -; }
+server_pids() { pgrep -s "$SESSION" | paste -sd, -; }
 
 # Sum of a /proc/<pid>/status field (kB or a count) over the server's processes.
 server_status() {
   local field=$1 total=0 pid value
-  for pid in $(pgrep -s "${PIDS[-1]}"); do
+  for pid in $(pgrep -s "$SESSION"); do
     value=$(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
     total=$((total + ${value:-0}))
   done

@@ -88,13 +88,8 @@ cargo build --release -q --workspace --exclude benches --bins
 ARCHS=${ARCHS:-$(target/release/simulator architectures --names | tr '\n' ' ')}
 
 mkdir -p "$OUT"
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
+# No server outlives the script, however it ends (see scripts/lib/server.sh).
+trap server_stop_all EXIT
 
 # statuses FILE: wirefuzz's response counts by class, e.g. "2xx 812034 4xx 187000 5xx 3".
 statuses() {
@@ -112,7 +107,7 @@ for arch in $ARCHS; do
   port=$((port + 1))
   log "$arch: starting on 127.0.0.1:$port"
   started=0
-  server_start "$arch" "$port" "$OUT/$arch.stderr" || started=$?
+  server_start "$arch" "$port" "$OUT/$arch.stderr" "${SERVER_SHORT_TIMEOUTS[@]}" || started=$?
   if [ "$started" = 3 ]; then
     # This machine cannot run it (io_uring forbidden): said on stderr, not judged.
     ROWS+=("$(printf '%-20s skipped: %s' "$arch" "$(head -1 "$OUT/$arch.stderr")")")

@@ -11,15 +11,16 @@
 # thread-per-conn. Each run is bounded by its --duration and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/server.sh
+. scripts/lib/server.sh
 cargo build --release --locked -q -p simulator -p event-loop -p thread-per-conn
 SIM=target/release/simulator
 WORK=$(mktemp -d /tmp/servelab-shards.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() { server_stop_all; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-target/release/event-loop --addr 127.0.0.1:7801 --reactors 1 >/dev/null 2>&1 & PIDS+=($!)
-target/release/thread-per-conn --addr 127.0.0.1:7802 >/dev/null 2>&1 & PIDS+=($!)
+server_start event-loop 7801 "$WORK/event-loop.stderr" --reactors 1
+server_start thread-per-conn 7802 "$WORK/thread-per-conn.stderr"
 $SIM run --target 127.0.0.1:7801 --wait 10s --clients 1 >/dev/null
 $SIM run --target 127.0.0.1:7802 --wait 10s --clients 1 >/dev/null
 

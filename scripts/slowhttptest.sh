@@ -37,23 +37,26 @@ PORT=${PORT:-18990}
 
 # shellcheck source=lib/install.sh
 source scripts/lib/install.sh
+# shellcheck source=lib/server.sh
+source scripts/lib/server.sh
 log() { echo "slowhttptest.sh: $*" >&2; }
 
-command -v slowhttptest >/dev/null && command -v curl >/dev/null || apt_install slowhttptest curl
+if ! command -v slowhttptest >/dev/null || ! command -v curl >/dev/null; then
+  apt_install slowhttptest curl
+fi
 
 WORK=$(mktemp -d)
-SERVER_PID=""
 ATTACK_PID=""
 cleanup() {
   [ -z "$ATTACK_PID" ] || kill "$ATTACK_PID" 2>/dev/null || true
-  [ -z "$SERVER_PID" ] || kill "$SERVER_PID" 2>/dev/null || true
+  server_stop_all
   wait 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 log "building the release binaries"
-# shellcheck disable=SC2086
+# shellcheck disable=SC2046,SC2086 # one -p per architecture, split on purpose.
 cargo build --release --quiet -p simulator $(printf -- '-p %s ' $ARCHS)
 
 # The server's threads and resident memory (KiB), summed over its process and children.
@@ -69,24 +72,15 @@ figures() {
   echo "$threads $rss"
 }
 
-# Starts architecture $1 on $PORT and waits (at most 5 s) until it answers.
+# Starts architecture $1 on $PORT (through scripts/lib/server.sh) and waits (at most 5 s)
+# until it accepts connections.
 start_server() {
   ulimit -n 65536 2>/dev/null || true
-  "target/release/$1" --addr "127.0.0.1:$PORT" --log quiet 2>"$WORK/$1.log" &
-  SERVER_PID=$!
-  for _ in $(seq 50); do
-    target/release/simulator probe "127.0.0.1:$PORT" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  log "$1 did not answer within 5 s; its log:"
-  cat "$WORK/$1.log" >&2
-  return 1
+  server_start "$1" "$PORT" "$WORK/$1.log"
 }
 
 stop_server() {
-  kill "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
+  server_stop
 }
 
 printf '%-16s %-16s %-18s %-16s %-12s %s\n' architecture "curl probes" "simulator served" "threads before/during" "RSS during" "slowhttptest's probe"

@@ -101,13 +101,16 @@ WARMUP=$((T / 5))
 mkdir -p "$OUT"
 
 TRAFFIC=()
+# The traffic first, then the server (see scripts/lib/server.sh), however the script ends.
+# shellcheck disable=SC2317 # called by the EXIT trap.
 cleanup() {
-  for pid in "${TRAFFIC[@]}" $SERVER_PID; do
+  for pid in "${TRAFFIC[@]}"; do
     kill "$pid" 2>/dev/null || true
   done
-  for pid in "${TRAFFIC[@]}" $SERVER_PID; do
+  for pid in "${TRAFFIC[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
+  server_stop_all
 }
 trap cleanup EXIT
 
@@ -147,7 +150,7 @@ for arch in "${ARCH_LIST[@]}"; do
   port=$((port + 1))
   log "$arch: ${T}s of mixed traffic on 127.0.0.1:$port"
   started=0
-  server_start "$arch" "$port" "$OUT/$arch.stderr" || started=$?
+  server_start "$arch" "$port" "$OUT/$arch.stderr" "${SERVER_SHORT_TIMEOUTS[@]}" || started=$?
   if [ "$started" = 3 ]; then
     # This machine cannot run it (io_uring forbidden): said on stderr, not judged.
     ROWS+=("$(printf '%-20s skipped: %s' "$arch" "$(head -1 "$OUT/$arch.stderr")")")

@@ -17,6 +17,10 @@ PORT=${PORT:-7801}
 
 # shellcheck source=lib/install.sh
 . "$(dirname "$0")/lib/install.sh"
+# shellcheck source=lib/server.sh
+. "$(dirname "$0")/lib/server.sh"
+# No server outlives the script, however it ends.
+trap server_stop_all EXIT
 command -v wrk >/dev/null || apt_install wrk
 cargo build --release -q --workspace --exclude benches --bins
 # Every architecture in the registry, unless ARCHS names some.
@@ -25,16 +29,10 @@ ARCHS=${ARCHS:-$(target/release/simulator architectures --names | tr '\n' ' ')}
 printf '%-16s %-10s %12s %10s %10s %10s %8s\n' architecture path "req/s" p50 p99 max errors
 for arch in $ARCHS; do
   for path in $PATHS; do
-    "target/release/$arch" --addr "127.0.0.1:$PORT" --log quiet &
-    pid=$!
-    # Wait (bounded) until the server answers.
-    for _ in $(seq 50); do
-      if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
-      sleep 0.1
-    done
+    # Waits (at most 5 s) until the server accepts connections.
+    server_start "$arch" "$PORT" /dev/null
     out=$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$PORT$path")
-    kill -INT "$pid"
-    wait "$pid" || true
+    server_stop
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")

@@ -25,6 +25,7 @@ pub struct Entry {
     command: fn() -> Command,
     start: fn(&[String], ServerArgs) -> Result<RunningServer, StartError>,
     available: fn() -> Result<(), Unavailable>,
+    defaults_agree: fn() -> bool,
 }
 
 /// Every architecture, in the order of the lecture's story.
@@ -61,6 +62,15 @@ pub enum StartError {
     Server(#[from] ServerError),
 }
 
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("name", &self.name)
+            .field("about", &self.about)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Entry {
     /// The architecture's own flags (not the shared ones such as `--backlog`).
     pub fn flags(&self) -> Command {
@@ -86,12 +96,20 @@ impl Entry {
     pub fn start(&self, flags: &[String], args: ServerArgs) -> Result<RunningServer, StartError> {
         (self.start)(flags, args)
     }
+
+    /// Whether the architecture's `Default` flags (what tests and in-process starters use)
+    /// are exactly what its command line gives without a word: the flags' defaults are
+    /// written once, in their `#[arg]` attributes. Checked for every entry by this crate's
+    /// tests.
+    pub fn defaults_agree(&self) -> bool {
+        (self.defaults_agree)()
+    }
 }
 
 /// The entry of architecture `A`.
 const fn entry<A>() -> Entry
 where
-    A: Architecture + Args + FromArgMatches,
+    A: Architecture + Args + FromArgMatches + Default + PartialEq,
 {
     Entry {
         name: A::NAME,
@@ -99,7 +117,20 @@ where
         command: command::<A>,
         start: start::<A>,
         available: A::available,
+        defaults_agree: defaults_agree::<A>,
     }
+}
+
+/// Parses no words as `A`'s flags, as its binary does when given none, and compares the
+/// result with `A::default()`.
+fn defaults_agree<A>() -> bool
+where
+    A: Architecture + Args + FromArgMatches + Default + PartialEq,
+{
+    command::<A>()
+        .try_get_matches_from(std::iter::empty::<String>())
+        .and_then(|matches| A::from_arg_matches(&matches))
+        .is_ok_and(|parsed| parsed == A::default())
 }
 
 fn command<A: Architecture + Args>() -> Command {
@@ -141,6 +172,34 @@ mod tests {
     }
 
     #[test]
+    fn every_architectures_default_flags_are_its_command_lines() {
+        for entry in &ALL {
+            assert!(
+                entry.defaults_agree(),
+                "{}: Default differs from the flags parsed from no words",
+                entry.name
+            );
+        }
+        // The shared flags too, but for the two that in-process servers change on purpose
+        // (an ephemeral port, quiet logs).
+        let parsed: ServerArgs = server_core::cli::defaults();
+        let default = ServerArgs::default();
+        assert_eq!(parsed.addr.to_string(), "127.0.0.1:7777");
+        assert_eq!(default.addr.port(), 0);
+        assert_eq!(
+            format!(
+                "{:?}",
+                ServerArgs {
+                    addr: default.addr,
+                    log: default.log,
+                    ..parsed
+                }
+            ),
+            format!("{default:?}")
+        );
+    }
+
+    #[test]
     fn every_architecture_starts_by_name_with_its_own_flags() {
         for entry in &ALL {
             if let Err(why) = entry.available() {
@@ -165,8 +224,7 @@ mod tests {
         server.stop().expect("stops");
         let error = pool
             .start(&["--workers".into(), "0".into()], ServerArgs::default())
-            .err()
-            .expect("zero workers are refused");
+            .expect_err("zero workers are refused");
         assert_eq!(
             error.to_string(),
             "prefork-pool: invalid value '0' for '--workers <N>': 0 is not in 1..=65536"

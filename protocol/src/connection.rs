@@ -456,150 +456,184 @@ impl Connection {
             self.write_due = None;
             self.phase = Phase::Done(Closed::Stalled);
         }
+        // One step per turn, for the phase the connection is in: a step either has an event
+        // for the driver, or has moved the connection on (to another phase, or past a
+        // `100 Continue`) and returns `None`, and the next turn looks again. Within one
+        // poll nothing moves back, so the turns end in an event.
         loop {
-            match &mut self.phase {
-                Phase::Done(why) => return Event::Closed(*why),
+            let event = match &self.phase {
+                Phase::Done(why) => Some(Event::Closed(*why)),
                 Phase::Linger { until, discarded } => {
-                    if self.peer_closed || now >= *until || *discarded >= LINGER_BYTES {
-                        self.phase = Phase::Done(Closed::Finished);
-                        continue;
-                    }
-                    return Event::Wait;
+                    let (until, discarded) = (*until, *discarded);
+                    self.step_linger(now, until, discarded)
                 }
-                Phase::Finishing => {
-                    if self.slots.is_empty()
-                        && self.flushed == self.output.len()
-                        && self.ending.is_none()
-                    {
-                        // Reading ended without a closing response: nothing was owed.
-                        self.write_closed = true;
-                        self.phase = Phase::Done(if self.peer_closed {
-                            Closed::ByPeer
-                        } else if self.stopping {
-                            Closed::Shutdown
-                        } else {
-                            Closed::Finished
-                        });
-                        continue;
-                    }
-                    // `settle` moves on once the closing response is written.
-                    return Event::Wait;
-                }
+                Phase::Finishing => self.step_finishing(),
                 Phase::Idle { deadline, first } => {
-                    if self.start < self.input.len() && !self.reading_done {
-                        // A pipelined request is already here: its clock starts now.
-                        self.phase = Phase::Head {
-                            deadline: now + self.config.read_timeout,
-                            began: now,
-                        };
-                        continue;
-                    }
-                    if self.reading_done
-                        || self.peer_closed
-                        || self.stopping && self.slots.is_empty()
-                    {
-                        self.reading_done = true;
-                        self.phase = Phase::Finishing;
-                        continue;
-                    }
-                    if deadline.is_some_and(|d| now >= d) {
-                        if *first {
-                            let reason = format!(
-                                "no request within {}",
-                                humantime::format_duration(self.config.read_timeout)
-                            );
-                            return self.reject(Status::RequestTimeout, &reason);
-                        }
-                        self.phase = Phase::Done(Closed::Idle);
-                        continue;
-                    }
-                    return Event::Wait;
+                    let (deadline, first) = (*deadline, *first);
+                    self.step_idle(now, deadline, first)
                 }
                 Phase::Head { deadline, began } => {
                     let (deadline, began) = (*deadline, *began);
-                    if self.slots.len() >= MAX_OUTSTANDING {
-                        return Event::Wait;
-                    }
-                    match parse_head(&self.input[self.start..], &self.config.limits) {
-                        Ok(Some(head)) => {
-                            self.start += head.len;
-                            let seq = self.next_seq;
-                            self.next_seq += 1;
-                            self.slots.push_back(Slot {
-                                seq,
-                                keep_alive: head.keep_alive,
-                                http10: head.version == Version::Http10,
-                                head_only: head.method == Method::Head,
-                                interim: false,
-                                encoded: None,
-                            });
-                            if !head.keep_alive {
-                                // The client closes after this request: read no more.
-                                self.reading_done = true;
-                            }
-                            self.phase = Phase::Body {
-                                head,
-                                seq,
-                                body: Vec::new(),
-                                deadline,
-                                began,
-                            };
-                            continue;
-                        }
-                        Ok(None) => {}
-                        Err(rejection) => return self.reject(rejection.status, &rejection.reason),
-                    }
-                    if let Some(reason) = self.too_late(now) {
-                        return self.reject(Status::RequestTimeout, &reason);
-                    }
-                    if self.peer_closed {
-                        return self.cut_off();
-                    }
-                    return Event::Wait;
+                    self.step_head(now, deadline, began)
                 }
-                Phase::Body {
-                    head, seq, body, ..
-                } => {
-                    // Only bytes that arrived are kept: a body announced as 1 MiB costs
-                    // nothing until it is really sent.
-                    let wanted = head.content_length - body.len();
-                    let take = wanted.min(self.input.len() - self.start);
-                    body.extend_from_slice(&self.input[self.start..self.start + take]);
-                    self.start += take;
-                    if body.len() == head.content_length {
-                        let request = Request {
-                            method: head.method.clone(),
-                            path: std::mem::take(&mut head.path),
-                            version: head.version,
-                            body: std::mem::take(body),
-                        };
-                        let ticket = Ticket { seq: *seq };
-                        self.phase = Phase::Idle {
-                            deadline: None,
-                            first: false,
-                        };
-                        return Event::Request(request, ticket);
-                    }
-                    if head.expect_continue {
-                        // The client waits for this go-ahead before it sends the body.
-                        head.expect_continue = false;
-                        let seq = *seq;
-                        if let Some(slot) = self.slots.iter_mut().find(|s| s.seq == seq) {
-                            slot.interim = true;
-                        }
-                        self.release(now);
-                        continue;
-                    }
-                    if let Some(reason) = self.too_late(now) {
-                        return self.reject(Status::RequestTimeout, &reason);
-                    }
-                    if self.peer_closed {
-                        return self.cut_off();
-                    }
-                    return Event::Wait;
-                }
+                Phase::Body { .. } => self.step_body(now),
+            };
+            if let Some(event) = event {
+                return event;
             }
         }
+    }
+
+    /// Lingering after an error: done once the client closes, the linger time passes, or
+    /// enough has been discarded.
+    fn step_linger(&mut self, now: Instant, until: Instant, discarded: usize) -> Option<Event> {
+        if self.peer_closed || now >= until || discarded >= LINGER_BYTES {
+            self.phase = Phase::Done(Closed::Finished);
+            return None;
+        }
+        Some(Event::Wait)
+    }
+
+    /// Reading is over: done once everything owed is written (`settle` moves on once a
+    /// closing response is written).
+    fn step_finishing(&mut self) -> Option<Event> {
+        if self.slots.is_empty() && self.flushed == self.output.len() && self.ending.is_none() {
+            // Reading ended without a closing response: nothing was owed.
+            self.write_closed = true;
+            self.phase = Phase::Done(if self.peer_closed {
+                Closed::ByPeer
+            } else if self.stopping {
+                Closed::Shutdown
+            } else {
+                Closed::Finished
+            });
+            return None;
+        }
+        Some(Event::Wait)
+    }
+
+    /// Between requests: a pipelined request starts its head; the end of reading (the
+    /// client's close, shutdown) finishes; the keep-alive (or first-request) deadline ends
+    /// the connection.
+    fn step_idle(&mut self, now: Instant, deadline: Option<Instant>, first: bool) -> Option<Event> {
+        if self.start < self.input.len() && !self.reading_done {
+            // A pipelined request is already here: its clock starts now.
+            self.phase = Phase::Head {
+                deadline: now + self.config.read_timeout,
+                began: now,
+            };
+            return None;
+        }
+        if self.reading_done || self.peer_closed || self.stopping && self.slots.is_empty() {
+            self.reading_done = true;
+            self.phase = Phase::Finishing;
+            return None;
+        }
+        if deadline.is_some_and(|d| now >= d) {
+            if first {
+                let reason = format!(
+                    "no request within {}",
+                    humantime::format_duration(self.config.read_timeout)
+                );
+                return Some(self.reject(Status::RequestTimeout, &reason));
+            }
+            self.phase = Phase::Done(Closed::Idle);
+            return None;
+        }
+        Some(Event::Wait)
+    }
+
+    /// A request's head is arriving: once it is complete, its slot is taken and its body
+    /// begins; bad input, a passed deadline or the client's close end it with an error.
+    fn step_head(&mut self, now: Instant, deadline: Instant, began: Instant) -> Option<Event> {
+        if self.slots.len() >= MAX_OUTSTANDING {
+            return Some(Event::Wait);
+        }
+        match parse_head(&self.input[self.start..], &self.config.limits) {
+            Ok(Some(head)) => {
+                self.start += head.len;
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.slots.push_back(Slot {
+                    seq,
+                    keep_alive: head.keep_alive,
+                    http10: head.version == Version::Http10,
+                    head_only: head.method == Method::Head,
+                    interim: false,
+                    encoded: None,
+                });
+                if !head.keep_alive {
+                    // The client closes after this request: read no more.
+                    self.reading_done = true;
+                }
+                self.phase = Phase::Body {
+                    head,
+                    seq,
+                    body: Vec::new(),
+                    deadline,
+                    began,
+                };
+                return None;
+            }
+            Ok(None) => {}
+            Err(rejection) => return Some(self.reject(rejection.status, &rejection.reason)),
+        }
+        if let Some(reason) = self.too_late(now) {
+            return Some(self.reject(Status::RequestTimeout, &reason));
+        }
+        if self.peer_closed {
+            return Some(self.cut_off());
+        }
+        Some(Event::Wait)
+    }
+
+    /// A request's body is arriving: once it is complete, the request goes to the driver
+    /// and the connection is idle again. A `100 Continue` goes out first if the client
+    /// waits for one; a passed deadline or the client's close end it with an error.
+    fn step_body(&mut self, now: Instant) -> Option<Event> {
+        let Phase::Body {
+            head, seq, body, ..
+        } = &mut self.phase
+        else {
+            unreachable!("poll calls step_body only in the Body phase");
+        };
+        // Only bytes that arrived are kept: a body announced as 1 MiB costs nothing until
+        // it is really sent.
+        let wanted = head.content_length - body.len();
+        let take = wanted.min(self.input.len() - self.start);
+        body.extend_from_slice(&self.input[self.start..self.start + take]);
+        self.start += take;
+        if body.len() == head.content_length {
+            let request = Request {
+                method: head.method.clone(),
+                path: std::mem::take(&mut head.path),
+                version: head.version,
+                body: std::mem::take(body),
+            };
+            let ticket = Ticket { seq: *seq };
+            self.phase = Phase::Idle {
+                deadline: None,
+                first: false,
+            };
+            return Some(Event::Request(request, ticket));
+        }
+        if head.expect_continue {
+            // The client waits for this go-ahead before it sends the body.
+            head.expect_continue = false;
+            let seq = *seq;
+            if let Some(slot) = self.slots.iter_mut().find(|s| s.seq == seq) {
+                slot.interim = true;
+            }
+            self.release(now);
+            return None;
+        }
+        if let Some(reason) = self.too_late(now) {
+            return Some(self.reject(Status::RequestTimeout, &reason));
+        }
+        if self.peer_closed {
+            return Some(self.cut_off());
+        }
+        Some(Event::Wait)
     }
 
     /// While a request arrives: when it is due, and whether by the pace (`true`) or by the

@@ -10,6 +10,7 @@
 //! "Request smuggling"), so the answer is an error and a close, never a guess.
 
 /// A request that must be refused: what it is, its bytes, and the status it gets.
+#[derive(Debug, Clone, Copy)]
 pub struct Hostile {
     /// What is wrong with it, in a few words.
     pub what: &'static str,

@@ -165,45 +165,13 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Rejection
     }
     let path = target.split(['?', '#']).next().unwrap_or(target).to_owned();
 
-    let mut content_length: Option<usize> = None;
-    let mut hosts = 0;
-    let mut connection_close = false;
-    let mut connection_keep_alive = false;
-    let mut expect_continue = false;
-    for header in req.headers.iter() {
-        let name = header.name;
-        let value = std::str::from_utf8(header.value)
-            .map_err(|_| Rejection::bad(format!("header {name} is not valid text")))?
-            .trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_content_length(value)?;
-            if content_length.is_some_and(|earlier| earlier != n) {
-                return Err(Rejection::bad("conflicting Content-Length headers"));
-            }
-            content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(Rejection::new(
-                Status::LengthRequired,
-                "request bodies must be sent with Content-Length; Transfer-Encoding (chunked) is not supported",
-            ));
-        } else if name.eq_ignore_ascii_case("host") {
-            hosts += 1;
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',').map(str::trim) {
-                connection_close |= token.eq_ignore_ascii_case("close");
-                connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
-            }
-        } else if name.eq_ignore_ascii_case("expect") {
-            if value.eq_ignore_ascii_case("100-continue") {
-                expect_continue = true;
-            } else {
-                return Err(Rejection::new(
-                    Status::ExpectationFailed,
-                    format!("unsupported expectation: {value}"),
-                ));
-            }
-        }
-    }
+    let HeaderFacts {
+        content_length,
+        hosts,
+        connection_close,
+        connection_keep_alive,
+        expect_continue,
+    } = HeaderFacts::read(req.headers)?;
     if version == Version::Http11 && hosts != 1 {
         return Err(Rejection::bad(
             "an HTTP/1.1 request must carry exactly one Host header",
@@ -232,6 +200,62 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Rejection
         expect_continue,
         len,
     }))
+}
+
+/// What the header fields of a request head say that the server acts on.
+#[derive(Debug, Default)]
+struct HeaderFacts {
+    /// The body's length; `None` without a Content-Length field.
+    content_length: Option<usize>,
+    /// How many Host fields there are (HTTP/1.1 needs exactly one).
+    hosts: usize,
+    /// `Connection: close`, and `Connection: keep-alive` (which HTTP/1.0 needs to stay open).
+    connection_close: bool,
+    connection_keep_alive: bool,
+    /// `Expect: 100-continue`: the client waits for a go-ahead before it sends the body.
+    expect_continue: bool,
+}
+
+impl HeaderFacts {
+    /// Reads `headers`, refusing what servelab does not accept: a field that is not text,
+    /// conflicting lengths, Transfer-Encoding, an expectation other than 100-continue.
+    fn read(headers: &[httparse::Header<'_>]) -> Result<HeaderFacts, Rejection> {
+        let mut facts = HeaderFacts::default();
+        for header in headers {
+            let name = header.name;
+            let value = std::str::from_utf8(header.value)
+                .map_err(|_| Rejection::bad(format!("header {name} is not valid text")))?
+                .trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                let n = parse_content_length(value)?;
+                if facts.content_length.is_some_and(|earlier| earlier != n) {
+                    return Err(Rejection::bad("conflicting Content-Length headers"));
+                }
+                facts.content_length = Some(n);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                return Err(Rejection::new(
+                    Status::LengthRequired,
+                    "request bodies must be sent with Content-Length; Transfer-Encoding (chunked) is not supported",
+                ));
+            } else if name.eq_ignore_ascii_case("host") {
+                facts.hosts += 1;
+            } else if name.eq_ignore_ascii_case("connection") {
+                for token in value.split(',').map(str::trim) {
+                    facts.connection_close |= token.eq_ignore_ascii_case("close");
+                    facts.connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+                }
+            } else if name.eq_ignore_ascii_case("expect") {
+                if !value.eq_ignore_ascii_case("100-continue") {
+                    return Err(Rejection::new(
+                        Status::ExpectationFailed,
+                        format!("unsupported expectation: {value}"),
+                    ));
+                }
+                facts.expect_continue = true;
+            }
+        }
+        Ok(facts)
+    }
 }
 
 fn too_large(limits: &Limits) -> Rejection {

@@ -125,6 +125,29 @@ impl Job {
 /// What `request` needs. Never blocks and never fails: bad parameters are answered with a
 /// precise error status.
 pub fn route(request: &Request, config: &RouteConfig) -> Work {
+    if let Err(refusal) = check_method(request, config) {
+        return Work::Respond(refusal);
+    }
+    let path = request.path.as_str();
+    match path {
+        "/" => Work::Respond(Response::text(
+            Status::Ok,
+            format!("servelab {}\n", config.architecture),
+        )),
+        "/echo" => Work::Respond(Response::new(Status::Ok, OCTETS, request.body.clone())),
+        "/time" => Work::Respond(Response::text(
+            Status::Ok,
+            format!("{}\n", humantime::format_rfc3339_micros(SystemTime::now())),
+        )),
+        "/stats" => Work::Stats,
+        "/crash" => Work::Compute(Job::Crash),
+        _ => with_parameter(path, request, config),
+    }
+}
+
+/// The 404 for a path with no route, or the 405 (with `Allow`) for a method the route does
+/// not take.
+fn check_method(request: &Request, config: &RouteConfig) -> Result<(), Response> {
     let path = request.path.as_str();
     let allowed = match path {
         "/" | "/time" | "/stats" => ALLOW_GET,
@@ -133,7 +156,7 @@ pub fn route(request: &Request, config: &RouteConfig) -> Work {
         _ if path.starts_with("/echo/") => ALLOW_POST,
         _ if path.starts_with("/sleep/") || path.starts_with("/factor/") => ALLOW_GET,
         _ => {
-            return Work::Respond(Response::error(
+            return Err(Response::error(
                 Status::NotFound,
                 &format!("no route for {path}"),
             ))
@@ -153,59 +176,45 @@ pub fn route(request: &Request, config: &RouteConfig) -> Work {
             ),
         );
         response.allow = Some(allowed);
-        return Work::Respond(response);
+        return Err(response);
     }
+    Ok(())
+}
 
-    match path {
-        "/" => Work::Respond(Response::text(
-            Status::Ok,
-            format!("servelab {}\n", config.architecture),
-        )),
-        "/echo" => Work::Respond(Response::new(Status::Ok, OCTETS, request.body.clone())),
-        "/time" => Work::Respond(Response::text(
-            Status::Ok,
-            format!("{}\n", humantime::format_rfc3339_micros(SystemTime::now())),
-        )),
-        "/stats" => Work::Stats,
-        "/crash" => Work::Compute(Job::Crash),
-        _ => {
-            if let Some(ms) = path.strip_prefix("/sleep/") {
-                match delay(ms, config) {
-                    Ok(delay) => Work::Sleep {
-                        delay,
-                        then: Response::text(
-                            Status::Ok,
-                            format!("slept {} ms\n", delay.as_millis()),
-                        ),
-                    },
-                    Err(error) => Work::Respond(error),
-                }
-            } else if let Some(ms) = path.strip_prefix("/echo/") {
-                match delay(ms, config) {
-                    Ok(delay) => Work::Sleep {
-                        delay,
-                        then: Response::new(Status::Ok, OCTETS, request.body.clone()),
-                    },
-                    Err(error) => Work::Respond(error),
-                }
-            } else if let Some(n) = path.strip_prefix("/factor/") {
-                match n.parse::<u64>() {
-                    Ok(n) if n >= 2 => Work::Compute(Job::Factor {
-                        n,
-                        limit: config.max_cpu,
-                    }),
-                    _ => Work::Respond(Response::error(
-                        Status::BadRequest,
-                        &format!("{n:?} is not a whole number from 2 to {}", u64::MAX),
-                    )),
-                }
-            } else {
-                Work::Respond(Response::error(
-                    Status::NotFound,
-                    &format!("no route for {path}"),
-                ))
-            }
+/// The routes with a parameter in their path: `/sleep/{ms}`, `/echo/{ms}`, `/factor/{n}`.
+fn with_parameter(path: &str, request: &Request, config: &RouteConfig) -> Work {
+    if let Some(ms) = path.strip_prefix("/sleep/") {
+        match delay(ms, config) {
+            Ok(delay) => Work::Sleep {
+                delay,
+                then: Response::text(Status::Ok, format!("slept {} ms\n", delay.as_millis())),
+            },
+            Err(error) => Work::Respond(error),
         }
+    } else if let Some(ms) = path.strip_prefix("/echo/") {
+        match delay(ms, config) {
+            Ok(delay) => Work::Sleep {
+                delay,
+                then: Response::new(Status::Ok, OCTETS, request.body.clone()),
+            },
+            Err(error) => Work::Respond(error),
+        }
+    } else if let Some(n) = path.strip_prefix("/factor/") {
+        match n.parse::<u64>() {
+            Ok(n) if n >= 2 => Work::Compute(Job::Factor {
+                n,
+                limit: config.max_cpu,
+            }),
+            _ => Work::Respond(Response::error(
+                Status::BadRequest,
+                &format!("{n:?} is not a whole number from 2 to {}", u64::MAX),
+            )),
+        }
+    } else {
+        Work::Respond(Response::error(
+            Status::NotFound,
+            &format!("no route for {path}"),
+        ))
     }
 }
 

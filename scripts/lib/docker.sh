@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the container scripts: a Docker engine to talk to, and stopping it again.
 # Source it after lib/install.sh. Needs WORK (a temporary directory the caller removes) and
 # a function `log`.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts in scripts/: installing what a script needs, only where missing.
 # Source it; it defines functions and sets SUDO (empty when running as root).
 

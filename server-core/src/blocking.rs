@@ -21,6 +21,28 @@
 //! keep-alive timeout, linger), so the timeouts of `--read-timeout` and
 //! `--keep-alive-timeout` hold without a timer thread. Writes wait at most `--read-timeout`
 //! for a client that does not read.
+//!
+//! The life of one connection, as the driver sees it:
+//!
+//! 1. **Accepted.** [`BlockingConn::new`] sets the socket's options, registers the
+//!    connection with the server (so that shutdown can find it), and counts it.
+//! 2. **Between requests** (idle). `next_request` blocks in `read` until bytes come, with
+//!    the keep-alive timeout (or, on a new connection, the read timeout) as its limit. This
+//!    is the one wait that shutdown interrupts: the registry shuts the reading side down,
+//!    and the read returns as if the client had closed.
+//! 3. **A request arriving.** Still in `next_request`, each read waits until the request's
+//!    next deadline: the read timeout, and the pace that `--header-timeout` and
+//!    `--min-rate` set against slow clients. A request that has begun is let finish even at
+//!    shutdown, and answered with `Connection: close`.
+//! 4. **Handled.** The request goes to whichever thread does the work, with the
+//!    connection or without it, as the architecture wants. Its [`Exchange`] counts it as in
+//!    flight until it is answered.
+//! 5. **Answered.** `send` writes the response (blocking until the kernel has taken it),
+//!    and says whether the connection goes back to step 2 or has ended.
+//!
+//! What the driver does *not* decide is HTTP: how a request is framed, when a connection
+//! may be kept alive, what a timeout answers. The machine decides all that, the same way for
+//! every architecture, which is why a behaviour case passes or fails on all of them alike.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown as Direction, SocketAddr, TcpStream};
@@ -32,10 +54,14 @@ use protocol::{Closed, Connection, Event, Request, Response, Ticket};
 use crate::context::{Context, Registration};
 use crate::threads::ThreadGroup;
 
-/// The most a connection reads from its socket at once.
+/// The most a connection reads from its socket at once. A buffer on the stack of the
+/// reading thread, so it costs nothing while the thread is not reading; 8 KiB holds a
+/// typical request head, and longer input simply takes more reads.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// What [`BlockingConn::next_request`] found.
+/// What [`BlockingConn::next_request`] found. Whoever gets a request or a rejection owes
+/// it an answer through [`BlockingConn::send`]: the [`Exchange`] inside says so to the
+/// compiler (`#[must_use]`) and to `/stats` (it counts the request in flight).
 #[derive(Debug)]
 pub enum Next {
     /// A complete request to handle. Answer it with [`BlockingConn::send`].
@@ -47,7 +73,8 @@ pub enum Next {
     Closed(Ended),
 }
 
-/// Why a connection ended without a request.
+/// Why a connection ended without a request. Only the debug log shows it: for the server,
+/// every kind of end means the same thing (drop the connection).
 #[derive(Debug)]
 pub enum Ended {
     /// As the protocol says: the client left, idled out, or the server stopped.
@@ -62,7 +89,10 @@ pub enum Ended {
 #[derive(Debug)]
 #[must_use = "a request that is read must be answered with BlockingConn::send"]
 pub struct Exchange {
+    /// The machine's receipt for the request: it says where the answer goes among the
+    /// client's pipelined requests.
     ticket: Ticket,
+    /// When the request was complete, for the debug log's time taken.
     started: Instant,
     /// The request line, for the debug log only: `None` unless debug logging is on, so that
     /// serving a request does not cost an allocation for a line nobody reads.
@@ -71,6 +101,10 @@ pub struct Exchange {
     in_flight: Option<InFlight>,
 }
 
+/// One request in flight, counted in `/stats` from the moment it was read until this is
+/// dropped. A guard rather than a call to make at the end: a request dropped unanswered
+/// (its thread panicked, shutdown gave up on it) is counted finished all the same, so the
+/// figure of requests in flight never drifts.
 struct InFlight(Arc<Context>);
 
 impl std::fmt::Debug for InFlight {
@@ -87,10 +121,12 @@ impl Drop for InFlight {
 
 /// One accepted client connection. See the module documentation.
 pub struct BlockingConn {
-    /// Declared before `stream`, so that it is dropped (and the connection unregistered)
-    /// before the socket closes: see [`Registration`].
+    /// The connection's place in the server's registry, where shutdown finds it.
     registration: Registration,
-    stream: TcpStream,
+    /// The socket. Shared with the registry, which shuts its reading side down at shutdown
+    /// to wake a thread blocked reading it; the socket closes when both have let go (the
+    /// registry's share goes when `registration` drops).
+    stream: Arc<TcpStream>,
     machine: Connection,
     /// The registry id, unique within the server, shown in logs as `conn #id`.
     pub id: u64,
@@ -112,6 +148,13 @@ impl std::os::fd::AsRawFd for BlockingConn {
     }
 }
 
+impl std::os::fd::AsFd for BlockingConn {
+    /// The socket, borrowed for as long as the connection lives: see [`BlockingConn::socket`].
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
 impl std::fmt::Debug for BlockingConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "conn #{} {}", self.id, self.peer)
@@ -126,7 +169,12 @@ impl BlockingConn {
         // Responses go out in one write each; without this, Nagle's algorithm would hold
         // back the second of two pipelined responses until the first one is acknowledged.
         stream.set_nodelay(true)?;
+        // A client that reads nothing cannot hold a thread in `write` for longer than the
+        // read timeout: the same bound as for sending a request.
         stream.set_write_timeout(Some(ctx.args.read_timeout.max(Duration::from_millis(1))))?;
+        let stream = Arc::new(stream);
+        // Registered (so shutdown can wake it) and counted only once it is set up: a
+        // connection that failed above was never the server's.
         let registration = ctx.register(&stream);
         ctx.stats.accepted();
         Ok(BlockingConn {
@@ -141,7 +189,21 @@ impl BlockingConn {
         })
     }
 
-    /// The server context this connection belongs to.
+    /// The socket, borrowed, for a thread that waits for it with `poll` beside something
+    /// else (it never reads or writes through it).
+    pub fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        self.stream.as_fd()
+    }
+
+    /// Whether shutdown shut this connection's reading side: from then on the socket reads
+    /// (and polls) as if the client had closed, whether or not it is there.
+    pub fn read_shut_by_server(&self) -> bool {
+        self.registration.read_shut_by_server()
+    }
+
+    /// The server context this connection belongs to: a handler that has the connection
+    /// but not the context (a pool's worker) reaches the settings and counters through it.
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
     }
@@ -155,7 +217,9 @@ impl BlockingConn {
     }
 
     /// Whether bytes already read wait to be parsed (a request pipelined behind the last):
-    /// [`BlockingConn::next_request`] has work without waiting for the socket.
+    /// [`BlockingConn::next_request`] has work without waiting for the socket. A thread
+    /// that watches sockets for readability must not wait for this one then: the bytes are
+    /// already out of the socket, and no readiness event will ever announce them.
     pub fn has_unread_input(&self) -> bool {
         self.machine.has_unread_input()
     }
@@ -163,8 +227,13 @@ impl BlockingConn {
     /// Reads the next request. Blocks until a whole request has arrived, the client closes,
     /// or a deadline of the connection passes (see the module documentation).
     pub fn next_request(&mut self) -> Next {
+        // Each turn asks the machine what to do, and does the one thing it asks: hand out a
+        // request (or a rejection), end, or wait for bytes. Waiting is the only blocking
+        // step, and it is bounded by the machine's next deadline.
         loop {
             let now = Instant::now();
+            // Shutdown: an idle connection ends (after taking what is already queued), a
+            // request that has begun is let finish, and nothing is kept alive after it.
             if self.ctx.shutdown.is_triggered() {
                 if self.machine.is_idle() {
                     // Bytes of a request may already be queued in the socket: take them
@@ -178,8 +247,10 @@ impl BlockingConn {
             }
             match self.machine.poll(now) {
                 Event::Request(request, ticket) => {
+                    // No longer idle: from here on shutdown lets this request finish.
                     self.registration.set_idle(false);
                     self.ctx.stats.request_started();
+                    // The debug log's request line, made only if it will be written.
                     let line = tracing::enabled!(tracing::Level::DEBUG)
                         .then(|| format!("{} {}", request.method.as_str(), request.path));
                     let exchange = Exchange {
@@ -241,6 +312,8 @@ impl BlockingConn {
                 self.id
             );
         }
+        // Shutdown began while the request was handled: the answer says the connection
+        // closes (`Connection: close`), and nothing is read after it.
         if self.ctx.shutdown.is_triggered() {
             self.machine.stop();
         }
@@ -250,6 +323,8 @@ impl BlockingConn {
             line,
             in_flight,
         } = exchange;
+        // The machine encodes the answer (status line, headers, body) into its output, in
+        // the order of the requests; then it is written, blocking until the kernel has it.
         self.machine.respond(ticket, response, now);
         let written = self.flush();
         if !left && written.is_ok() {
@@ -257,6 +332,8 @@ impl BlockingConn {
         }
         // The request is finished whether or not the client got the answer.
         drop(in_flight);
+        // The exchange's log line (debug level): who, what, which status, how long, and
+        // which thread or process handled it.
         match &line {
             Some(line) => tracing::debug!(
                 "conn #{} {} \"{line}\" -> {} in {:?}{}",
@@ -293,15 +370,16 @@ impl BlockingConn {
     }
 
     /// Turns the connection away without serving it, e.g. with a 503 when the server is
-    /// too busy, and closes it. Never waits: it discards whatever request bytes have already
+    /// too busy, and closes it. Used by the pre-fork pool's `--when-full reject`: its main
+    /// thread must never wait on one client while others queue behind it. Never waits: it discards whatever request bytes have already
     /// arrived (so that closing does not become a reset that destroys the answer), writes
     /// `response` into the empty socket buffer, and shuts the connection down.
-    pub fn refuse(mut self, response: &Response) {
+    pub fn refuse(self, response: &Response) {
         let mut scratch = [0u8; 4096];
         if self.stream.set_nonblocking(true).is_ok() {
             let mut discarded = 0;
             // Ends with WouldBlock as soon as nothing more is buffered.
-            while let Ok(n @ 1..) = self.stream.read(&mut scratch) {
+            while let Ok(n @ 1..) = (&*self.stream).read(&mut scratch) {
                 discarded += n;
                 if discarded >= protocol::connection::LINGER_BYTES {
                     break;
@@ -318,7 +396,7 @@ impl BlockingConn {
             false,
             true,
         );
-        let sent = self.stream.write_all(&out);
+        let sent = (&*self.stream).write_all(&out);
         if sent.is_ok() {
             self.ctx.stats.responded(response.status);
         }
@@ -332,7 +410,9 @@ impl BlockingConn {
     }
 
     /// Drives the machine to its end: writes what is left, shuts the sending side, and
-    /// lingers after an error (reading and discarding for a short while).
+    /// lingers after an error (reading and discarding for a short while). Every wait in it
+    /// is bounded: a write by the write timeout, a read by the machine's linger deadline,
+    /// so a connection that ends cannot hold its thread indefinitely.
     fn finish(&mut self) {
         loop {
             match self.machine.poll(Instant::now()) {
@@ -340,6 +420,9 @@ impl BlockingConn {
                 // A request or rejection cannot come once the connection is finishing;
                 // if one did, dropping its claim is all there is to do.
                 Event::Request(..) | Event::Reject(..) => return,
+                // Lingering: whatever the client still sends is read and thrown away
+                // (bounded by the linger time and size), so that closing does not turn
+                // into a reset that would destroy the error answer before it is read.
                 Event::Wait => {
                     if self.flush().is_err() || !self.machine.wants_input() {
                         return;
@@ -357,13 +440,15 @@ impl BlockingConn {
     fn flush(&mut self) -> io::Result<()> {
         while !self.machine.output().is_empty() {
             // Blocks until the kernel takes some bytes, or the write timeout passes.
-            match self.stream.write(self.machine.output()) {
+            match (&*self.stream).write(self.machine.output()) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(n) => self.machine.wrote(n, Instant::now()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        // The last answer is out and the connection ends: a FIN tells the client so, while
+        // the reading side stays open for the linger.
         if self.machine.should_close_write() && !self.write_shut {
             self.write_shut = true;
             let _ = self.stream.shutdown(Direction::Write);
@@ -381,6 +466,7 @@ impl BlockingConn {
             .map_or(self.ctx.args.read_timeout, |d| {
                 d.saturating_duration_since(now)
             });
+        // A deadline that has passed already: nothing to wait for, the machine applies it.
         if wait.is_zero() {
             return Ok(());
         }
@@ -388,7 +474,7 @@ impl BlockingConn {
         let mut chunk = [0u8; READ_CHUNK];
         loop {
             // Blocks until the client sends something, closes, or `wait` passes.
-            match self.stream.read(&mut chunk) {
+            match (&*self.stream).read(&mut chunk) {
                 Ok(n) => {
                     self.machine.receive(&chunk[..n], Instant::now());
                     return Ok(());
@@ -402,18 +488,21 @@ impl BlockingConn {
         }
     }
 
-    /// Hands the machine whatever the client has already sent, without waiting. Used only
+    /// Hands the machine whatever the client has already sent, without waiting. The
+    /// request it may complete is then answered (with `Connection: close`) rather than lost
+    /// when the idle connection is closed. Used only
     /// at shutdown, so the two extra system calls to switch modes do not matter.
     fn take_what_is_queued(&mut self) -> io::Result<()> {
         self.stream.set_nonblocking(true)?;
         let mut chunk = [0u8; READ_CHUNK];
         let mut taken = 0;
         let result = loop {
+            // Bounded: a client streaming bytes at shutdown cannot keep this thread here.
             if taken >= protocol::connection::OUTPUT_HIGH_WATER {
                 break Ok(());
             }
             // Never blocks: returns what is queued, 0 at the end, or WouldBlock.
-            match self.stream.read(&mut chunk) {
+            match (&*self.stream).read(&mut chunk) {
                 Ok(n) => {
                     self.machine.receive(&chunk[..n], Instant::now());
                     if n == 0 {
@@ -430,6 +519,9 @@ impl BlockingConn {
         result
     }
 
+    /// Sets the socket's read timeout to `wait` (at least a millisecond: zero would mean
+    /// "wait forever" to the kernel). Remembers the value, because most reads of a
+    /// connection wait for the same deadline, and a system call per read would be waste.
     fn set_read_timeout(&mut self, wait: Duration) -> io::Result<()> {
         let wait = wait.max(Duration::from_millis(1));
         if self.timeout_set != Some(wait) {
@@ -443,13 +535,22 @@ impl BlockingConn {
     /// without waiting: a peek at the socket that returns end-of-stream or a reset. Unread
     /// request bytes (a pipelined request) mean the client is still there.
     pub fn peer_has_left(&self) -> bool {
+        // Shutdown shut the reading side: from then on the socket reads as closed whether
+        // or not the client is there, so nothing can tell. It is taken to be there: its
+        // answer is given (as it would have been before shutdown), never dropped unread.
+        if self.read_shut_by_server() {
+            return false;
+        }
+        // The machine may already know: a read returned the end of the stream.
         if self.machine.peer_closed() {
             return true;
         }
+        // Otherwise ask the socket. A computation calls this between chunks of work, so
+        // it must be cheap: one system call that never waits and changes nothing.
         let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
         // Never blocks (MSG_DONTWAIT), and leaves any byte in the socket for the next read
         // (MSG_PEEK).
-        match socket2::SockRef::from(&self.stream)
+        match socket2::SockRef::from(&*self.stream)
             .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
         {
             Ok(0) => true,
@@ -468,6 +569,11 @@ impl BlockingConn {
 ///
 /// This is the whole job of the sequential server's thread, of each thread-per-connection
 /// thread and of each pool worker. (The pipeline splits the same steps across threads.)
+///
+/// The thread is held for the connection's whole life, idle time included: that is the
+/// cost these three designs pay, and what `/stats` shows as threads alive but not busy. A
+/// computation looks at the socket between chunks of work and stops if the client has
+/// gone; at shutdown a sleep does too (see [`crate::work::answer_while`]).
 pub fn serve_connection(mut conn: BlockingConn, threads: &ThreadGroup) {
     loop {
         // Blocks until the client's next request is complete, or it leaves, or times out.

@@ -101,23 +101,14 @@ pub struct ServerArgs {
 }
 
 impl Default for ServerArgs {
-    /// The same values as the command line's defaults, except the address: an ephemeral
-    /// port on loopback, which is what tests and in-process comparisons want.
+    /// The command line's defaults (see [`crate::cli::defaults`]), except two: an ephemeral
+    /// port on loopback, which is what tests and in-process comparisons want, and quiet
+    /// logging, so that a test's output is not full of servers starting and stopping.
     fn default() -> Self {
         ServerArgs {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            backlog: 1024,
-            keep_alive_timeout: Duration::from_secs(5),
-            read_timeout: Duration::from_secs(10),
-            header_timeout: Duration::from_secs(2),
-            min_rate: 500,
-            shutdown_timeout: Duration::from_secs(10),
-            max_header_bytes: 8 * 1024,
-            max_body_bytes: 1024 * 1024,
-            max_sleep: Duration::from_secs(60),
-            max_cpu: Duration::from_secs(2),
             log: LogLevel::Quiet,
-            allow_crash: false,
+            ..crate::cli::defaults()
         }
     }
 }

@@ -6,9 +6,26 @@
 //! client": per-client data lives with each connection, which one thread holds at a time.
 //! (The lecture's servers kept the client's address in one global variable, so every
 //! worker logged the last client's address; lab 9 shows that bug.)
+//!
+//! Most of it is written once, before any thread starts, and only read afterwards: the
+//! settings, the routes' configuration, and the architecture's own description for
+//! `/stats` (set once each through a `OnceLock`, so that reading them takes no lock). What
+//! changes while the server runs is of three kinds, each shared in the cheapest safe way:
+//!
+//! * the counters ([`Stats`]): relaxed atomics, sharded per thread;
+//! * the shutdown flag ([`Shutdown`]): one atomic, plus hooks run once;
+//! * the registry of open connections: a map behind a mutex, touched once when a
+//!   connection opens and once when it closes, and walked by the shutdown hook and by
+//!   `/stats`. A mutex is enough there: those are rare next to the requests served.
+//!
+//! The registry is how shutdown reaches threads it otherwise could not: a thread blocked
+//! reading an idle keep-alive connection is woken by shutting that socket's reading side
+//! down. The registry holds a share of each socket (an `Arc<TcpStream>`), so the socket
+//! cannot be closed, and its descriptor number reused by another connection, while the
+//! hook may still touch it.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, RawFd};
+use std::net::{Shutdown as Direction, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
@@ -17,23 +34,36 @@ use parking_lot::{Condvar, Mutex};
 use protocol::RouteConfig;
 
 use crate::config::ServerArgs;
+use crate::logging::RepeatLog;
 use crate::shutdown::Shutdown;
 use crate::stats::{Capacity, ConfigSnapshot, Connections, Figures, Requests, Snapshot, Stats};
 
+/// The architecture's function that reports its own figures. Boxed, because each
+/// architecture's closure is a type of its own; `Send + Sync`, because whichever thread
+/// answers `/stats` calls it.
 type FiguresFn = Box<dyn Fn() -> Figures + Send + Sync>;
 
 /// One server's shared state. See the module documentation.
 pub struct Context {
     /// The architecture's name, e.g. `single`; it is in `GET /`, `Server` and `/stats`.
     pub arch: &'static str,
+    /// The shared flags, as parsed (or as a test or the simulator set them).
     pub args: ServerArgs,
     /// Every connection's settings, made once from `args` and shared by all connections.
     pub connection: Arc<protocol::Config>,
     /// What the routes need to know.
     pub routes: RouteConfig,
+    /// The server's counters: every thread adds to them (see `stats`).
     pub stats: Stats,
+    /// The shutdown flag and its hooks: any thread may ask whether the server is stopping,
+    /// and the signal thread (or a test) may begin it.
     pub shutdown: Shutdown,
+    /// When the context was made, for `/stats`' uptime.
     pub started: Instant,
+    /// The rate limit for warnings that can repeat many times a second (a failing
+    /// `accept` at the descriptor limit): one line of each kind per second, with a count of
+    /// the others. Shared so that every thread of the server counts against the same limit.
+    pub repeats: RepeatLog,
     /// Open connections by id, for shutdown to wake the threads blocked reading them.
     /// Shared because connections are opened and closed by many threads.
     open: Mutex<HashMap<u64, Registered>>,
@@ -49,7 +79,19 @@ pub struct Context {
     /// Whether the architecture has started (or failed to), so that an in-process starter
     /// can wait for a server that is really up.
     ready: Mutex<Readiness>,
+    /// Signalled when `ready` leaves `Starting`, for the starter waiting in `wait_ready`.
     ready_changed: Condvar,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("arch", &self.arch)
+            .field("args", &self.args)
+            .field("shutdown", &self.shutdown)
+            .field("open_connections", &self.open_connections())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where an architecture is in starting up.
@@ -62,21 +104,42 @@ pub enum Readiness {
     Failed,
 }
 
-/// A registered connection: its descriptor, and whether it is between requests.
+/// A registered connection: its socket, and whether it is between requests.
 struct Registered {
-    fd: RawFd,
-    /// Set by the connection's driver while no request has begun on it. Shutdown wakes only
-    /// these; a request that is arriving is let finish and answered with `Connection: close`.
-    idle: Arc<AtomicBool>,
+    /// The socket, shared with the connection's driver, so that shutdown can shut its
+    /// reading side down; `None` for a connection that stops by itself (an event loop's).
+    /// Holding a share keeps the descriptor open while it is here, so shutdown never
+    /// touches a descriptor that was closed (and perhaps reused by another connection).
+    socket: Option<Arc<TcpStream>>,
+    /// Shared between the registry (which reads them at shutdown) and the connection's
+    /// driver (which sets `idle` as requests begin and end, and reads `read_shut`).
+    flags: Arc<Flags>,
 }
 
-/// A connection's place in the registry. Dropping it unregisters the connection; its owner
-/// must drop it *before* the socket closes (declare it before the socket in the struct, as
-/// fields drop in order), so that shutdown never touches a closed descriptor.
+/// What the registry and a connection's driver tell each other.
+#[derive(Debug, Default)]
+struct Flags {
+    /// Set by the connection's driver while no request has begun on it. Shutdown wakes only
+    /// these; a request that is arriving is let finish and answered with `Connection: close`.
+    idle: AtomicBool,
+    /// Set by the shutdown hook before it shuts the connection's reading side. From then on
+    /// the socket reads as if the client had closed its side, and only this flag tells the
+    /// two apart (see `Registration::read_shut_by_server`).
+    read_shut: AtomicBool,
+}
+
+/// A connection's place in the registry. Dropping it unregisters the connection (and lets
+/// go of the registry's share of its socket).
 pub struct Registration {
     ctx: Weak<Context>,
     id: u64,
-    idle: Arc<AtomicBool>,
+    flags: Arc<Flags>,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "registration of conn #{}", self.id)
+    }
 }
 
 impl Registration {
@@ -90,7 +153,15 @@ impl Registration {
     /// connection closed; an arriving request completed, or answered 503 if shutdown cut it
     /// off; see `protocol::connection`).
     pub fn set_idle(&self, idle: bool) {
-        self.idle.store(idle, Relaxed);
+        self.flags.idle.store(idle, Relaxed);
+    }
+
+    /// Whether shutdown shut this connection's reading side. Then an end of stream on the
+    /// socket is the server's own doing, not a sign that the client left: a request that was
+    /// arriving just as shutdown began (the hook saw it idle a moment before it started) is
+    /// still answered rather than dropped as abandoned.
+    pub fn read_shut_by_server(&self) -> bool {
+        self.flags.read_shut.load(Relaxed)
     }
 }
 
@@ -118,6 +189,7 @@ impl Context {
             stats: Stats::default(),
             shutdown: Shutdown::new(),
             started: Instant::now(),
+            repeats: RepeatLog::default(),
             open: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             arch_config: OnceLock::new(),
@@ -131,9 +203,14 @@ impl Context {
         let weak: Weak<Context> = Arc::downgrade(&ctx);
         ctx.shutdown.on_trigger(move || {
             if let Some(ctx) = weak.upgrade() {
+                // Under the registry's lock: a connection that registers meanwhile waits,
+                // then sees the flag and shuts its own reading side (see `register_as`).
+                // Only idle connections are woken; a request that is arriving or being
+                // handled is let finish.
                 for registered in ctx.open.lock().values() {
-                    if registered.idle.load(Relaxed) {
-                        shut_read(registered.fd);
+                    if registered.flags.idle.load(Relaxed) {
+                        registered.flags.read_shut.store(true, Relaxed);
+                        shut_read(registered.socket.as_deref());
                     }
                 }
             }
@@ -164,6 +241,8 @@ impl Context {
     pub(crate) fn wait_ready(&self) -> Readiness {
         let mut ready = self.ready.lock();
         while *ready == Readiness::Starting {
+            // Releases the lock and sleeps until the architecture calls `set_ready`, or
+            // its `serve` returns (then `set_stopped`); re-checks after every wake-up.
             self.ready_changed.wait(&mut ready);
         }
         *ready
@@ -171,79 +250,106 @@ impl Context {
 
     /// Adds a freshly accepted connection to the registry. A connection registered after
     /// shutdown began has its read side shut at once, like the others that were idle.
-    pub fn register(self: &Arc<Self>, socket: &impl AsRawFd) -> Registration {
-        self.register_as(socket, true)
+    pub fn register(self: &Arc<Self>, socket: &Arc<TcpStream>) -> Registration {
+        self.register_as(Some(Arc::clone(socket)))
     }
 
     /// Adds a connection that its own driver stops at shutdown (an event loop's): it is
     /// counted as open, but the shutdown hook never touches it.
-    pub fn register_self_stopping(self: &Arc<Self>, socket: &impl AsRawFd) -> Registration {
-        self.register_as(socket, false)
+    pub fn register_self_stopping(self: &Arc<Self>) -> Registration {
+        self.register_as(None)
     }
 
-    fn register_as(self: &Arc<Self>, socket: &impl AsRawFd, idle: bool) -> Registration {
+    /// Adds a connection, with its socket if shutdown is to wake it. Its flags are shared
+    /// between the registry (which reads them at shutdown) and the connection's driver
+    /// (which sets them as requests begin and end), so they are behind an `Arc`.
+    fn register_as(self: &Arc<Self>, socket: Option<Arc<TcpStream>>) -> Registration {
         let id = self.next_id.fetch_add(1, Relaxed);
-        let woken_at_shutdown = idle;
-        let idle = Arc::new(AtomicBool::new(idle));
-        let fd = socket.as_raw_fd();
+        // A connection the hook wakes starts idle: no request has begun on it yet.
+        let flags = Arc::new(Flags {
+            idle: AtomicBool::new(socket.is_some()),
+            read_shut: AtomicBool::new(false),
+        });
         let mut open = self.open.lock();
-        if woken_at_shutdown && self.shutdown.is_triggered() {
-            shut_read(fd);
+        // The flag is read under the registry's lock, which the shutdown hook holds while
+        // it walks the registry: either the hook sees this connection, or this sees the
+        // flag. A connection accepted just as shutdown begins cannot be missed by both.
+        if self.shutdown.is_triggered() && socket.is_some() {
+            flags.read_shut.store(true, Relaxed);
+            shut_read(socket.as_deref());
         }
         open.insert(
             id,
             Registered {
-                fd,
-                idle: Arc::clone(&idle),
+                socket,
+                flags: Arc::clone(&flags),
             },
         );
         Registration {
             ctx: Arc::downgrade(self),
             id,
-            idle,
+            flags,
         }
     }
 
-    /// Connections accepted and not closed yet.
+    /// Connections accepted and not closed yet: the registry's size. The tests check it
+    /// after stopping a server (nothing left open), and `/stats` reports it as `open`.
     pub fn open_connections(&self) -> usize {
         self.open.lock().len()
     }
 
-    /// Open connections on which a request is arriving (not idle between requests).
+    /// Open connections on which a request is arriving (not idle between requests). The
+    /// difference from `open` is what idle keep-alive clients cost a server: each of those
+    /// holds a connection, and in most designs a thread, while sending nothing.
     pub fn receiving_connections(&self) -> usize {
         self.open
             .lock()
             .values()
-            .filter(|r| !r.idle.load(Relaxed))
+            .filter(|r| !r.flags.idle.load(Relaxed))
             .count()
     }
 
     /// Records the architecture's own settings for `/stats`. Only the first call counts.
+    /// An architecture calls it at the start of `serve`, with its flags as JSON (and any
+    /// default it resolved, such as the number of CPUs, filled in), so that a reader of
+    /// `/stats` knows exactly what ran.
     pub fn set_arch_config(&self, config: serde_json::Value) {
         let _ = self.arch_config.set(config);
     }
 
     /// Records how many clients the architecture serves at once. Only the first call counts.
+    /// The simulator's predictions read it: whether idle clients hold a worker, how many
+    /// are admitted, whether the rest wait or are refused.
     pub fn set_capacity(&self, capacity: Capacity) {
         let _ = self.capacity.set(capacity);
     }
 
     /// Installs the function that reports the architecture's own figures for `/stats`.
-    /// Only the first call counts.
+    /// Only the first call counts. The function runs on whichever thread answers `/stats`,
+    /// so it reads only shared figures (thread groups, queue stats, permits), never a
+    /// thread's private state.
     pub fn set_arch_figures(&self, figures: impl Fn() -> Figures + Send + Sync + 'static) {
         let _ = self.arch_figures.set(Box::new(figures));
     }
 
     /// Everything `/stats` reports.
+    ///
+    /// Built fresh on every request for `/stats`, from figures read one at a time: the
+    /// document is a consistent shape, but its numbers may be a few requests apart (see
+    /// `stats`). Durations are milliseconds; the architecture's own settings are merged
+    /// into `config.architecture` as the architecture described them.
     pub fn snapshot(&self) -> Snapshot {
         let a = &self.args;
         let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        // The architecture's flags, as the JSON object it serialised them to.
         let architecture = match self.arch_config.get() {
             Some(serde_json::Value::Object(map)) => {
                 map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
             }
             _ => Default::default(),
         };
+        // The architecture's threads, queues, limits, reactors or processes, as it reports
+        // them now (an architecture that reports none has none).
         let figures = self.arch_figures.get().map(|f| f()).unwrap_or_default();
         let served = self.stats.served_total();
         Snapshot {
@@ -266,12 +372,16 @@ impl Context {
                 allow_crash: a.allow_crash,
                 architecture,
             },
+            // Connections: accepted in all, open now, with a request arriving now (not idle),
+            // and turned away without being served.
             connections: Connections {
                 accepted: self.stats.accepted_total(),
                 open: self.open_connections() as u64,
                 receiving: self.receiving_connections() as u64,
                 rejected: self.stats.rejected_total(),
             },
+            // Requests: read, answered to a client still there, answered after the client
+            // had left, and not answered yet.
             requests: Requests {
                 received: self.stats.requests_total(),
                 served,
@@ -279,6 +389,7 @@ impl Context {
                 in_flight: self.stats.in_flight(),
             },
             responses: self.stats.responses(),
+            // An architecture that did not say is taken to serve one client at a time.
             capacity: self
                 .capacity
                 .get()
@@ -296,6 +407,9 @@ impl Context {
 
     /// The `/stats` document as the body of a response.
     pub fn stats_response(&self) -> protocol::Response {
+        // Pretty-printed: the document is read by people with curl as often as by the
+        // simulator, and its size does not matter next to what it reports. Serialising a
+        // plain struct cannot fail; an empty body would be the answer if it ever did.
         let mut body = serde_json::to_vec_pretty(&self.snapshot()).unwrap_or_default();
         body.push(b'\n');
         protocol::Response::new(protocol::Status::Ok, protocol::response::JSON, body)
@@ -304,13 +418,10 @@ impl Context {
 
 /// Shuts down the reading side of a registered socket, which wakes a thread blocked in
 /// `read()` on it: the read returns 0 as if the client had closed. Writing still works, so
-/// a response in progress is delivered.
-fn shut_read(fd: RawFd) {
-    // SAFETY: `fd` belongs to a registered connection, and a connection unregisters itself
-    // (under the same lock the caller holds) before its socket is closed, so `fd` is an open
-    // socket here. `shutdown` touches no memory; an error (the socket is already gone) is
-    // harmless and ignored.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RD);
+/// a response in progress is delivered. An error (the client is already gone) is harmless
+/// and ignored. A connection without a socket here stops by itself.
+fn shut_read(socket: Option<&TcpStream>) {
+    if let Some(socket) = socket {
+        let _ = socket.shutdown(Direction::Read);
     }
 }

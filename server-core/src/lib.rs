@@ -11,6 +11,8 @@
 //!   counters and the typed `/stats` document, and graceful shutdown;
 //! * [`threads`]: named thread groups that can be counted and joined with a deadline;
 //! * [`queue`] and [`permits`]: the bounded queues and the semaphore that join threads;
+//! * [`stages`]: the pipeline machinery (receive, handle, send, joined by three queues)
+//!   that the pipeline, the process pipeline and combined delegation share;
 //! * [`running`]: the [`Architecture`] trait, and starting one in-process;
 //! * [`config`], [`cli`] and [`logging`]: the flags every server shares, and `main`;
 //! * [`rlimit`]: raising the limit on open files, which bounds how many connections fit.
@@ -28,6 +30,7 @@ pub mod queue;
 pub mod rlimit;
 pub mod running;
 pub mod shutdown;
+pub mod stages;
 pub mod stats;
 pub mod threads;
 pub mod work;

@@ -11,6 +11,13 @@
 //! and hands out each accepted client as a [`BlockingConn`]. An event loop takes the
 //! listening socket itself instead ([`Acceptor::into_listener`]) and accepts without
 //! blocking.
+//!
+//! Accepting can fail for reasons that pass: a client that gave up between its handshake
+//! and our `accept` (skipped at once), a signal (retried), or the limit on open files (every
+//! connection is a descriptor). At that limit `accept` fails until some connection closes,
+//! so the acceptor pauses 50 ms between tries instead of spinning, and says so in the log
+//! at most once a second ([`crate::logging::RepeatLog`]), with a count of the tries it did
+//! not report. The connections waiting meanwhile stay in the backlog, unharmed.
 
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener};
@@ -47,7 +54,16 @@ fn hint(e: &io::Error) -> &'static str {
     }
 }
 
-/// Creates a listening TCP socket on `addr` with the given backlog.
+/// The kind of a failed `accept`, for [`crate::logging::RepeatLog`]: every server logs its
+/// failed accepts under this key, one line a second per error.
+pub fn accept_failure(e: &io::Error) -> impl std::hash::Hash {
+    ("accept", e.kind(), e.raw_os_error())
+}
+
+/// Creates a listening TCP socket on `addr` with the given backlog. The socket is blocking;
+/// an architecture that wants it non-blocking (an event loop) changes that itself. Each
+/// accepted connection's own options (no Nagle, a write timeout) are set when it is
+/// accepted.
 pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> {
     bind_with(addr, backlog, false)
 }
@@ -78,12 +94,26 @@ pub fn bind_with(
 
 /// The accepting end of a server: hands out one [`BlockingConn`] per client until shutdown.
 pub struct Acceptor {
+    /// The listening socket, in blocking mode.
     listener: TcpListener,
+    /// The server's shared state: the shutdown flag, and the context each connection gets.
     ctx: Arc<Context>,
+}
+
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("listener", &self.listener)
+            .field("arch", &self.ctx.arch)
+            .finish()
+    }
 }
 
 impl Acceptor {
     /// Wraps `listener` and registers the shutdown hook that interrupts a blocked accept.
+    /// The hook needs a handle of its own on the socket (a second descriptor, `try_clone`),
+    /// because it runs on whichever thread begins shutdown, while the acceptor's owner may
+    /// be blocked in `accept` on the first.
     pub fn new(listener: TcpListener, ctx: Arc<Context>) -> Result<Acceptor, ServerError> {
         let waker = listener.try_clone().map_err(|source| ServerError::Start {
             what: "acceptor".into(),
@@ -97,6 +127,7 @@ impl Acceptor {
         Ok(Acceptor { listener, ctx })
     }
 
+    /// The address the socket is bound to (with the port the kernel chose for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
@@ -121,6 +152,8 @@ impl Acceptor {
             // the backlog), or until shutdown interrupts it.
             match self.listener.accept() {
                 Ok((stream, peer)) => {
+                    // Accepted just as shutdown began: dropped (closed), not served, like
+                    // the clients the shut-down listener refuses from now on.
                     if self.ctx.shutdown.is_triggered() {
                         return None;
                     }
@@ -129,6 +162,8 @@ impl Acceptor {
                             tracing::debug!("conn #{} accepted from {peer}", conn.id);
                             return Some(conn);
                         }
+                        // Setting the socket's options failed (the client reset it at
+                        // once): dropped, and the next client is accepted.
                         Err(e) => tracing::debug!("could not set up a connection from {peer}: {e}"),
                     }
                 }
@@ -141,8 +176,11 @@ impl Acceptor {
                     ) => {}
                 Err(e) => {
                     // Usually "too many open files". Retrying at once would spin, so pause
-                    // briefly: other connections will close and free descriptors.
-                    tracing::warn!("accept failed: {e}; retrying in 50 ms");
+                    // briefly: other connections will close and free descriptors. While it
+                    // lasts this fails twenty times a second: one line a second is enough.
+                    self.ctx.repeats.warn(accept_failure(&e), || {
+                        format!("accept failed: {e}; retrying in 50 ms")
+                    });
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }

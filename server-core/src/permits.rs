@@ -6,6 +6,18 @@
 //! is left it waits, and meanwhile new clients wait in the kernel's backlog instead of each
 //! costing the server a thread. The permit travels with the connection and is given back
 //! when the connection is dropped.
+//!
+//! Why take the permit *before* accepting? A server that accepts first and then finds
+//! itself full must do something with the connection it now holds: close it (the client
+//! sees a reset or an empty answer) or answer 503 (the pre-fork pool's `--when-full
+//! reject`). A server that waits for a permit first leaves the newcomers in the kernel's
+//! backlog, where they wait their turn like in front of a busy sequential server, at no
+//! cost to it. Which of the two is right depends on whether clients should wait or be told
+//! at once; the pool offers both, the others wait.
+//!
+//! A permit is a value, not a count to remember to decrement: whoever drops it returns it,
+//! on whatever thread, whether the connection ended normally, failed, or was dropped at
+//! shutdown. There is no path on which a permit can leak.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,26 +28,35 @@ use crate::stats::LimitSnapshot;
 
 /// The semaphore. Shared (in an `Arc`) by the thread that takes permits and every permit,
 /// because a permit is returned by whichever thread drops it.
+#[derive(Debug)]
 pub struct Permits {
     state: Mutex<State>,
     /// Signalled whenever a permit is returned, or the semaphore is closed.
     changed: Condvar,
 }
 
+#[derive(Debug)]
 struct State {
+    /// Permits not taken now.
     available: usize,
+    /// Permits in all: the limit (`--max-threads`, `--max-connections`, ...).
     total: usize,
     /// The most permits ever taken at once.
     peak: usize,
     /// Times `try_acquire` found none left.
     refused: u64,
+    /// Set at shutdown by `close`: from then on `acquire` returns `None` at once, so that
+    /// a thread waiting for a permit stops waiting and sees that the server is stopping.
     closed: bool,
 }
 
 /// One unit taken from [`Permits`]; returned when dropped.
+#[derive(Debug)]
 pub struct Permit(Arc<Permits>);
 
 impl Permits {
+    /// A semaphore with `total` permits, all free. Returned in an `Arc`, because every
+    /// permit taken holds a reference to it.
     pub fn new(total: usize) -> Arc<Permits> {
         Arc::new(Permits {
             state: Mutex::new(State {
@@ -68,7 +89,8 @@ impl Permits {
     }
 
     /// Takes a permit if one is free; never blocks. `None` when all are taken or the
-    /// semaphore is closed.
+    /// semaphore is closed. Each refusal is counted: `/stats` shows how often a server
+    /// that refuses rather than waits (`--when-full reject`) turned clients away.
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         let mut state = self.state.lock();
         if state.closed || state.available == 0 {
@@ -85,7 +107,8 @@ impl Permits {
         self.state.lock().total
     }
 
-    /// Wakes every waiting `acquire` with `None`, now and from now on.
+    /// Wakes every waiting `acquire` with `None`, now and from now on. Permits already taken
+    /// are unaffected: their holders finish, and return them as usual.
     pub fn close(&self) {
         self.state.lock().closed = true;
         self.changed.notify_all();
@@ -115,7 +138,9 @@ impl Permits {
     }
 
     /// Waits until every permit has been returned, or until `deadline`. Returns whether all
-    /// were returned.
+    /// were returned. At shutdown this is how a main thread waits for the connections
+    /// inside to be answered and closed: every closed connection returns its permit, and
+    /// every return wakes this wait.
     pub fn wait_all_returned(&self, deadline: Instant) -> bool {
         let mut state = self.state.lock();
         while state.available < state.total {
@@ -128,6 +153,7 @@ impl Permits {
     }
 }
 
+/// Returning the permit: one more may be taken.
 impl Drop for Permit {
     fn drop(&mut self) {
         self.0.state.lock().available += 1;

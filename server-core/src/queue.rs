@@ -24,6 +24,31 @@
 //! took it. That waiting time is what tells which stage of a pipeline is the bottleneck.
 //! The figures are relaxed atomics: each is read on its own for monitoring and guards no
 //! other data.
+//!
+//! Reading the figures of a pipeline under load, for example:
+//!
+//! ```text
+//!   connections  depth    0  full     0  mean wait   40 µs   receivers keep up
+//!   requests     depth   64  full  9120  mean wait  95 ms    the handlers are the bottleneck
+//!   responses    depth    0  full     0  mean wait   25 µs   senders keep up
+//! ```
+//!
+//! A queue that is often full and whose items wait long sits in front of the slow stage;
+//! the queues after it are nearly empty. Adding threads to any other stage changes nothing.
+//!
+//! Why bounded at all? An unbounded queue in front of a slow stage grows for as long as the
+//! load lasts: memory grows with it, and every request waits behind all those queued before
+//! it, long after its client has given up. A bound turns that into back-pressure: the stage
+//! in front waits, then the one in front of it, and finally the clients, whose requests
+//! wait in their own sockets and the kernel's backlog, where they cost the server nothing.
+//! What the bound should be is a trade: large enough to absorb a burst, small enough that a
+//! queued request is still worth answering when its turn comes.
+//!
+//! Who holds which half decides how shutdown travels. A stage holds the receiving half of
+//! the queue in front of it and the sending halves of the queues after it, and nothing else.
+//! When a stage's threads end, they drop their senders, the next queue closes, the next
+//! stage drains it and ends in turn: the whole pipeline stops from front to back, without a
+//! flag for anyone to forget to check.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -34,7 +59,8 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::stats::QueueSnapshot;
 
-/// Which engine a queue uses.
+/// Which engine a queue uses. A flag of its own (`--queue-impl`) on every server with a
+/// queue, so that the two can be compared under the same load with nothing else changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueKind {
@@ -55,7 +81,8 @@ impl QueueKind {
     }
 }
 
-/// Why a non-blocking push did not happen. The item is handed back.
+/// Why a non-blocking push did not happen. The item is handed back, so that the caller
+/// can still answer it (a 503 for its client) instead of losing it.
 #[derive(Debug)]
 pub enum TryPushError<T> {
     /// The queue is at capacity.
@@ -65,6 +92,12 @@ pub enum TryPushError<T> {
 }
 
 /// Creates a queue holding at most `capacity` items (at least 1).
+///
+/// When it is full, [`QueueSender::push`] blocks until a consumer takes an item, and
+/// [`QueueSender::try_push`] hands the item back at once: the caller chooses between
+/// back-pressure and refusal. `name` is what `/stats` calls the queue (`connections`,
+/// `requests`, ...). Both halves share one set of figures, so whoever holds either half can
+/// report them.
 pub fn bounded<T>(
     name: &'static str,
     capacity: usize,
@@ -82,6 +115,8 @@ pub fn bounded<T>(
         popped: AtomicU64::new(0),
     });
     match kind {
+        // crossbeam counts its own senders and receivers, and wakes the other side when
+        // the last one of either goes.
         QueueKind::Crossbeam => {
             let (tx, rx) = crossbeam_channel::bounded(capacity);
             (
@@ -95,6 +130,8 @@ pub fn bounded<T>(
                 },
             )
         }
+        // The lecture's queue counts its halves itself (see the `Clone` and `Drop` impls
+        // below), starting from the one sender and the one receiver made here.
         QueueKind::Condvar => {
             let queue = Arc::new(CondvarQueue {
                 state: Mutex::new(State {
@@ -123,35 +160,59 @@ pub fn bounded<T>(
 /// An item with the moment a producer offered it, to measure how long it waited.
 struct Stamped<T> {
     item: T,
+    /// When the producer called `push`: the wait counted includes the producer's own wait
+    /// for room, because that too is time the item spent between two stages.
     since: Instant,
 }
 
-/// The producing half of a queue.
+/// The producing half of a queue. Clone it for every producer thread; when the last clone
+/// is dropped, the queue is closed for the consumers (they drain it, then get `None`).
 pub struct QueueSender<T> {
     engine: SenderEngine<T>,
+    /// The queue's figures, shared with the other half and the `/stats` writer.
     stats: Arc<QueueStats>,
 }
 
+/// Which engine a sender drives. An enum rather than a trait object: the choice is made
+/// once per queue, and a `match` per push costs less than a call through a vtable.
 enum SenderEngine<T> {
     Channel(crossbeam_channel::Sender<Stamped<T>>),
+    /// The queue itself is shared by every half, hence the `Arc`.
     Condvar(Arc<CondvarQueue<Stamped<T>>>),
 }
 
-/// The consuming half of a queue.
+/// The consuming half of a queue. Clone it for every consumer thread; each item goes to
+/// exactly one of them. When the last clone is dropped, producers stop waiting for room:
+/// `push` hands the item back.
 pub struct QueueReceiver<T> {
     engine: ReceiverEngine<T>,
+    /// The queue's figures, shared with the other half and the `/stats` writer.
     stats: Arc<QueueStats>,
 }
 
+/// Which engine a receiver drives (see [`SenderEngine`]).
 enum ReceiverEngine<T> {
     Channel(crossbeam_channel::Receiver<Stamped<T>>),
     Condvar(Arc<CondvarQueue<Stamped<T>>>),
+}
+
+impl<T> std::fmt::Debug for QueueSender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sender of the {} queue", self.stats.name)
+    }
+}
+
+impl<T> std::fmt::Debug for QueueReceiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "receiver of the {} queue", self.stats.name)
+    }
 }
 
 impl<T> QueueSender<T> {
     /// Adds `item` at the back. Blocks while the queue is full, until a consumer takes an
     /// item. Returns the item if every receiver is gone.
     pub fn push(&self, item: T) -> Result<(), T> {
+        // The wait starts now, before any wait for room.
         let stamped = Stamped {
             item,
             since: Instant::now(),
@@ -173,6 +234,7 @@ impl<T> QueueSender<T> {
         let result = match &self.engine {
             // Blocks until there is room or every receiver is dropped.
             SenderEngine::Channel(tx) => tx.send(stamped).map_err(|e| e.into_inner()),
+            // The same wait, on the condition variable `not_full`.
             SenderEngine::Condvar(queue) => queue.push(stamped),
         };
         result.map_err(|stamped| {
@@ -182,7 +244,9 @@ impl<T> QueueSender<T> {
         })
     }
 
-    /// Adds `item` at the back if there is room; never blocks.
+    /// Adds `item` at the back if there is room; never blocks. For a caller that must not
+    /// wait: an event loop (a full queue then means 503), or an accept loop that refuses
+    /// rather than stalls. A full queue is counted, as in `push`.
     pub fn try_push(&self, item: T) -> Result<(), TryPushError<T>> {
         let stamped = Stamped {
             item,
@@ -197,6 +261,9 @@ impl<T> QueueSender<T> {
         })
     }
 
+    /// The one non-blocking attempt both `push` and `try_push` start with. It does not count
+    /// a full queue itself: `push` counts it once even if it then waits, and `try_push`
+    /// counts it when it gives up.
     fn try_push_stamped(&self, stamped: Stamped<T>) -> Result<(), TryPushError<Stamped<T>>> {
         // Counted before the item is visible, as in `push`.
         self.stats.depth.fetch_add(1, Relaxed);
@@ -208,6 +275,8 @@ impl<T> QueueSender<T> {
             }),
             SenderEngine::Condvar(queue) => queue.try_push(stamped),
         };
+        // Not pushed after all (full or closed): the item was never visible, so taking the
+        // counts back cannot confuse a reader for longer than this moment.
         if result.is_err() {
             self.stats.depth.fetch_sub(1, Relaxed);
             self.stats.pushed.fetch_sub(1, Relaxed);
@@ -215,20 +284,25 @@ impl<T> QueueSender<T> {
         result
     }
 
-    /// The queue's figures, shared with its receivers.
+    /// The queue's figures, shared with its receivers. Architectures hand a clone to the
+    /// `/stats` function, which may outlive both halves: the figures stay readable after
+    /// the queue itself is gone (at shutdown, say).
     pub fn stats(&self) -> Arc<QueueStats> {
         Arc::clone(&self.stats)
     }
 }
 
 impl<T> QueueReceiver<T> {
-    /// Takes the item at the front. Blocks while the queue is empty, until a producer adds
+    /// Takes the item at the front. Items go out in the order they came in, whatever the
+    /// engine, so a connection's requests queued one after another are taken in order. Blocks while the queue is empty, until a producer adds
     /// one. Returns `None` once the queue is empty and every sender has been dropped.
     pub fn pop(&self) -> Option<T> {
         let stamped = match &self.engine {
+            // Blocks until an item is there, or every sender is gone and nothing is left.
             ReceiverEngine::Channel(rx) => rx.recv().ok(),
             ReceiverEngine::Condvar(queue) => queue.pop(),
         }?;
+        // The item's wait ends now: from the producer's `push` to this moment.
         self.stats.depth.fetch_sub(1, Relaxed);
         self.stats.popped.fetch_add(1, Relaxed);
         let waited = u64::try_from(stamped.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -236,11 +310,14 @@ impl<T> QueueReceiver<T> {
         Some(stamped.item)
     }
 
+    /// The queue's figures, shared with its senders.
     pub fn stats(&self) -> Arc<QueueStats> {
         Arc::clone(&self.stats)
     }
 }
 
+/// A new sender of the same queue. The lecture's queue counts it, so that it knows when
+/// the last sender is gone.
 impl<T> Clone for QueueSender<T> {
     fn clone(&self) -> Self {
         let engine = match &self.engine {
@@ -257,6 +334,7 @@ impl<T> Clone for QueueSender<T> {
     }
 }
 
+/// A new receiver of the same queue: one more consumer taking items from the front.
 impl<T> Clone for QueueReceiver<T> {
     fn clone(&self) -> Self {
         let engine = match &self.engine {
@@ -273,6 +351,8 @@ impl<T> Clone for QueueReceiver<T> {
     }
 }
 
+/// A sender going away. crossbeam does its own counting; the lecture's queue counts here,
+/// and closing it is what tells the consumers that shutdown has reached their stage.
 impl<T> Drop for QueueSender<T> {
     fn drop(&mut self) {
         if let SenderEngine::Condvar(queue) = &self.engine {
@@ -286,6 +366,8 @@ impl<T> Drop for QueueSender<T> {
     }
 }
 
+/// A receiver going away: once the last one has, nobody will ever make room, so a producer
+/// waiting for some must be told.
 impl<T> Drop for QueueReceiver<T> {
     fn drop(&mut self) {
         if let ReceiverEngine::Condvar(queue) = &self.engine {
@@ -301,30 +383,43 @@ impl<T> Drop for QueueReceiver<T> {
 
 /// A queue's figures for `/stats`. Shared by both halves of the queue and by the function
 /// that reports them, so they are atomics.
+#[derive(Debug)]
 pub struct QueueStats {
+    /// What `/stats` calls the queue.
     name: &'static str,
+    /// Which engine it uses, shown beside the figures so that two runs can be compared.
     kind: QueueKind,
     capacity: usize,
+    /// Items in the queue now (counted in before they are visible, out when taken).
     depth: AtomicUsize,
+    /// Items ever added.
     pushed: AtomicU64,
+    /// Times a producer found the queue full: back-pressure happening.
     full: AtomicU64,
+    /// The total wait of the items taken, in nanoseconds; divided by `popped` it is the
+    /// mean wait, which points at the slow stage of a pipeline.
     waited_ns: AtomicU64,
+    /// Items ever taken.
     popped: AtomicU64,
 }
 
 impl QueueStats {
-    /// Items in the queue now.
+    /// Items in the queue now. Counted apart from the engine (crossbeam's own `len` would
+    /// do for one engine only), so that both engines report it the same way.
     pub fn depth(&self) -> usize {
         self.depth.load(Relaxed)
     }
 
-    /// How many times a producer found the queue full.
+    /// How many times a producer found the queue full. A `push` that waited counts once,
+    /// however long it waited; a `try_push` that gave up counts once too.
     pub fn times_full(&self) -> u64 {
         self.full.load(Relaxed)
     }
 
-    /// The queue's figures for `/stats`.
+    /// The queue's figures for `/stats`. The mean wait is in microseconds, to one decimal:
+    /// a queue between busy stages waits micro- to milliseconds.
     pub fn snapshot(&self) -> QueueSnapshot {
+        // Items still queued have not finished waiting: only the taken ones are averaged.
         let popped = self.popped.load(Relaxed);
         let mean_wait_us = self
             .waited_ns
@@ -345,6 +440,10 @@ impl QueueStats {
 
 /// The lecture-style queue: a deque behind a mutex, and two condition variables to sleep on
 /// instead of spinning ("no threads idling free").
+///
+/// Every operation takes the one lock, so producers and consumers take turns: under heavy
+/// contention that is why it tends to be slower than crossbeam's channel, whose producers
+/// and consumers mostly work on separate ends. `--queue-impl` lets a lab measure it.
 struct CondvarQueue<T> {
     /// Items and the number of live halves, under one lock so that "is it empty?" and "is
     /// anyone still sending?" are answered together.
@@ -353,32 +452,45 @@ struct CondvarQueue<T> {
     not_empty: Condvar,
     /// Signalled when an item is taken: a producer waiting for room can go on.
     not_full: Condvar,
+    /// The most items it holds; a producer waits (`push`) or gives up (`try_push`) beyond.
     capacity: usize,
 }
 
+/// What the lock of a [`CondvarQueue`] guards.
 struct State<T> {
+    /// The items, oldest first: pushed at the back, popped from the front (FIFO, unlike the
+    /// lecture's list, which popped from the back).
     items: VecDeque<T>,
+    /// Live senders and receivers. When no sender is left, consumers drain and stop; when
+    /// no receiver is left, producers stop waiting for room.
     senders: usize,
     receivers: usize,
 }
 
 impl<T> CondvarQueue<T> {
+    /// Adds an item, waiting while the queue is full. Hands it back if every receiver is
+    /// gone (then nobody would ever take it).
     fn push(&self, item: T) -> Result<(), T> {
         let mut state = self.state.lock();
+        // A `while`, not an `if`: a wake-up does not mean there is room (another producer
+        // may have taken it first, or the wake-up was spurious).
         while state.items.len() >= self.capacity && state.receivers > 0 {
             // Releases the lock and sleeps until a consumer takes an item (or all leave).
             self.not_full.wait(&mut state);
         }
+        // Woken because the last receiver left: nobody will take the item.
         if state.receivers == 0 {
             return Err(item);
         }
         state.items.push_back(item);
         drop(state);
-        // One new item can satisfy one consumer, so wake one.
+        // One new item can satisfy one consumer, so wake one. (The lecture's queue woke all
+        // of them, and all but one went back to sleep: the "thundering herd".)
         self.not_empty.notify_one();
         Ok(())
     }
 
+    /// Adds an item if there is room, without waiting.
     fn try_push(&self, item: T) -> Result<(), TryPushError<T>> {
         let mut state = self.state.lock();
         if state.receivers == 0 {
@@ -388,11 +500,15 @@ impl<T> CondvarQueue<T> {
             return Err(TryPushError::Full(item));
         }
         state.items.push_back(item);
+        // Notified after the lock is released, so that the consumer it wakes does not
+        // at once block on the lock still held here.
         drop(state);
         self.not_empty.notify_one();
         Ok(())
     }
 
+    /// Takes the oldest item, waiting while the queue is empty; `None` once it is empty and
+    /// every sender is gone.
     fn pop(&self) -> Option<T> {
         let mut state = self.state.lock();
         loop {
@@ -402,6 +518,7 @@ impl<T> CondvarQueue<T> {
                 self.not_full.notify_one();
                 return Some(item);
             }
+            // Empty, and nobody will ever add to it: the queue is closed and drained.
             if state.senders == 0 {
                 return None;
             }

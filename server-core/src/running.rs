@@ -52,10 +52,28 @@ pub trait Architecture: Send + 'static {
 pub struct Unavailable(pub String);
 
 /// A server running on a thread of this process.
+///
+/// Tests, the simulator's `compare`, the labs and the benchmarks start servers this way:
+/// no process to spawn, a port the kernel picks (so tests run in parallel without
+/// clashing), and the server's context at hand to read its figures directly. Dropping it
+/// stops the server, so a test that fails half-way leaves no server behind.
 pub struct RunningServer {
+    /// Where it listens: the address the kernel gave an ephemeral port.
     addr: SocketAddr,
+    /// The server's shared state, for a caller that wants its figures or its flag.
     ctx: Arc<Context>,
+    /// The server's main thread, which runs the architecture's `serve`; `None` once
+    /// joined.
     thread: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("arch", &self.ctx.arch)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunningServer {
@@ -63,7 +81,12 @@ impl RunningServer {
     /// thread named `main`, and returns once the architecture's threads are up. Returns the
     /// architecture's error if it stopped before it was ready (it failed to start).
     pub fn start<A: Architecture>(arch: A, args: ServerArgs) -> Result<RunningServer, ServerError> {
+        // A design this machine cannot run (io_uring under a seccomp filter) is refused
+        // before anything is bound.
         A::available()?;
+        // Bound here, on the caller's thread, so that the address (with the port the
+        // kernel chose) is known before the server runs, and a failure to bind is the
+        // caller's error at once.
         let listener = bind_with(args.addr, args.backlog, arch.reuse_port())?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: args.addr,
@@ -71,6 +94,8 @@ impl RunningServer {
         })?;
         let ctx = Context::new(A::NAME, args);
         let acceptor = Acceptor::new(listener, Arc::clone(&ctx))?;
+        // The architecture's `serve` runs on a thread called `main`, as it does in its
+        // binary, so that logs and `X-Servelab-Thread` read the same in both.
         let thread = std::thread::Builder::new()
             .name("main".into())
             .spawn({
@@ -92,6 +117,8 @@ impl RunningServer {
             ctx,
             thread: Some(thread),
         };
+        // A server that stopped before it was ready failed to start: its own error is the
+        // one to return, or, if it returned none, a sentence that says so.
         if server.ctx.wait_ready() == Readiness::Failed {
             return match server.stop_and_join() {
                 Err(e) => Err(e),
@@ -104,16 +131,19 @@ impl RunningServer {
         Ok(server)
     }
 
-    /// The address the server listens on.
+    /// The address the server listens on: `127.0.0.1` and the port the kernel chose, for
+    /// the clients of a test.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// The server's shared state: its counters, `/stats` as a value, its shutdown flag.
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
     }
 
-    /// Begins a graceful shutdown without waiting for it.
+    /// Begins a graceful shutdown without waiting for it: what a test uses to look at the
+    /// server while it is stopping (it refuses newcomers, it finishes what it holds).
     pub fn begin_shutdown(&self) {
         self.ctx.shutdown.trigger();
     }
@@ -123,6 +153,8 @@ impl RunningServer {
         self.stop_and_join()
     }
 
+    /// Begins shutdown (again, if it has begun: that does nothing) and joins the main
+    /// thread. Used by `stop`, by `Drop`, and by `start` for a server that failed.
     fn stop_and_join(&mut self) -> Result<(), ServerError> {
         self.ctx.shutdown.trigger();
         // Blocks until the architecture's `serve` returns, which is bounded by its
@@ -138,6 +170,7 @@ impl RunningServer {
     }
 }
 
+/// A server that goes out of scope stops: gracefully, within its shutdown timeout.
 impl Drop for RunningServer {
     fn drop(&mut self) {
         let _ = self.stop_and_join();
@@ -181,9 +214,7 @@ mod tests {
 
     #[test]
     fn an_unavailable_architecture_is_refused_with_its_sentence() {
-        let error = RunningServer::start(Forbidden, ServerArgs::default())
-            .err()
-            .expect("refused");
+        let error = RunningServer::start(Forbidden, ServerArgs::default()).expect_err("refused");
         assert!(matches!(error, ServerError::Unavailable(_)));
         assert_eq!(error.to_string(), "the kernel says no");
     }
@@ -191,7 +222,7 @@ mod tests {
     #[test]
     fn a_server_that_fails_to_start_is_an_error() {
         let result = RunningServer::start(Broken, ServerArgs::default());
-        let error = result.err().expect("starting a broken server is an error");
+        let error = result.expect_err("starting a broken server is an error");
         assert_eq!(
             error.to_string(),
             "could not start the worker 1: no threads today"

@@ -7,17 +7,22 @@
 //! registers the hook that wakes it: the acceptor shuts its listening socket down (which
 //! makes a blocked `accept()` return at once on Linux), and the connection registry shuts
 //! down the read side of every open connection (which makes a blocked `read()` return 0, as
-//! if the client had closed). Handlers are left alone: the request in progress finishes.
+//! if the client had closed). Handlers are left alone: the request in progress finishes,
+//! unless its client has already left (see [`Shutdown::sleep`]): then nobody waits for its
+//! answer, and the server would only take longer to stop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 type Hook = Box<dyn FnOnce() + Send>;
+
+/// How often a sleep looks at its client once shutdown has begun (see [`Shutdown::sleep`]).
+const CLIENT_CHECK: Duration = Duration::from_millis(10);
 
 /// The shutdown flag and its hooks. Shared by every thread of a server, because any of them
 /// may need to ask "are we stopping?" and the signal thread must be able to stop them all.
@@ -34,6 +39,20 @@ pub struct Shutdown {
     /// Hooks to run when triggered. Guarded by a mutex so that registering a hook and
     /// triggering cannot interleave: a hook registered after the trigger runs at once.
     hooks: Mutex<Vec<Hook>>,
+    /// Where sleeping handlers wait (see [`Shutdown::sleep`]): the trigger notifies
+    /// `woken` while holding this lock, and a sleeper checks the flag while holding it,
+    /// so a trigger can never fall between a sleeper's check and its wait.
+    sleepers: Mutex<()>,
+    woken: Condvar,
+}
+
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("triggered", &self.is_triggered())
+            .field("began", &self.began.get())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shutdown {
@@ -60,9 +79,49 @@ impl Shutdown {
             self.triggered.store(true, Ordering::Release);
             std::mem::take(&mut *hooks)
         };
+        // Wakes every sleeping handler, so that one whose client has left stops at once.
+        // Taking the sleepers' lock first means no sleeper is between its look at the flag
+        // and its wait (see `sleep`).
+        {
+            let _sleepers = self.sleepers.lock();
+            self.woken.notify_all();
+        }
         // Run outside the lock, so a hook may itself look at the flag or register hooks.
         for hook in hooks {
             hook();
+        }
+    }
+
+    /// Sleeps for `delay`, as a handler of `/sleep` does, but stops early once shutdown has
+    /// begun and `wanted` says that the client is gone (it closed the connection): then
+    /// nobody waits for the answer, and the server would only take longer to stop. A
+    /// client that is still there gets its whole delay, as shutdown promises. Returns
+    /// whether it slept the whole delay.
+    ///
+    /// Before shutdown this is one wait, as cheap as `std::thread::sleep`: the work of a
+    /// client that left is still done then, as it always was (the labs count such
+    /// clients). Once shutdown has begun, it looks at the client every 10 ms.
+    pub fn sleep(&self, delay: Duration, wanted: &dyn Fn() -> bool) -> bool {
+        let end = Instant::now() + delay;
+        {
+            let mut sleepers = self.sleepers.lock();
+            while !self.is_triggered() {
+                // Blocks until the delay is over, or the trigger wakes every sleeper.
+                if self.woken.wait_until(&mut sleepers, end).timed_out() {
+                    return true;
+                }
+            }
+        }
+        loop {
+            if !wanted() {
+                return false;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            // Blocks for the rest of the delay, or until the next look at the client.
+            std::thread::sleep(left.min(CLIENT_CHECK));
         }
     }
 
@@ -87,6 +146,10 @@ impl Shutdown {
 /// Starts a thread named `signals` that calls `begin_shutdown` on the first SIGINT or
 /// SIGTERM, and exits the process at once (status 130) on a second one, for an operator who
 /// does not want to wait for slow requests.
+///
+/// The signals are delivered to this thread through signal-hook's self-pipe, never to a
+/// handler that interrupts whatever a server thread was doing: the code that begins
+/// shutdown runs as ordinary code, on a thread of its own, and may take locks and log.
 pub fn on_signals(begin_shutdown: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
     std::thread::Builder::new()

@@ -33,13 +33,14 @@ const SHARDS: usize = 8;
 /// server (two event loops on two cores, say) would all increment the same few words, and
 /// each increment would have to pull the cache line away from the other core first: the
 /// line bouncing costs more than everything else the counters do.
+#[derive(Debug)]
 pub struct Stats {
     shards: Box<[Shard]>,
 }
 
 /// One thread's share of the counters, alone on its cache lines (128 bytes: the size of the
 /// pair of lines that neighbouring-line prefetchers fetch together).
-#[derive(Default)]
+#[derive(Debug, Default)]
 #[repr(align(128))]
 struct Shard {
     accepted: AtomicU64,
@@ -70,17 +71,24 @@ thread_local! {
 }
 
 impl Stats {
-    /// The calling thread's shard.
+    /// The calling thread's shard. A thread keeps its shard for life, so its additions
+    /// always land on the same cache lines, which stay in its core's cache.
     fn mine(&self) -> &Shard {
         &self.shards[SHARD.with(|s| *s)]
     }
 
-    /// The sum of one counter over every shard (wrapping, for `in_flight`).
+    /// The sum of one counter over every shard (wrapping, for `in_flight`). Summing costs
+    /// a read of each shard's cache line, which is why only `/stats` and the final log line
+    /// do it, never the request path.
     fn total(&self, counter: impl Fn(&Shard) -> &AtomicU64) -> u64 {
         self.shards.iter().fold(0u64, |sum, shard| {
             sum.wrapping_add(counter(shard).load(Relaxed))
         })
     }
+
+    // Each of these adds one to the calling thread's shard: one relaxed atomic add, which
+    // never waits, on a cache line no other thread writes. They sit on every request's path,
+    // so they must cost next to nothing.
 
     /// A connection was accepted.
     pub fn accepted(&self) {
@@ -119,14 +127,20 @@ impl Stats {
         self.mine().by_status[status.index()].fetch_add(1, Relaxed);
     }
 
+    // The totals below are sums over the shards, read one shard at a time: each is exact
+    // once the server is quiet, and within a few requests of the truth while it is busy.
+
+    /// Connections accepted since the server started.
     pub fn accepted_total(&self) -> u64 {
         self.total(|s| &s.accepted)
     }
 
+    /// Connections turned away without being served.
     pub fn rejected_total(&self) -> u64 {
         self.total(|s| &s.rejected)
     }
 
+    /// Complete requests read since the server started.
     pub fn requests_total(&self) -> u64 {
         self.total(|s| &s.requests)
     }
@@ -136,6 +150,7 @@ impl Stats {
         self.total(|s| &s.in_flight)
     }
 
+    /// Requests whose client had gone by the time the answer was ready.
     pub fn client_left_total(&self) -> u64 {
         self.total(|s| &s.client_left)
     }

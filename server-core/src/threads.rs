@@ -10,6 +10,17 @@
 //! atomics: each is read on its own and guards no other data, so any recent value will do.
 //! `alive` is different: `join` waits for it to reach zero, so it lives under a mutex with
 //! the condition variable that announces the change.
+//!
+//! Why not simply keep the `JoinHandle`s and join them one by one? Because `JoinHandle::join`
+//! has no timeout: one thread stuck in a long `/sleep` would keep shutdown waiting for as
+//! long as it sleeps. Counting live threads under a mutex lets `join` wait on a condition
+//! variable with a deadline instead, and report how many it gave up on. The handles are
+//! still kept, and joined once their threads have returned, so that the operating system
+//! can release each finished thread's resources.
+//!
+//! A thread is counted as finished by a guard ([`Member`]) that lives on its own stack, so
+//! it is counted even if its work panics: the group's numbers never drift, and `join`
+//! never waits for a thread that is already gone.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -22,11 +33,16 @@ use parking_lot::{Condvar, Mutex};
 use crate::stats::ThreadGroupSnapshot;
 
 /// A group of threads with one role. Cheap to clone; clones share the same counts.
-#[derive(Clone)]
+///
+/// Every thread of the group holds a clone (to mark itself busy), so does the code that
+/// starts them, and so does the `/stats` function that reports them: the counts live
+/// behind one `Arc`, shared by all.
+#[derive(Debug, Clone)]
 pub struct ThreadGroup {
     inner: Arc<Inner>,
 }
 
+#[derive(Debug)]
 struct Inner {
     role: &'static str,
     /// Threads started and not yet finished. Guarded by a mutex (not an atomic) because
@@ -38,7 +54,10 @@ struct Inner {
     busy: AtomicUsize,
     /// The most threads of the group busy at once.
     busy_peak: AtomicUsize,
+    /// The most threads of the group alive at once: for thread-per-connection, the
+    /// largest number of clients served together.
     peak: AtomicUsize,
+    /// Threads ever started (shown as `started`; it also numbers new threads' names).
     spawned: AtomicU64,
     /// Handles of threads not joined yet. Finished ones are joined and dropped as new
     /// threads start, so a thread-per-connection server does not collect one handle per
@@ -71,12 +90,16 @@ impl ThreadGroup {
         stack_size: Option<usize>,
         work: impl FnOnce() + Send + 'static,
     ) -> io::Result<()> {
+        // Counted alive before it starts, so that a `join` that begins meanwhile waits
+        // for it; given back below if it cannot start.
         let alive_now = {
             let mut alive = self.inner.alive.lock();
             *alive += 1;
             *alive
         };
         self.inner.peak.fetch_max(alive_now, Relaxed);
+        // The name is what `ps -L`, a debugger, the log and the `X-Servelab-Thread`
+        // header show.
         let mut builder = thread::Builder::new().name(name);
         if let Some(size) = stack_size {
             builder = builder.stack_size(size);
@@ -91,12 +114,17 @@ impl ThreadGroup {
             Ok(handle) => {
                 self.inner.spawned.fetch_add(1, Relaxed);
                 let mut handles = self.inner.handles.lock();
+                // Reaping costs a look at every handle, so it is done only when the list
+                // has grown to twice the live threads: the list stays within a small
+                // multiple of the threads alive, at a constant cost per thread started.
                 if handles.len() >= 64 && handles.len() >= 2 * alive_now {
                     reap_finished(&mut handles);
                 }
                 handles.push(handle);
                 Ok(())
             }
+            // The thread never started (the process is out of threads or memory): it is
+            // no longer counted alive, and the caller decides what to tell its client.
             Err(e) => {
                 self.finished();
                 Err(e)
@@ -105,7 +133,9 @@ impl ThreadGroup {
     }
 
     /// Counts the calling thread, which this group did not start, as a member until the
-    /// guard is dropped. The sequential server uses it for its one thread.
+    /// guard is dropped. The sequential server uses it for its one thread. There is no
+    /// handle to join for such a thread: `join` waits for its guard to be dropped, as it
+    /// waits for the others.
     pub fn enter(&self) -> Member {
         let alive_now = {
             let mut alive = self.inner.alive.lock();
@@ -117,23 +147,30 @@ impl ThreadGroup {
         Member(Arc::clone(&self.inner))
     }
 
-    /// Marks the calling thread busy until the guard is dropped.
+    /// Marks the calling thread busy until the guard is dropped. "Busy" means working for a
+    /// client (handling a request, reading one that is arriving), as opposed to waiting for
+    /// one: `/stats` shows how many of a group's threads are busy now and at most, which is
+    /// how a fixed pool shows that it is saturated.
     pub fn busy(&self) -> BusyGuard {
         let now = self.inner.busy.fetch_add(1, Relaxed) + 1;
         self.inner.busy_peak.fetch_max(now, Relaxed);
         BusyGuard(Arc::clone(&self.inner))
     }
 
+    /// Threads of the group alive now.
     pub fn alive(&self) -> usize {
         *self.inner.alive.lock()
     }
 
+    /// Threads of the group busy now (see [`ThreadGroup::busy`]).
     pub fn busy_count(&self) -> usize {
         self.inner.busy.load(Relaxed)
     }
 
     /// Waits until every thread of the group has finished, or until `deadline`, then joins
     /// the finished ones. Returns how many are still running (0 on a clean shutdown).
+    /// Threads still running at the deadline are left to the process's end: the caller
+    /// logs how many, and the binary's exit ends them.
     pub fn join(&self, deadline: Instant) -> usize {
         let mut alive = self.inner.alive.lock();
         while *alive > 0 {
@@ -148,6 +185,8 @@ impl ThreadGroup {
             }
         }
         let still_running = *alive;
+        // The count's lock is released before the handles' lock is taken: a thread that
+        // ends now takes the count's lock, and must never wait behind the handles.
         drop(alive);
         reap_finished(&mut self.inner.handles.lock());
         still_running
@@ -165,12 +204,15 @@ impl ThreadGroup {
         }
     }
 
+    /// Counts a thread that never started as gone again.
     fn finished(&self) {
         self.inner.exit();
     }
 }
 
 impl Inner {
+    /// One thread of the group is gone. The last one wakes every `join` waiting for the
+    /// group to empty; the others change nothing a waiter looks at, so they wake nobody.
     fn exit(&self) {
         let mut alive = self.alive.lock();
         *alive -= 1;
@@ -180,7 +222,10 @@ impl Inner {
     }
 }
 
-/// Joins (without blocking) every thread that has already returned.
+/// Joins (without blocking) every thread that has already returned. A thread that has
+/// returned but was never joined keeps its stack mapped and its kernel task around until
+/// it is: a thread-per-connection server that never reaped would hold one per connection
+/// it ever served.
 fn reap_finished(handles: &mut Vec<JoinHandle<()>>) {
     let mut i = 0;
     while i < handles.len() {
@@ -194,7 +239,10 @@ fn reap_finished(handles: &mut Vec<JoinHandle<()>>) {
     }
 }
 
-/// Counts a thread as alive while it lives. See [`ThreadGroup::enter`].
+/// Counts a thread as alive while it lives. See [`ThreadGroup::enter`]. Every thread the
+/// group starts holds one too, made on its first line, so that it is dropped on the
+/// thread's last, however the thread ends.
+#[derive(Debug)]
 pub struct Member(Arc<Inner>);
 
 impl Drop for Member {
@@ -203,7 +251,9 @@ impl Drop for Member {
     }
 }
 
-/// Marks a thread busy while it lives. See [`ThreadGroup::busy`].
+/// Marks a thread busy while it lives. See [`ThreadGroup::busy`]. Held on the stack for
+/// the span of one piece of work, so the count is right even if the work panics.
+#[derive(Debug)]
 pub struct BusyGuard(Arc<Inner>);
 
 impl Drop for BusyGuard {

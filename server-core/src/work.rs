@@ -19,15 +19,24 @@ pub fn answer(request: &Request, ctx: &Context) -> Response {
 }
 
 /// [`answer`], stopping a computation as soon as `wanted` says its client has gone (a
-/// thread that holds the connection can tell).
+/// thread that holds the connection can tell), and a sleep too once shutdown has begun (see
+/// [`crate::shutdown::Shutdown::sleep`]).
 pub fn answer_while(request: &Request, ctx: &Context, wanted: &dyn Fn() -> bool) -> Response {
+    // The route's work is caught as a unit: a panic anywhere in it (only `/crash` panics on
+    // purpose) costs this one request, never the thread or the connection's state.
     catch_unwind(AssertUnwindSafe(|| match route(request, &ctx.routes) {
         Work::Respond(response) => response,
         Work::Sleep { delay, then } => {
             // Blocks this thread for the whole delay, like a handler waiting for a slow
-            // disk or database.
-            std::thread::sleep(delay);
-            then
+            // disk or database; at shutdown, only while the client is still there.
+            if ctx.shutdown.sleep(delay, wanted) {
+                then
+            } else {
+                Response::error(
+                    Status::ServiceUnavailable,
+                    "the client left while the server was stopping; the wait was cut short",
+                )
+            }
         }
         // Runs as long as the computation takes (at most `--max-cpu`), on this thread.
         Work::Compute(job) => job.run_while(wanted),

@@ -771,7 +771,7 @@ cases! {
         // never blames the client with a 400.
         match reply.status {
             200 => assert_eq!(reply.text(), "abc1234567"),
-            503 => assert_eq!(reply.header("retry-after"), Some("1")),
+            503 => assert_eq!(reply.header("retry-after"), Some("1"), "{}", reply.text()),
             other => panic!("{other} for an upload cut off by shutdown: {}", reply.text()),
         }
         assert!(reply.closes());
@@ -795,6 +795,33 @@ cases! {
             began.elapsed()
         );
         stop_cleanly(server);
+    }
+
+    /// Shutdown waits for the requests of clients that are still there, but not for one
+    /// whose client has gone: nobody would read that answer. (The simulator's `compare`
+    /// stops its servers right after its clients give up; it used to wait out the whole
+    /// shutdown timeout for requests nobody wanted.)
+    fn shutdown_does_not_wait_for_a_client_that_left(start) {
+        let _timing = timing();
+        let server = start(ServerArgs {
+            shutdown_timeout: Duration::from_secs(30),
+            ..args()
+        });
+        let ctx = std::sync::Arc::clone(server.context());
+        let mut client = Client::connect(server.addr());
+        client.send("GET /sleep/20000 HTTP/1.1\r\nHost: t\r\n\r\n");
+        wait_until("the request is in flight", || ctx.stats.in_flight() == 1);
+        // The client gives up on its answer; then the server is told to stop.
+        drop(client);
+        let began = Instant::now();
+        stop_cleanly(server);
+        // Far less than the 20 s the request would take, or the 30 s shutdown timeout.
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "stopping took {:?}",
+            began.elapsed()
+        );
+        assert_eq!(ctx.stats.in_flight(), 0);
     }
 
     fn a_client_that_left_is_not_counted_as_served(start) {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::harness::{get, Client};
 
 /// A server process and everything it logged.
+#[derive(Debug)]
 pub struct Binary {
     /// `None` once waited for.
     child: Option<Child>,
@@ -83,9 +84,8 @@ impl Binary {
     /// Sends `signal` to the server.
     pub fn signal(&self, signal: i32) {
         let child = self.child.as_ref().expect("the server runs");
-        let pid = i32::try_from(child.id()).expect("a pid");
-        // SAFETY: kill(2) on the process this test started and has not waited for.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill");
+        // The process this test started and has not waited for: the pid is still its.
+        crate::kill(child.id(), signal);
     }
 
     /// Waits (at most `limit`) for the server to exit; returns its status and its log.

@@ -51,6 +51,7 @@ impl Reply {
 /// It is the load generator's blocking client ([`loadgen::http::Connection`]), so tests and
 /// measurements read responses with the same parser; this wrapper only turns every failure
 /// into a test failure that says what went wrong.
+#[derive(Debug)]
 pub struct Client {
     conn: Connection,
 }
@@ -351,9 +352,19 @@ pub fn rss_bytes() -> u64 {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .expect("statm has a resident page count");
-    // SAFETY: sysconf only reads a system constant.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = rustix::param::page_size();
     pages * u64::try_from(page).unwrap_or(4096)
+}
+
+/// Sends `signal` (`libc::SIGTERM`, ...) to process `pid`, which the test started (or its
+/// server did): a test's `kill(2)`, without `unsafe`. Panics if it cannot be sent.
+pub fn kill(pid: u32, signal: i32) {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a process id");
+    let signal = rustix::process::Signal::from_named_raw(signal).expect("a known signal");
+    rustix::process::kill_process(pid, signal).expect("kill");
 }
 
 /// Runs a binary with `args`, no standard input, and collects what it printed.

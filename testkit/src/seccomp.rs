@@ -70,6 +70,7 @@ fn program(errno: i32) -> Vec<libc::sock_filter> {
 
 /// Makes `command`'s process run with io_uring forbidden: its io_uring system calls fail
 /// with `errno` (`libc::EPERM` as under Docker's default profile, or `libc::ENOSYS`).
+#[allow(unsafe_code)]
 pub fn forbid_io_uring(command: &mut Command, errno: i32) -> &mut Command {
     // Built before the fork: the child gets a copy of it and only makes two system calls.
     let filter = program(errno);

@@ -200,6 +200,7 @@ impl Default for Mix {
 }
 
 /// Makes plans from a seeded RNG. See the module documentation.
+#[derive(Debug)]
 pub struct Generator {
     rng: SmallRng,
     mix: Mix,
@@ -332,27 +333,8 @@ impl Generator {
             ),
             877..897 => ("GET", "/sleep/abc".into(), Vec::new()),
             897..917 => ("GET", "/?q=fuzz&x=1".into(), Vec::new()),
-            917..937 => {
-                // HTTP/1.0 that asks for keep-alive: answered and kept open.
-                let bytes = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".to_vec();
-                return Req::kept_open(bytes);
-            }
-            937..952 => {
-                // The server sends `100 Continue` first; the body follows without waiting.
-                let body = body_bytes(rng, 36);
-                let mut bytes = format!(
-                    "POST /echo HTTP/1.1\r\nHost: fuzz\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                )
-                .into_bytes();
-                bytes.extend(body);
-                return Req::kept_open(bytes);
-            }
-            952..967 => {
-                // Bare LF line ends and lower-case names: both allowed.
-                let bytes = b"GET / HTTP/1.1\nhost: fuzz\nuser-agent: wirefuzz\n\n".to_vec();
-                return Req::kept_open(bytes);
-            }
+            // Written out whole: unusual forms that are still well formed.
+            917..967 => return unusual_but_valid(rng, roll),
             _ => ("GET", "/".into(), Vec::new()),
         };
         let mut bytes = format!("{method} {target} HTTP/1.1\r\nHost: fuzz\r\n").into_bytes();
@@ -457,51 +439,13 @@ impl Generator {
             }
             // Rewrite (or add) Content-Length.
             6 => {
-                const LENGTHS: [&str; 12] = [
-                    "99999999999999999999999",
-                    "18446744073709551616",
-                    "-1",
-                    "abc",
-                    "1048577",
-                    "100000",
-                    "0",
-                    " 5 ",
-                    "5, 5",
-                    "+5",
-                    "0x10",
-                    "",
-                ];
-                let value = LENGTHS[rng.random_range(0..LENGTHS.len())];
+                let value = BAD_LENGTHS[rng.random_range(0..BAD_LENGTHS.len())];
                 set_content_length(bytes, value);
             }
             // Splice: the start of this request and the end of another.
-            7 => {
-                let other = {
-                    let mut g = Generator {
-                        rng: SmallRng::seed_from_u64(rng.random()),
-                        mix: self.mix,
-                    };
-                    g.valid().bytes
-                };
-                let cut = rng.random_range(0..=bytes.len());
-                let from = rng.random_range(0..=other.len());
-                bytes.truncate(cut);
-                bytes.extend_from_slice(&other[from..]);
-            }
+            7 => splice_another(rng, self.mix, bytes),
             // Repeat a chunk several times.
-            8 if !bytes.is_empty() => {
-                let at = rng.random_range(0..bytes.len());
-                let end = (at + rng.random_range(1..=32)).min(bytes.len());
-                let chunk = bytes[at..end].to_vec();
-                let times = rng.random_range(2..=64);
-                let repeated: Vec<u8> = chunk
-                    .iter()
-                    .copied()
-                    .cycle()
-                    .take(chunk.len() * times)
-                    .collect();
-                bytes.splice(at..end, repeated);
-            }
+            8 if !bytes.is_empty() => repeat_a_chunk(rng, bytes),
             // Replace everything with random bytes.
             9 => {
                 let n = rng.random_range(1..=256);
@@ -518,6 +462,81 @@ impl Generator {
         }
         bytes.truncate(MAX_MUTATED);
     }
+}
+
+/// The well-formed requests of [`Generator::valid`] that are written out whole, for `roll`
+/// in 917..967: forms a server must accept although clients seldom send them.
+fn unusual_but_valid(rng: &mut SmallRng, roll: u32) -> Req {
+    match roll {
+        917..937 => {
+            // HTTP/1.0 that asks for keep-alive: answered and kept open.
+            let bytes = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".to_vec();
+            Req::kept_open(bytes)
+        }
+        937..952 => {
+            // The server sends `100 Continue` first; the body follows without waiting.
+            let body = body_bytes(rng, 36);
+            let mut bytes = format!(
+                "POST /echo HTTP/1.1\r\nHost: fuzz\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            bytes.extend(body);
+            Req::kept_open(bytes)
+        }
+        _ => {
+            // Bare LF line ends and lower-case names: both allowed.
+            let bytes = b"GET / HTTP/1.1\nhost: fuzz\nuser-agent: wirefuzz\n\n".to_vec();
+            Req::kept_open(bytes)
+        }
+    }
+}
+
+/// Content-Length values a parser must refuse or read with care, for [`Generator::mutate`].
+const BAD_LENGTHS: [&str; 12] = [
+    "99999999999999999999999",
+    "18446744073709551616",
+    "-1",
+    "abc",
+    "1048577",
+    "100000",
+    "0",
+    " 5 ",
+    "5, 5",
+    "+5",
+    "0x10",
+    "",
+];
+
+/// A mutation: the start of `bytes` and the end of another, valid, request, made from a
+/// seed drawn from `rng` (so the whole stays a function of the generator's seed).
+fn splice_another(rng: &mut SmallRng, mix: Mix, bytes: &mut Vec<u8>) {
+    let other = {
+        let mut g = Generator {
+            rng: SmallRng::seed_from_u64(rng.random()),
+            mix,
+        };
+        g.valid().bytes
+    };
+    let cut = rng.random_range(0..=bytes.len());
+    let from = rng.random_range(0..=other.len());
+    bytes.truncate(cut);
+    bytes.extend_from_slice(&other[from..]);
+}
+
+/// A mutation: a chunk of up to 32 bytes of `bytes` (not empty), repeated 2 to 64 times.
+fn repeat_a_chunk(rng: &mut SmallRng, bytes: &mut Vec<u8>) {
+    let at = rng.random_range(0..bytes.len());
+    let end = (at + rng.random_range(1..=32)).min(bytes.len());
+    let chunk = bytes[at..end].to_vec();
+    let times = rng.random_range(2..=64);
+    let repeated: Vec<u8> = chunk
+        .iter()
+        .copied()
+        .cycle()
+        .take(chunk.len() * times)
+        .collect();
+    bytes.splice(at..end, repeated);
 }
 
 /// A mutated request: never well formed, and answered without a body only if it still

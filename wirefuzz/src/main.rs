@@ -95,32 +95,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let mut connections = usize::from(cli.connections);
-    let hang = cli.deadline + cli.margin;
-    if cli.fit_to_server {
-        match wirefuzz::server_capacity(cli.target, hang) {
-            Ok(Some(capacity)) if capacity < connections => {
-                if !cli.quiet {
-                    eprintln!(
-                        "wirefuzz: the server holds {capacity} connection(s) at once; using {capacity} instead of {connections}"
-                    );
-                }
-                connections = capacity.max(1);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                eprintln!("wirefuzz: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    } else if let Err(e) = std::net::TcpStream::connect_timeout(&cli.target, hang) {
-        // One sentence now rather than fifty failed connects later.
-        eprintln!(
-            "wirefuzz: cannot connect to {}: {e} (is the server running there?)",
-            cli.target
-        );
+    let Some(connections) = connections(&cli) else {
         return ExitCode::from(2);
-    }
+    };
     let settings = Settings {
         target: cli.target,
         requests: cli.requests,
@@ -168,6 +145,40 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// How many connections to open at once: `--connections`, or with `--fit-to-server` no
+/// more than the server holds at once. Also checks that the server is there. `None`, after
+/// one sentence on stderr, if it is not.
+fn connections(cli: &Cli) -> Option<usize> {
+    let connections = usize::from(cli.connections);
+    let hang = cli.deadline + cli.margin;
+    if cli.fit_to_server {
+        return match wirefuzz::server_capacity(cli.target, hang) {
+            Ok(Some(capacity)) if capacity < connections => {
+                if !cli.quiet {
+                    eprintln!(
+                        "wirefuzz: the server holds {capacity} connection(s) at once; using {capacity} instead of {connections}"
+                    );
+                }
+                Some(capacity.max(1))
+            }
+            Ok(_) => Some(connections),
+            Err(e) => {
+                eprintln!("wirefuzz: {e}");
+                None
+            }
+        };
+    }
+    if let Err(e) = std::net::TcpStream::connect_timeout(&cli.target, hang) {
+        // One sentence now rather than fifty failed connects later.
+        eprintln!(
+            "wirefuzz: cannot connect to {}: {e} (is the server running there?)",
+            cli.target
+        );
+        return None;
+    }
+    Some(connections)
 }
 
 /// The summary for people.

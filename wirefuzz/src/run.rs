@@ -253,19 +253,7 @@ pub fn run(
         stopped_because: Mutex::new(None),
         running: AtomicU64::new(settings.connections as u64),
     });
-    let mut handles = Vec::with_capacity(settings.connections);
-    for id in 0..settings.connections {
-        let shared = Arc::clone(&shared);
-        let handle = std::thread::Builder::new()
-            .name(format!("fuzz-{id}"))
-            .spawn(move || {
-                let tally = worker(id as u64, &shared);
-                shared.running.fetch_sub(1, Ordering::Relaxed);
-                (tally, Instant::now())
-            })
-            .map_err(FuzzError::Thread)?;
-        handles.push(handle);
-    }
+    let handles = spawn_workers(&shared)?;
     // The main thread reports progress until the workers are done. Bounded: the workers
     // stop by `end`, plus one connection's deadline each.
     let mut last = Instant::now();
@@ -280,18 +268,7 @@ pub fn run(
             }
         }
     }
-    let mut tally = Tally::default();
-    let mut finished = start;
-    for handle in handles {
-        // Waits for the worker to finish its last connection (bounded by the deadlines).
-        match handle.join() {
-            Ok((t, at)) => {
-                tally.add(t);
-                finished = finished.max(at);
-            }
-            Err(_) => return Err(FuzzError::WorkerPanicked),
-        }
-    }
+    let (tally, finished) = join_workers(handles, start)?;
     // From the start to the moment the last worker finished (not when this thread, which
     // looks every 100 ms, noticed).
     let elapsed = finished - start;
@@ -318,6 +295,46 @@ pub fn run(
         stopped_early,
         ok,
     })
+}
+
+/// A worker thread's result: its tally, and when it finished.
+type WorkerHandle = std::thread::JoinHandle<(Tally, Instant)>;
+
+/// Starts one worker thread per connection at once (`fuzz-0`, `fuzz-1`, ...).
+fn spawn_workers(shared: &Arc<Shared>) -> Result<Vec<WorkerHandle>, FuzzError> {
+    let connections = shared.settings.connections;
+    let mut handles = Vec::with_capacity(connections);
+    for id in 0..connections {
+        let shared = Arc::clone(shared);
+        let handle = std::thread::Builder::new()
+            .name(format!("fuzz-{id}"))
+            .spawn(move || {
+                let tally = worker(id as u64, &shared);
+                shared.running.fetch_sub(1, Ordering::Relaxed);
+                (tally, Instant::now())
+            })
+            .map_err(FuzzError::Thread)?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+/// Waits for every worker; returns their tallies added up, and when the last one finished
+/// (`start` if none did).
+fn join_workers(handles: Vec<WorkerHandle>, start: Instant) -> Result<(Tally, Instant), FuzzError> {
+    let mut tally = Tally::default();
+    let mut finished = start;
+    for handle in handles {
+        // Waits for the worker to finish its last connection (bounded by the deadlines).
+        match handle.join() {
+            Ok((t, at)) => {
+                tally.add(t);
+                finished = finished.max(at);
+            }
+            Err(_) => return Err(FuzzError::WorkerPanicked),
+        }
+    }
+    Ok((tally, finished))
 }
 
 fn millis(d: Duration) -> u64 {
@@ -395,80 +412,126 @@ fn worker(id: u64, shared: &Shared) -> Tally {
     tally
 }
 
-/// Plays one connection's plan and counts what happened.
+/// Plays one connection's plan and counts what happened: its batches one after another,
+/// then its ending.
 fn play(wire: &mut Wire, plan: Plan, hang: Duration, tally: &mut Tally, worker: u64) {
+    let batches = plan.batches.len();
+    let mut last = Instant::now();
+    for (b, batch) in plan.batches.into_iter().enumerate() {
+        let at = Place {
+            worker,
+            batch: b + 1,
+            batches,
+        };
+        match play_batch(wire, &batch, hang, tally, at) {
+            Some(answered) => last = answered,
+            // The connection ended (or failed): the rest of the plan is not played.
+            None => return,
+        }
+    }
+    play_ending(wire, plan.ending, last, hang, tally, worker);
+}
+
+/// Where a batch is in its worker's plan, for the descriptions of what went wrong.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    worker: u64,
+    /// The batch's number, from 1, of `batches`.
+    batch: usize,
+    batches: usize,
+}
+
+/// Writes one batch in one write (more than one request in it is pipelining) and reads its
+/// answers. Returns the client's last activity (the last answer read), or `None` if the
+/// connection ended (a close, a reset, a hang, a bad answer), which it has counted.
+fn play_batch(
+    wire: &mut Wire,
+    batch: &[Req],
+    hang: Duration,
+    tally: &mut Tally,
+    at: Place,
+) -> Option<Instant> {
+    let worker = at.worker;
+    let bytes: Vec<u8> = batch.iter().flat_map(|r| r.bytes.iter().copied()).collect();
+    count_written(tally, batch);
+    let what = || {
+        format!(
+            "worker {worker}: writing a batch of {} requests",
+            batch.len()
+        )
+    };
+    if !send_or_count(wire, &bytes, batch.len() as u64, hang, tally, what) {
+        return None;
+    }
     // The client's last activity: its last byte written or the last answer read. The
     // server must make progress within `hang` of it.
     let mut last = Instant::now();
-    let batches = plan.batches.len();
-    for (b, batch) in plan.batches.into_iter().enumerate() {
-        // A batch goes out in one write: more than one request in it is pipelining.
-        let bytes: Vec<u8> = batch.iter().flat_map(|r| r.bytes.iter().copied()).collect();
-        count_written(tally, &batch);
-        let what = || {
-            format!(
-                "worker {worker}: writing a batch of {} requests",
-                batch.len()
-            )
-        };
-        if !send_or_count(wire, &bytes, batch.len() as u64, hang, tally, what) {
-            return;
-        }
-        last = Instant::now();
-        for (i, req) in batch.iter().enumerate() {
-            let left = (batch.len() - i) as u64;
-            match wire.next_response(req.head, last + hang) {
-                Read::Response(answer) => {
-                    last = Instant::now();
-                    tally.response(answer);
-                    tally.answered += 1;
-                    if answer.close {
-                        // The server said it closes: what was behind this request is not
-                        // answered, and the close must come.
-                        tally.closed += left - 1;
-                        expect_close(
-                            wire,
-                            last + hang,
-                            tally,
-                            worker,
-                            "after an answer with Connection: close",
-                        );
-                        return;
-                    }
-                }
-                Read::Closed => {
-                    tally.closed += left;
-                    return;
-                }
-                Read::Reset => {
-                    tally.reset += left;
-                    return;
-                }
-                Read::Hung => {
-                    tally.hung += left;
-                    hung(tally, format!(
-                        "worker {worker}: no answer to {} (request {} of a batch of {}, batch {} of {batches}) and no close within {}",
-                        first_line(&req.bytes), i + 1, batch.len(), b + 1, show(hang)
-                    ));
-                    return;
-                }
-                Read::Bad(why) => {
-                    tally.bad += left;
-                    tally.describe(format!(
-                        "worker {worker}: bad answer to {}: {why}",
-                        first_line(&req.bytes)
-                    ));
-                    return;
+    for (i, req) in batch.iter().enumerate() {
+        let left = (batch.len() - i) as u64;
+        match wire.next_response(req.head, last + hang) {
+            Read::Response(answer) => {
+                last = Instant::now();
+                tally.response(answer);
+                tally.answered += 1;
+                if answer.close {
+                    // The server said it closes: what was behind this request is not
+                    // answered, and the close must come.
+                    tally.closed += left - 1;
+                    expect_close(
+                        wire,
+                        last + hang,
+                        tally,
+                        worker,
+                        "after an answer with Connection: close",
+                    );
+                    return None;
                 }
             }
-        }
-        // Interim answers (100 Continue) count among the statuses.
-        if wire.interim > 0 {
-            *tally.statuses.entry(100).or_default() += wire.interim;
-            wire.interim = 0;
+            Read::Closed => {
+                tally.closed += left;
+                return None;
+            }
+            Read::Reset => {
+                tally.reset += left;
+                return None;
+            }
+            Read::Hung => {
+                tally.hung += left;
+                hung(tally, format!(
+                    "worker {worker}: no answer to {} (request {} of a batch of {}, batch {} of {}) and no close within {}",
+                    first_line(&req.bytes), i + 1, batch.len(), at.batch, at.batches, show(hang)
+                ));
+                return None;
+            }
+            Read::Bad(why) => {
+                tally.bad += left;
+                tally.describe(format!(
+                    "worker {worker}: bad answer to {}: {why}",
+                    first_line(&req.bytes)
+                ));
+                return None;
+            }
         }
     }
-    match plan.ending {
+    // Interim answers (100 Continue) count among the statuses.
+    if wire.interim > 0 {
+        *tally.statuses.entry(100).or_default() += wire.interim;
+        wire.interim = 0;
+    }
+    Some(last)
+}
+
+/// Plays the end of a plan, once every batch was answered: the client closes, or sends a
+/// mutated request and half-closes, or stalls (and only the server's deadlines end it).
+fn play_ending(
+    wire: &mut Wire,
+    ending: Ending,
+    mut last: Instant,
+    hang: Duration,
+    tally: &mut Tally,
+    worker: u64,
+) {
+    match ending {
         // The client closes (dropping the wire); if the last request asked the server to
         // close, its answer said so and was handled above.
         Ending::Close => {}

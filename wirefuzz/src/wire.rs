@@ -56,6 +56,7 @@ pub struct Answer {
 }
 
 /// One client connection. See the module documentation.
+#[derive(Debug)]
 pub struct Wire {
     stream: TcpStream,
     /// Bytes received and not consumed yet: `buf[start..]`.

@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 const THREADS_GRACE: Duration = Duration::from_millis(500);
 
 /// What one core is given when it starts.
+#[derive(Debug)]
 pub struct Core {
     /// From 1.
     pub index: u32,

@@ -79,7 +79,7 @@ pub enum Pin {
 }
 
 /// The per-core server's own flags.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct AsyncPerCore {
     /// Cores: each a thread with a runtime of its own, a listening socket of its own
     /// (SO_REUSEPORT) and the connections it accepted [default: the number of CPUs].
@@ -111,15 +111,9 @@ pub struct AsyncPerCore {
 }
 
 impl Default for AsyncPerCore {
+    /// The command line's defaults: see `server_core::cli::defaults`.
     fn default() -> Self {
-        AsyncPerCore {
-            cores: None,
-            offload: Offload::On,
-            blocking_threads: 1,
-            offload_queue: 1024,
-            pin: Pin::Off,
-            sleep: Sleep::Timer,
-        }
+        server_core::cli::defaults()
     }
 }
 

@@ -14,6 +14,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use server_core::listener::accept_failure;
+
 use crate::connection::{self, Shared};
 
 /// Accepts connections from `listener` until shutdown begins, each served by a task of its
@@ -61,8 +63,11 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, done: mpsc:
                 Err(e) => {
                     // Usually "too many open files": try again in 50 ms rather than spin,
                     // as connections close and free descriptors meanwhile. Only this task
-                    // waits; the connections go on.
-                    tracing::warn!("accept failed: {e}; retrying in 50 ms");
+                    // waits; the connections go on. One line a second is enough, for all
+                    // the accept loops together (one per core in the per-core server).
+                    shared.ctx.repeats.warn(accept_failure(&e), || {
+                        format!("accept failed: {e}; retrying in 50 ms")
+                    });
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },

@@ -99,6 +99,7 @@ pub enum Sleep {
 }
 
 /// Where the computations of one runtime go.
+#[derive(Debug)]
 pub enum Compute {
     /// To the runtime's blocking threads, at most `permits` at once (running or waiting for
     /// a thread); a request beyond that gets 503 at once. `blocking` is the blocking
@@ -112,6 +113,7 @@ pub enum Compute {
 }
 
 /// What every connection task of one runtime shares. Read-only but for the counters.
+#[derive(Debug)]
 pub struct Shared {
     pub ctx: Arc<Context>,
     pub compute: Compute,
@@ -196,7 +198,7 @@ impl<'a> Conn<'a> {
     fn new(stream: TcpStream, peer: SocketAddr, shared: &'a Shared) -> Conn<'a> {
         let ctx = &shared.ctx;
         // Its task, not the registry, stops it at shutdown (it watches `stopping`).
-        let registration = ctx.register_self_stopping(&stream);
+        let registration = ctx.register_self_stopping();
         ctx.stats.accepted();
         shared.stats.mine().accepted.fetch_add(1, Relaxed);
         shared.stats.connections.fetch_add(1, Relaxed);
@@ -236,6 +238,10 @@ impl<'a> Conn<'a> {
             // polled: the flag is the truth, the future only the wake-up.
             if self.shared.ctx.shutdown.is_triggered() && !self.stopped {
                 self.stop();
+            }
+            if self.abandon_if_departed() {
+                tracing::debug!("{} left; its answers are dropped at shutdown", self.peer);
+                break;
             }
             if let Err(why) = self.advance() {
                 tracing::debug!("{} closed: {why}", self.peer);
@@ -515,6 +521,22 @@ impl<'a> Conn<'a> {
             let _ = self.read();
         }
         self.machine.stop();
+    }
+
+    /// Once shutdown has begun, whether the client has left (closed its side) while answers
+    /// are still owed to it: a `/sleep` waiting for its timer, a computation on a blocking
+    /// thread. Nobody would read those answers, and the server would only wait longer to
+    /// stop, so the task ends; each is counted as a client that left, as the blocking
+    /// servers count it. Before shutdown nothing changes: the answers are still given.
+    fn abandon_if_departed(&self) -> bool {
+        let owed = self.machine.owed();
+        if !(self.stopped && self.machine.peer_closed() && owed > 0) {
+            return false;
+        }
+        for _ in 0..owed {
+            self.shared.ctx.stats.client_left();
+        }
+        true
     }
 
     /// The connection is over. Requests it still owed are counted finished (abandoned by

@@ -83,7 +83,7 @@ pub use connection::{Offload, Sleep};
 use runtime::{Plan, RuntimeStats};
 
 /// The work-stealing server's own flags.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct AsyncWorkStealing {
     /// Worker threads that run the tasks and steal from each other [default: the number of
     /// CPUs].
@@ -111,14 +111,9 @@ pub struct AsyncWorkStealing {
 }
 
 impl Default for AsyncWorkStealing {
+    /// The command line's defaults: see `server_core::cli::defaults`.
     fn default() -> Self {
-        AsyncWorkStealing {
-            workers: None,
-            offload: Offload::On,
-            blocking_threads: None,
-            offload_queue: 1024,
-            sleep: Sleep::Timer,
-        }
+        server_core::cli::defaults()
     }
 }
 

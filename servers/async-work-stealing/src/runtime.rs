@@ -71,6 +71,7 @@ thread_local! {
 }
 
 /// The runtime to build.
+#[derive(Debug)]
 pub struct Plan {
     /// A multi-threaded runtime with this many workers (which steal tasks from each
     /// other), or `None` for a single-threaded one, whose only worker is the thread that
@@ -208,6 +209,7 @@ pub fn prestart_blocking(handle: &Handle, n: usize) {
 /// counting at once never pull the same line back and forth between their cores.
 #[derive(Default)]
 #[repr(align(128))]
+#[derive(Debug)]
 pub struct WorkerCounters {
     pub accepted: AtomicU64,
     pub requests: AtomicU64,
@@ -217,6 +219,7 @@ pub struct WorkerCounters {
 /// One runtime's figures. Shared by its connection tasks (which count) and the thread that
 /// writes `/stats` (which reads): atomics, each read on its own and guarding nothing, so
 /// relaxed is enough.
+#[derive(Debug)]
 pub struct RuntimeStats {
     /// `runtime`, or `core-1`, `core-2`, ...
     name: String,

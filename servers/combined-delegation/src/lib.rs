@@ -40,70 +40,45 @@
 //! Like the pipeline's receivers, a receiver waits on one connection at a time: an idle
 //! keep-alive connection keeps its receiver thread (and that thread's stack) until the
 //! client sends again or the keep-alive timeout passes.
+//!
+//! The steps themselves, the jobs and answers that travel between them, the queues and the
+//! main thread's accept loop are the pipeline's (`server_core::stages`); what is this
+//! crate's own is the managers, which start a worker per item instead of keeping a fixed
+//! group of threads per step.
 
 use std::sync::Arc;
 
-use protocol::{Request, Response};
-use server_core::permits::{Permit, Permits};
-use server_core::queue::{self, QueueKind, QueueReceiver, QueueSender};
+use server_core::permits::Permits;
+use server_core::queue::{QueueReceiver, QueueSender};
+use server_core::stages::{self, Answer, Belt, ConnectionItem, Job, Outputs, Queues};
 use server_core::stats::{Capacity, Figures};
-use server_core::{
-    work, Acceptor, Architecture, BlockingConn, Context, Exchange, Next, ServerError, ThreadGroup,
-};
+use server_core::{Acceptor, Architecture, Context, ServerError, ThreadGroup};
 
-/// Combined delegation's own flags.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+/// Combined delegation's own flags: the bound on each step's workers, and the queues
+/// (shared with the pipelines, and flattened here: `--queue`, `--max-connections`,
+/// `--queue-impl`).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct CombinedDelegation {
     /// Most worker threads alive at once for each step (receiving, handling, sending); at
     /// the limit, that step's manager waits for one to end.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
     pub max_workers: u32,
 
-    /// Capacity of the requests queue and of the responses queue.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
-    pub queue: u32,
-
-    /// Most connections inside at once; past it, accepting pauses.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
-    pub max_connections: u32,
-
-    /// The queues' implementation: crossbeam-channel, or the lecture's mutex and condition
-    /// variable.
-    #[arg(long, value_enum, default_value_t = QueueKind::Crossbeam)]
-    pub queue_impl: QueueKind,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub queues: Queues,
 }
 
 impl Default for CombinedDelegation {
+    /// The command line's defaults: see `server_core::cli::defaults`.
     fn default() -> Self {
-        CombinedDelegation {
-            max_workers: 1024,
-            queue: 64,
-            max_connections: 1024,
-            queue_impl: QueueKind::Crossbeam,
-        }
+        server_core::cli::defaults()
     }
 }
 
-/// A connection inside the server, with the permit that counts it against
-/// `--max-connections`. Dropping it closes the connection and returns the permit.
-struct Client {
-    conn: BlockingConn,
-    _permit: Permit,
-}
-
-/// A request on its way to a handler: its connection, the request, the claim to answer it.
-type Job = (Client, Request, Exchange);
-
-/// A response on its way to a sender, with its connection and the claim it answers.
-type Answer = (Client, Response, Exchange);
-
-/// What the connections queue carries: a connection waiting for its next request, or
-/// `None`, which tells the receiver manager to stop (at shutdown).
-type ConnectionItem = Option<Client>;
-
 /// One step's manager and its workers: the group they count in, and the permits that bound
 /// how many workers are alive.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 struct Step {
     workers: ThreadGroup,
     /// One permit per live worker of this step. Shared by the manager, which takes one
@@ -142,144 +117,82 @@ impl Step {
     }
 }
 
-impl Architecture for CombinedDelegation {
-    const NAME: &'static str = "combined-delegation";
-    const ABOUT: &'static str = "servelab's combined delegation: main accepts; a receiver, a request and a sender manager each start a worker thread on demand for every item of their step.";
+/// The server's threads: the three managers in one group, and each step's workers.
+#[derive(Debug, Clone)]
+struct Steps {
+    managers: ThreadGroup,
+    receiving: Step,
+    handling: Step,
+    sending: Step,
+}
 
-    fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
-        let kind = self.queue_impl;
-        let capacity = self.queue as usize;
-        let (connections_in, connections_out) =
-            queue::bounded("connections", self.max_connections as usize + 1, kind);
-        let (requests_in, requests_out) = queue::bounded("requests", capacity, kind);
-        let (responses_in, responses_out) = queue::bounded("responses", capacity, kind);
+impl Steps {
+    fn new(max_workers: u32) -> Steps {
+        Steps {
+            managers: ThreadGroup::new("manager"),
+            receiving: Step::new("receiver", max_workers),
+            handling: Step::new("handler", max_workers),
+            sending: Step::new("sender", max_workers),
+        }
+    }
 
-        let managers = ThreadGroup::new("manager");
-        let receiving = Step::new("receiver", self.max_workers);
-        let handling = Step::new("handler", self.max_workers);
-        let sending = Step::new("sender", self.max_workers);
-        let permits = Permits::new(self.max_connections as usize);
-
-        ctx.set_arch_config(serde_json::to_value(&self).unwrap_or_default());
-        ctx.set_capacity(Capacity {
-            per_client: true,
-            idle_holds_worker: false,
-            idle_holds_readers: Some(u64::from(self.max_workers)),
-            admitted: Some(u64::from(self.max_connections)),
-            ..Capacity::workers(u64::from(self.max_workers), "handler thread")
-        });
-        ctx.set_arch_figures({
-            let steps = [receiving.clone(), handling.clone(), sending.clone()];
-            let (managers, permits) = (managers.clone(), Arc::clone(&permits));
-            let queues = [
-                connections_in.stats(),
-                requests_in.stats(),
-                responses_in.stats(),
-            ];
-            move || {
-                let mut threads = vec![managers.snapshot()];
-                threads.extend(steps.iter().map(|s| s.workers.snapshot()));
-                let mut limits = vec![permits.snapshot("connections")];
-                limits.extend(steps.iter().map(|s| {
-                    s.permits
-                        .snapshot(&format!("{}s", s.workers.snapshot().role))
-                }));
-                Figures {
-                    threads,
-                    queues: queues.iter().map(|q| q.snapshot()).collect(),
-                    limits,
-                    ..Figures::default()
-                }
-            }
-        });
-        // At shutdown, a main thread or manager waiting for a permit must wake up too.
-        ctx.shutdown.on_trigger({
-            let permits = Arc::clone(&permits);
-            move || permits.close()
-        });
-
+    /// Starts the three managers, each with the receiving half of its queue and the sending
+    /// halves of the queues after it. Consumes the belt: the main thread keeps only the
+    /// connections sender, which it returns.
+    fn start_managers(
+        &self,
+        belt: Belt,
+        ctx: &Arc<Context>,
+    ) -> Result<QueueSender<ConnectionItem>, ServerError> {
         let start_error = |what: &str| {
             let what = what.to_owned();
             move |source| ServerError::Start { what, source }
         };
-        {
-            let (from, to_requests, to_responses, step) = (
-                connections_out,
-                requests_in.clone(),
-                responses_in.clone(),
-                receiving.clone(),
-            );
-            managers
-                .spawn("receiver-manager".into(), None, move || {
-                    manage_receiving(&from, &to_requests, &to_responses, &step)
-                })
-                .map_err(start_error("receiver manager"))?;
-        }
-        {
-            let (from, to, step, ctx) = (
-                requests_out,
-                responses_in.clone(),
-                handling.clone(),
-                Arc::clone(&ctx),
-            );
-            managers
-                .spawn("request-manager".into(), None, move || {
-                    manage_handling(&from, &to, &step, &ctx)
-                })
-                .map_err(start_error("request manager"))?;
-        }
-        {
-            let (from, to, step) = (responses_out, connections_in.clone(), sending.clone());
-            managers
-                .spawn("sender-manager".into(), None, move || {
-                    manage_sending(&from, &to, &step)
-                })
-                .map_err(start_error("sender manager"))?;
-        }
-        // The managers hold the queues they need; the main thread keeps only the
-        // connections sender, to feed the server and, at the end, to send the stop signal.
-        drop((requests_in, responses_in));
-
-        loop {
-            // Blocks while --max-connections connections are inside, until one leaves.
-            let Some(permit) = permits.acquire() else {
-                break;
-            };
-            // Blocks until the next client connects; `None` once shutdown begins.
-            let Some(conn) = acceptor.accept() else { break };
-            // Never blocks: the queue has room for every permitted connection.
-            let _ = connections_in.push(Some(Client {
-                conn,
-                _permit: permit,
-            }));
-        }
-
-        // Shutdown. Idle connections were closed by the shutdown hook; wait for the ones
-        // with a request in flight to be answered (with `Connection: close`) and dropped.
-        let deadline = ctx.shutdown.deadline(ctx.args.shutdown_timeout);
-        tracing::info!(
-            "shutting down: no longer accepting; {} connections inside",
-            permits.in_use()
+        let Belt {
+            connections: (connections_in, connections_out),
+            requests: (requests_in, requests_out),
+            responses: (responses_in, responses_out),
+        } = belt;
+        let (to, step) = (
+            Outputs {
+                requests: requests_in,
+                responses: responses_in.clone(),
+            },
+            self.receiving.clone(),
         );
-        if !permits.wait_all_returned(deadline) {
-            tracing::warn!(
-                "{} connections still busy after the shutdown timeout",
-                permits.in_use()
-            );
-        }
-        // The stop signal. The receiver manager ends, then (once its receivers have ended)
-        // the requests queue closes and the request manager ends, then the sender manager:
-        // the steps stop from front to back.
-        let _ = connections_in.push(None);
-        drop(connections_in);
-        for step in [&receiving, &handling, &sending] {
+        self.managers
+            .spawn("receiver-manager".into(), None, move || {
+                manage_receiving(&connections_out, &to, &step)
+            })
+            .map_err(start_error("receiver manager"))?;
+        let (step, ctx) = (self.handling.clone(), Arc::clone(ctx));
+        self.managers
+            .spawn("request-manager".into(), None, move || {
+                manage_handling(&requests_out, &responses_in, &step, &ctx)
+            })
+            .map_err(start_error("request manager"))?;
+        let (to, step) = (connections_in.clone(), self.sending.clone());
+        self.managers
+            .spawn("sender-manager".into(), None, move || {
+                manage_sending(&responses_out, &to, &step)
+            })
+            .map_err(start_error("sender manager"))?;
+        Ok(connections_in)
+    }
+
+    /// Waits for every thread to end, at most until `deadline`: first the managers, then
+    /// each step's workers. Closing the steps' permits first means a manager waiting for a
+    /// free worker wakes up (and stops) instead of starting one more.
+    fn join(self, deadline: std::time::Instant) {
+        for step in [&self.receiving, &self.handling, &self.sending] {
             step.permits.close();
         }
+        // Each join blocks until the group's threads have ended, or the deadline passes.
         let still_running: usize = [
-            managers,
-            receiving.workers,
-            handling.workers,
-            sending.workers,
+            self.managers,
+            self.receiving.workers,
+            self.handling.workers,
+            self.sending.workers,
         ]
         .iter()
         .map(|group| group.join(deadline))
@@ -287,39 +200,77 @@ impl Architecture for CombinedDelegation {
         if still_running > 0 {
             tracing::warn!("{still_running} threads still busy after the shutdown timeout");
         }
+    }
+}
+
+impl Architecture for CombinedDelegation {
+    const NAME: &'static str = "combined-delegation";
+    const ABOUT: &'static str = "servelab's combined delegation: main accepts; a receiver, a request and a sender manager each start a worker thread on demand for every item of their step.";
+
+    fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
+        // One stop signal, for the receiver manager, must fit beside every admitted
+        // connection in the connections queue.
+        let belt = self.queues.open(1);
+        let admission = self.queues.admission(&ctx);
+        let steps = Steps::new(self.max_workers);
+        self.publish(&steps, &belt, &admission, &ctx);
+        let connections = steps.start_managers(belt, &ctx)?;
+
+        let deadline = stages::accept_and_drain(&acceptor, &admission, &connections, &ctx);
+
+        // The stop signal. The receiver manager ends, then (once its receivers have ended)
+        // the requests queue closes and the request manager ends, then the sender manager:
+        // the steps stop from front to back.
+        let _ = connections.push(None);
+        drop(connections);
+        steps.join(deadline);
         Ok(())
     }
 }
 
-/// The receiver manager: a receiver thread for every connection that waits for a request.
-fn manage_receiving(
-    from: &QueueReceiver<ConnectionItem>,
-    requests: &QueueSender<Job>,
-    responses: &QueueSender<Answer>,
-    step: &Step,
-) {
-    // Blocks until a connection is queued; stops at the stop signal (`None` inside).
-    while let Some(Some(mut client)) = from.pop() {
-        let (requests, responses) = (requests.clone(), responses.clone());
-        let delegated = step.delegate("receiver", move || {
-            // Blocks until the client's next request is complete, it leaves, or times out.
-            match client.conn.next_request() {
-                // Blocks while the requests queue is full, until the manager takes one.
-                Next::Request(request, exchange) => {
-                    let _ = requests.push((client, request, exchange));
-                }
-                // Bad input needs no handler: its error response goes straight to sending.
-                Next::Reject(response, exchange) => {
-                    let _ = responses.push((client, response, exchange));
-                }
-                Next::Closed(why) => {
-                    tracing::debug!(
-                        "conn #{} {} closed: {why:?}",
-                        client.conn.id,
-                        client.conn.peer
-                    );
-                }
+impl CombinedDelegation {
+    /// Tells `/stats` this server's settings and capacity, and installs the function that
+    /// reports its threads, queues and limits.
+    fn publish(&self, steps: &Steps, belt: &Belt, admission: &Arc<Permits>, ctx: &Context) {
+        ctx.set_arch_config(serde_json::to_value(self).unwrap_or_default());
+        ctx.set_capacity(Capacity {
+            per_client: true,
+            idle_holds_worker: false,
+            idle_holds_readers: Some(u64::from(self.max_workers)),
+            admitted: Some(u64::from(self.queues.max_connections)),
+            ..Capacity::workers(u64::from(self.max_workers), "handler thread")
+        });
+        let steps = steps.clone();
+        let admission = Arc::clone(admission);
+        let queues = belt.stats();
+        ctx.set_arch_figures(move || {
+            let each = [&steps.receiving, &steps.handling, &steps.sending];
+            let mut threads = vec![steps.managers.snapshot()];
+            threads.extend(each.iter().map(|s| s.workers.snapshot()));
+            let mut limits = vec![admission.snapshot("connections")];
+            limits.extend(each.iter().map(|s| {
+                s.permits
+                    .snapshot(&format!("{}s", s.workers.snapshot().role))
+            }));
+            Figures {
+                threads,
+                queues: queues.iter().map(|q| q.snapshot()).collect(),
+                limits,
+                ..Figures::default()
             }
+        });
+    }
+}
+
+/// The receiver manager: a receiver thread for every connection that waits for a request.
+fn manage_receiving(from: &QueueReceiver<ConnectionItem>, to: &Outputs, step: &Step) {
+    // Blocks until a connection is queued; stops at the stop signal (`None` inside).
+    while let Some(Some(client)) = from.pop() {
+        let to = to.clone();
+        let delegated = step.delegate("receiver", move || {
+            // Blocks until the client's next request is complete, it leaves, or times out;
+            // then blocks while the queue it goes to is full, until its manager takes one.
+            to.forward(client.receive());
         });
         if !delegated {
             break;
@@ -335,14 +286,14 @@ fn manage_handling(
     ctx: &Arc<Context>,
 ) {
     // Blocks until a request is queued; `None` once every receiver is gone and it is drained.
-    while let Some((client, request, exchange)) = from.pop() {
+    while let Some(job) = from.pop() {
         let (to, ctx) = (to.clone(), Arc::clone(ctx));
         let delegated = step.delegate("handler", move || {
             // Sleeps or computes on this handler thread, as the route needs; a computation
             // stops early if the client closes the connection, which travels with the job.
-            let response = work::answer_while(&request, &ctx, &|| !client.conn.peer_has_left());
+            let answer = job.work(&ctx);
             // Blocks while the responses queue is full, until the sender manager takes one.
-            let _ = to.push((client, response, exchange));
+            let _ = to.push(answer);
         });
         if !delegated {
             break;
@@ -353,11 +304,11 @@ fn manage_handling(
 /// The sender manager: a sender thread for every response.
 fn manage_sending(from: &QueueReceiver<Answer>, to: &QueueSender<ConnectionItem>, step: &Step) {
     // Blocks until a response is queued; `None` once every handler is gone and it is drained.
-    while let Some((mut client, response, exchange)) = from.pop() {
+    while let Some(answer) = from.pop() {
         let to = to.clone();
         let delegated = step.delegate("sender", move || {
             // Blocks until the kernel has taken the response.
-            if client.conn.send(exchange, &response) {
+            if let Some(client) = answer.send() {
                 // Never blocks (see the module documentation). Fails only when the
                 // receiver manager is gone at shutdown, and then dropping the client closes
                 // the connection.

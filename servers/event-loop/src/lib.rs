@@ -60,10 +60,13 @@ mod timers;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
-use server_core::queue::{self, QueueKind};
+use std::net::TcpListener;
+
+use server_core::queue::{self, QueueKind, QueueReceiver, QueueSender};
 use server_core::stats::{Capacity, Figures};
 use server_core::{Acceptor, Architecture, Context, ServerError, ThreadGroup};
 
+use crate::offload::Task;
 use crate::reactor::{Compute, Reactor};
 
 /// Where `/factor`'s computation runs.
@@ -89,7 +92,7 @@ pub enum Accept {
 }
 
 /// The event loop's own flags.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct EventLoop {
     /// Event loops, each a thread with its own poll [default: the number of CPUs].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024), value_name = "N")]
@@ -114,14 +117,9 @@ pub struct EventLoop {
 }
 
 impl Default for EventLoop {
+    /// The command line's defaults: see `server_core::cli::defaults`.
     fn default() -> Self {
-        EventLoop {
-            reactors: None,
-            offload: Offload::On,
-            helpers: None,
-            offload_queue: 1024,
-            accept: Accept::Shared,
-        }
+        server_core::cli::defaults()
     }
 }
 
@@ -138,15 +136,71 @@ impl Architecture for EventLoop {
     }
 
     fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
-        let reactors = self.reactors.unwrap_or_else(cpus);
-        let helpers = self.helpers.unwrap_or_else(cpus);
-        let start_error = |what: String| move |source| ServerError::Start { what, source };
         let settings = EventLoop {
-            reactors: Some(reactors),
-            helpers: Some(helpers),
-            ..self.clone()
+            reactors: Some(self.reactors.unwrap_or_else(cpus)),
+            helpers: Some(self.helpers.unwrap_or_else(cpus)),
+            ..self
         };
-        ctx.set_arch_config(serde_json::to_value(&settings).unwrap_or_default());
+        settings.publish_settings(&ctx);
+        // The helpers and the queue that feeds them. The reactors only ever `try_push` into
+        // it (see `offload.rs`), so its capacity (--offload-queue) is how many computations
+        // may wait; beyond it a request gets 503 at once.
+        let (tasks_in, tasks_out) = queue::bounded(
+            "offload",
+            settings.offload_queue as usize,
+            QueueKind::Crossbeam,
+        );
+        let offload_queue = tasks_in.stats();
+        let helpers = settings.start_helpers(tasks_out)?;
+        let started = settings.start_reactors(acceptor, tasks_in, &ctx)?;
+        ctx.set_arch_figures({
+            let (reactor_group, helper_group) = (started.group.clone(), helpers.clone());
+            let figures = started.figures;
+            move || Figures {
+                threads: vec![reactor_group.snapshot(), helper_group.snapshot()],
+                queues: vec![offload_queue.snapshot()],
+                reactors: figures.iter().map(|(name, s)| s.snapshot(name)).collect(),
+                ..Figures::default()
+            }
+        });
+        // Every thread is up: in-process starters may go on.
+        ctx.set_ready();
+        wait_for_shutdown(started.stopping, started.wakers, &ctx);
+        tracing::info!("shutting down: the reactors stop accepting and finish what they owe");
+        let deadline = ctx.shutdown.deadline(ctx.args.shutdown_timeout);
+        // Each join blocks until the group's threads have ended, or the deadline passes. The
+        // helpers end when the last reactor has dropped its sender of their queue.
+        let still_running = started.group.join(deadline) + helpers.join(deadline);
+        if still_running > 0 {
+            tracing::warn!(
+                "{still_running} event-loop threads still busy after the shutdown timeout"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The error for a part of the server that could not be started.
+fn start_error(what: String) -> impl FnOnce(std::io::Error) -> ServerError {
+    move |source| ServerError::Start { what, source }
+}
+
+/// What starting the reactors leaves the main thread: their group, what shutdown needs to
+/// stop them, and their figures for `/stats`.
+struct Started {
+    group: ThreadGroup,
+    /// The flag every reactor looks at once woken (see [`wait_for_shutdown`]).
+    stopping: Arc<AtomicBool>,
+    /// One waker per reactor, to interrupt its `poll`.
+    wakers: Vec<Arc<mio::Waker>>,
+    figures: Vec<(String, Arc<reactor::ReactorStats>)>,
+}
+
+impl EventLoop {
+    /// Tells `/stats` the settings in force (`--reactors` and `--helpers` resolved to
+    /// numbers) and how many clients the event loop serves at once: no fixed number.
+    fn publish_settings(&self, ctx: &Context) {
+        ctx.set_arch_config(serde_json::to_value(self).unwrap_or_default());
         ctx.set_capacity(Capacity {
             concurrent: None,
             per_client: false,
@@ -156,112 +210,109 @@ impl Architecture for EventLoop {
             admitted: None,
             rejects_beyond: false,
         });
+    }
 
-        // The helpers and the queue that feeds them. The reactors only ever `try_push` into
-        // it (see `offload.rs`).
-        let (tasks_in, tasks_out) =
-            queue::bounded("offload", self.offload_queue as usize, QueueKind::Crossbeam);
-        let offload_queue = tasks_in.stats();
-        let helper_group = ThreadGroup::new("helper");
+    /// Starts the helper threads (none with `--offload off`), each taking computations from
+    /// the offload queue until it closes.
+    fn start_helpers(&self, tasks: QueueReceiver<Task>) -> Result<ThreadGroup, ServerError> {
+        let group = ThreadGroup::new("helper");
         if self.offload == Offload::On {
-            for i in 1..=helpers {
-                let (tasks, group) = (tasks_out.clone(), helper_group.clone());
-                helper_group
+            for i in 1..=self.helpers.unwrap_or(1) {
+                let (tasks, me) = (tasks.clone(), group.clone());
+                group
                     .spawn(format!("helper-{i}"), None, move || {
-                        offload::helper(&tasks, &group)
+                        offload::helper(&tasks, &me)
                     })
                     .map_err(start_error(format!("helper {i}")))?;
             }
         }
-        drop(tasks_out);
+        Ok(group)
+    }
 
-        // The reactors, each with the listening socket: the same one shared, or one of its
-        // own on the same port.
+    /// Starts the reactors, each a thread with its own `poll` and the listening socket: the
+    /// same one shared, or one of its own on the same port (`--accept reuseport`). Each
+    /// holds a sender of the offload queue; when they have all stopped, it closes and the
+    /// helpers stop too.
+    fn start_reactors(
+        &self,
+        acceptor: Acceptor,
+        tasks: QueueSender<Task>,
+        ctx: &Arc<Context>,
+    ) -> Result<Started, ServerError> {
         let listener = acceptor.into_listener();
-        let addr = listener
-            .local_addr()
-            .map_err(start_error("listener".into()))?;
-        let stopping = Arc::new(AtomicBool::new(false));
-        let reactor_group = ThreadGroup::new("reactor");
-        let mut wakers = Vec::new();
-        let mut figures = Vec::new();
-        for i in 1..=reactors {
-            let socket = match (self.accept, i) {
-                (Accept::Reuseport, 2..) => {
-                    let own = server_core::listener::bind_with(addr, ctx.args.backlog, true)?;
-                    // Like the first listener, refuse newcomers the moment shutdown begins
-                    // (shutting a listening socket down also makes it refuse connections).
-                    let closer = own
-                        .try_clone()
-                        .map_err(start_error(format!("reactor {i}'s listener")))?;
-                    ctx.shutdown.on_trigger(move || {
-                        let _ = socket2::SockRef::from(&closer).shutdown(std::net::Shutdown::Both);
-                    });
-                    own
-                }
-                _ => listener
-                    .try_clone()
-                    .map_err(start_error(format!("reactor {i}'s listener")))?,
-            };
+        let mut started = Started {
+            group: ThreadGroup::new("reactor"),
+            stopping: Arc::new(AtomicBool::new(false)),
+            wakers: Vec::new(),
+            figures: Vec::new(),
+        };
+        for i in 1..=self.reactors.unwrap_or(1) {
+            let socket = self.listener_for(i, &listener, ctx)?;
             let compute = match self.offload {
-                Offload::On => Compute::Offload(tasks_in.clone()),
+                Offload::On => Compute::Offload(tasks.clone()),
                 Offload::Off => Compute::Inline,
             };
             let name = format!("reactor-{i}");
             let reactor = Reactor::new(
                 name.clone(),
                 socket,
-                Arc::clone(&ctx),
+                Arc::clone(ctx),
                 compute,
-                Arc::clone(&stopping),
+                Arc::clone(&started.stopping),
             )
             .map_err(start_error(format!("reactor {i}")))?;
-            wakers.push(reactor.waker());
-            figures.push((name.clone(), reactor.stats()));
-            let group = reactor_group.clone();
-            reactor_group
+            started.wakers.push(reactor.waker());
+            started.figures.push((name.clone(), reactor.stats()));
+            let group = started.group.clone();
+            started
+                .group
                 .spawn(name, None, move || {
                     reactor.run(&group);
                 })
                 .map_err(start_error(format!("reactor {i}")))?;
         }
-        // The reactors hold their own senders; when they have all stopped, the queue closes
-        // and the helpers stop too.
-        drop((tasks_in, listener));
-
-        ctx.set_arch_figures({
-            let (reactor_group, helper_group) = (reactor_group.clone(), helper_group.clone());
-            move || Figures {
-                threads: vec![reactor_group.snapshot(), helper_group.snapshot()],
-                queues: vec![offload_queue.snapshot()],
-                reactors: figures.iter().map(|(name, s)| s.snapshot(name)).collect(),
-                ..Figures::default()
-            }
-        });
-
-        // Every thread is up: in-process starters may go on.
-        ctx.set_ready();
-
-        // Shutdown: raise the flag and wake every reactor; each stops accepting and finishes
-        // what its connections owe.
-        let (stopped, wait_for_stop) = crossbeam_channel::bounded::<()>(1);
-        ctx.shutdown.on_trigger(move || {
-            stopping.store(true, Relaxed);
-            for waker in &wakers {
-                let _ = waker.wake();
-            }
-            let _ = stopped.try_send(());
-        });
-        // Blocks until shutdown begins.
-        let _ = wait_for_stop.recv();
-        tracing::info!("shutting down: the reactors stop accepting and finish what they owe");
-        let deadline = ctx.shutdown.deadline(ctx.args.shutdown_timeout);
-        let still_running = reactor_group.join(deadline) + helper_group.join(deadline);
-        if still_running > 0 {
-            tracing::warn!(
-                "{still_running} event-loop threads still busy after the shutdown timeout"
-            );
-        }
-        Ok(())
+        Ok(started)
     }
+
+    /// The listening socket of reactor `i`: a clone of the shared one, or with `--accept
+    /// reuseport` (from the second reactor on) a socket of its own bound to the same port.
+    fn listener_for(
+        &self,
+        i: u32,
+        listener: &TcpListener,
+        ctx: &Context,
+    ) -> Result<TcpListener, ServerError> {
+        let failed = || start_error(format!("reactor {i}'s listener"));
+        if self.accept == Accept::Shared || i == 1 {
+            return listener.try_clone().map_err(failed());
+        }
+        let addr = listener
+            .local_addr()
+            .map_err(start_error("listener".into()))?;
+        let own = server_core::listener::bind_with(addr, ctx.args.backlog, true)?;
+        // Like the first listener, refuse newcomers the moment shutdown begins (shutting a
+        // listening socket down also makes it refuse connections).
+        let closer = own.try_clone().map_err(failed())?;
+        ctx.shutdown.on_trigger(move || {
+            let _ = socket2::SockRef::from(&closer).shutdown(std::net::Shutdown::Both);
+        });
+        Ok(own)
+    }
+}
+
+/// Blocks the main thread until shutdown begins. The shutdown hook raises the reactors'
+/// flag and wakes every reactor (each then stops accepting and finishes what its
+/// connections owe), then wakes the main thread through a channel with room for the one
+/// message.
+fn wait_for_shutdown(stopping: Arc<AtomicBool>, wakers: Vec<Arc<mio::Waker>>, ctx: &Context) {
+    let (stopped, wait_for_stop) = crossbeam_channel::bounded::<()>(1);
+    ctx.shutdown.on_trigger(move || {
+        stopping.store(true, Relaxed);
+        for waker in &wakers {
+            let _ = waker.wake();
+        }
+        let _ = stopped.try_send(());
+    });
+    // Blocks until the hook has run.
+    let _ = wait_for_stop.recv();
 }

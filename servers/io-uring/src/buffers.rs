@@ -226,9 +226,7 @@ impl Drop for BufferRing {
 
 /// The memory page size.
 fn page_size() -> usize {
-    // SAFETY: sysconf only reads a system setting.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(page).unwrap_or(4096).max(4096)
+    rustix::param::page_size().max(4096)
 }
 
 #[cfg(test)]

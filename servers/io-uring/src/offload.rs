@@ -16,7 +16,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -34,13 +34,7 @@ pub struct Wake {
 impl Wake {
     /// A new eventfd (blocking, so that the ring's read waits in the kernel for a write).
     pub fn new() -> io::Result<Wake> {
-        // SAFETY: eventfd(2) takes no pointers; it returns a new descriptor or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just created for us and nothing else owns it.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let owned = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)?;
         Ok(Wake {
             file: File::from(owned),
         })

@@ -56,6 +56,7 @@ use crossbeam_channel::{Receiver, Sender};
 use io_uring::{cqueue, opcode, squeue, types, IoUring as Kernel};
 use protocol::{route, Connection, Event, Response, Status, Ticket, Work};
 use server_core::context::Registration;
+use server_core::listener::accept_failure;
 use server_core::queue::QueueSender;
 use server_core::stats::RingSnapshot;
 use server_core::{Context, ThreadGroup};
@@ -549,12 +550,13 @@ impl Ring {
                 libc::ECONNABORTED | libc::EINTR | libc::EAGAIN => {}
                 errno => {
                     // Usually "too many open files": accept again in 50 ms rather than at
-                    // once, as connections close and free descriptors meanwhile.
-                    tracing::warn!(
-                        "{}: accept failed: {}; retrying in 50 ms",
-                        self.name,
-                        io::Error::from_raw_os_error(errno)
-                    );
+                    // once, as connections close and free descriptors meanwhile. One line
+                    // a second is enough, for all the rings together.
+                    let e = io::Error::from_raw_os_error(errno);
+                    let name = &self.name;
+                    self.ctx.repeats.warn(accept_failure(&e), || {
+                        format!("{name}: accept failed: {e}; retrying in 50 ms")
+                    });
                     if !self.accept_armed && !self.stopped {
                         self.accept_retry = true;
                         let at = self.timespec(Duration::from_millis(50));
@@ -585,7 +587,7 @@ impl Ring {
             return;
         };
         self.generation += 1;
-        let registration = self.ctx.register_self_stopping(&stream);
+        let registration = self.ctx.register_self_stopping();
         let mut machine = Connection::new(Arc::clone(&self.ctx.connection), self.now);
         if self.stopped {
             machine.stop();
@@ -820,6 +822,18 @@ impl Ring {
         };
         if conn.closing {
             return self.free_if_done(key);
+        }
+        let owed = conn.machine.owed();
+        if self.stopped && conn.machine.peer_closed() && owed > 0 {
+            // Shutdown has begun and the client has left (closed its side) while answers
+            // are still owed to it: a `/sleep` waiting for its timeout, a computation on a
+            // helper. Nobody would read them, and the ring would only wait longer to stop,
+            // so the connection ends; each is counted as a client that left, as the
+            // blocking servers count it. Before shutdown nothing changes.
+            for _ in 0..owed {
+                self.ctx.stats.client_left();
+            }
+            return self.begin_close(key, false);
         }
         if self.stopped && conn.recv_armed && conn.machine.is_idle() {
             // Shutdown closes an idle connection, but a request that reached the socket

@@ -3,6 +3,7 @@
 
 use pipeline::{HandlerPool, Pipeline};
 use server_core::queue::QueueKind;
+use server_core::stages::{Queues, Stages};
 
 mod threads {
     testkit::behaviour_tests!(|args| {
@@ -24,10 +25,15 @@ mod rayon {
 mod condvar {
     testkit::behaviour_tests!(|args| {
         let pipeline = super::Pipeline {
-            queue_impl: super::QueueKind::Condvar,
-            receivers: 1,
             handlers: 1,
-            senders: 1,
+            stages: super::Stages {
+                receivers: 1,
+                senders: 1,
+                queues: super::Queues {
+                    queue_impl: super::QueueKind::Condvar,
+                    ..Default::default()
+                },
+            },
             ..Default::default()
         };
         server_core::RunningServer::start(pipeline, args).expect("the server starts")

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use pipeline::{HandlerPool, Pipeline};
+use server_core::stages::Stages;
 use server_core::{RunningServer, ServerArgs};
 use testkit::{burst, newcomer_wait_behind_idle_holders, short_keep_alive, stop_cleanly, threads};
 
@@ -53,7 +54,10 @@ fn a_rayon_pool_sized_to_the_cpus_serialises_blocking_work() {
 fn idle_clients_occupy_receivers_until_the_keep_alive_timeout() {
     let _timing = testkit::timing();
     let pipeline = Pipeline {
-        receivers: 2,
+        stages: Stages {
+            receivers: 2,
+            ..Stages::default()
+        },
         ..Pipeline::default()
     };
     let server = start(pipeline, short_keep_alive());

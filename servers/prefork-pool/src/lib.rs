@@ -46,7 +46,7 @@ use std::sync::Arc;
 
 use protocol::{Response, Status};
 use server_core::permits::{Permit, Permits};
-use server_core::queue::{self, QueueKind};
+use server_core::queue::{self, QueueKind, QueueReceiver, QueueSender};
 use server_core::stats::{Capacity, Figures};
 use server_core::{
     serve_connection, Acceptor, Architecture, BlockingConn, Context, ServerError, ThreadGroup,
@@ -64,7 +64,7 @@ pub enum WhenFull {
 }
 
 /// The pre-fork pool's own flags.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct PreforkPool {
     /// Worker threads, started before the first accept (the lecture's PREFORK_THREADS).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65_536), value_name = "N")]
@@ -87,18 +87,15 @@ pub struct PreforkPool {
 }
 
 impl Default for PreforkPool {
+    /// The command line's defaults: see `server_core::cli::defaults`.
     fn default() -> Self {
-        PreforkPool {
-            workers: 8,
-            queue: 64,
-            queue_impl: QueueKind::Crossbeam,
-            when_full: WhenFull::Block,
-        }
+        server_core::cli::defaults()
     }
 }
 
 /// A connection on its way to a worker, with the permit that counts it as admitted.
 /// Dropping it (when the worker is done, or at shutdown) returns the permit.
+#[derive(Debug)]
 struct Admitted {
     conn: BlockingConn,
     _permit: Permit,
@@ -113,6 +110,11 @@ impl Architecture for PreforkPool {
         // Shared with every worker, which gives a permit back when its client leaves.
         let admitted = self.workers as usize + self.queue as usize;
         let permits = Permits::new(admitted);
+        // At shutdown, a main thread waiting for a permit must wake up too.
+        ctx.shutdown.on_trigger({
+            let permits = Arc::clone(&permits);
+            move || permits.close()
+        });
         // The queue between the main thread (producer) and the workers (consumers). It has
         // room for every admitted connection, so the main thread never blocks on it. Each
         // worker holds a clone of the receiving half; the main thread holds the only sending
@@ -120,30 +122,63 @@ impl Architecture for PreforkPool {
         let (connections, waiting) =
             queue::bounded::<Admitted>("connections", admitted, self.queue_impl);
         let workers = ThreadGroup::new("worker");
-        ctx.set_arch_config(serde_json::to_value(&self).unwrap_or_default());
+        self.publish(&workers, &connections, &permits, &ctx);
+        // Pre-fork: all workers exist before the first client is accepted.
+        self.start_workers(&waiting, &workers)?;
+        drop(waiting);
+
+        self.accept_loop(&acceptor, &permits, &connections);
+
+        tracing::info!(
+            "shutting down: no longer accepting; {} connections queued, {} workers busy",
+            connections.stats().depth(),
+            workers.busy_count()
+        );
+        // Closing the queue: workers finish what is queued, then their `pop` returns None.
+        drop(connections);
+        // Blocks until every worker has ended, or the shutdown deadline passes.
+        let still_running = workers.join(ctx.shutdown.deadline(ctx.args.shutdown_timeout));
+        if still_running > 0 {
+            tracing::warn!("{still_running} workers still busy after the shutdown timeout");
+        }
+        Ok(())
+    }
+}
+
+impl PreforkPool {
+    /// Tells `/stats` the pool's settings and capacity, and installs the function that
+    /// reports its workers, its queue and its admission.
+    fn publish(
+        &self,
+        workers: &ThreadGroup,
+        connections: &QueueSender<Admitted>,
+        permits: &Arc<Permits>,
+        ctx: &Context,
+    ) {
+        ctx.set_arch_config(serde_json::to_value(self).unwrap_or_default());
         ctx.set_capacity(Capacity {
-            admitted: Some(admitted as u64),
+            admitted: Some(permits.total() as u64),
             rejects_beyond: self.when_full == WhenFull::Reject,
             ..Capacity::workers(u64::from(self.workers), "worker")
         });
-        ctx.set_arch_figures({
-            let workers = workers.clone();
-            let queue = connections.stats();
-            let permits = Arc::clone(&permits);
-            move || Figures {
-                threads: vec![workers.snapshot()],
-                queues: vec![queue.snapshot()],
-                limits: vec![permits.snapshot("admission")],
-                ..Figures::default()
-            }
+        let workers = workers.clone();
+        let queue = connections.stats();
+        let permits = Arc::clone(permits);
+        ctx.set_arch_figures(move || Figures {
+            threads: vec![workers.snapshot()],
+            queues: vec![queue.snapshot()],
+            limits: vec![permits.snapshot("admission")],
+            ..Figures::default()
         });
-        // At shutdown, a main thread waiting for a permit must wake up too.
-        ctx.shutdown.on_trigger({
-            let permits = Arc::clone(&permits);
-            move || permits.close()
-        });
+    }
 
-        // Pre-fork: all workers exist before the first client is accepted.
+    /// Starts `--workers` worker threads, each serving one queued connection after another
+    /// until the queue closes.
+    fn start_workers(
+        &self,
+        waiting: &QueueReceiver<Admitted>,
+        workers: &ThreadGroup,
+    ) -> Result<(), ServerError> {
         for i in 1..=self.workers {
             let waiting = waiting.clone();
             let group = workers.clone();
@@ -161,8 +196,18 @@ impl Architecture for PreforkPool {
                     source,
                 })?;
         }
-        drop(waiting);
+        Ok(())
+    }
 
+    /// The main thread's loop, until shutdown: admits each client (or, with `--when-full
+    /// reject`, answers it 503 when the pool and its queue are full) and queues it for the
+    /// workers.
+    fn accept_loop(
+        &self,
+        acceptor: &Acceptor,
+        permits: &Arc<Permits>,
+        connections: &QueueSender<Admitted>,
+    ) {
         loop {
             let permit = match self.when_full {
                 // Blocks while every permit is taken, until a worker's client leaves;
@@ -178,7 +223,7 @@ impl Architecture for PreforkPool {
             let Some(conn) = acceptor.accept() else { break };
             // Never blocks: a full pool means a 503 for this client.
             let Some(permit) = permit.or_else(|| permits.try_acquire()) else {
-                conn.refuse(&busy(&self));
+                conn.refuse(&busy(self));
                 continue;
             };
             // Never blocks: the queue has room for every admitted connection.
@@ -186,22 +231,9 @@ impl Architecture for PreforkPool {
                 conn,
                 _permit: permit,
             }) {
-                conn.refuse(&busy(&self));
+                conn.refuse(&busy(self));
             }
         }
-
-        tracing::info!(
-            "shutting down: no longer accepting; {} connections queued, {} workers busy",
-            connections.stats().depth(),
-            workers.busy_count()
-        );
-        // Closing the queue: workers finish what is queued, then their `pop` returns None.
-        drop(connections);
-        let still_running = workers.join(ctx.shutdown.deadline(ctx.args.shutdown_timeout));
-        if still_running > 0 {
-            tracing::warn!("{still_running} workers still busy after the shutdown timeout");
-        }
-        Ok(())
     }
 }
 

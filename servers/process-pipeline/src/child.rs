@@ -32,8 +32,9 @@ use protocol::{route, RouteConfig, Work};
 use crate::ipc::{self, Reply};
 
 /// A running handler process, seen from the server.
+#[derive(Debug)]
 pub struct Child {
-    pub pid: libc::pid_t,
+    pub pid: rustix::process::Pid,
     /// The server's end of the process's socket.
     pub socket: UnixStream,
 }
@@ -43,6 +44,8 @@ const CHILD_SOCKET: libc::c_int = 3;
 
 /// Starts handler process `index` with a copy of `routes`. Called on the thread that
 /// supervises it: the child is killed when that thread ends.
+// `fork` has no safe wrapper: what the child may do afterwards is the caller's promise.
+#[allow(unsafe_code)]
 pub fn spawn(index: usize, routes: &RouteConfig) -> io::Result<Child> {
     let (server_end, child_end) = UnixStream::pair()?;
     // What the child needs, prepared before the fork so that it allocates little.
@@ -58,6 +61,8 @@ pub fn spawn(index: usize, routes: &RouteConfig) -> io::Result<Child> {
         pid => {
             // The child has its own copy; the server keeps only its end.
             drop(child_end);
+            let pid = rustix::process::Pid::from_raw(pid)
+                .ok_or_else(|| io::Error::other("fork returned no process id"))?;
             Ok(Child {
                 pid,
                 socket: server_end,
@@ -68,6 +73,8 @@ pub fn spawn(index: usize, routes: &RouteConfig) -> io::Result<Child> {
 
 /// The child's whole life. Never returns: it ends with `_exit`, which runs no destructor
 /// and flushes nothing of the server's.
+// The child's set-up is raw system calls on its own state, and its end is `_exit`.
+#[allow(unsafe_code)]
 fn child_main(fd: libc::c_int, parent: u32, name: &[u8], routes: &RouteConfig) -> ! {
     // SAFETY: each call below is a plain system call on this process's own state
     // (its signals, its descriptors, its name), made before anything else runs in it.
@@ -105,6 +112,8 @@ fn child_main(fd: libc::c_int, parent: u32, name: &[u8], routes: &RouteConfig) -
 }
 
 /// Answers requests from `socket`, one at a time, until the server closes it.
+// A handler that panics ends its process with `_exit` (see below).
+#[allow(unsafe_code)]
 fn serve(mut socket: UnixStream, routes: &RouteConfig) {
     // Blocks until the server sends a request, or closes the socket (then this returns).
     while let Ok(Some(request)) = ipc::read_request(&mut socket) {

@@ -41,52 +41,30 @@ pub mod supervisor;
 
 use std::sync::Arc;
 
-use pipeline::{Answer, HandlerStage, Job, QueueReceiver, QueueSender, StageInfo, Stages};
-use server_core::queue::QueueKind;
+use server_core::queue::{QueueReceiver, QueueSender};
+use server_core::stages::{self, Answer, HandlerStage, Job, StageInfo, Stages};
 use server_core::stats::Figures;
 use server_core::{Acceptor, Architecture, Context, ServerError, ThreadGroup};
 
-use crate::supervisor::{ProcessFigures, Relay};
+use crate::supervisor::{ProcessFigures, Relay, ShutdownSignal};
 
-/// The process pipeline's own flags.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+/// The process pipeline's own flags: its handler processes, and the stages around them
+/// (shared with the pipeline, and flattened here: `--receivers`, `--senders`, `--queue`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct ProcessPipeline {
     /// Handler processes [default: the number of CPUs].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024), value_name = "N")]
     pub handler_processes: Option<u32>,
 
-    /// Receiver threads: each waits for one request on one connection at a time.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=65_536), value_name = "N")]
-    pub receivers: u32,
-
-    /// Sender threads: each writes one response at a time.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=65_536), value_name = "N")]
-    pub senders: u32,
-
-    /// Capacity of the requests queue and of the responses queue.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
-    pub queue: u32,
-
-    /// Most connections inside the pipeline at once; past it, accepting pauses.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
-    pub max_connections: u32,
-
-    /// The in-process queues' implementation: crossbeam-channel, or the lecture's mutex and
-    /// condition variable.
-    #[arg(long, value_enum, default_value_t = QueueKind::Crossbeam)]
-    pub queue_impl: QueueKind,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub stages: Stages,
 }
 
 impl Default for ProcessPipeline {
+    /// The command line's defaults: see `server_core::cli::defaults`.
     fn default() -> Self {
-        ProcessPipeline {
-            handler_processes: None,
-            receivers: 4,
-            senders: 2,
-            queue: 64,
-            max_connections: 1024,
-            queue_impl: QueueKind::Crossbeam,
-        }
+        server_core::cli::defaults()
     }
 }
 
@@ -106,21 +84,15 @@ impl Architecture for ProcessPipeline {
         let mut config = serde_json::to_value(&self).unwrap_or_default();
         config["handler_processes"] = self.processes().into();
         ctx.set_arch_config(config);
-        let stages = Stages {
-            receivers: self.receivers,
-            senders: self.senders,
-            queue: self.queue,
-            max_connections: self.max_connections,
-            queue_impl: self.queue_impl,
-        };
         let handlers = Processes {
             count: self.processes(),
         };
-        pipeline::run(&stages, handlers, acceptor, ctx)
+        stages::run(&self.stages, handlers, acceptor, ctx)
     }
 }
 
 /// The handler stage: a relay thread and a handler process for each of `count`.
+#[derive(Debug, Clone, Copy)]
 struct Processes {
     count: u32,
 }
@@ -136,11 +108,16 @@ impl HandlerStage for Processes {
         let figures: Vec<Arc<ProcessFigures>> = (1..=self.count as usize)
             .map(|i| Arc::new(ProcessFigures::new(i)))
             .collect();
+        // One signal for every relay, raised when shutdown begins.
+        let shutdown = ShutdownSignal::new(ctx).map_err(|source| ServerError::Start {
+            what: "shutdown signal for the relays".into(),
+            source,
+        })?;
         for process in &figures {
             let i = process.index;
             let (from, to, group, ctx) =
                 (from.clone(), to.clone(), handlers.clone(), Arc::clone(ctx));
-            let process = Arc::clone(process);
+            let (process, shutdown) = (Arc::clone(process), Arc::clone(&shutdown));
             // The relay starts its process on its own thread (the process is tied to that
             // thread's life), and reports back whether it could.
             let (started, result) = std::sync::mpsc::sync_channel(1);
@@ -149,7 +126,7 @@ impl HandlerStage for Processes {
                     match Relay::start(process, ctx.routes.clone()) {
                         Ok(relay) => {
                             let _ = started.send(Ok(()));
-                            relay.run(&from, &to, &group, &ctx);
+                            relay.run(&from, &to, &group, &ctx, &shutdown);
                         }
                         Err(e) => {
                             let _ = started.send(Err(e));

@@ -18,26 +18,56 @@
 //! * while the process computes (`/factor`), the relay also watches the client's socket: if
 //!   the client closes the connection, nobody waits for the answer, so the process is killed
 //!   and replaced, and the request ends as a client that left;
+//! * once shutdown has begun, it watches the client's socket whatever the process does (a
+//!   `/sleep` too), and sends no request of a client that has already left to its process:
+//!   nobody would read those answers, and shutdown would only wait longer for them;
 //! * at shutdown it closes its end of the socket, which tells the process to exit, waits
 //!   for it (at most a second), and kills it if it has not.
+//!
+//! A relay blocked waiting for its process learns that shutdown has begun from a
+//! [`ShutdownSignal`]: a socket that becomes readable (it ends) at that moment, watched in
+//! the same `poll` as the process's socket and the client's.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pipeline::{Answer, Job, QueueReceiver, QueueSender};
 use protocol::{Response, RouteConfig, Status};
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
+use server_core::queue::{QueueReceiver, QueueSender};
+use server_core::stages::{Answer, Job};
 use server_core::stats::ProcessSnapshot;
 use server_core::{Context, ThreadGroup};
 
 use crate::child::{self, Child};
 use crate::ipc::{self, Reply};
 
+/// Tells the relays that shutdown has begun, in a form `poll` can wait for: the reading end
+/// of a socket pair whose writing end the shutdown hook drops, so that it reads the end of
+/// the stream (and stays readable) from that moment on. Shared by every relay, which only
+/// ever polls it.
+#[derive(Debug)]
+pub struct ShutdownSignal {
+    watched: UnixStream,
+}
+
+impl ShutdownSignal {
+    /// A signal that `ctx`'s shutdown raises.
+    pub fn new(ctx: &Context) -> std::io::Result<Arc<ShutdownSignal>> {
+        let (watched, raised) = UnixStream::pair()?;
+        // Dropping the other end when shutdown begins is what raises the signal.
+        ctx.shutdown.on_trigger(move || drop(raised));
+        Ok(Arc::new(ShutdownSignal { watched }))
+    }
+}
+
 /// What `/stats` shows of one handler process. Shared between its relay thread, which
 /// updates it, and the `/stats` writer, which reads it; each field stands alone.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ProcessFigures {
     pub index: usize,
     pid: AtomicU32,
@@ -69,6 +99,7 @@ impl ProcessFigures {
 }
 
 /// One handler process and its relay's state.
+#[derive(Debug)]
 pub struct Relay {
     figures: Arc<ProcessFigures>,
     routes: RouteConfig,
@@ -99,7 +130,9 @@ impl Relay {
             self.figures.index,
             child.pid
         );
-        self.figures.pid.store(child.pid as u32, Relaxed);
+        self.figures
+            .pid
+            .store(child.pid.as_raw_pid().unsigned_abs(), Relaxed);
         self.child = Some(child);
         Ok(())
     }
@@ -121,6 +154,21 @@ impl Relay {
         }
     }
 
+    /// Reaps a process killed at shutdown because its client left, without a replacement:
+    /// the server is stopping, and the next request, if one comes, starts a new one (see
+    /// `run`). Nothing went wrong, so it says so only in the debug log.
+    fn retire(&mut self) {
+        if let Some(child) = self.child.take() {
+            let status = reap(child.pid, Duration::from_secs(1));
+            tracing::debug!(
+                "handler-{} (pid {}) stopped at shutdown: its client left ({status})",
+                self.figures.index,
+                child.pid
+            );
+        }
+        self.figures.pid.store(0, Relaxed);
+    }
+
     /// Relays requests until the requests queue closes (at shutdown), then stops the
     /// process.
     pub fn run(
@@ -129,15 +177,29 @@ impl Relay {
         to: &QueueSender<Answer>,
         group: &ThreadGroup,
         ctx: &Context,
+        shutdown: &ShutdownSignal,
     ) {
         // Blocks until a request is queued; `None` once every receiver is gone and the
         // queue is drained.
         while let Some(job) = from.pop() {
             let _busy = group.busy();
+            if job.is_abandoned(ctx) {
+                // Shutdown, and the client has left: not worth a trip to the process.
+                // Blocks while the responses queue is full, until a sender takes one.
+                let _ = to.push(job.abandon());
+                continue;
+            }
             if self.child.as_ref().is_some_and(|c| has_exited(c.pid)) {
                 self.replace("died while idle");
             }
-            let response = self.exchange(&job, ctx);
+            if self.child.is_none() {
+                // Stopped at shutdown (its client had left), or it could not be started:
+                // this request needs a process.
+                if let Err(e) = self.launch() {
+                    tracing::error!("could not start handler-{}: {e}", self.figures.index);
+                }
+            }
+            let response = self.exchange(&job, ctx, shutdown);
             self.figures.busy.store(false, Relaxed);
             self.figures.handled.fetch_add(1, Relaxed);
             // Blocks while the responses queue is full, until a sender takes one.
@@ -147,7 +209,7 @@ impl Relay {
     }
 
     /// Sends `request` to the process and waits for its reply.
-    fn exchange(&mut self, job: &Job, ctx: &Context) -> Response {
+    fn exchange(&mut self, job: &Job, ctx: &Context, shutdown: &ShutdownSignal) -> Response {
         let request = job.request();
         // Only a computation is worth watching the client for: anything else is answered
         // at once, also to a client that has already half-closed its side.
@@ -167,13 +229,27 @@ impl Relay {
                 continue;
             }
             self.figures.busy.store(true, Relaxed);
-            if computes && !answer_or_client_gone(child.socket.as_raw_fd(), job.client_socket()) {
-                // SAFETY: kill on our own child, which has not been reaped yet.
-                unsafe { libc::kill(child.pid, libc::SIGKILL) };
-                self.replace("was stopped: its client left before the answer");
+            let waits = Waits {
+                process: child.socket.as_fd(),
+                client: job.client_socket(),
+                shutdown: shutdown.watched.as_fd(),
+                client_read_shut: &|| job.client_read_shut_by_server(),
+            };
+            // Blocks until the process answers (or dies), or the client leaves while it is
+            // watched: throughout a computation, and once shutdown has begun.
+            if waits.wait(computes, ctx) == Waited::ClientGone {
+                // Our own child, not reaped yet, so the pid is still ours. It may have
+                // ended by itself meanwhile; then the kill fails and `replace` reaps it.
+                let _ = rustix::process::kill_process(child.pid, Signal::KILL);
+                if ctx.shutdown.is_triggered() {
+                    // Stopping anyway: a new process only if a request still needs one.
+                    self.retire();
+                } else {
+                    self.replace("was stopped: its client left before the answer");
+                }
                 return Response::error(
                     Status::ServiceUnavailable,
-                    "the client left; the computation was stopped",
+                    "the client left; its request was stopped",
                 );
             }
             // Blocks until the process answers, or dies (the socket then ends).
@@ -215,74 +291,117 @@ impl Relay {
     }
 }
 
-/// Blocks until the handler process's socket has something to read (its answer, or its
-/// end) and returns `true`, or until the client's connection reports that the client closed
-/// it or failed, and returns `false`. Bytes the client sends meanwhile (a pipelined
-/// request) do not wake it: only the peer's close (`POLLRDHUP`), a hang-up or an error do.
-fn answer_or_client_gone(child: RawFd, client: RawFd) -> bool {
-    let mut fds = [
-        libc::pollfd {
-            fd: child,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: client,
-            events: libc::POLLRDHUP,
-            revents: 0,
-        },
-    ];
-    loop {
-        // Blocks until one of the two has something to report.
-        // SAFETY: poll on two descriptors this thread keeps open throughout, through an
-        // array that lives across the call, with its exact length.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if ready < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
+/// The sockets a relay watches while its process works on a request.
+struct Waits<'a> {
+    /// The process's socket: readable once the answer (or the end) is there.
+    process: BorrowedFd<'a>,
+    /// The client's connection: only its close (`POLLRDHUP`), a hang-up or an error count.
+    /// Bytes the client sends meanwhile (a pipelined request) do not.
+    client: BorrowedFd<'a>,
+    /// Readable once shutdown has begun (see [`ShutdownSignal`]).
+    shutdown: BorrowedFd<'a>,
+    /// Whether shutdown shut the client's reading side (`Job::client_read_shut_by_server`).
+    client_read_shut: &'a dyn Fn() -> bool,
+}
+
+/// How a relay's wait for its process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waited {
+    /// The process's socket has something to read: its answer, or its end.
+    Answer,
+    /// The client closed its connection (or it failed) while it was watched.
+    ClientGone,
+}
+
+impl Waits<'_> {
+    /// Blocks until the process's socket has something to read, or until the client's
+    /// connection reports that the client closed it. The client is watched throughout if
+    /// `watch_client` (a computation), and otherwise from the moment shutdown begins: then
+    /// the wait is woken to start watching it.
+    fn wait(&self, watch_client: bool, ctx: &Context) -> Waited {
+        loop {
+            let stopping = ctx.shutdown.is_triggered();
+            let watch_client = watch_client || stopping;
+            let mut fds = [
+                PollFd::new(&self.process, PollFlags::IN),
+                // A descriptor that is not wanted is polled for no event at all.
+                PollFd::new(
+                    &self.client,
+                    if watch_client {
+                        PollFlags::RDHUP
+                    } else {
+                        PollFlags::empty()
+                    },
+                ),
+                PollFd::new(
+                    &self.shutdown,
+                    if stopping {
+                        PollFlags::empty()
+                    } else {
+                        PollFlags::IN
+                    },
+                ),
+            ];
+            // Blocks until one of the three has something to report. An error (it can
+            // only be EINTR or a lack of memory) looks again, or lets the read find out.
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return Waited::Answer,
             }
-            // Let the read find out what is wrong.
-            return true;
+            if !fds[0].revents().is_empty() {
+                return Waited::Answer;
+            }
+            // A hang-up or an error is reported even when no event was asked for: only a
+            // watched client counts. A close that shutdown caused by shutting the reading
+            // side says nothing about the client: from then on it cannot be watched, and
+            // the answer is waited for.
+            if watch_client && !fds[1].revents().is_empty() {
+                if !(self.client_read_shut)() {
+                    return Waited::ClientGone;
+                }
+                return self.wait_for_answer();
+            }
+            // Otherwise shutdown began: look again, now watching the client.
         }
-        if fds[0].revents != 0 {
-            return true;
-        }
-        if fds[1].revents != 0 {
-            return false;
-        }
+    }
+
+    /// Blocks until the process's socket has something to read (its answer, or its end),
+    /// watching nothing else.
+    fn wait_for_answer(&self) -> Waited {
+        let mut fds = [PollFd::new(&self.process, PollFlags::IN)];
+        // An error (EINTR, or a lack of memory) lets the read that follows find out.
+        while let Err(rustix::io::Errno::INTR) = rustix::event::poll(&mut fds, None) {}
+        Waited::Answer
     }
 }
 
 /// Whether process `pid` (our child) has ended; reaps it if so.
-fn has_exited(pid: libc::pid_t) -> bool {
-    let mut status = 0;
-    // SAFETY: waitpid on our own child, without blocking (WNOHANG), writing into `status`.
-    let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    reaped == pid || reaped == -1
+fn has_exited(pid: Pid) -> bool {
+    // Never blocks (WNOHANG). An error means it is not our child any more: reaped already.
+    !matches!(
+        rustix::process::waitpid(Some(pid), WaitOptions::NOHANG),
+        Ok(None)
+    )
 }
 
 /// Waits for child `pid` to end, at most `patience`; kills it (SIGKILL) if it has not.
 /// Returns how it ended, in words.
-fn reap(pid: libc::pid_t, patience: Duration) -> String {
+fn reap(pid: Pid, patience: Duration) -> String {
     let give_up = Instant::now() + patience;
     let mut pause = Duration::from_micros(100);
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child, without blocking, writing into `status`.
-        let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if reaped == pid {
-            return describe(status);
-        }
-        if reaped == -1 {
-            return "already reaped".into();
+        // Never blocks (WNOHANG): `None` while the process is still running.
+        match rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
+            Ok(Some((_, status))) => return describe(status),
+            Ok(None) => {}
+            Err(_) => return "already reaped".into(),
         }
         if Instant::now() >= give_up {
-            // SAFETY: signals our own child, which has not been reaped, so its pid is
-            // still ours.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
+            // Our own child, not reaped yet, so the pid is still ours.
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+            // Blocks until the killed process has ended (at once: SIGKILL cannot be caught).
+            let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
             return "killed after the shutdown wait".into();
         }
         // A bounded back-off while the process exits: it was asked to, and usually has in
@@ -293,12 +412,12 @@ fn reap(pid: libc::pid_t, patience: Duration) -> String {
 }
 
 /// A wait status, in words.
-fn describe(status: libc::c_int) -> String {
-    if libc::WIFSIGNALED(status) {
-        format!("killed by signal {}", libc::WTERMSIG(status))
-    } else if libc::WIFEXITED(status) {
-        format!("exited with status {}", libc::WEXITSTATUS(status))
+fn describe(status: WaitStatus) -> String {
+    if let Some(signal) = status.terminating_signal() {
+        format!("killed by signal {signal}")
+    } else if let Some(code) = status.exit_status() {
+        format!("exited with status {code}")
     } else {
-        format!("wait status {status}")
+        format!("wait status {}", status.as_raw())
     }
 }

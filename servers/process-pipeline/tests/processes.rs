@@ -86,8 +86,8 @@ fn a_handler_killed_mid_request_costs_only_that_request() {
         .find(|p| p.busy)
         .expect("a busy process");
     // ... and is killed in the middle of it.
-    // SAFETY: kill(2) on a process this test's server started.
-    assert_eq!(unsafe { libc::kill(busy.pid as i32, libc::SIGKILL) }, 0);
+    // A process this test's server started.
+    testkit::kill(busy.pid, libc::SIGKILL);
     let (reply, waited, mut client) = victim.join().expect("the victim's thread");
     // That request gets an honest 500 at once, not after its three seconds...
     assert_eq!(reply.status, 500, "{}", reply.text());
@@ -118,8 +118,8 @@ fn a_handler_killed_mid_request_costs_only_that_request() {
 fn a_handler_that_died_while_idle_is_replaced_before_its_next_request() {
     let server = start(1);
     let before = processes(&server)[0].clone();
-    // SAFETY: kill(2) on a process this test's server started.
-    assert_eq!(unsafe { libc::kill(before.pid as i32, libc::SIGKILL) }, 0);
+    // A process this test's server started.
+    testkit::kill(before.pid, libc::SIGKILL);
     wait_until("the process is dead", || !running(before.pid));
     // No request was in it: the next one goes to its replacement and is served.
     assert_eq!(get(server.addr(), "/factor/91").status, 200);

@@ -24,8 +24,15 @@ use server_core::stats::{Capacity, Figures};
 use server_core::{serve_connection, Acceptor, Architecture, Context, ServerError, ThreadGroup};
 
 /// The sequential server. It has no options of its own.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct Single {}
+
+impl Default for Single {
+    /// The command line's defaults (none): see `server_core::cli::defaults`.
+    fn default() -> Self {
+        server_core::cli::defaults()
+    }
+}
 
 impl Architecture for Single {
     const NAME: &'static str = "single";

@@ -32,7 +32,7 @@ use server_core::stats::{Capacity, Figures};
 use server_core::{serve_connection, Acceptor, Architecture, Context, ServerError, ThreadGroup};
 
 /// The thread-per-connection server's own flags.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct ThreadPerConn {
     /// Most connection threads alive at once. When reached, accepting pauses and new
     /// clients wait in the kernel's backlog.
@@ -45,11 +45,9 @@ pub struct ThreadPerConn {
 }
 
 impl Default for ThreadPerConn {
+    /// The command line's defaults: see `server_core::cli::defaults`.
     fn default() -> Self {
-        ThreadPerConn {
-            max_threads: 4096,
-            stack_size: 256 * 1024,
-        }
+        server_core::cli::defaults()
     }
 }
 
@@ -102,7 +100,9 @@ impl Architecture for ThreadPerConn {
                 // The connection (moved into the failed closure) has been dropped: the
                 // client sees a close and may retry.
                 ctx.stats.rejected();
-                tracing::warn!("could not start a connection thread: {e}");
+                ctx.repeats.warn(("spawn", e.kind()), || {
+                    format!("could not start a connection thread: {e}")
+                });
             }
         }
 

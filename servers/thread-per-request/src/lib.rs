@@ -44,6 +44,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
+use server_core::listener::accept_failure;
 use server_core::permits::{Permit, Permits};
 use server_core::stats::{Capacity, Figures};
 use server_core::{
@@ -52,7 +53,7 @@ use server_core::{
 use slab::Slab;
 
 /// Thread-per-request's own flags.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct ThreadPerRequest {
     /// Most request threads alive at once. At the limit, connections whose next request has
     /// arrived wait until a thread ends.
@@ -65,15 +66,15 @@ pub struct ThreadPerRequest {
 }
 
 impl Default for ThreadPerRequest {
+    /// The command line's defaults: see `server_core::cli::defaults`.
     fn default() -> Self {
-        ThreadPerRequest {
-            max_threads: 4096,
-            stack_size: 256 * 1024,
-        }
+        server_core::cli::defaults()
     }
 }
 
 const LISTENER: Token = Token(usize::MAX);
+/// How long to wait before accepting again after `accept` failed.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 const WAKER: Token = Token(usize::MAX - 1);
 
 /// What a request thread gives back to the main thread when it ends: the connection, if it
@@ -154,6 +155,7 @@ impl Architecture for ThreadPerRequest {
             give_back,
             waker,
             stack: usize::try_from(self.stack_size).ok(),
+            accept_retry: None,
         };
         ctx.set_ready();
         main.run(&given_back);
@@ -201,18 +203,23 @@ struct Main {
     give_back: Sender<Returned>,
     waker: Arc<Waker>,
     stack: Option<usize>,
+    /// When to try accepting again after `accept` failed (at the descriptor limit).
+    accept_retry: Option<Instant>,
 }
 
 impl Main {
     fn run(&mut self, given_back: &Receiver<Returned>) {
         let mut events = Events::with_capacity(256);
         while !self.ctx.shutdown.is_triggered() {
-            let timeout = self
-                .deadlines
-                .peek()
-                .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+            let nearest = self.deadlines.peek().map(|Reverse((at, _))| *at);
+            let wake_at = match (nearest, self.accept_retry) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
             // Sleeps until a client connects, a parked connection is readable, a thread
-            // gives a connection back (the waker), or the nearest deadline passes.
+            // gives a connection back (the waker), the nearest deadline passes, or it is
+            // time to try a failed accept again.
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
@@ -232,6 +239,10 @@ impl Main {
                 if let Some(conn) = returned {
                     self.park(conn);
                 }
+            }
+            if self.accept_retry.is_some_and(|at| at <= Instant::now()) {
+                self.accept_retry = None;
+                self.accept();
             }
             self.expire();
             self.dispatch_ready();
@@ -269,8 +280,14 @@ impl Main {
                         ErrorKind::ConnectionAborted | ErrorKind::Interrupted
                     ) => {}
                 Err(e) => {
-                    // Usually "too many open files": the next readiness event tries again.
-                    tracing::warn!("accept failed: {e}");
+                    // Usually "too many open files". The listener is edge-triggered, so
+                    // the clients already waiting raise no new event: try again in 50 ms
+                    // (rather than spin), as connections close and free descriptors
+                    // meanwhile. One line a second is enough.
+                    self.ctx.repeats.warn(accept_failure(&e), || {
+                        format!("accept failed: {e}; retrying in 50 ms")
+                    });
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
                     return;
                 }
             }
@@ -412,7 +429,9 @@ impl Main {
             // The connection (moved into the failed closure) has been dropped: the client
             // sees a close and may retry.
             self.ctx.stats.rejected();
-            tracing::warn!("could not start a request thread: {e}");
+            self.ctx.repeats.warn(("spawn", e.kind()), || {
+                format!("could not start a request thread: {e}")
+            });
         }
     }
 }
