@@ -227,6 +227,15 @@ fn beside_two_factorisations(
     measured
 }
 
+/// Lab 23's entry in the list of labs ([`super::all`]).
+pub(super) const LAB23: Lab = Lab {
+    id: 23,
+    title: "A blocking call in async: a computation on a worker, and spawn_blocking",
+    sheet: "labs/23-a-blocking-call-in-async.md",
+    targets: &[],
+    run: lab23,
+};
+
 pub(super) fn lab23(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     // A computation of a tenth of a second or more: long enough to be a blocking call
     // beside requests that take microseconds, short enough that the lab takes seconds.
@@ -372,6 +381,15 @@ const DEMAND: f64 = 1.3;
 
 /// How long each heavy request of lab 24 holds the thread that runs it.
 const HOLD: Duration = Duration::from_millis(10);
+
+/// Lab 24's entry in the list of labs ([`super::all`]).
+pub(super) const LAB24: Lab = Lab {
+    id: 24,
+    title: "Steal or stay: work stealing against one runtime per core",
+    sheet: "labs/24-steal-or-stay.md",
+    targets: &[],
+    run: lab24,
+};
 
 pub(super) fn lab24(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let mut checks = Vec::new();

@@ -4,6 +4,15 @@ use std::time::Duration;
 
 use super::*;
 
+/// Lab 7's entry in the list of labs ([`super::all`]).
+pub(super) const LAB7: Lab = Lab {
+    id: 7,
+    title: "The listen backlog: 1 against 1024",
+    sheet: "labs/07-listen-backlog.md",
+    targets: &[],
+    run: lab7,
+};
+
 pub(super) fn lab7(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let _ = env;
     // Not scaled: the retry interval is the kernel's.

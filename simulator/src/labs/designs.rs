@@ -22,6 +22,15 @@ fn rate(report: &Report) -> f64 {
     report.throughput.as_ref().map_or(0.0, |t| t.per_second)
 }
 
+/// Lab 16's entry in the list of labs ([`super::all`]).
+pub(super) const LAB16: Lab = Lab {
+    id: 16,
+    title: "No GIL here: handler threads against handler processes",
+    sheet: "labs/16-no-gil-here.md",
+    targets: &[],
+    run: lab16,
+};
+
 pub(super) fn lab16(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let length = env.lecture(15.0);
     let factor = format!("/factor/{SEMIPRIME}");
@@ -91,6 +100,15 @@ fn crash_after(addr: SocketAddr, delay: Duration) -> std::thread::JoinHandle<Opt
         .map(|reply| reply.status)
     })
 }
+
+/// Lab 17's entry in the list of labs ([`super::all`]).
+pub(super) const LAB17: Lab = Lab {
+    id: 17,
+    title: "A handler crashes: in a process, and in a thread",
+    sheet: "labs/17-a-handler-crashes.md",
+    targets: &[],
+    run: lab17,
+};
 
 pub(super) fn lab17(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let work = env.lecture(3.0);
@@ -197,6 +215,15 @@ pub(super) fn lab17(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     }
     Ok(checks)
 }
+
+/// Lab 18's entry in the list of labs ([`super::all`]).
+pub(super) const LAB18: Lab = Lab {
+    id: 18,
+    title: "Managers on demand: combined delegation against the fixed pipeline",
+    sheet: "labs/18-managers-on-demand.md",
+    targets: &[],
+    run: lab18,
+};
 
 pub(super) fn lab18(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let work = env.lecture(2.0);

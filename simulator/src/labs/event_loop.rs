@@ -73,6 +73,15 @@ fn hold_against(arch: &str, n: usize) -> Result<Holding, SimError> {
     })
 }
 
+/// Lab 11's entry in the list of labs ([`super::all`]).
+pub(super) const LAB11: Lab = Lab {
+    id: 11,
+    title: "C10K: thousands of idle clients, a thread each or one loop for all",
+    sheet: "labs/11-c10k.md",
+    targets: &[],
+    run: lab11,
+};
+
 pub(super) fn lab11(_env: &LabEnv) -> Result<Vec<Check>, SimError> {
     // Each idle client costs this process two descriptors (its end and the server's).
     let limit = server_core::rlimit::raise_open_files(2 * IDLE_CLIENTS + 500);
@@ -206,6 +215,15 @@ fn beside_a_factorisation(
     stop(server)?;
     Ok((report, heavy))
 }
+
+/// Lab 12's entry in the list of labs ([`super::all`]).
+pub(super) const LAB12: Lab = Lab {
+    id: 12,
+    title: "Don't block the loop: a long computation on the loop or on a helper",
+    sheet: "labs/12-dont-block-the-loop.md",
+    targets: &[],
+    run: lab12,
+};
 
 pub(super) fn lab12(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let (prime, alone) = calibrated_prime(Duration::from_millis(250));

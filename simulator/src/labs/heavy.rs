@@ -4,6 +4,15 @@ use std::time::Duration;
 
 use super::*;
 
+/// Lab 5's entry in the list of labs ([`super::all`]).
+pub(super) const LAB5: Lab = Lab {
+    id: 5,
+    title: "Heavy requests: 2 of 5 on the sequential server, all on the others",
+    sheet: "labs/05-heavy-requests.md",
+    targets: &["single", "prefork-pool", "pipeline", "thread-per-conn"],
+    run: lab5,
+};
+
 pub(super) fn lab5(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     // The lecture gives no processing delay; 4 s is the middle of the range (10/3, 5) s
     // that makes its result, 2 of 5, come out with a 10 s timeout. The request is the

@@ -85,6 +85,15 @@ fn expectation(arch: &str, o: &Outcome) -> (String, bool) {
     }
 }
 
+/// Lab 19's entry in the list of labs ([`super::all`]).
+pub(super) const LAB19: Lab = Lab {
+    id: 19,
+    title: "Hostile clients: who serves the foreground under a slow-client flood",
+    sheet: "labs/19-hostile-clients.md",
+    targets: &[],
+    run: lab19,
+};
+
 pub(super) fn lab19(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let mut checks = Vec::new();
     for entry in architectures::ALL.iter() {

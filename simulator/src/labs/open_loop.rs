@@ -56,6 +56,15 @@ fn ms(us: u64) -> String {
     human_us(us)
 }
 
+/// Lab 13's entry in the list of labs ([`super::all`]).
+pub(super) const LAB13: Lab = Lab {
+    id: 13,
+    title: "Open against closed: the same load, latencies orders of magnitude apart",
+    sheet: "labs/13-open-against-closed.md",
+    targets: &[],
+    run: lab13,
+};
+
 pub(super) fn lab13(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let (flags, args) = request_pool();
     let work = Duration::from_millis(20);
@@ -139,6 +148,15 @@ pub(super) fn lab13(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     Ok(checks)
 }
 
+/// Lab 14's entry in the list of labs ([`super::all`]).
+pub(super) const LAB14: Lab = Lab {
+    id: 14,
+    title: "Coordinated omission: which p99 is the truth?",
+    sheet: "labs/14-coordinated-omission.md",
+    targets: &[],
+    run: lab14,
+};
+
 pub(super) fn lab14(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let (prime, alone) = calibrated_prime(Duration::from_millis(250));
     let stall = micros(alone);
@@ -200,6 +218,15 @@ pub(super) fn lab14(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     }
     Ok(checks)
 }
+
+/// Lab 15's entry in the list of labs ([`super::all`]).
+pub(super) const LAB15: Lab = Lab {
+    id: 15,
+    title: "The knee: the highest rate served in time, measured and predicted",
+    sheet: "labs/15-the-knee.md",
+    targets: &[],
+    run: lab15,
+};
 
 pub(super) fn lab15(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let step = env.lecture(5.0);

@@ -13,6 +13,15 @@ fn stage_waits(stats: &Snapshot) -> (f64, f64) {
 /// The semiprime of the CPU-bound workload: 300007 × 300017, about 150 000 trial divisions.
 pub const SEMIPRIME: u64 = 90_007_200_119;
 
+/// Lab 6's entry in the list of labs ([`super::all`]).
+pub(super) const LAB6: Lab = Lab {
+    id: 6,
+    title: "The pipeline's bottleneck: CPU-bound and I/O-bound handlers",
+    sheet: "labs/06-pipeline-bottleneck.md",
+    targets: &[],
+    run: lab6,
+};
+
 pub(super) fn lab6(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let mut checks = Vec::new();
     let pipeline = |handlers: u32| Servers::default().with("handlers", handlers);

@@ -5,6 +5,15 @@ use std::time::Duration;
 
 use super::*;
 
+/// Lab 3's entry in the list of labs ([`super::all`]).
+pub(super) const LAB3: Lab = Lab {
+    id: 3,
+    title: "Thread-per-connection and a pre-fork pool of 8: all served",
+    sheet: "labs/03-threads-serve-everyone.md",
+    targets: &["thread-per-conn", "prefork-pool"],
+    run: lab3,
+};
+
 pub(super) fn lab3(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let scenario = Scenario::get(5, "/", env.lecture(5.0), env.lecture(30.0));
     let flags = Servers::default();
@@ -24,6 +33,15 @@ pub(super) fn lab3(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     }
     Ok(checks)
 }
+
+/// Lab 4's entry in the list of labs ([`super::all`]).
+pub(super) const LAB4: Lab = Lab {
+    id: 4,
+    title: "A pool of 4: the fifth client is handled after it left",
+    sheet: "labs/04-pool-of-four.md",
+    targets: &[],
+    run: lab4,
+};
 
 pub(super) fn lab4(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let hold = env.lecture(30.0);
@@ -66,6 +84,15 @@ pub(super) fn lab4(env: &LabEnv) -> Result<Vec<Check>, SimError> {
         ),
     ])
 }
+
+/// Lab 8's entry in the list of labs ([`super::all`]).
+pub(super) const LAB8: Lab = Lab {
+    id: 8,
+    title: "Keep-alive timeout: idle clients and a pool",
+    sheet: "labs/08-keep-alive-timeout.md",
+    targets: &[],
+    run: lab8,
+};
 
 pub(super) fn lab8(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let scenario = Scenario::get(4, "/", env.lecture(10.0), env.lecture(30.0));

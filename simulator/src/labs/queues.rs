@@ -5,6 +5,15 @@ use std::time::Duration;
 
 use super::*;
 
+/// Lab 10's entry in the list of labs ([`super::all`]).
+pub(super) const LAB10: Lab = Lab {
+    id: 10,
+    title: "Queues: the lecture's condvar queue against crossbeam",
+    sheet: "labs/10-queues.md",
+    targets: &[],
+    run: lab10,
+};
+
 pub(super) fn lab10(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let mut checks = Vec::new();
     // In isolation: one producer hands 200 000 items to 4 consumers through a queue of 64.

@@ -4,6 +4,15 @@ use std::fmt::Write as _;
 
 use super::*;
 
+/// Lab 1's entry in the list of labs ([`super::all`]).
+pub(super) const LAB1: Lab = Lab {
+    id: 1,
+    title: "The sequential server and five patient clients",
+    sheet: "labs/01-sequential-patient-clients.md",
+    targets: &["single"],
+    run: lab1,
+};
+
 pub(super) fn lab1(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let flags = Servers::default();
     let hold = env.lecture(5.0);
@@ -57,6 +66,15 @@ pub(super) fn lab1(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     checks.push(c);
     Ok(checks)
 }
+
+/// Lab 2's entry in the list of labs ([`super::all`]).
+pub(super) const LAB2: Lab = Lab {
+    id: 2,
+    title: "Impatient clients, long holds: one served",
+    sheet: "labs/02-impatient-clients.md",
+    targets: &["single"],
+    run: lab2,
+};
 
 pub(super) fn lab2(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let scenario = Scenario::get(5, "/", env.lecture(5.0), env.lecture(30.0));

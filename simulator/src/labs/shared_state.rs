@@ -14,6 +14,15 @@ use std::sync::{Arc, Barrier, Mutex};
 
 use super::*;
 
+/// Lab 9's entry in the list of labs ([`super::all`]).
+pub(super) const LAB9: Lab = Lab {
+    id: 9,
+    title: "Shared state: every worker reports the last client",
+    sheet: "labs/09-shared-state.md",
+    targets: &[],
+    run: lab9,
+};
+
 pub(super) fn lab9(_env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let clients = lecture_clients();
     let buggy = serve_with_shared_current_client(&clients);
