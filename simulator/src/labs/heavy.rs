@@ -1,4 +1,19 @@
 //! Lab 5: heavy requests (the lecture's echo after a processing delay).
+//!
+//! Labs 1 to 4 occupy a server with clients that hold their connection; here the server
+//! is occupied by work. Five clients each send a 36-byte UUID that the server echoes after
+//! a processing delay `D` of 4 s (`/echo/{ms}`), and give up after `T` = 10 s. With `P`
+//! requests processed at a time, the `k`-th answer comes at `(⌊k/P⌋ + 1)·D`:
+//!
+//! * `single` (`P` = 1): answers at 4 s and 8 s; the third would need 12 s. In general
+//!   `⌊T/D⌋` = 2 served. The server then goes on processing the requests of clients who
+//!   left: wasted work, which `/stats` counts as `requests.client_left`, not as served.
+//! * `prefork-pool` (8 workers) and `thread-per-conn`: all five at 4 s.
+//! * `pipeline` (4 handlers): four at 4 s, the fifth at 8 s, still before 10 s.
+//!
+//! The lecture gives no delay; its "2 of 5" on the sequential server needs a `D` between
+//! 10/3 s and 5 s, and 4 s is the middle of that range, far from both edges, so the result
+//! does not depend on the hand-over times.
 
 use std::time::Duration;
 
@@ -13,6 +28,8 @@ pub(super) const LAB5: Lab = Lab {
     run: lab5,
 };
 
+/// Lab 5: five heavy requests against the sequential server, a pool of 8, the pipeline and
+/// a thread per connection.
 pub(super) fn lab5(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     // The lecture gives no processing delay; 4 s is the middle of the range (10/3, 5) s
     // that makes its result, 2 of 5, come out with a 10 s timeout. The request is the
@@ -36,9 +53,11 @@ pub(super) fn lab5(env: &LabEnv) -> Result<Vec<Check>, SimError> {
         ("pipeline", 5, "4 handlers: four at 4 s, the fifth at 8 s"),
         ("thread-per-conn", 5, "a thread per client: all five at 4 s"),
     ] {
+        // Against a student's server, only the step for its architecture runs.
         if skip_for_target(env, arch)? {
             continue;
         }
+        // Blocks until the five answers are in, or their clients have given up at 10 s.
         checks.push(served_step(env, arch, &flags, &scenario, &[expected], why)?);
     }
     Ok(checks)

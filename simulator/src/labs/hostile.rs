@@ -1,6 +1,25 @@
 //! Lab 19: hostile clients. Every architecture against the same background of slow and
 //! idle connections, with twenty ordinary clients in the foreground: who keeps serving
 //! them, and what holding the attackers costs in threads and memory.
+//!
+//! A slow client (slowloris) costs the attacker almost nothing: a socket and a few bytes a
+//! second. What it costs the server depends on the architecture. Where a fixed set of `W`
+//! threads each own a connection until its request is complete (`single`, the pool, the
+//! pipeline's receivers), the first `W` attackers take every thread, each for up to the
+//! server's pace (about 2 s for a slow sender) or read timeout (10 s for an idle one), and
+//! the foreground waits behind the other attackers in the accept queue: an attacker needs
+//! only `W / D` new slow connections a second to keep a server with hold `D` busy. Where
+//! every connection gets a thread (thread-per-connection, combined delegation) everyone is
+//! served, at the price of a thread per attacker. Where a connection is a socket and a
+//! state machine (the event loop, the async servers) everyone is served and no thread is
+//! added. Thread-per-request sits between: an idle connection costs no thread, one whose
+//! request has begun does.
+//!
+//! The lab starts each architecture in this process, opens the background first (and waits
+//! until it holds its connections), runs the foreground beside it, and reads this process's
+//! threads and memory before the attack and while it is held. What to look at: the served
+//! counts split the designs into two groups, and the thread counts split the second group
+//! again.
 
 use super::*;
 use loadgen::attack::{self, Behaviour, Population};
@@ -19,9 +38,14 @@ const FOREGROUND: usize = 20;
 
 /// What one architecture did under the attack.
 struct Outcome {
+    /// Foreground clients served within their second.
     served: usize,
+    /// Threads this process gained while the attackers were held (server threads: the
+    /// attackers' own thread is subtracted).
     threads: u64,
+    /// Resident memory this process gained meanwhile, server and attacker ends together.
     bytes: u64,
+    /// Each hostile population's ledger: connected, cut off by the server, still held.
     background: Vec<attack::PopulationLedger>,
 }
 
@@ -36,15 +60,23 @@ fn under_attack(env: &LabEnv, arch: &str) -> Result<Outcome, SimError> {
             every: attack::DEFAULT_EVERY,
         })
         .collect();
+    // Each architecture with its defaults: read timeout 10 s, header pace 2 s plus a
+    // second per 500 bytes. The attack is priced against what a server ships with.
     let server = Servers::default().start(arch, ServerArgs::default())?;
     let (rss_before, threads_before) = process_figures();
+    // Blocks until every hostile connection is established (or has failed), at most a
+    // settling time; the attackers then run on a thread of their own, and the foreground
+    // meets a server already under attack.
     let measured = attack::start(server.addr(), &background)
         .map_err(SimError::from)
         .and_then(|attack| {
             let scenario = Scenario::get(FOREGROUND, "/", Duration::from_secs(1), Duration::ZERO);
+            // Blocks until the 20 foreground clients are served or have given up (1 s).
             let ran = crate::measure::run_in_process(&server, &env.scenario(&scenario), env.record);
             // Read while the attackers are still held: what they cost the server.
             let (rss_during, threads_during) = process_figures();
+            // Stops the attackers and waits (at most a tick) for their thread to close its
+            // connections: their ledger says what the server did to each population.
             let ledgers = attack.stop();
             let mut report = ran?;
             report.background = ledgers;
@@ -61,7 +93,9 @@ fn under_attack(env: &LabEnv, arch: &str) -> Result<Outcome, SimError> {
     measured
 }
 
-/// What the lab expects of each design, and whether `o` meets it.
+/// What the lab expects of each design, and whether `o` meets it. The thread bounds leave
+/// room for attackers the server has already cut off (a slow sender past its pace) and
+/// for the server's own helper threads.
 fn expectation(arch: &str, o: &Outcome) -> (String, bool) {
     let hostile: u64 = MIX.iter().map(|(n, _)| *n as u64).sum();
     let all = o.served == FOREGROUND;
@@ -94,8 +128,11 @@ pub(super) const LAB19: Lab = Lab {
     run: lab19,
 };
 
+/// Lab 19: every registered architecture, one after another, against the same attack.
 pub(super) fn lab19(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let mut checks = Vec::new();
+    // Every architecture of the registry: a new one is attacked too, and expected to do
+    // what the fixed designs do unless `expectation` names it.
     for entry in architectures::ALL.iter() {
         let o = under_attack(env, entry.name)?;
         let (expected, agrees) = expectation(entry.name, &o);

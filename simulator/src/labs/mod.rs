@@ -9,6 +9,35 @@
 //! Time is scaled: with `--scale 0.1` (the default) one lecture second lasts 100 ms, so
 //! every lab finishes in seconds; `--scale 1` replays the lecture's own timing. Kernel
 //! timings (the ~1 s SYN retry of lab 7) are not scaled: the kernel does not know.
+//!
+//! # How a lab is built
+//!
+//! Every lab is an experiment with a prediction made before it runs. The prediction comes
+//! from the architecture, not from a previous measurement: a server with `P` threads that
+//! each serve one client at a time, clients that each keep a thread for `O`, so client `k`
+//! is answered after `⌊k/P⌋·O`; a queue that grows by `λ − μ` every second when requests
+//! arrive faster than they leave; a loop that computes reads no socket meanwhile. A check
+//! passes when the measurement lands where the arithmetic says, with margins wide enough
+//! for a busy two-core machine, so that a failure means the model (or the server) is
+//! wrong, not that the machine was slow.
+//!
+//! A lab is a function from a [`LabEnv`] to a list of [`Check`]s. Its steps are built from
+//! the helpers of this module:
+//!
+//! * [`measure`] starts an architecture in this process with the given settings (or finds
+//!   the student's `--target`), runs one scenario against it, stops it, and returns the
+//!   report and the server's `/stats` afterwards;
+//! * [`served_step`] and [`served_check`] do the most common step of the lecture's
+//!   experiments: so many clients at once, how many are served before their deadline;
+//! * [`run_against`] runs a scenario against a server the lab started itself, for the labs
+//!   that must do something to the server while the clients run (kill a process, send a
+//!   request that crashes a handler, read its queues);
+//! * [`process_figures`] reads this process's memory and threads, which is how a lab
+//!   measures what an in-process server costs: the difference before and during a run.
+//!
+//! Each lab module opens with the experiment it reproduces, the arithmetic of its
+//! prediction and what to look at; each step says what it measures and why the expected
+//! result follows from the architecture.
 
 mod async_runtimes;
 mod backlog;
@@ -41,10 +70,13 @@ use crate::SimError;
 use loadgen::scenario::{DeadlineClock, Engine, Load, RequestSpec, Scenario};
 use loadgen::units::human_us;
 
-/// How a lab is run.
+/// How a lab is run: how fast the lecture's clock goes, against which server, on which
+/// engine, and whether its runs are kept for an HTML report.
 #[derive(Debug)]
 pub struct LabEnv {
-    /// Lecture seconds to real seconds.
+    /// Lecture seconds to real seconds. Every duration the lecture names goes through
+    /// [`LabEnv::lecture`], so a lab's arithmetic holds at any scale: only the absolute
+    /// times shrink, and with them the run's length.
     pub scale: f64,
     /// A server the student started, instead of in-process servers.
     pub target: Option<String>,
@@ -71,7 +103,9 @@ impl LabEnv {
         }
     }
 
-    /// `scenario` as this lab run runs it (on its engine).
+    /// `scenario` as this lab run runs it (on its engine). An open loop keeps the
+    /// event-driven engine, the only one with a dispatcher that sends requests on a
+    /// schedule.
     pub fn scenario(&self, scenario: &Scenario) -> Scenario {
         match scenario.load {
             Load::Rate(_) => scenario.clone(),
@@ -79,7 +113,9 @@ impl LabEnv {
         }
     }
 
-    /// Keeps `report` for the lab's HTML report, when one was asked for.
+    /// Keeps `report` for the lab's HTML report, when one was asked for. The lock is held
+    /// only for the push; a step on another thread that finishes at the same moment waits
+    /// that long.
     fn keep(&self, report: &Report) {
         if self.record {
             self.runs.lock().push(report.clone());
@@ -100,29 +136,44 @@ impl LabEnv {
 /// One measured fact beside what the lecture (or the arithmetic) expects.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Check {
+    /// The step in a line: the architecture, its settings and the scenario.
     pub what: String,
+    /// What was measured, in words and numbers, including what the verdict did not use
+    /// (so that a student can see more than pass or fail).
     pub measured: String,
+    /// The expectation and its reason, in the words of the lab's sheet.
     pub expected: String,
+    /// Whether the measurement lands within the margins the expectation allows.
     pub agrees: bool,
 }
 
 /// A lab: its number, title, sheet, and how to run it.
 #[derive(Debug)]
 pub struct Lab {
+    /// The lab's number, as `simulator lab <id>` takes it.
     pub id: u32,
+    /// The question the lab answers, in a line.
     pub title: &'static str,
+    /// The lab's sheet, from the repository's root: what to predict before running, and why.
     pub sheet: &'static str,
     /// The architectures whose steps can run against `--target`, a server the student
     /// started. Empty for labs that start their own servers with changing settings.
     pub targets: &'static [&'static str],
+    /// The lab itself: its steps, each measured and checked.
     run: fn(&LabEnv) -> Result<Vec<Check>, SimError>,
 }
 
 impl Lab {
+    /// Runs the lab in `env`. With `--target`, only a lab that can measure the student's
+    /// server runs, and only its steps for that server's architecture: a lab whose steps
+    /// all belong to other architectures measured nothing, and says which server it needs.
     pub fn run(&self, env: &LabEnv) -> Result<Vec<Check>, SimError> {
         let Some(target) = &env.target else {
+            // The lab starts its own servers: every step runs.
             return (self.run)(env);
         };
+        // A lab that changes a server's settings between steps (a backlog of 1, then 1024)
+        // cannot ask that of a server someone else started.
         if self.targets.is_empty() {
             return Err(SimError::Usage(format!(
                 "lab {} starts its own servers (it changes their settings between runs); run it without --target",
@@ -186,7 +237,8 @@ pub fn find(id: u32) -> Result<Lab, SimError> {
     })
 }
 
-/// A check of a number against an expectation.
+/// A check of a number against an expectation. `agrees` is computed by the lab from the
+/// raw numbers; `measured` is how they are shown.
 fn check(
     what: impl Into<String>,
     measured: impl std::fmt::Display,
@@ -203,6 +255,12 @@ fn check(
 
 /// Starts `arch` in-process, or finds the student's `--target`, runs `scenario`, and
 /// returns the report and the server's `/stats` afterwards.
+///
+/// In-process, each step gets a fresh server with exactly the settings of `flags` and
+/// `args`, so that no step inherits another's queue, threads or idle connections; the
+/// call blocks until the run is over and the server has stopped. Against a target, the
+/// server is the student's: this checks that it is the architecture the step needs, runs
+/// the scenario, and reads its `/stats` over HTTP afterwards.
 fn measure(
     env: &LabEnv,
     arch: &str,
@@ -212,6 +270,7 @@ fn measure(
 ) -> Result<(Report, Snapshot), SimError> {
     if let Some(target) = &env.target {
         let addr = target::resolve(target)?;
+        // Blocks for one request to the target's `/stats`: which architecture runs there.
         let info = target::probe(addr, target)?;
         let running = info.as_ref().map(|i| i.architecture.clone());
         let wanted = arch;
@@ -221,6 +280,7 @@ fn measure(
                 running.as_deref().unwrap_or("something that is not servelab")
             )));
         }
+        // Blocks until every client has finished (each is bounded by its deadline).
         let report = measure::run(
             addr,
             target,
@@ -229,6 +289,9 @@ fn measure(
             env.record,
         )?;
         env.keep(&report);
+        // The target's counters count every run since it started, the student's earlier
+        // ones included; the labs that run against a target read only what the scenario
+        // alone decides (served counts, their own latencies).
         let stats = target::probe(addr, target)?
             .map(|i| i.snapshot)
             .ok_or_else(|| SimError::Usage(format!("{target} stopped answering /stats")))?;
@@ -236,6 +299,8 @@ fn measure(
     }
     let server = flags.start(arch, args)?;
     let result = run_against(env, &server, scenario);
+    // The server is stopped even when the run failed; its own failure to stop is reported
+    // before the run's, since a server that cannot stop would spoil the next step too.
     stop(server)?;
     result
 }
@@ -243,6 +308,13 @@ fn measure(
 /// This process's resident memory (bytes) and thread count, from `/proc/self/status`
 /// (Linux; zeros elsewhere). A lab with in-process servers measures a server's cost as the
 /// change in these.
+///
+/// An in-process server's threads and memory are this process's, so the difference
+/// between a reading before the clients connect and one while they are held is what
+/// holding them cost, server and client ends together. Resident memory counts the pages
+/// actually touched: a thread's stack is megabytes of reserved address space but costs
+/// only the few pages it used, which is why a thread per idle client costs tens of KiB,
+/// not megabytes.
 fn process_figures() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
@@ -256,11 +328,15 @@ fn process_figures() -> (u64, u64) {
     (field("VmRSS:") * 1024, field("Threads:"))
 }
 
-/// Stops an in-process server of a lab.
+/// Stops an in-process server of a lab. Blocks until its threads have ended, which its
+/// shutdown timeout bounds: connections still busy then are closed, not waited for.
 fn stop(server: RunningServer) -> Result<(), SimError> {
     server.stop().map_err(SimError::server)
 }
 
+/// Runs `scenario` against `server`, which the lab started itself, and returns the report
+/// and the server's `/stats` afterwards (read in-process, without a request). Blocks until
+/// every client has finished.
 fn run_against(
     env: &LabEnv,
     server: &RunningServer,
@@ -273,6 +349,10 @@ fn run_against(
 
 /// The answers of a scenario run in the order they came, for people: "answers at 390µs,
 /// 501.2ms, 1.00s, 1.50s (late); 1 client gave up with none".
+///
+/// The served count says how many; these times say why. A queue shows as answers one
+/// occupancy apart, and a client on the boundary as an answer a hair past its deadline,
+/// marked late.
 fn answers(report: &Report) -> String {
     let mut times: Vec<(u64, bool)> = report
         .clients
@@ -302,7 +382,10 @@ fn answers(report: &Report) -> String {
     text
 }
 
-/// Runs a "who is served" scenario and checks the served count against `expected`.
+/// Runs a "who is served" scenario and checks the served count against `expected`: the
+/// lecture's experiment in one call. `expected` lists every count the arithmetic allows
+/// (two when a completion falls on the deadline's knife edge), and `why` is the arithmetic
+/// in words.
 fn served_step(
     env: &LabEnv,
     arch: &str,
@@ -315,6 +398,9 @@ fn served_step(
     Ok(served_check(arch, scenario, &report, expected, why))
 }
 
+/// The check of a "who is served" run: the scenario in the lecture's terms (clients,
+/// request, timeout, hold), the served count with the timeouts beside it, and the
+/// simulator's own prediction when the server published its capacity.
 fn served_check(
     arch: &str,
     scenario: &Scenario,
@@ -353,7 +439,9 @@ fn served_check(
     )
 }
 
-/// With `--target`, multi-server labs run only the step for the target's architecture.
+/// With `--target`, multi-server labs run only the step for the target's architecture: the
+/// others would measure the wrong server. Asks the target's `/stats` (one request) for
+/// each step.
 fn skip_for_target(env: &LabEnv, arch: &str) -> Result<bool, SimError> {
     let Some(target) = &env.target else {
         return Ok(false);
