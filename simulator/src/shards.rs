@@ -203,13 +203,8 @@ pub fn merge(dirs: &[PathBuf]) -> Result<Report, SimError> {
     let open = matches!(whole.load, Load::Rate(_));
     let requests = load.then(|| summed_requests(&runs));
     let over = requests.as_ref().map_or(0, Requests::over_deadline);
-    let (latency, throughput) = match &requests {
-        Some(r) => (
-            Latency::of(&histograms.whole[0], over),
-            Some(ledger::throughput(&whole, r, elapsed)),
-        ),
-        None => (ledger::wait_latency(&whole, &clients), None),
-    };
+    let (latency, throughput) =
+        latency_and_throughput(&whole, requests.as_ref(), &histograms, &clients, elapsed);
     let series = if load {
         merged_series(&runs, &histograms.percentiles)
     } else {
@@ -225,8 +220,6 @@ pub fn merge(dirs: &[PathBuf]) -> Result<Report, SimError> {
         missing.len(),
         count,
     );
-    let mut targets: Vec<String> = runs.iter().map(|r| r.saved.target.clone()).collect();
-    targets.dedup();
     let coverage = Coverage {
         count,
         merged: runs.iter().map(|r| r.shard.index).collect(),
@@ -236,7 +229,7 @@ pub fn merge(dirs: &[PathBuf]) -> Result<Report, SimError> {
     };
     Ok(Report {
         schema_version: SCHEMA_VERSION,
-        target: targets.join(", "),
+        target: merged_target(&runs),
         architecture,
         server_config,
         engine_threads: runs.iter().map(|r| r.saved.engine_threads).sum(),
@@ -260,6 +253,34 @@ pub fn merge(dirs: &[PathBuf]) -> Result<Report, SimError> {
         server_series: Vec::new(),
         scenario: whole,
     })
+}
+
+/// The whole run's latency and throughput. A load run's latency is read off the merged
+/// histogram of every request (never the shards' percentiles), its throughput from the
+/// summed requests over the merged span; a scenario run's latency is each client's wait.
+fn latency_and_throughput(
+    whole: &Scenario,
+    requests: Option<&Requests>,
+    histograms: &Merged,
+    clients: &[ClientRecord],
+    elapsed: Duration,
+) -> (Latency, Option<loadgen::ledger::Throughput>) {
+    let over = requests.map_or(0, Requests::over_deadline);
+    match requests {
+        Some(r) => (
+            Latency::of(&histograms.whole[0], over),
+            Some(ledger::throughput(whole, r, elapsed)),
+        ),
+        None => (ledger::wait_latency(whole, clients), None),
+    }
+}
+
+/// The targets the shards measured, in shard order with repeats in a row removed: one
+/// name when every shard ran against the same address, as they should.
+fn merged_target(runs: &[ShardRun]) -> String {
+    let mut targets: Vec<String> = runs.iter().map(|r| r.saved.target.clone()).collect();
+    targets.dedup();
+    targets.join(", ")
 }
 
 /// Reads every shard directory under `dirs`: the shards that ran, and those that left a
