@@ -27,6 +27,8 @@ use std::time::Duration;
 use super::*;
 
 /// Lab 7's entry in the list of labs ([`super::all`]).
+/// The question before running: with a backlog of 1, where do the other clients wait,
+/// what does their connect time show, and which deadline clock forgives a slow connect?
 pub(super) const LAB7: Lab = Lab {
     id: 7,
     title: "The listen backlog: 1 against 1024",
@@ -42,6 +44,9 @@ const LATE_CONNECT_US: u64 = 900_000;
 
 /// Lab 7: ten clients against backlogs of 1 and 1024, then five clients on the two clocks
 /// with a backlog of 1.
+///
+/// In its HTML report (`--report`): rows that spend most of their time waiting to connect:
+/// their SYN was dropped, and they are not even connected when the others are served.
 pub(super) fn lab7(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let flags = Servers::default();
     let mut checks = Vec::new();

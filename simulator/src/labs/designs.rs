@@ -50,6 +50,8 @@ fn rate(report: &Report) -> f64 {
 }
 
 /// Lab 16's entry in the list of labs ([`super::all`]).
+/// The question before running: in a language without a GIL, do two handler threads
+/// compute twice what one does, do two processes beat two threads, and on `GET /`?
 pub(super) const LAB16: Lab = Lab {
     id: 16,
     title: "No GIL here: handler threads against handler processes",
@@ -59,6 +61,9 @@ pub(super) const LAB16: Lab = Lab {
 };
 
 /// Lab 16: handler threads against handler processes, on a computation and on no work.
+///
+/// In its HTML report (`--report`): inside the server, handler threads and handler
+/// processes busy side by side, and each run's throughput over time.
 pub(super) fn lab16(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     // 15 lecture seconds per run: thousands of requests, enough for rates to settle.
     let length = env.lecture(15.0);
@@ -75,9 +80,13 @@ pub(super) fn lab16(env: &LabEnv) -> Result<Vec<Check>, SimError> {
         let (report, _) = measure(env, arch, flags, args.clone(), &closed(8, path, length))?;
         Ok(rate(&report))
     };
+    // The computation on one handler thread: one CPU's worth.
     let one_thread = run("pipeline", &threads(1), &factor)?;
+    // On two handler threads: two CPUs' worth, as far as the clients leave them free.
     let two_threads = run("pipeline", &threads(2), &factor)?;
+    // On two handler processes: the same two CPUs, plus the hop to each process.
     let two_processes = run("process-pipeline", &processes(2), &factor)?;
+    // No work at all, on both designs: what is left is hand-overs, and the hop.
     let hello_threads = run("pipeline", &threads(2), "/")?;
     let hello_processes = run("process-pipeline", &processes(2), "/")?;
     // What a process adds per request: the difference between the two designs' time per
@@ -134,6 +143,8 @@ fn crash_after(addr: SocketAddr, delay: Duration) -> std::thread::JoinHandle<Opt
         conn.exchange(
             b"GET /crash HTTP/1.1\r\nHost: lab\r\n\r\n",
             deadline,
+            // Exact timeouts (a single request, so the system call per read is free),
+            // a GET, and no need to know which server thread answered.
             true,
             false,
             false,
@@ -144,6 +155,9 @@ fn crash_after(addr: SocketAddr, delay: Duration) -> std::thread::JoinHandle<Opt
 }
 
 /// Lab 17's entry in the list of labs ([`super::all`]).
+/// The question before running: how many of 8 clients are served when a handler
+/// process is killed mid-request, what does its client get, and does a server survive a
+/// handler thread that panics (and one that aborts)?
 pub(super) const LAB17: Lab = Lab {
     id: 17,
     title: "A handler crashes: in a process, and in a thread",
@@ -155,9 +169,15 @@ pub(super) const LAB17: Lab = Lab {
 /// Lab 17: a handler process killed mid-request, then a handler that panics, in a process
 /// and in a thread. In every case the eight ordinary clients are served but for the one
 /// whose request was in the handler that died.
+///
+/// In its HTML report (`--report`): the one row answered 500 among rows served on time, and
+/// inside the server the handlers busy again at once.
 pub(super) fn lab17(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let lab = Lab17::new(env);
+    // Step 1: a crash no program can catch, in a process.
     let mut checks = vec![lab.kill_step(env)?];
+    // Steps 2 and 3: a crash Rust can catch (a panic), in a process and in a thread. The
+    // same panic ends a process but only unwinds a thread.
     for (arch, flags, what) in [
         (
             "process-pipeline",
@@ -180,6 +200,8 @@ pub(super) fn lab17(env: &LabEnv) -> Result<Vec<Check>, SimError> {
 struct Lab17 {
     /// How long each ordinary request holds its handler.
     work: Duration,
+    /// The eight ordinary clients: `/sleep` of `work` each, at once. With 2 handler
+    /// processes or 4 handler threads, every handler is busy when the crash comes.
     scenario: Scenario,
     /// The servers' settings: `--allow-crash` adds the route whose handler panics.
     args: ServerArgs,
@@ -188,6 +210,7 @@ struct Lab17 {
 }
 
 impl Lab17 {
+    /// The setting at `env`'s scale.
     fn new(env: &LabEnv) -> Lab17 {
         let work = env.lecture(3.0);
         Lab17 {
@@ -316,6 +339,8 @@ fn one_request(addr: SocketAddr) -> Option<u16> {
             c.exchange(
                 b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n",
                 Instant::now() + Duration::from_secs(5),
+                // Exact timeouts (a single request, so the system call per read is free),
+                // a GET, and no need to know which server thread answered.
                 true,
                 false,
                 false,
@@ -326,6 +351,9 @@ fn one_request(addr: SocketAddr) -> Option<u16> {
 }
 
 /// Lab 18's entry in the list of labs ([`super::all`]).
+/// The question before running: how long until the 32nd client of a burst is
+/// answered by four fixed handlers and by a handler per request, and how many threads
+/// does each start for it?
 pub(super) const LAB18: Lab = Lab {
     id: 18,
     title: "Managers on demand: combined delegation against the fixed pipeline",
@@ -337,6 +365,10 @@ pub(super) const LAB18: Lab = Lab {
 /// Lab 18: a burst of 32 requests against the fixed pipeline and against combined
 /// delegation's managers: how long until the last is answered, and how many threads each
 /// started for it.
+///
+/// In its HTML report (`--report`): inside the server, the pipeline's ten fixed threads
+/// against the workers combined delegation starts on demand, and the last clients' rows
+/// answered seconds apart.
 pub(super) fn lab18(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     // 32 clients at once, 200 ms of a handler's time each, a patience no request nears.
     let work = env.lecture(2.0);
@@ -349,6 +381,9 @@ pub(super) fn lab18(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     );
     let args = ServerArgs::default();
     let mut checks = Vec::new();
+    // Both with their defaults: the pipeline's 4 receivers, 4 handlers and 2 senders, and
+    // combined delegation's managers with at most 1024 workers per step, far above the
+    // burst.
     for (arch, flags) in [
         ("pipeline", Servers::only("pipeline")),
         ("combined-delegation", Servers::only("combined-delegation")),

@@ -20,6 +20,8 @@ use std::time::Duration;
 use super::*;
 
 /// Lab 5's entry in the list of labs ([`super::all`]).
+/// The question before running: with a 4 s processing delay and a 10 s timeout, how
+/// many of five does each architecture answer in time (`⌊T/D⌋` for the sequential one)?
 pub(super) const LAB5: Lab = Lab {
     id: 5,
     title: "Heavy requests: 2 of 5 on the sequential server, all on the others",
@@ -30,6 +32,10 @@ pub(super) const LAB5: Lab = Lab {
 
 /// Lab 5: five heavy requests against the sequential server, a pool of 8, the pipeline and
 /// a thread per connection.
+///
+/// In its HTML report (`--report`): the heavy requests waiting side by side on the threaded
+/// servers and one after another on the sequential one; inside the server, the busy
+/// handlers.
 pub(super) fn lab5(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     // The lecture gives no processing delay; 4 s is the middle of the range (10/3, 5) s
     // that makes its result, 2 of 5, come out with a 10 s timeout. The request is the
@@ -43,6 +49,9 @@ pub(super) fn lab5(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     );
     let flags = Servers::default();
     let mut checks = Vec::new();
+    // Each architecture with its defaults: the pool's 8 workers, the pipeline's 4 handlers,
+    // the sequential server's one thread, a thread per connection. The expected counts are
+    // the `(⌊k/P⌋ + 1)·D < T` of the module documentation.
     for (arch, expected, why) in [
         (
             "single",

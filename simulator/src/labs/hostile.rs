@@ -27,9 +27,15 @@ use loadgen::attack::{self, Behaviour, Population};
 /// The background every architecture faces: 450 connections, each sending (or reading) a
 /// few bytes a second, 350 of them with a request that never completes.
 const MIX: [(usize, Behaviour); 4] = [
+    // One more header line a second, never the blank line that ends the head: a reader
+    // that waits for the whole head is held until the server's pace runs out.
     (200, Behaviour::SlowHeaders),
+    // A 64 KiB body announced, ten bytes of it a second: held the same way, in the body.
     (100, Behaviour::SlowBody),
+    // A 256 KiB `POST /echo` sent, its echo read 16 bytes at a time through a tiny
+    // receive window: the server's writer is held, up to its read timeout.
     (50, Behaviour::SlowRead),
+    // Connected, silent: held until the read timeout by a design that reads at once.
     (100, Behaviour::Idle),
 ];
 
@@ -100,18 +106,28 @@ fn expectation(arch: &str, o: &Outcome) -> (String, bool) {
     let hostile: u64 = MIX.iter().map(|(n, _)| *n as u64).sum();
     let all = o.served == FOREGROUND;
     match arch {
+        // A thread per connection: every attacker holds one. At least 70% of them, since
+        // the server cuts off slow senders past their pace and their threads end.
         "thread-per-conn" | "combined-delegation" => (
             format!("all {FOREGROUND} served, paying a thread per hostile connection (about {hostile} more)"),
             all && o.threads >= hostile * 7 / 10,
         ),
+        // A thread per request: the 350 whose request has begun hold one, the 100 idle
+        // do not (the main thread watches them). At least 200, for those already cut off.
         "thread-per-request" => (
             format!("all {FOREGROUND} served; a thread for every connection whose request has begun (the 350 slow ones, not the 100 idle)"),
             all && o.threads >= 200 && o.threads < hostile + 50,
         ),
+        // A state machine per connection: no thread for anyone (the bound of 4 is a margin
+        // for threads started meanwhile that are not the attackers').
         "event-loop" | "async-work-stealing" | "async-per-core" => (
             format!("all {FOREGROUND} served with no new thread: a slow connection is a socket and a state machine (in a task, for the async servers)"),
             all && o.threads <= 4,
         ),
+        // A fixed set of threads that each own a connection until its request is
+        // complete: every one taken by the first attackers, and the foreground queued
+        // behind the other attackers. At most 2, for a thread freed just as a foreground
+        // client reached the front.
         _ => (
             "at most 2 served: a fixed set of threads each owning a connection is taken by the first slow ones, and the foreground waits behind 450 attackers in the accept queue".into(),
             o.served <= 2,
@@ -120,6 +136,9 @@ fn expectation(arch: &str, o: &Outcome) -> (String, bool) {
 }
 
 /// Lab 19's entry in the list of labs ([`super::all`]).
+/// The question before running: which designs give every connection a thread, which
+/// have a fixed set of threads that each own a connection until its request is complete,
+/// and how many slow connections stop the second kind?
 pub(super) const LAB19: Lab = Lab {
     id: 19,
     title: "Hostile clients: who serves the foreground under a slow-client flood",
@@ -129,6 +148,9 @@ pub(super) const LAB19: Lab = Lab {
 };
 
 /// Lab 19: every registered architecture, one after another, against the same attack.
+///
+/// In its HTML report (`--report`): each architecture's foreground on the timeline, and the
+/// background's ledger per population in the text.
 pub(super) fn lab19(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let mut checks = Vec::new();
     // Every architecture of the registry: a new one is attacked too, and expected to do

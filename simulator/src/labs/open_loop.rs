@@ -66,6 +66,8 @@ fn open(
             duration: length,
             arrivals: Arrivals::Constant,
             when_busy: WhenBusy::Queue,
+            // Constant arrivals draw nothing at random; the seed fixes the schedule anyway,
+            // so a changed arrival kind would still repeat run after run.
             seed: 1,
         }),
         ..Scenario::get(connections, path, timeout, Duration::ZERO)
@@ -87,6 +89,9 @@ fn ms(us: u64) -> String {
 }
 
 /// Lab 13's entry in the list of labs ([`super::all`]).
+/// The question before running: the closed loop runs at about 200 requests a second;
+/// how long does each of its requests take, and the open loop's at three quarters of
+/// that rate, and at 250 a second?
 pub(super) const LAB13: Lab = Lab {
     id: 13,
     title: "Open against closed: the same load, latencies orders of magnitude apart",
@@ -97,6 +102,10 @@ pub(super) const LAB13: Lab = Lab {
 
 /// Lab 13: the same pool under a closed loop, an open loop at three quarters of the rate
 /// the closed loop reached, and an open loop a quarter past the pool's capacity.
+///
+/// In its HTML report (`--report`): the three latency spectra: the closed loop's flat half
+/// second, the open loop's 20 ms, and past capacity a spectrum that climbs through the
+/// whole run.
 pub(super) fn lab13(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let lab = Lab13::new(env);
     let (closed_check, x, closed_p50) = lab.closed_loop_step(env)?;
@@ -126,6 +135,7 @@ struct Lab13 {
 }
 
 impl Lab13 {
+    /// The setting at `env`'s scale.
     fn new(env: &LabEnv) -> Lab13 {
         let (flags, args) = request_pool();
         let work = Duration::from_millis(20);
@@ -147,7 +157,7 @@ impl Lab13 {
     fn closed_loop_step(&self, env: &LabEnv) -> Result<(Check, f64, u64), SimError> {
         let (clients, path, length, capacity) =
             (self.clients, self.path, self.length, self.capacity);
-        // Blocks for the run's 30 lecture seconds, plus the last requests' answers.
+        // Blocks for the run's 30 lecture seconds.
         let (shut, _) = measure(
             env,
             "prefork-pool",
@@ -155,6 +165,8 @@ impl Lab13 {
             self.args.clone(),
             &closed(clients, path, length, self.patience),
         )?;
+        // Little's law is applied to the rate the loop measured, not to the capacity, so the
+        // expected wait holds however fast this machine ran the pool.
         let x = shut.throughput.as_ref().map_or(0.0, |t| t.per_second);
         let little = clients as f64 / x.max(1e-9);
         let closed_p50 = shut.latency_us.p50;
@@ -248,6 +260,8 @@ impl Lab13 {
 }
 
 /// Lab 14's entry in the list of labs ([`super::all`]).
+/// The question before running: a stall of about a third of a second in a 2 s run;
+/// what p99 does the closed loop report, and the open loop, corrected and uncorrected?
 pub(super) const LAB14: Lab = Lab {
     id: 14,
     title: "Coordinated omission: which p99 is the truth?",
@@ -258,6 +272,10 @@ pub(super) const LAB14: Lab = Lab {
 
 /// Lab 14: one stall of the event loop, measured by a closed loop and by an open loop with
 /// its two latencies.
+///
+/// In its HTML report (`--report`): the open-loop run's two lines: the uncorrected latency
+/// stays low while the corrected one shows the stall every request due during it waited
+/// through.
 pub(super) fn lab14(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     // The stall: a factorisation of at least a quarter of a second on this machine (the
     // next prime up takes about three times as long, so at most three quarters) on the
@@ -280,65 +298,84 @@ pub(super) fn lab14(env: &LabEnv) -> Result<Vec<Check>, SimError> {
             open(8, "/", rate, length, patience),
         ),
     ] {
-        let server = flags.start("event-loop", ServerArgs::default())?;
-        // The stall: a factorisation on the only loop, a quarter into the run.
-        let heavy = factorise_after(server.addr(), prime, length / 4);
-        // Blocks for the run's 20 lecture seconds; the stall falls inside it.
-        let result = run_against(env, &server, &scenario);
-        // Waits for the heavy client's answer, in long before the run's end.
-        let heavy = heavy
-            .join()
-            .map_err(|_| SimError::Panicked("the heavy client"))?;
-        stop(server)?;
-        let (report, _) = result?;
-        let took = micros(heavy?);
-        let l = &report.latency_us;
-        let mut measured = format!(
-            "p50 {}, p99 {}, max {} of {} requests; the stall lasted {}",
-            ms(l.p50),
-            ms(l.p99),
-            ms(l.max),
-            l.samples,
-            ms(took)
-        );
-        match &report.latency_uncorrected_us {
-            // The closed loop has one latency: each client's request stuck in the stall is
-            // one sample, 8 in all among many thousands. The p99 misses them; the max shows
-            // one.
-            None => checks.push(check(
-                format!("{name}, GET / through a {} stall of the event loop", ms(stall)),
-                measured,
-                "the p99 stays small: each client had one request stuck in the stall, and sent nothing while it waited, so the stall is a handful of samples among thousands (coordinated omission)",
-                // The stall happened (the slowest request waited at least half of it) and
-                // the percentile hid it (under a quarter of it).
-                l.p99 < took / 4 && l.max >= took / 2,
-            )),
-            // The open loop has both. Uncorrected (from the actual send), a request that waited
-            // for a free connection during the stall was sent after it and answered at once:
-            // fast. Corrected (from when it was due), it waited for the stall: the p99 shows
-            // it, because a fifth or so of the run's requests came due while it lasted.
-            Some(u) => {
-                let _ = write!(
-                    measured,
-                    "; uncorrected p50 {}, p99 {}",
-                    ms(u.p50),
-                    ms(u.p99)
-                );
-                checks.push(check(
-                    format!("{name}, the same stall"),
-                    measured,
-                    "timed from their actual send (uncorrected), the requests that waited for a connection look fast and the p99 hides the stall too; timed from when they were due (corrected), every request that arrived during the stall waited, and the p99 shows it: this is what users saw",
-                    // The same run, two clocks: the uncorrected p99 under a quarter of the
-                    // stall, the corrected one at least half of it.
-                    u.p99 < took / 4 && l.p99 >= took / 2,
-                ));
-            }
-        }
+        checks.push(through_the_stall(
+            env, &flags, name, &scenario, prime, stall,
+        )?);
     }
     Ok(checks)
 }
 
+/// One load (`name`, `scenario`) against a fresh event loop (`flags`) that stalls a
+/// quarter into the run, computing `/factor/{prime}` (`stall` µs alone), and the check of
+/// what its latency shows of the stall.
+fn through_the_stall(
+    env: &LabEnv,
+    flags: &Servers,
+    name: &str,
+    scenario: &Scenario,
+    prime: u64,
+    stall: u64,
+) -> Result<Check, SimError> {
+    // The run's length: the stall comes a quarter into it.
+    let length = scenario.planned_length();
+    let server = flags.start("event-loop", ServerArgs::default())?;
+    // The stall: a factorisation on the only loop, a quarter into the run.
+    let heavy = factorise_after(server.addr(), prime, length / 4);
+    // Blocks for the run's 20 lecture seconds; the stall falls inside it.
+    let result = run_against(env, &server, scenario);
+    // Waits for the heavy client's answer, in long before the run's end.
+    let heavy = heavy
+        .join()
+        .map_err(|_| SimError::Panicked("the heavy client"))?;
+    stop(server)?;
+    let (report, _) = result?;
+    let took = micros(heavy?);
+    let l = &report.latency_us;
+    let mut measured = format!(
+        "p50 {}, p99 {}, max {} of {} requests; the stall lasted {}",
+        ms(l.p50),
+        ms(l.p99),
+        ms(l.max),
+        l.samples,
+        ms(took)
+    );
+    match &report.latency_uncorrected_us {
+        // The closed loop has one latency: each client's request stuck in the stall is one
+        // sample, 8 in all among many thousands. The p99 misses them; the max shows one.
+        None => Ok(check(
+            format!("{name}, GET / through a {} stall of the event loop", ms(stall)),
+            measured,
+            "the p99 stays small: each client had one request stuck in the stall, and sent nothing while it waited, so the stall is a handful of samples among thousands (coordinated omission)",
+            // The stall happened (the slowest request waited at least half of it) and the
+            // percentile hid it (under a quarter of it).
+            l.p99 < took / 4 && l.max >= took / 2,
+        )),
+        // The open loop has both. Uncorrected (from the actual send), a request that waited
+        // for a free connection during the stall was sent after it and answered at once:
+        // fast. Corrected (from when it was due), it waited for the stall: the p99 shows it,
+        // because a fifth or so of the run's requests came due while it lasted.
+        Some(u) => {
+            let _ = write!(
+                measured,
+                "; uncorrected p50 {}, p99 {}",
+                ms(u.p50),
+                ms(u.p99)
+            );
+            Ok(check(
+                format!("{name}, the same stall"),
+                measured,
+                "timed from their actual send (uncorrected), the requests that waited for a connection look fast and the p99 hides the stall too; timed from when they were due (corrected), every request that arrived during the stall waited, and the p99 shows it: this is what users saw",
+                // The same run, two clocks: the uncorrected p99 under a quarter of the stall,
+                // the corrected one at least half of it.
+                u.p99 < took / 4 && l.p99 >= took / 2,
+            ))
+        }
+    }
+}
+
 /// Lab 15's entry in the list of labs ([`super::all`]).
+/// The question before running: what knee does `P / D` give for each server, and what
+/// happens to a pool of 4 over 8 keep-alive connections at a quarter of its capacity?
 pub(super) const LAB15: Lab = Lab {
     id: 15,
     title: "The knee: the highest rate served in time, measured and predicted",
@@ -349,28 +386,14 @@ pub(super) const LAB15: Lab = Lab {
 
 /// Lab 15: sweeps of the pool and of thread-per-connection, each knee against its
 /// prediction, then the pool over more connections than workers.
+///
+/// In its HTML report (`--report`): the checks only; `simulator sweep --report` draws
+/// goodput and the fraction in time against the offered rate, each knee marked.
 pub(super) fn lab15(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     // Each rate is offered for 5 lecture seconds (half a second at the default scale). At
     // 10% over 200/s the queue grows by 20 requests a second, which adds 0.1 s of wait
     // every second, so requests miss the 50 ms deadline within the step.
     let step = env.lecture(5.0);
-    let spec = |connections: usize, rates: Vec<f64>| SweepSpec {
-        scenario: open(
-            connections,
-            "/sleep/20",
-            1.0,
-            step,
-            Duration::from_millis(50),
-        ),
-        rates,
-        step,
-        // The knee: the highest rate at which 99% of requests meet their deadline. With
-        // no rates given, the sweep first steps around the predicted capacity, then takes
-        // three bisection steps between the last rate that passed and the first that
-        // failed.
-        goal: 0.99,
-        refine: 3,
-    };
     let mut checks = Vec::new();
     for (arch, flags, connections, why) in [
         (
@@ -386,48 +409,87 @@ pub(super) fn lab15(env: &LabEnv) -> Result<Vec<Check>, SimError> {
             "a thread per connection, so the 8 connections are the limit: 8 ÷ 20 ms = 400/s",
         ),
     ] {
-        // Blocks for every step of the sweep, each against a server in this process.
-        let report = sweep::sweep_in_process(&flags, &spec(connections, Vec::new()))?
-            .pop()
-            .ok_or_else(|| SimError::Lab(format!("{arch} was not swept")))?;
-        // Measured knee ÷ predicted capacity: within 20% either way. The prediction is an
-        // upper bound (hand-overs cost time), and the bisection finds the knee to within
-        // its last step.
-        let ratio = match (report.knee_per_second, report.predicted_per_second) {
-            (Some(k), Some(p)) => k / p,
-            _ => 0.0,
-        };
-        checks.push(check(
-            format!("sweep of {arch} over {connections} connections, GET /sleep/20, deadline 50ms"),
-            format!(
-                "knee {}; predicted {}; ratio {ratio:.2} ({} steps)",
-                report
-                    .knee_per_second
-                    .map_or("none".into(), |k| format!("{k:.0}/s")),
-                report
-                    .predicted_per_second
-                    .map_or("none".into(), |p| format!("{p:.0}/s")),
-                report.steps.len()
-            ),
-            format!("a knee within 20% of the prediction: {why}"),
-            (0.8..=1.2).contains(&ratio),
-        ));
+        checks.push(knee_step(arch, &flags, sweep_spec(step, connections, Vec::new()), connections, why)?);
     }
-    // What wrk would not tell: more connections than workers, with keep-alive. A worker
-    // keeps its connection between requests, so 4 of the 8 connections are served and the
-    // requests on the other 4 wait in the queue until their deadline, at any rate: half the
-    // requests at most are in time, and there is no knee. A closed-loop tool reports a
-    // healthy rate from the 4 lucky connections.
+    checks.push(no_knee_step(step)?);
+    Ok(checks)
+}
+
+/// Lab 15's sweep over `connections`: `GET /sleep/20` with a 50 ms deadline, each rate
+/// offered for `step`; `rates` empty to let the sweep choose them.
+fn sweep_spec(step: Duration, connections: usize, rates: Vec<f64>) -> SweepSpec {
+    SweepSpec {
+        scenario: open(
+            connections,
+            "/sleep/20",
+            1.0,
+            step,
+            Duration::from_millis(50),
+        ),
+        rates,
+        step,
+        // The knee: the highest rate at which 99% of requests meet their deadline. With
+        // no rates given, the sweep first steps around the predicted capacity, then takes
+        // three bisection steps between the last rate that passed and the first that
+        // failed.
+        goal: 0.99,
+        refine: 3,
+    }
+}
+
+/// Sweeps `arch` (started with `flags`) over `connections` and checks its knee against the
+/// capacity the arithmetic predicts, `why` being that arithmetic in words.
+fn knee_step(
+    arch: &str,
+    flags: &Servers,
+    spec: SweepSpec,
+    connections: usize,
+    why: &str,
+) -> Result<Check, SimError> {
+    // Blocks for every step of the sweep, each against a server in this process.
+    let report = sweep::sweep_in_process(flags, &spec)?
+        .pop()
+        .ok_or_else(|| SimError::Lab(format!("{arch} was not swept")))?;
+    // Measured knee ÷ predicted capacity: within 20% either way. The prediction is an
+    // upper bound (hand-overs cost time), and the bisection finds the knee to within
+    // its last step.
+    let ratio = match (report.knee_per_second, report.predicted_per_second) {
+        (Some(k), Some(p)) => k / p,
+        _ => 0.0,
+    };
+    Ok(check(
+        format!("sweep of {arch} over {connections} connections, GET /sleep/20, deadline 50ms"),
+        format!(
+            "knee {}; predicted {}; ratio {ratio:.2} ({} steps)",
+            report
+                .knee_per_second
+                .map_or("none".into(), |k| format!("{k:.0}/s")),
+            report
+                .predicted_per_second
+                .map_or("none".into(), |p| format!("{p:.0}/s")),
+            report.steps.len()
+        ),
+        format!("a knee within 20% of the prediction: {why}"),
+        (0.8..=1.2).contains(&ratio),
+    ))
+}
+
+/// What wrk would not tell: more connections than workers, with keep-alive. A worker keeps
+/// its connection between requests, so 4 of the 8 connections are served and the requests
+/// on the other 4 wait in the queue until their deadline, at any rate: half the requests
+/// at most are in time, and there is no knee. A closed-loop tool reports a healthy rate
+/// from the 4 lucky connections.
+fn no_knee_step(step: Duration) -> Result<Check, SimError> {
     let report = sweep::sweep_in_process(
         &Servers::only("prefork-pool").with("workers", 4),
-        &spec(8, vec![50.0, 100.0]),
+        &sweep_spec(step, 8, vec![50.0, 100.0]),
     )?
     .pop()
     .ok_or_else(|| SimError::Lab("prefork-pool was not swept".into()))?;
     // The better of the two rates: even that one has about half its requests in time (the
     // check's bound of three quarters is a margin for a busy machine, not a prediction).
     let best = report.steps.iter().map(|s| s.in_time).fold(0.0, f64::max);
-    checks.push(check(
+    Ok(check(
         "sweep of prefork-pool over 8 connections at 50 and 100 requests/s, far below its 200/s",
         format!(
             "at most {:.0}% of requests in time; knee {}",
@@ -438,6 +500,5 @@ pub(super) fn lab15(env: &LabEnv) -> Result<Vec<Check>, SimError> {
         ),
         "no knee at any rate: a worker keeps its connection between requests (keep-alive), so 4 of the 8 connections are served and the requests on the other 4 wait until they give up",
         report.knee_per_second.is_none() && best < 0.75,
-    ));
-    Ok(checks)
+    ))
 }

@@ -28,6 +28,8 @@ use std::time::Duration;
 use super::*;
 
 /// Lab 3's entry in the list of labs ([`super::all`]).
+/// The question before running: how many clients do a thread per connection and a
+/// pool of 8 serve, and how many threads does each have while the clients hold them?
 pub(super) const LAB3: Lab = Lab {
     id: 3,
     title: "Thread-per-connection and a pre-fork pool of 8: all served",
@@ -37,6 +39,9 @@ pub(super) const LAB3: Lab = Lab {
 };
 
 /// Lab 3: lab 2's five impatient clients against a thread per connection and a pool of 8.
+///
+/// In its HTML report (`--report`): every row answered at once, each by a different server
+/// thread (`conn-N` on thread-per-conn, `worker-N` on the pool).
 pub(super) fn lab3(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let scenario = Scenario::get(5, "/", env.lecture(5.0), env.lecture(30.0));
     let flags = Servers::default();
@@ -59,6 +64,8 @@ pub(super) fn lab3(env: &LabEnv) -> Result<Vec<Check>, SimError> {
 }
 
 /// Lab 4's entry in the list of labs ([`super::all`]).
+/// The question before running: how many clients does a pool of 4 serve, and what
+/// happens to the fifth client's connection on the server, and when?
 pub(super) const LAB4: Lab = Lab {
     id: 4,
     title: "A pool of 4: the fifth client is handled after it left",
@@ -70,6 +77,10 @@ pub(super) const LAB4: Lab = Lab {
 /// Lab 4: the pool of 4 and lab 2's clients. Four served; the fifth connection waits in
 /// the queue for the whole hold, long after its client left, and the worker that finally
 /// takes it finds it closed.
+///
+/// In its HTML report (`--report`): four rows held by `worker-1` to `worker-4` for the
+/// whole hold, a fifth that ends at the deadline, and inside the server the connections
+/// queue holding the fifth connection.
 pub(super) fn lab4(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let hold = env.lecture(30.0);
     let timeout = env.lecture(5.0);
@@ -110,18 +121,23 @@ pub(super) fn lab4(env: &LabEnv) -> Result<Vec<Check>, SimError> {
                 humantime::format_duration(hold),
                 humantime::format_duration(timeout)
             ),
+            // Five connections crossed the queue, and the fifth waited at least 80% of the
+            // hold: a worker was freed only when a holder left, long after its client did.
             pushed == 5 && fifth_waited >= hold.mul_f64(0.8) && fifth_waited > timeout,
         ),
         check(
             "what the worker found when it finally took the 5th connection",
             format!("/stats requests.client_left = {left}"),
             "the client had left: the server logs \"left before the server could handle it\" and does not count it as served",
+            // Exactly one request found its client gone: the fifth's.
             left == 1,
         ),
     ])
 }
 
 /// Lab 8's entry in the list of labs ([`super::all`]).
+/// The question before running: how many clients does a pool of 2 serve when served
+/// clients idle for 30 s, and who decides when an idle client frees its worker?
 pub(super) const LAB8: Lab = Lab {
     id: 8,
     title: "Keep-alive timeout: idle clients and a pool",
@@ -132,6 +148,9 @@ pub(super) const LAB8: Lab = Lab {
 
 /// Lab 8: four clients that hold their connection idle for 30 s, a pool of 2, and two
 /// keep-alive timeouts: who decides when an idle client stops occupying a worker.
+///
+/// In its HTML report (`--report`): the idle holders keep the server's threads busy, and
+/// the newcomers wait until the keep-alive timeout lets them in.
 pub(super) fn lab8(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     // 4 clients with 10 s patience, each holding its connection idle for 30 s once served.
     let scenario = Scenario::get(4, "/", env.lecture(10.0), env.lecture(30.0));
@@ -158,8 +177,11 @@ pub(super) fn lab8(env: &LabEnv) -> Result<Vec<Check>, SimError> {
             keep_alive_timeout: env.lecture(keep_alive),
             ..flags.server_args(&scenario)
         };
+        // Blocks until the four clients are served or have given up at 10 s; with the long
+        // timeout the run lasts the holders' 30 s.
         let (report, _) = measure(env, "prefork-pool", &flags, args, &scenario)?;
         let mut c = served_check("prefork-pool", &scenario, &report, &[expected], why);
+        // The step names its keep-alive timeout: the one setting that differs.
         c.what = format!(
             "{} (keep-alive timeout {})",
             c.what,

@@ -29,6 +29,9 @@ use std::fmt::Write as _;
 use super::*;
 
 /// Lab 1's entry in the list of labs ([`super::all`]).
+/// The question before running: client k is served after the k clients before it
+/// have each held the server for 5 s; how many are served with a 15 s, a 14 s and a 16 s
+/// timeout, and how did the lecture see 4 at 15 s?
 pub(super) const LAB1: Lab = Lab {
     id: 1,
     title: "The sequential server and five patient clients",
@@ -39,6 +42,10 @@ pub(super) const LAB1: Lab = Lab {
 
 /// Lab 1: five patient clients, each holding the server 5 s, against three timeouts on
 /// servelab's clock and the lecture's 15 s on the lecture's clock.
+///
+/// In its HTML report (`--report`): the timeline's rows step down by one hold each, and the
+/// deadline line cuts the queue after the third row; the fourth row's answer lands right on
+/// it.
 pub(super) fn lab1(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let flags = Servers::default();
     let hold = env.lecture(5.0);
@@ -102,6 +109,9 @@ pub(super) fn lab1(env: &LabEnv) -> Result<Vec<Check>, SimError> {
 }
 
 /// Lab 2's entry in the list of labs ([`super::all`]).
+/// The question before running: how many of five clients does the sequential server
+/// serve when each holds it 30 s and each waits only 5 s, and what does the server find
+/// when it finally accepts the others?
 pub(super) const LAB2: Lab = Lab {
     id: 2,
     title: "Impatient clients, long holds: one served",
@@ -112,9 +122,15 @@ pub(super) const LAB2: Lab = Lab {
 
 /// Lab 2: the lecture's question of impatient clients and long holds. One thread, held
 /// 30 s by the first client; the other four give up after 5 s, long before it is free.
+///
+/// In its HTML report (`--report`): one long row holding the server, and four rows of
+/// waiting that end at the 5 s deadline line.
 pub(super) fn lab2(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     // 5 clients, a 5 s timeout, a 30 s hold: O = 30 s, so only k = 0 has k·O < T.
     let scenario = Scenario::get(5, "/", env.lecture(5.0), env.lecture(30.0));
+    // Blocks for the first client's 30 s hold: the run ends when it leaves. The other four
+    // gave up at 5 s; the server meets their closed connections only afterwards, and with
+    // the lecture's backlog of 1 two of them would not even have connected (lab 7).
     Ok(vec![served_step(
         env,
         "single",

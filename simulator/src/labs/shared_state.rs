@@ -24,6 +24,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use super::*;
 
 /// Lab 9's entry in the list of labs ([`super::all`]).
+/// The question before running: every worker logs the "current client" 30 s after
+/// it started; what does each read, and does Rust's refusal of data races prevent it?
 pub(super) const LAB9: Lab = Lab {
     id: 9,
     title: "Shared state: every worker reports the last client",
@@ -34,6 +36,9 @@ pub(super) const LAB9: Lab = Lab {
 
 /// Lab 9: the shared "current client" and its fix, each serving the lecture's five
 /// clients; the check reads the address each worker logged.
+///
+/// In its HTML report (`--report`): the checks only: the bug is in what the workers log,
+/// not in who is served.
 pub(super) fn lab9(_env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let clients = lecture_clients();
     let buggy = serve_with_shared_current_client(&clients);
@@ -67,7 +72,8 @@ pub(super) fn lab9(_env: &LabEnv) -> Result<Vec<Check>, SimError> {
     ])
 }
 
-/// The five client addresses of the lecture's Figure 4.8.
+/// The five client addresses of the lecture's Figure 4.8: loopback, ports 40429 to 40433,
+/// in the order the main thread accepted them; 40433 is the one every worker reported.
 pub fn lecture_clients() -> Vec<SocketAddr> {
     (40429..=40433)
         .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
