@@ -98,6 +98,7 @@ fn hold_against(arch: &str, n: usize) -> Result<Holding, SimError> {
         ..ServerArgs::default()
     };
     let server = Servers::default().start(arch, args)?;
+    // The baseline: the server started, no client yet.
     let (rss_before, threads_before) = process_figures();
     let held = hold_idle(server.addr(), n)?;
     // Read while all n are held: the thread-per-connection server has a thread blocked in

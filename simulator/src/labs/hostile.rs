@@ -69,6 +69,8 @@ fn under_attack(env: &LabEnv, arch: &str) -> Result<Outcome, SimError> {
     // Each architecture with its defaults: read timeout 10 s, header pace 2 s plus a
     // second per 500 bytes. The attack is priced against what a server ships with.
     let server = Servers::default().start(arch, ServerArgs::default())?;
+    // The baseline, read before the attack: the server's own threads and memory, which
+    // every design has whatever its clients do.
     let (rss_before, threads_before) = process_figures();
     // Blocks until every hostile connection is established (or has failed), at most a
     // settling time; the attackers then run on a thread of their own, and the foreground
