@@ -24,6 +24,19 @@
 //!
 //! Whatever the kind, a load run ends on time: no step's deadline lies beyond the run's
 //! end, and a request still in flight then is counted as unfinished, not as a failure.
+//!
+//! The exchange between an engine and a client is always the same two calls:
+//!
+//! ```text
+//! loop:
+//!     step = client.next(now)         -- Connect, Exchange, Hold, Idle or Done
+//!     the engine does the step         -- a blocking call, or a non-blocking socket and a timer
+//!     client.on(event, now)            -- Connected, Replied, Failed or Held
+//! ```
+//!
+//! `next` records which step is in progress ([`Doing`]) with the moment its deadline
+//! counts from; `on` judges what happened against that moment, so a late answer is late
+//! by the client's clock, not by when the engine got round to reporting it.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -106,18 +119,25 @@ pub enum Event {
 /// Which kind of client, and how far it has got.
 #[derive(Debug)]
 enum Kind {
+    /// The lecture's client: `count` requests, then one hold.
     Scenario {
         count: u32,
+        /// Responses received so far, in time or not.
         answered: u32,
+        /// The hold has begun (it comes once, after the last answer).
         held: bool,
     },
+    /// A closed-loop client: requests back to back until `end`.
     Closed {
+        /// The run's end.
         end: Instant,
         /// The moment the request cycle in progress began (at its connect, when it needed
         /// one): its deadline counts from there.
         due: Option<Instant>,
     },
+    /// An open-loop connection: the requests the dispatcher hands it, until `end`.
     Open {
+        /// The run's end.
         end: Instant,
         /// The request handed over, by the moment it was due.
         assigned: Option<Instant>,
@@ -136,6 +156,7 @@ enum Kind {
 /// the moment the request was due in an open loop. `deadline` is when the engine gives up.
 #[derive(Debug, Clone, Copy)]
 enum Doing {
+    /// No step in progress: between steps, or finished.
     Nothing,
     Connecting {
         clock: Instant,
@@ -143,35 +164,47 @@ enum Doing {
     },
     Exchanging {
         clock: Instant,
+        /// When the request was written: the uncorrected latency counts from here.
         sent: Instant,
         deadline: Instant,
     },
+    /// Holding the connection idle; the engine reports the hold's end.
     Holding,
 }
 
 /// What [`Client::next`] decided, before it acts on it.
 enum Next {
+    /// Begin a request whose deadline counts from `clock` and ends at `deadline`
+    /// (connecting first if needed); `first`: record the server thread that answers.
     Begin {
         clock: Instant,
         deadline: Instant,
         first: bool,
     },
+    /// Hold the connection idle for the scenario's hold.
     Hold,
-    Warm {
-        deadline: Instant,
-    },
+    /// Open loop: connect eagerly, before any request needs the connection.
+    Warm { deadline: Instant },
+    /// Open loop: wait for the dispatcher.
     Idle,
+    /// The client is done.
     Finish,
 }
 
 /// One client. See the module documentation.
 #[derive(Debug)]
 pub struct Client {
+    /// What the ledger keeps of this client; the engine hands it back when the run ends.
     pub record: ClientRecord,
+    /// The run's common start: the from-start clock and every recorded time count from it.
     start: Instant,
     kind: Kind,
+    /// The engine holds an open connection for this client. Cleared by every failure and
+    /// by a response that closes the connection, so the next request connects again.
     connected: bool,
+    /// The step in progress, and the moment its deadline counts from.
     doing: Doing,
+    /// The client has finished: every later `next` says [`Step::Done`].
     finished: bool,
     /// This request's bytes, when the body varies per request.
     own_request: Vec<u8>,
@@ -283,6 +316,8 @@ impl Client {
             }
             // A closed loop: the next request at once, until the run's end. A cycle that
             // had to connect first keeps the moment it began (`due`).
+            // The deadline is the request's own or the run's end, whichever is earlier: a
+            // request cut off by the end is unfinished, not late (see `load_failure`).
             Kind::Closed { end, due } => {
                 if now >= *end {
                     Next::Finish
@@ -532,6 +567,8 @@ impl Client {
             ));
             self.record.server_thread = reply.server_thread.clone();
         }
+        // The tally judges the request by its corrected latency (from `clock`) and counts it;
+        // the client then decides what that means for its own outcome.
         let served = tally.answered(clock, sent, now, reply.status);
         if served {
             self.record.served_requests += 1;
@@ -559,6 +596,8 @@ impl Client {
                     self.fail(plan, rejected, now);
                 }
             }
+            // A load run's client goes on after a failed request: its first failure becomes
+            // its outcome, later ones are only counted (see `note_failure`).
             Kind::Closed { .. } | Kind::Open { .. } => {
                 if served {
                     self.record.complete_us = Some(self.since_start(now));

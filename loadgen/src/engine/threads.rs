@@ -49,10 +49,18 @@ pub fn spawn(name: String, job: ClientJob) -> io::Result<JoinHandle<ClientRecord
 /// What every client thread shares: the plan, the gate they start behind, and what they
 /// count into.
 struct Shared {
+    /// Read-only once the threads start.
     plan: Plan,
+    /// Every client thread waits here until all exist (a mutex and a condition variable,
+    /// waited on once per thread).
     gate: StartGate,
+    /// Raised when a client's connect found the simulator out of descriptors or ports;
+    /// each client checks it before its next step.
     abort: Abort,
+    /// The time series, fed by the one tally below as its clock passes each second.
     series: Arc<Series>,
+    /// The live counters, one slot for the whole run: every client adds through the tally,
+    /// under its mutex, and the monitor reads them without it.
     live: Arc<Live>,
     /// The one tally of the run, created by the first client to start (it needs the common
     /// start). Shared because every client counts its requests in it; locked only for the

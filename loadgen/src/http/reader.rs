@@ -1,4 +1,15 @@
 //! Reading one response at a time from the bytes a socket returned, without doing I/O.
+//!
+//! The reader is a state machine over the parts of a response: a head, then a body framed
+//! one of three ways (a `Content-Length`, chunks, or the end of the connection). Bytes
+//! come in whatever pieces the socket returned: a head split over two reads, two
+//! responses in one read. The reader consumes what the current part needs and keeps the
+//! rest, so that pieces never matter.
+//!
+//! In the common case, where a read returns whole responses, nothing is copied: the bytes
+//! are parsed where they lie in the caller's buffer and only a remainder (an unfinished
+//! head, or the start of the next response) is kept. A body is counted, not stored, unless
+//! the caller asked to keep it.
 
 use crate::outcome::{Failure, Outcome};
 
@@ -118,6 +129,8 @@ impl ResponseReader {
     /// Takes the bytes a read returned. `Ok(Some(..))` when they complete the response
     /// (bytes after it are kept for the next one), `Ok(None)` when more are needed.
     pub fn feed(&mut self, data: &[u8]) -> Result<Option<Response>, Failure> {
+        // Nothing held: parse the new bytes where they are and keep only what is left.
+        // Something held: append and parse the whole, then drop what was used.
         let done = if self.pending.is_empty() {
             let (used, done) = self.advance(data)?;
             self.pending.extend_from_slice(&data[used..]);
@@ -201,6 +214,8 @@ impl ResponseReader {
     /// response is skipped, or handed out by a reader that keeps everything; a final one
     /// decides how its body is delimited, and is complete at once when it has none.
     fn head(&mut self, rest: &[u8]) -> Result<Consumed, Failure> {
+        // httparse borrows the header names and values from `rest`: nothing is copied
+        // unless the reader keeps them.
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut headers);
         let head_len = match parsed.parse(rest) {
@@ -251,6 +266,7 @@ impl ResponseReader {
                     .map(|h| String::from_utf8_lossy(h.value).into_owned())
             })
             .flatten();
+        // HEAD answers, 204 and 304 have no body whatever their headers announce.
         let no_body = self.head_only || status == 204 || status == 304;
         self.state = body_state(headers, no_body)?;
         self.response = Some(Response {
