@@ -34,7 +34,7 @@
 //!     client.on(event, now)            -- Connected, Replied, Failed or Held
 //! ```
 //!
-//! `next` records which step is in progress ([`Doing`]) with the moment its deadline
+//! `next` records which step is in progress (`Doing`) with the moment its deadline
 //! counts from; `on` judges what happened against that moment, so a late answer is late
 //! by the client's clock, not by when the engine got round to reporting it.
 

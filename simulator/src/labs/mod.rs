@@ -24,15 +24,15 @@
 //! A lab is a function from a [`LabEnv`] to a list of [`Check`]s. Its steps are built from
 //! the helpers of this module:
 //!
-//! * [`measure`] starts an architecture in this process with the given settings (or finds
+//! * `measure` starts an architecture in this process with the given settings (or finds
 //!   the student's `--target`), runs one scenario against it, stops it, and returns the
 //!   report and the server's `/stats` afterwards;
-//! * [`served_step`] and [`served_check`] do the most common step of the lecture's
+//! * `served_step` and `served_check` do the most common step of the lecture's
 //!   experiments: so many clients at once, how many are served before their deadline;
-//! * [`run_against`] runs a scenario against a server the lab started itself, for the labs
+//! * `run_against` runs a scenario against a server the lab started itself, for the labs
 //!   that must do something to the server while the clients run (kill a process, send a
 //!   request that crashes a handler, read its queues);
-//! * [`process_figures`] reads this process's memory and threads, which is how a lab
+//! * `process_figures` reads this process's memory and threads, which is how a lab
 //!   measures what an in-process server costs: the difference before and during a run.
 //!
 //! Each lab module opens with the experiment it reproduces, the arithmetic of its
