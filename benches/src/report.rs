@@ -254,88 +254,111 @@ pub fn to_markdown(estimates: &[Estimate]) -> String {
         confidence * 100.0
     );
     for workload in Workload::ALL {
-        let rows: Vec<_> = CONCURRENCY
-            .iter()
-            .map(|clients| {
-                let clients = clients.to_string();
-                let cells: Vec<Option<&Estimate>> = architectures
-                    .iter()
-                    .map(|arch| {
-                        by_key
-                            .get(&(workload.name(), *arch, clients.as_str()))
-                            .copied()
-                    })
-                    .collect();
-                (clients, cells)
-            })
-            .filter(|(_, cells)| cells.iter().any(Option::is_some))
-            .collect();
-        if rows.is_empty() {
-            continue;
-        }
-        let _ = writeln!(out, "### `{}`: {}\n", workload.name(), workload.describe());
-        let _ = writeln!(out, "| clients | {} |", architectures.join(" | "));
-        let _ = writeln!(out, "|---:|{}", "---:|".repeat(architectures.len()));
-        for (clients, cells) in rows {
-            let best = cells
-                .iter()
-                .flatten()
-                .map(|e| e.rate())
-                .fold(0.0_f64, f64::max);
-            let mut line = format!("| {clients} |");
-            for cell in cells {
-                match cell {
-                    Some(e) => {
-                        let (lo, hi) = e.rate_interval();
-                        let ratio = e.rate() / best;
-                        let rate = human_rate(e.rate());
-                        let rate = if ratio >= 0.999 {
-                            format!("**{rate}**")
-                        } else {
-                            rate
-                        };
-                        let _ = write!(
-                            line,
-                            " {rate} ({ratio:.2}×)<br>{}–{} |",
-                            human_rate(lo),
-                            human_rate(hi)
-                        );
-                    }
-                    None => line.push_str(" – |"),
-                }
-            }
-            let _ = writeln!(out, "{line}");
-        }
-        out.push('\n');
+        workload_table(&mut out, workload, &architectures, &by_key);
     }
+    micro_table(&mut out, estimates, confidence);
+    out
+}
 
+/// One workload's table: a row per number of clients that has any result, a column per
+/// architecture. Nothing when no architecture ran the workload.
+fn workload_table(
+    out: &mut String,
+    workload: Workload,
+    architectures: &[&str],
+    by_key: &BTreeMap<(&str, &str, &str), &Estimate>,
+) {
+    let rows: Vec<_> = CONCURRENCY
+        .iter()
+        .map(|clients| {
+            let clients = clients.to_string();
+            let cells: Vec<Option<&Estimate>> = architectures
+                .iter()
+                .map(|arch| {
+                    by_key
+                        .get(&(workload.name(), *arch, clients.as_str()))
+                        .copied()
+                })
+                .collect();
+            (clients, cells)
+        })
+        .filter(|(_, cells)| cells.iter().any(Option::is_some))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "### `{}`: {}\n", workload.name(), workload.describe());
+    let _ = writeln!(out, "| clients | {} |", architectures.join(" | "));
+    let _ = writeln!(out, "|---:|{}", "---:|".repeat(architectures.len()));
+    for (clients, cells) in rows {
+        let _ = writeln!(out, "{}", workload_row(&clients, &cells));
+    }
+    out.push('\n');
+}
+
+/// One row of a workload's table: each architecture's rate (in bold for the best of the
+/// row), its ratio to the best, and its confidence interval; a dash where it did not run.
+fn workload_row(clients: &str, cells: &[Option<&Estimate>]) -> String {
+    let best = cells
+        .iter()
+        .flatten()
+        .map(|e| e.rate())
+        .fold(0.0_f64, f64::max);
+    let mut line = format!("| {clients} |");
+    for cell in cells {
+        match cell {
+            Some(e) => {
+                let (lo, hi) = e.rate_interval();
+                let ratio = e.rate() / best;
+                let rate = human_rate(e.rate());
+                let rate = if ratio >= 0.999 {
+                    format!("**{rate}**")
+                } else {
+                    rate
+                };
+                let _ = write!(
+                    line,
+                    " {rate} ({ratio:.2}×)<br>{}–{} |",
+                    human_rate(lo),
+                    human_rate(hi)
+                );
+            }
+            None => line.push_str(" – |"),
+        }
+    }
+    line
+}
+
+/// The micro-benchmarks (every group that is not a workload): median time, rate, and the
+/// interval of the time. Nothing when there are none.
+fn micro_table(out: &mut String, estimates: &[Estimate], confidence: f64) {
     let micro: Vec<&Estimate> = estimates
         .iter()
         .filter(|e| !Workload::ALL.iter().any(|w| w.name() == e.group))
         .collect();
-    if !micro.is_empty() {
-        let _ = writeln!(out, "### Micro-benchmarks\n");
+    if micro.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "### Micro-benchmarks\n");
+    let _ = writeln!(
+        out,
+        "| group | benchmark | median time | per second | {:.0} % interval of the time |",
+        confidence * 100.0
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|");
+    for e in micro {
         let _ = writeln!(
             out,
-            "| group | benchmark | median time | per second | {:.0} % interval of the time |",
-            confidence * 100.0
+            "| {} | {} | {} | {} | {} – {} |",
+            e.group,
+            e.function,
+            human_ns(e.median_ns),
+            human_rate(e.rate()),
+            human_ns(e.lower_ns),
+            human_ns(e.upper_ns)
         );
-        let _ = writeln!(out, "|---|---|---:|---:|---:|");
-        for e in micro {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} – {} |",
-                e.group,
-                e.function,
-                human_ns(e.median_ns),
-                human_rate(e.rate()),
-                human_ns(e.lower_ns),
-                human_ns(e.upper_ns)
-            );
-        }
-        out.push('\n');
     }
-    out
+    out.push('\n');
 }
 
 /// Replaces what lies between `<!-- {section}:begin -->` and `<!-- {section}:end -->` in

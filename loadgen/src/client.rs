@@ -24,6 +24,19 @@
 //!
 //! Whatever the kind, a load run ends on time: no step's deadline lies beyond the run's
 //! end, and a request still in flight then is counted as unfinished, not as a failure.
+//!
+//! The exchange between an engine and a client is always the same two calls:
+//!
+//! ```text
+//! loop:
+//!     step = client.next(now)         -- Connect, Exchange, Hold, Idle or Done
+//!     the engine does the step         -- a blocking call, or a non-blocking socket and a timer
+//!     client.on(event, now)            -- Connected, Replied, Failed or Held
+//! ```
+//!
+//! `next` records which step is in progress (`Doing`) with the moment its deadline
+//! counts from; `on` judges what happened against that moment, so a late answer is late
+//! by the client's clock, not by when the engine got round to reporting it.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -106,18 +119,25 @@ pub enum Event {
 /// Which kind of client, and how far it has got.
 #[derive(Debug)]
 enum Kind {
+    /// The lecture's client: `count` requests, then one hold.
     Scenario {
         count: u32,
+        /// Responses received so far, in time or not.
         answered: u32,
+        /// The hold has begun (it comes once, after the last answer).
         held: bool,
     },
+    /// A closed-loop client: requests back to back until `end`.
     Closed {
+        /// The run's end.
         end: Instant,
         /// The moment the request cycle in progress began (at its connect, when it needed
         /// one): its deadline counts from there.
         due: Option<Instant>,
     },
+    /// An open-loop connection: the requests the dispatcher hands it, until `end`.
     Open {
+        /// The run's end.
         end: Instant,
         /// The request handed over, by the moment it was due.
         assigned: Option<Instant>,
@@ -136,6 +156,7 @@ enum Kind {
 /// the moment the request was due in an open loop. `deadline` is when the engine gives up.
 #[derive(Debug, Clone, Copy)]
 enum Doing {
+    /// No step in progress: between steps, or finished.
     Nothing,
     Connecting {
         clock: Instant,
@@ -143,35 +164,47 @@ enum Doing {
     },
     Exchanging {
         clock: Instant,
+        /// When the request was written: the uncorrected latency counts from here.
         sent: Instant,
         deadline: Instant,
     },
+    /// Holding the connection idle; the engine reports the hold's end.
     Holding,
 }
 
 /// What [`Client::next`] decided, before it acts on it.
 enum Next {
+    /// Begin a request whose deadline counts from `clock` and ends at `deadline`
+    /// (connecting first if needed); `first`: record the server thread that answers.
     Begin {
         clock: Instant,
         deadline: Instant,
         first: bool,
     },
+    /// Hold the connection idle for the scenario's hold.
     Hold,
-    Warm {
-        deadline: Instant,
-    },
+    /// Open loop: connect eagerly, before any request needs the connection.
+    Warm { deadline: Instant },
+    /// Open loop: wait for the dispatcher.
     Idle,
+    /// The client is done.
     Finish,
 }
 
 /// One client. See the module documentation.
 #[derive(Debug)]
 pub struct Client {
+    /// What the ledger keeps of this client; the engine hands it back when the run ends.
     pub record: ClientRecord,
+    /// The run's common start: the from-start clock and every recorded time count from it.
     start: Instant,
     kind: Kind,
+    /// The engine holds an open connection for this client. Cleared by every failure and
+    /// by a response that closes the connection, so the next request connects again.
     connected: bool,
+    /// The step in progress, and the moment its deadline counts from.
     doing: Doing,
+    /// The client has finished: every later `next` says [`Step::Done`].
     finished: bool,
     /// This request's bytes, when the body varies per request.
     own_request: Vec<u8>,
@@ -247,9 +280,18 @@ impl Client {
         if self.record.started_us.is_none() {
             self.record.started_us = Some(self.since_start(now));
         }
-        let timeout = plan.scenario.timeout;
         // First what the kind says, then (with the kind no longer borrowed) the step.
-        let next = match &mut self.kind {
+        let next = self.decide(plan, now);
+        self.act(plan, now, next, tally)
+    }
+
+    /// Decides, by the client's kind and how far it has got, what comes next at `now`,
+    /// without acting on it yet.
+    fn decide(&mut self, plan: &Plan, now: Instant) -> Next {
+        let timeout = plan.scenario.timeout;
+        match &mut self.kind {
+            // The lecture's client: its requests one after the other, then the hold once,
+            // then done.
             Kind::Scenario {
                 count,
                 answered,
@@ -272,6 +314,10 @@ impl Client {
                     Next::Hold
                 }
             }
+            // A closed loop: the next request at once, until the run's end. A cycle that
+            // had to connect first keeps the moment it began (`due`).
+            // The deadline is the request's own or the run's end, whichever is earlier: a
+            // request cut off by the end is unfinished, not late (see `load_failure`).
             Kind::Closed { end, due } => {
                 if now >= *end {
                     Next::Finish
@@ -284,6 +330,8 @@ impl Client {
                     }
                 }
             }
+            // An open-loop connection: the request handed over, if any; else one eager
+            // connect at the start, then idle until the dispatcher hands one over.
             Kind::Open {
                 end,
                 assigned,
@@ -304,7 +352,12 @@ impl Client {
                 }
                 None => Next::Idle,
             },
-        };
+        }
+    }
+
+    /// Acts on what [`Client::decide`] decided: records the step now in progress and tells
+    /// the engine what to do.
+    fn act(&mut self, plan: &Plan, now: Instant, next: Next, tally: &mut Tally) -> Step {
         match next {
             Next::Begin {
                 clock,
@@ -396,109 +449,24 @@ impl Client {
             (Doing::Connecting { clock, .. }, Event::Connected) => {
                 self.connected = true;
                 self.record.connect_us.get_or_insert(self.since_start(now));
-                match &mut self.kind {
-                    Kind::Scenario { .. } => {
-                        let waited = micros(now.saturating_duration_since(clock));
-                        self.note_wait(waited);
-                        if !in_time(waited, plan.limit_us()) {
-                            let late = Failure::late(
-                                Outcome::ConnectTimeout,
-                                "connected",
-                                waited,
-                                plan.limit_us(),
-                            );
-                            self.fail(plan, late, now);
-                        } else {
-                            self.say(plan, format_args!("connected, waiting for service ..."));
-                        }
-                    }
-                    Kind::Closed { due, .. } => *due = Some(clock),
-                    Kind::Open { .. } => {}
-                }
+                self.on_connected(plan, clock, now);
             }
             (Doing::Connecting { clock, deadline }, Event::Failed(failure)) => {
                 self.connected = false;
-                match &mut self.kind {
-                    Kind::Scenario { .. } => self.fail(plan, failure, now),
-                    Kind::Open { .. } if warming_up => {
-                        // The eager connect of an idle connection: no request was waiting
-                        // for it. The next request tries again.
-                        tracing::debug!(
-                            "open-loop connection {} could not connect: {}",
-                            self.record.id,
-                            failure.message
-                        );
-                    }
-                    Kind::Closed { .. } | Kind::Open { .. } => {
-                        let refused = failure.outcome == Outcome::Refused;
-                        self.load_failure(failure, clock, None, deadline, now, tally);
-                        if refused && matches!(self.kind, Kind::Closed { .. }) {
-                            // Nothing is listening any more; retrying would only spin.
-                            self.finish(plan, now);
-                        }
-                    }
+                if warming_up {
+                    // The eager connect of an idle connection: no request was waiting for
+                    // it. The next request tries again.
+                    tracing::debug!(
+                        "open-loop connection {} could not connect: {}",
+                        self.record.id,
+                        failure.message
+                    );
+                } else {
+                    self.on_connect_failed(plan, failure, clock, deadline, now, tally);
                 }
             }
             (Doing::Exchanging { clock, sent, .. }, Event::Replied(reply)) => {
-                if reply.close {
-                    self.connected = false;
-                }
-                self.record.status = Some(reply.status);
-                if self.record.first_byte_us.is_none() {
-                    self.record.first_byte_us = Some(micros(
-                        reply.first_byte.saturating_duration_since(self.start),
-                    ));
-                    self.record.server_thread = reply.server_thread.clone();
-                }
-                let served = tally.answered(clock, sent, now, reply.status);
-                if served {
-                    self.record.served_requests += 1;
-                }
-                match &mut self.kind {
-                    Kind::Scenario { answered, .. } => {
-                        *answered += 1;
-                        // Late answers too: the lab's account of the run shows them.
-                        self.record.complete_us = Some(self.since_start(now));
-                        let waited = micros(now.saturating_duration_since(clock));
-                        self.note_wait(waited);
-                        if !in_time(waited, plan.limit_us()) {
-                            let late = Failure::late(
-                                Outcome::ServiceTimeout,
-                                "the response arrived",
-                                waited,
-                                plan.limit_us(),
-                            );
-                            self.fail(plan, late, now);
-                        } else if !served {
-                            let rejected = Failure::new(
-                                Outcome::Rejected,
-                                format!("the server answered {}", reply.status),
-                            );
-                            self.fail(plan, rejected, now);
-                        }
-                    }
-                    Kind::Closed { .. } | Kind::Open { .. } => {
-                        if served {
-                            self.record.complete_us = Some(self.since_start(now));
-                        } else {
-                            let waited = micros(now.saturating_duration_since(clock));
-                            let failure = if !in_time(waited, plan.limit_us()) {
-                                Failure::late(
-                                    Outcome::ServiceTimeout,
-                                    "a response arrived",
-                                    waited,
-                                    plan.limit_us(),
-                                )
-                            } else {
-                                Failure::new(
-                                    Outcome::Rejected,
-                                    format!("the server answered {}", reply.status),
-                                )
-                            };
-                            self.note_failure(failure);
-                        }
-                    }
-                }
+                self.on_reply(plan, reply, clock, sent, now, tally);
             }
             (
                 Doing::Exchanging {
@@ -523,6 +491,132 @@ impl Client {
                 // An event for a step that was not in progress: an engine bug, but not one
                 // worth a panic in the middle of a measurement.
                 tracing::debug!("client {}: {event:?} while {doing:?}", self.record.id);
+            }
+        }
+    }
+
+    /// The connect that began at `clock` succeeded at `now`. A scenario client judges the
+    /// wait (a connect can already be too late); a closed-loop client's request cycle keeps
+    /// counting from `clock`; an open-loop connection goes on with its request, if any.
+    fn on_connected(&mut self, plan: &Plan, clock: Instant, now: Instant) {
+        match &mut self.kind {
+            Kind::Scenario { .. } => {
+                let waited = micros(now.saturating_duration_since(clock));
+                self.note_wait(waited);
+                if !in_time(waited, plan.limit_us()) {
+                    let late = Failure::late(
+                        Outcome::ConnectTimeout,
+                        "connected",
+                        waited,
+                        plan.limit_us(),
+                    );
+                    self.fail(plan, late, now);
+                } else {
+                    self.say(plan, format_args!("connected, waiting for service ..."));
+                }
+            }
+            Kind::Closed { due, .. } => *due = Some(clock),
+            Kind::Open { .. } => {}
+        }
+    }
+
+    /// A connect for a request failed (not an open-loop connection's eager one). A scenario
+    /// client has failed; a load run counts the request as failed, and a closed loop whose
+    /// server refuses connections stops.
+    fn on_connect_failed(
+        &mut self,
+        plan: &Plan,
+        failure: Failure,
+        clock: Instant,
+        deadline: Instant,
+        now: Instant,
+        tally: &mut Tally,
+    ) {
+        match &mut self.kind {
+            Kind::Scenario { .. } => self.fail(plan, failure, now),
+            Kind::Closed { .. } | Kind::Open { .. } => {
+                let refused = failure.outcome == Outcome::Refused;
+                self.load_failure(failure, clock, None, deadline, now, tally);
+                if refused && matches!(self.kind, Kind::Closed { .. }) {
+                    // Nothing is listening any more; retrying would only spin.
+                    self.finish(plan, now);
+                }
+            }
+        }
+    }
+
+    /// A response arrived at `now` to the request sent at `sent`, whose deadline counts from
+    /// `clock`. Records what the first response says, counts it in the tally, and judges
+    /// it: in time and 2xx is served; late or an error status is a failure.
+    fn on_reply(
+        &mut self,
+        plan: &Plan,
+        reply: Reply,
+        clock: Instant,
+        sent: Instant,
+        now: Instant,
+        tally: &mut Tally,
+    ) {
+        if reply.close {
+            self.connected = false;
+        }
+        self.record.status = Some(reply.status);
+        if self.record.first_byte_us.is_none() {
+            self.record.first_byte_us = Some(micros(
+                reply.first_byte.saturating_duration_since(self.start),
+            ));
+            self.record.server_thread = reply.server_thread.clone();
+        }
+        // The tally judges the request by its corrected latency (from `clock`) and counts it;
+        // the client then decides what that means for its own outcome.
+        let served = tally.answered(clock, sent, now, reply.status);
+        if served {
+            self.record.served_requests += 1;
+        }
+        let waited = micros(now.saturating_duration_since(clock));
+        match &mut self.kind {
+            Kind::Scenario { answered, .. } => {
+                *answered += 1;
+                // Late answers too: the lab's account of the run shows them.
+                self.record.complete_us = Some(self.since_start(now));
+                self.note_wait(waited);
+                if !in_time(waited, plan.limit_us()) {
+                    let late = Failure::late(
+                        Outcome::ServiceTimeout,
+                        "the response arrived",
+                        waited,
+                        plan.limit_us(),
+                    );
+                    self.fail(plan, late, now);
+                } else if !served {
+                    let rejected = Failure::new(
+                        Outcome::Rejected,
+                        format!("the server answered {}", reply.status),
+                    );
+                    self.fail(plan, rejected, now);
+                }
+            }
+            // A load run's client goes on after a failed request: its first failure becomes
+            // its outcome, later ones are only counted (see `note_failure`).
+            Kind::Closed { .. } | Kind::Open { .. } => {
+                if served {
+                    self.record.complete_us = Some(self.since_start(now));
+                } else {
+                    let failure = if !in_time(waited, plan.limit_us()) {
+                        Failure::late(
+                            Outcome::ServiceTimeout,
+                            "a response arrived",
+                            waited,
+                            plan.limit_us(),
+                        )
+                    } else {
+                        Failure::new(
+                            Outcome::Rejected,
+                            format!("the server answered {}", reply.status),
+                        )
+                    };
+                    self.note_failure(failure);
+                }
             }
         }
     }

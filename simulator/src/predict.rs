@@ -324,6 +324,24 @@ fn schedule(
     }
 }
 
+/// How long a client of a scenario run keeps its slot: its `k` requests of `work` each,
+/// then `pinned`, the part of its hold that keeps the slot (none where holding does not).
+struct Occupancy {
+    work: Duration,
+    k: u32,
+    pinned: Duration,
+}
+
+impl Occupancy {
+    /// `O = K·D + H`, the time between two clients taking the same slot.
+    fn total(&self) -> Duration {
+        self.work * self.k + self.pinned
+    }
+}
+
+/// The served count of a scenario run of `k` requests per client, with the rule in words:
+/// the queue of clients in front of the slots, the race for the pipeline's receivers where
+/// there is one, and which answers come in time.
 fn predict_served(
     info: &ServerInfo,
     model: &Model,
@@ -331,36 +349,63 @@ fn predict_served(
     k: u32,
     caveats: Vec<String>,
 ) -> Prediction {
-    let work = scenario.request.service_time();
     let hold = effective_hold(info, scenario);
-    let pinned = if model.holding_pins {
-        hold
-    } else {
-        Duration::ZERO
+    let occupancy = Occupancy {
+        work: scenario.request.service_time(),
+        k,
+        pinned: if model.holding_pins {
+            hold
+        } else {
+            Duration::ZERO
+        },
     };
-    let occupancy = work * k + pinned;
-    let main = schedule(scenario, model.slots, occupancy, k, model.admitted);
+    let main = schedule(scenario, model.slots, occupancy.total(), k, model.admitted);
     let (mut low, high) = (main.boundary_low, main.boundary_high);
+    let mut rule = queue_rule(info, model, scenario, &occupancy, &main.waits);
+    if let Some(pool) = receivers_race(model, scenario, &occupancy, hold, main.served, &mut rule) {
+        low = low.min(pool);
+    }
+    rule.push_str(&served_rule(scenario, main.served));
+    Prediction {
+        served: Some(main.served),
+        served_range: Some([low, high.max(low)]),
+        per_second: None,
+        rule,
+        boundary: main.boundary,
+        caveats,
+    }
+}
 
+/// The first sentences of a scenario run's rule: how many clients the server takes at
+/// once, how long each keeps its slot, when client k is answered (with the first few
+/// times, `waits`), and how many a rejecting pool turns away.
+fn queue_rule(
+    info: &ServerInfo,
+    model: &Model,
+    scenario: &Scenario,
+    occupancy: &Occupancy,
+    waits: &[Duration],
+) -> String {
+    let Occupancy { work, k, pinned } = *occupancy;
     let mut rule = String::new();
     let _ = write!(rule, "{} serves {}. ", info.architecture, model.slots_text);
     let _ = write!(
         rule,
         "Each client keeps {} for {}{}",
         model.slot_name,
-        fmt(occupancy),
+        fmt(occupancy.total()),
         occupancy_parts(work, k, pinned)
     );
     let _ = write!(
         rule,
         ", so client k (counting from 0) is answered at ⌊k/{}⌋ × {} + {}: {}. ",
         model.slots,
-        fmt(occupancy),
+        fmt(occupancy.total()),
         fmt(match scenario.deadline {
             DeadlineClock::FromStart => work * k,
             DeadlineClock::PerCall => work,
         }),
-        list_times(&main.waits)
+        list_times(waits)
     );
     if let Some(admitted) = model.admitted {
         if scenario.clients > admitted {
@@ -371,23 +416,41 @@ fn predict_served(
             );
         }
     }
+    rule
+}
 
-    // The pipeline's receivers: with quick work and clients that hold, a race.
-    if let Some(receivers) = model.receivers {
-        if !hold.is_zero() && work < QUICK_WORK && scenario.clients > receivers {
-            let pinned_pool = schedule(scenario, receivers, work * k + hold, k, None);
-            low = low.min(pinned_pool.boundary_low);
-            let _ = write!(
-                rule,
-                "But each served client then holds its connection idle for {}, keeping a receiver waiting for its next request: once all {receivers} receivers wait on holders, new clients are not even read. Whether the next free receiver picks up a newcomer or a returning holder depends on which reached the connections queue first, so between {} (a pool of {receivers}) and {} are served. ",
-                fmt(hold),
-                pinned_pool.served,
-                main.served,
-            );
-        }
+/// The pipeline's receivers: with quick work and clients that hold their connection, a
+/// newcomer and a returning holder race for the next free receiver. When that race is on,
+/// says so in `rule` and returns the count a pool of receivers would serve, the low end of
+/// the range (`served` is the high end, what the handlers alone allow).
+fn receivers_race(
+    model: &Model,
+    scenario: &Scenario,
+    occupancy: &Occupancy,
+    hold: Duration,
+    served: usize,
+    rule: &mut String,
+) -> Option<usize> {
+    let receivers = model.receivers?;
+    let Occupancy { work, k, .. } = *occupancy;
+    if hold.is_zero() || work >= QUICK_WORK || scenario.clients <= receivers {
+        return None;
     }
+    let pinned_pool = schedule(scenario, receivers, work * k + hold, k, None);
     let _ = write!(
         rule,
+        "But each served client then holds its connection idle for {}, keeping a receiver waiting for its next request: once all {receivers} receivers wait on holders, new clients are not even read. Whether the next free receiver picks up a newcomer or a returning holder depends on which reached the connections queue first, so between {} (a pool of {receivers}) and {} are served. ",
+        fmt(hold),
+        pinned_pool.served,
+        served,
+    );
+    Some(pinned_pool.boundary_low)
+}
+
+/// The rule's last sentence: which answers count as served under the scenario's deadline
+/// clock, and how many that is.
+fn served_rule(scenario: &Scenario, served: usize) -> String {
+    format!(
         "Served: those answered {} — {}.",
         match scenario.deadline {
             DeadlineClock::FromStart => format!(
@@ -400,16 +463,8 @@ fn predict_served(
                 fmt(scenario.timeout)
             ),
         },
-        main.served
-    );
-    Prediction {
-        served: Some(main.served),
-        served_range: Some([low, high.max(low)]),
-        per_second: None,
-        rule,
-        boundary: main.boundary,
-        caveats,
-    }
+        served
+    )
 }
 
 /// "(1 request of 400ms, then holding the connection idle for 3s)".

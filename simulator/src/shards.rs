@@ -43,7 +43,7 @@ use loadgen::tally::{Requests, Row};
 use loadgen::units::new_histogram;
 use loadgen::Scenario;
 
-use crate::predict::predict;
+use crate::predict::{predict, Prediction};
 use crate::report::{Coverage, MissingShard, Report, ShardFailure, FAILED_FILE, SCHEMA_VERSION};
 use crate::target::ServerInfo;
 use crate::SimError;
@@ -76,6 +76,9 @@ struct ShardRun {
     /// How long after the earliest shard this one started, in microseconds.
     offset_us: u64,
 }
+
+/// A shard that did not run: its directory, and why (its `failed.json`).
+type FailedShard = (PathBuf, ShardFailure);
 
 /// What was found in the directories given to `merge`.
 enum Found {
@@ -172,16 +175,126 @@ fn whole_scenario(scenario: &Scenario) -> serde_json::Value {
 /// Merges the shards' results found in `dirs` into the report of the whole run. Fails
 /// with one sentence when they cannot belong to one run (different scenarios or shard
 /// counts, a shard twice, a client in the wrong shard) or cannot be read.
+///
+/// The steps: read every shard's directory; check that they are parts of one run; name the
+/// shards that are missing; move every shard onto the earliest one's clock; then add up
+/// what adds up (clients, requests, histograms, the series) and predict the whole run
+/// again.
 pub fn merge(dirs: &[PathBuf]) -> Result<Report, SimError> {
+    let (mut runs, failures) = read_shards(dirs)?;
+    let count = check_one_run(&runs, &failures)?;
+    let first = &runs[0];
+    let whole = Scenario {
+        shard: None,
+        ..first.saved.scenario.clone()
+    };
+    let architecture = first.saved.architecture.clone();
+    let server_config = first.saved.server_config.clone();
+    let missing = missing_shards(count, &runs, &failures);
+    let base_us = align_clocks(&mut runs);
+
+    let clients = merged_clients(&mut runs)?;
+    let elapsed = record::span(&clients);
+    let summary: Summary = ledger::summarize(&clients, elapsed);
+    let started_at = SystemTime::UNIX_EPOCH + Duration::from_micros(base_us);
+    let histograms = merged_histograms(&runs, started_at)?;
+
+    let load = whole.load.is_load();
+    let open = matches!(whole.load, Load::Rate(_));
+    let requests = load.then(|| summed_requests(&runs));
+    let over = requests.as_ref().map_or(0, Requests::over_deadline);
+    let (latency, throughput) =
+        latency_and_throughput(&whole, requests.as_ref(), &histograms, &clients, elapsed);
+    let series = if load {
+        merged_series(&runs, &histograms.percentiles)
+    } else {
+        Vec::new()
+    };
+
+    let server = runs.iter().find_map(|r| r.server.clone());
+    let (prediction, agrees) = predicted(
+        server.clone(),
+        &whole,
+        summary.served,
+        throughput.as_ref().map(|t| t.per_second),
+        missing.len(),
+        count,
+    );
+    let coverage = Coverage {
+        count,
+        merged: runs.iter().map(|r| r.shard.index).collect(),
+        missing,
+        clients: whole.clients,
+        covered: clients.len(),
+    };
+    Ok(Report {
+        schema_version: SCHEMA_VERSION,
+        target: merged_target(&runs),
+        architecture,
+        server_config,
+        engine_threads: runs.iter().map(|r| r.saved.engine_threads).sum(),
+        started_at_unix_us: base_us,
+        shards: Some(coverage),
+        summary,
+        latency_us: latency,
+        latency_uncorrected_us: open.then(|| Latency::of(&histograms.whole[1], over)),
+        schedule_lag_us: open.then(|| Latency::of(&histograms.whole[2], 0)),
+        throughput,
+        requests,
+        series,
+        prediction,
+        agrees,
+        clients,
+        // Shards run no background populations (`run` refuses the two together).
+        background: Vec::new(),
+        interval_log: histograms.log,
+        histograms: Some((histograms.whole[0].clone(), histograms.whole[1].clone())),
+        server,
+        server_series: Vec::new(),
+        scenario: whole,
+    })
+}
+
+/// The whole run's latency and throughput. A load run's latency is read off the merged
+/// histogram of every request (never the shards' percentiles), its throughput from the
+/// summed requests over the merged span; a scenario run's latency is each client's wait.
+fn latency_and_throughput(
+    whole: &Scenario,
+    requests: Option<&Requests>,
+    histograms: &Merged,
+    clients: &[ClientRecord],
+    elapsed: Duration,
+) -> (Latency, Option<loadgen::ledger::Throughput>) {
+    let over = requests.map_or(0, Requests::over_deadline);
+    match requests {
+        Some(r) => (
+            Latency::of(&histograms.whole[0], over),
+            Some(ledger::throughput(whole, r, elapsed)),
+        ),
+        None => (ledger::wait_latency(whole, clients), None),
+    }
+}
+
+/// The targets the shards measured, in shard order with repeats in a row removed: one
+/// name when every shard ran against the same address, as they should.
+fn merged_target(runs: &[ShardRun]) -> String {
+    let mut targets: Vec<String> = runs.iter().map(|r| r.saved.target.clone()).collect();
+    targets.dedup();
+    targets.join(", ")
+}
+
+/// Reads every shard directory under `dirs`: the shards that ran, and those that left a
+/// `failed.json` instead. Fails when no shard ran, naming why each one failed.
+fn read_shards(dirs: &[PathBuf]) -> Result<(Vec<ShardRun>, Vec<FailedShard>), SimError> {
     let mut runs: Vec<ShardRun> = Vec::new();
-    let mut failures: Vec<(PathBuf, ShardFailure)> = Vec::new();
+    let mut failures: Vec<FailedShard> = Vec::new();
     for dir in shard_dirs(dirs)? {
         match read_shard(&dir)? {
             Found::Ran(run) => runs.push(*run),
             Found::Failed(dir, failure) => failures.push((dir, failure)),
         }
     }
-    let Some(first) = runs.first() else {
+    if runs.is_empty() {
         let reasons: Vec<String> = failures
             .iter()
             .map(|(_, f)| format!("shard {}: {}", f.shard, f.error))
@@ -190,7 +303,14 @@ pub fn merge(dirs: &[PathBuf]) -> Result<Report, SimError> {
             "no shard ran, so there is nothing to merge ({})",
             reasons.join("; ")
         )));
-    };
+    }
+    Ok((runs, failures))
+}
+
+/// Checks that the shards found (`runs`, at least one, and `failures`) are parts of one
+/// run: the same shard count, no shard twice, the same scenario. Returns the shard count.
+fn check_one_run(runs: &[ShardRun], failures: &[FailedShard]) -> Result<usize, SimError> {
+    let first = &runs[0];
     let count = first.shard.count;
     let scenario = whole_scenario(&first.saved.scenario);
     let mut seen: BTreeMap<usize, PathBuf> = BTreeMap::new();
@@ -215,7 +335,7 @@ pub fn merge(dirs: &[PathBuf]) -> Result<Report, SimError> {
             )));
         }
     }
-    for run in &runs {
+    for run in runs {
         if whole_scenario(&run.saved.scenario) != scenario {
             return Err(SimError::Usage(format!(
                 "{} and {} ran different scenarios: they are not parts of one run",
@@ -224,13 +344,13 @@ pub fn merge(dirs: &[PathBuf]) -> Result<Report, SimError> {
             )));
         }
     }
-    let whole = Scenario {
-        shard: None,
-        ..first.saved.scenario.clone()
-    };
-    let architecture = first.saved.architecture.clone();
-    let server_config = first.saved.server_config.clone();
-    let missing: Vec<MissingShard> = (1..=count)
+    Ok(count)
+}
+
+/// The shards of `count` that did not run, each with the reason: its `failed.json`, or
+/// that nothing was found for it.
+fn missing_shards(count: usize, runs: &[ShardRun], failures: &[FailedShard]) -> Vec<MissingShard> {
+    (1..=count)
         .filter(|i| !runs.iter().any(|r| r.shard.index == *i))
         .map(|index| MissingShard {
             index,
@@ -242,101 +362,62 @@ pub fn merge(dirs: &[PathBuf]) -> Result<Report, SimError> {
                     |(_, f)| format!("it failed: {}", f.error),
                 ),
         })
-        .collect();
+        .collect()
+}
 
-    // Every shard's times count from its own start; the merge counts from the earliest.
+/// Every shard's times count from its own start; the merge counts from the earliest. Sets
+/// each shard's offset from that start, puts the shards in order, and returns the earliest
+/// start (microseconds since the Unix epoch).
+fn align_clocks(runs: &mut [ShardRun]) -> u64 {
     let base_us = runs
         .iter()
         .map(|r| r.saved.started_at_unix_us)
         .min()
         .unwrap_or(0);
-    for run in &mut runs {
+    for run in runs.iter_mut() {
         run.offset_us = run.saved.started_at_unix_us - base_us;
     }
     runs.sort_by_key(|r| r.shard.index);
+    base_us
+}
 
-    let clients = merged_clients(&mut runs)?;
-    let elapsed = record::span(&clients);
-    let summary: Summary = ledger::summarize(&clients, elapsed);
-    let started_at = SystemTime::UNIX_EPOCH + Duration::from_micros(base_us);
-    let histograms = merged_histograms(&runs, started_at)?;
-
-    let load = whole.load.is_load();
-    let open = matches!(whole.load, Load::Rate(_));
-    let requests = load.then(|| {
-        let mut sum = Requests::default();
-        for run in &runs {
-            if let Some(r) = &run.saved.requests {
-                sum.add(r);
-            }
+/// The shards' requests by what happened to them, added up.
+fn summed_requests(runs: &[ShardRun]) -> Requests {
+    let mut sum = Requests::default();
+    for run in runs {
+        if let Some(r) = &run.saved.requests {
+            sum.add(r);
         }
-        sum
-    });
-    let over = requests.as_ref().map_or(0, Requests::over_deadline);
-    let (latency, throughput) = match &requests {
-        Some(r) => (
-            Latency::of(&histograms.whole[0], over),
-            Some(ledger::throughput(&whole, r, elapsed)),
-        ),
-        None => (ledger::wait_latency(&whole, &clients), None),
-    };
-    let series = if load {
-        merged_series(&runs, &histograms.percentiles)
-    } else {
-        Vec::new()
-    };
+    }
+    sum
+}
 
-    let server = runs.iter().find_map(|r| r.server.clone());
-    let info = server.clone().map(ServerInfo::from);
-    let mut prediction = info.as_ref().and_then(|i| predict(i, &whole));
+/// The prediction for the whole run, from the `/stats` a shard saved, and whether the
+/// merged measurement (`served` clients, `per_second` served requests) agrees with it. With
+/// `missing` of the `count` shards absent, part of a run cannot agree or disagree with a
+/// prediction for the whole: the prediction says so and no verdict is given.
+fn predicted(
+    server: Option<contract::stats::Snapshot>,
+    whole: &Scenario,
+    served: usize,
+    per_second: Option<f64>,
+    missing: usize,
+    count: usize,
+) -> (Option<Prediction>, Option<bool>) {
+    let info = server.map(ServerInfo::from);
+    let mut prediction = info.as_ref().and_then(|i| predict(i, whole));
     let mut agrees = prediction
         .as_ref()
-        .and_then(|p| p.agrees(summary.served, throughput.as_ref().map(|t| t.per_second)));
-    if !missing.is_empty() {
-        // A part of the run cannot agree or disagree with a prediction for the whole.
+        .and_then(|p| p.agrees(served, per_second));
+    if missing > 0 {
         agrees = None;
         if let Some(p) = &mut prediction {
             p.caveats.push(format!(
-                "{} of {count} shards are missing, so the measurement covers only part of the run",
-                missing.len()
+                "{missing} of {count} shards are missing, so the measurement covers only part of the run"
             ));
         }
     }
-    let mut targets: Vec<String> = runs.iter().map(|r| r.saved.target.clone()).collect();
-    targets.dedup();
-    let coverage = Coverage {
-        count,
-        merged: runs.iter().map(|r| r.shard.index).collect(),
-        missing,
-        clients: whole.clients,
-        covered: clients.len(),
-    };
-    Ok(Report {
-        schema_version: SCHEMA_VERSION,
-        target: targets.join(", "),
-        architecture,
-        server_config,
-        engine_threads: runs.iter().map(|r| r.saved.engine_threads).sum(),
-        started_at_unix_us: base_us,
-        shards: Some(coverage),
-        summary,
-        latency_us: latency,
-        latency_uncorrected_us: open.then(|| Latency::of(&histograms.whole[1], over)),
-        schedule_lag_us: open.then(|| Latency::of(&histograms.whole[2], 0)),
-        throughput,
-        requests,
-        series,
-        prediction,
-        agrees,
-        clients,
-        // Shards run no background populations (`run` refuses the two together).
-        background: Vec::new(),
-        interval_log: histograms.log,
-        histograms: Some((histograms.whole[0].clone(), histograms.whole[1].clone())),
-        server,
-        server_series: Vec::new(),
-        scenario: whole,
-    })
+    (prediction, agrees)
 }
 
 /// Every shard's clients, their times moved onto the earliest shard's clock, in order of

@@ -45,7 +45,8 @@ use crate::Error;
 #[derive(Debug)]
 pub struct Attack {
     /// Tells the attack thread to stop. Shared with that thread, which checks it after
-    /// every wake-up.
+    /// every wake-up. Sequentially consistent, though nothing else is published with it:
+    /// the flag is read once per wake-up, so its ordering costs nothing worth saving.
     stopping: Arc<AtomicBool>,
     /// Wakes the attack thread from its poll so that it sees `stopping` at once.
     waker: Arc<Waker>,
@@ -121,9 +122,12 @@ const WAKER: Token = Token(usize::MAX);
 
 /// One hostile connection.
 struct Conn {
+    /// Its population, by index: its behaviour, pace and ledger.
     population: usize,
     stream: TcpStream,
+    /// The non-blocking connect has completed.
     connected: bool,
+    /// When it was opened: how long the server held it is counted from here.
     opened_at: Instant,
     /// How much of its population's opening it has sent (for slow read, the opening is
     /// the whole request, body included).
@@ -146,14 +150,23 @@ struct Attacker {
     held: Vec<Vec<u64>>,
     /// Each population's opening, shared by its connections (a slow reader's is 256 KiB).
     openings: Vec<Arc<[u8]>>,
+    /// The open hostile connections; a connection's key is its token in the poll.
     conns: Slab<Conn>,
-    /// Connections to open again: (population, when).
+    /// Connections to open again: (population, when). A population comes back after the
+    /// server cuts it off, so the pressure lasts as long as the foreground.
     waiting: Vec<(usize, Instant)>,
+    /// Tells [`start`] that every connection has had its first outcome; taken (and so
+    /// dropped) once sent. Its channel holds one message, and only one is ever sent, so the
+    /// send never blocks.
     settled: Option<mpsc::SyncSender<()>>,
+    /// Connections whose first outcome has not come yet.
     unsettled: usize,
 }
 
 impl Attacker {
+    /// The attack thread: opens every population's connections, then loops (wait for a
+    /// socket or the next tick; act on ready sockets; send or read each connection's few
+    /// bytes when due) until told to stop, and returns the ledgers.
     fn run(mut self, stopping: &AtomicBool) -> Vec<PopulationLedger> {
         let now = Instant::now();
         for (population, p) in self.populations.clone().iter().enumerate() {
@@ -161,7 +174,9 @@ impl Attacker {
                 self.open(population, now);
             }
         }
+        // Up to 1024 ready sockets a wake-up; more wait for the next poll, not lost.
         let mut events = Events::with_capacity(1024);
+        // Every read lands here and is dropped (but the first bytes of an answer).
         let mut scratch = vec![0u8; 64 * 1024];
         while !stopping.load(Ordering::SeqCst) {
             let now = Instant::now();

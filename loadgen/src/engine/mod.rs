@@ -124,7 +124,9 @@ pub(crate) struct Abort {
     /// acquire on checking, so a thread that sees the flag also sees the reason stored
     /// before it.
     flag: AtomicBool,
-    /// The first reason given; later ones are dropped.
+    /// The first reason given; later ones are dropped. A mutex, since an error is not an
+    /// atomic value; it is locked at most once per thread that raises, and once by the
+    /// coordinator that reports.
     reason: Mutex<Option<Error>>,
 }
 
@@ -196,6 +198,7 @@ fn collect<T>(
     mut on_abort: impl FnMut(),
 ) -> Result<Vec<T>, Error> {
     let mut got = Vec::with_capacity(expected);
+    // The engine is told of an abort once: waking its threads again would change nothing.
     let mut woken = false;
     while got.len() < expected {
         // Waits for the next thread to finish, or for the monitor's next turn.

@@ -49,10 +49,18 @@ pub fn spawn(name: String, job: ClientJob) -> io::Result<JoinHandle<ClientRecord
 /// What every client thread shares: the plan, the gate they start behind, and what they
 /// count into.
 struct Shared {
+    /// Read-only once the threads start.
     plan: Plan,
+    /// Every client thread waits here until all exist (a mutex and a condition variable,
+    /// waited on once per thread).
     gate: StartGate,
+    /// Raised when a client's connect found the simulator out of descriptors or ports;
+    /// each client checks it before its next step.
     abort: Abort,
+    /// The time series, fed by the one tally below as its clock passes each second.
     series: Arc<Series>,
+    /// The live counters, one slot for the whole run: every client adds through the tally,
+    /// under its mutex, and the monitor reads them without it.
     live: Arc<Live>,
     /// The one tally of the run, created by the first client to start (it needs the common
     /// start). Shared because every client counts its requests in it; locked only for the
@@ -97,33 +105,10 @@ pub fn run(mut plan: Plan, spawn: Spawner, monitor: &mut dyn Monitor) -> Result<
         live: Arc::new(Live::new(1)),
         tally: Mutex::new(None),
     });
+    // Each client thread sends one message here when it ends: an unbounded channel, so a
+    // send never blocks, and at most one message per client is ever in it.
     let (done, finished) = mpsc::channel();
-    let mut threads = Vec::with_capacity(clients);
-    for id in own {
-        let (mine, done) = (Arc::clone(&shared), done.clone());
-        let job: ClientJob = Box::new(move || {
-            let record = client_thread(id, &mine);
-            // The receiver outlives every client thread; a failed send only means the run
-            // was already given up.
-            let _ = done.send(());
-            record
-        });
-        match spawn(format!("client-{id}"), job) {
-            Ok(thread) => threads.push(thread),
-            Err(e) => {
-                // Releases the threads already waiting, so they return at once, and waits
-                // for them before reporting.
-                shared.gate.call_off();
-                for thread in threads {
-                    let _ = thread.join();
-                }
-                return Err(Error::Thread {
-                    what: format!("the system refused to start client {id} of {clients}"),
-                    source: e,
-                });
-            }
-        }
-    }
+    let threads = spawn_clients(&shared, &own, spawn, &done)?;
     drop(done);
     let (started_at, collected) = super::start_and_collect(
         &shared.gate,
@@ -139,16 +124,7 @@ pub fn run(mut plan: Plan, spawn: Spawner, monitor: &mut dyn Monitor) -> Result<
         // is bounded by its deadline.
         || {},
     );
-    let mut records = Vec::with_capacity(clients);
-    let mut panicked = false;
-    for thread in threads {
-        // Each client has ended by itself (its channel message came first), or ends soon:
-        // every blocking call it makes is bounded.
-        match thread.join() {
-            Ok(record) => records.push(record),
-            Err(_) => panicked = true,
-        }
-    }
+    let (records, panicked) = join_clients(threads, clients);
     collected?;
     if panicked {
         return Err(Error::Panicked("a client thread"));
@@ -166,6 +142,62 @@ pub fn run(mut plan: Plan, spawn: Spawner, monitor: &mut dyn Monitor) -> Result<
     ))
 }
 
+/// Starts a thread for each client of `own` with `spawn`; each waits at the gate, runs its
+/// client, and sends one message on `done` when it ends. If the system refuses a thread,
+/// the gate is called off (so those already started return at once) and they are joined
+/// before the refusal is reported.
+fn spawn_clients(
+    shared: &Arc<Shared>,
+    own: &[usize],
+    spawn: Spawner,
+    done: &mpsc::Sender<()>,
+) -> Result<Vec<JoinHandle<ClientRecord>>, Error> {
+    let mut threads = Vec::with_capacity(own.len());
+    for &id in own {
+        let (mine, done) = (Arc::clone(shared), done.clone());
+        let job: ClientJob = Box::new(move || {
+            let record = client_thread(id, &mine);
+            // The receiver outlives every client thread; a failed send only means the run
+            // was already given up.
+            let _ = done.send(());
+            record
+        });
+        match spawn(format!("client-{id}"), job) {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                shared.gate.call_off();
+                for thread in threads {
+                    let _ = thread.join();
+                }
+                return Err(Error::Thread {
+                    what: format!("the system refused to start client {id} of {}", own.len()),
+                    source: e,
+                });
+            }
+        }
+    }
+    Ok(threads)
+}
+
+/// Joins every client thread: the records of those that returned, and whether any
+/// panicked.
+fn join_clients(
+    threads: Vec<JoinHandle<ClientRecord>>,
+    clients: usize,
+) -> (Vec<ClientRecord>, bool) {
+    let mut records = Vec::with_capacity(clients);
+    let mut panicked = false;
+    for thread in threads {
+        // Each client has ended by itself (its channel message came first), or ends soon:
+        // every blocking call it makes is bounded.
+        match thread.join() {
+            Ok(record) => records.push(record),
+            Err(_) => panicked = true,
+        }
+    }
+    (records, panicked)
+}
+
 /// One client's thread: waits for the common start, then does what its client asks until
 /// it is done.
 fn client_thread(id: usize, shared: &Shared) -> ClientRecord {
@@ -176,10 +208,6 @@ fn client_thread(id: usize, shared: &Shared) -> ClientRecord {
     let plan = &shared.plan;
     let mut client = Client::new(id, plan, start);
     let mut conn: Option<Connection> = None;
-    // Scenario runs judge every step to the millisecond; load runs save the system call
-    // that would reset the read timeout before every read.
-    let exact = !plan.scenario.load.is_load();
-    let head_only = plan.scenario.request.is_head();
     loop {
         if shared.abort.is_raised() {
             break;
@@ -188,51 +216,8 @@ fn client_thread(id: usize, shared: &Shared) -> ClientRecord {
         let now = Instant::now();
         let step = shared.with_tally(start, |t| client.next(plan, now, t));
         let connecting = matches!(step, Step::Connect { .. });
-        let event = match step {
-            Step::Connect { deadline } => {
-                conn = None;
-                // Blocks until connected, refused, or the deadline.
-                match Connection::open(plan.addr, deadline) {
-                    Ok(c) => {
-                        conn = Some(c);
-                        Event::Connected
-                    }
-                    Err(mut failure) if failure.fatal.is_some() => {
-                        if let Some(reason) = failure.fatal.take() {
-                            shared.abort.raise(reason);
-                        }
-                        Event::Failed(failure)
-                    }
-                    Err(failure) => Event::Failed(failure),
-                }
-            }
-            Step::Exchange {
-                deadline,
-                want_thread,
-            } => match conn.as_mut() {
-                // Blocks until the whole response is in, or the deadline.
-                Some(c) => match c.exchange(
-                    client.request(plan),
-                    deadline,
-                    exact,
-                    head_only,
-                    want_thread,
-                ) {
-                    Ok(reply) => Event::Replied(reply),
-                    Err(failure) => {
-                        conn = None;
-                        Event::Failed(failure)
-                    }
-                },
-                None => Event::Failed(Failure::new(Outcome::Reset, "no connection to send on")),
-            },
-            Step::Hold { until } => {
-                // Holds the connection open and idle, as the lecture's clients do.
-                std::thread::sleep(until.saturating_duration_since(Instant::now()));
-                Event::Held
-            }
-            // Open-loop runs are refused above; nothing else idles.
-            Step::Idle | Step::Done => break,
+        let Some(event) = perform(step, &mut conn, client.request(plan), shared) else {
+            break;
         };
         let failed = matches!(event, Event::Failed(_));
         let now = Instant::now();
@@ -245,4 +230,65 @@ fn client_thread(id: usize, shared: &Shared) -> ClientRecord {
     }
     drop(conn);
     client.record
+}
+
+/// Does `step` on the client's connection `conn` with one blocking call, bounded by the
+/// step's deadline (or, for a hold, lasting until its end), and says what happened.
+/// `request` is what an exchange sends. `None`: the client has nothing more to do.
+fn perform(
+    step: Step,
+    conn: &mut Option<Connection>,
+    request: &[u8],
+    shared: &Shared,
+) -> Option<Event> {
+    let plan = &shared.plan;
+    let event = match step {
+        Step::Connect { deadline } => {
+            *conn = None;
+            // Blocks until connected, refused, or the deadline.
+            match Connection::open(plan.addr, deadline) {
+                Ok(c) => {
+                    *conn = Some(c);
+                    Event::Connected
+                }
+                Err(mut failure) if failure.fatal.is_some() => {
+                    // The simulator itself ran out (of descriptors, of ports): the whole
+                    // run stops, since what follows would not be the server's doing.
+                    if let Some(reason) = failure.fatal.take() {
+                        shared.abort.raise(reason);
+                    }
+                    Event::Failed(failure)
+                }
+                Err(failure) => Event::Failed(failure),
+            }
+        }
+        Step::Exchange {
+            deadline,
+            want_thread,
+        } => {
+            // Scenario runs judge every step to the millisecond; load runs save the system
+            // call that would reset the read timeout before every read.
+            let exact = !plan.scenario.load.is_load();
+            let head_only = plan.scenario.request.is_head();
+            match conn.as_mut() {
+                // Blocks until the whole response is in, or the deadline.
+                Some(c) => match c.exchange(request, deadline, exact, head_only, want_thread) {
+                    Ok(reply) => Event::Replied(reply),
+                    Err(failure) => {
+                        *conn = None;
+                        Event::Failed(failure)
+                    }
+                },
+                None => Event::Failed(Failure::new(Outcome::Reset, "no connection to send on")),
+            }
+        }
+        Step::Hold { until } => {
+            // Holds the connection open and idle, as the lecture's clients do.
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            Event::Held
+        }
+        // Open-loop runs are refused above; nothing else idles.
+        Step::Idle | Step::Done => return None,
+    };
+    Some(event)
 }

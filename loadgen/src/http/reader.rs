@@ -1,4 +1,15 @@
 //! Reading one response at a time from the bytes a socket returned, without doing I/O.
+//!
+//! The reader is a state machine over the parts of a response: a head, then a body framed
+//! one of three ways (a `Content-Length`, chunks, or the end of the connection). Bytes
+//! come in whatever pieces the socket returned: a head split over two reads, two
+//! responses in one read. The reader consumes what the current part needs and keeps the
+//! rest, so that pieces never matter.
+//!
+//! In the common case, where a read returns whole responses, nothing is copied: the bytes
+//! are parsed where they lie in the caller's buffer and only a remainder (an unfinished
+//! head, or the start of the next response) is kept. A body is counted, not stored, unless
+//! the caller asked to keep it.
 
 use crate::outcome::{Failure, Outcome};
 
@@ -118,6 +129,8 @@ impl ResponseReader {
     /// Takes the bytes a read returned. `Ok(Some(..))` when they complete the response
     /// (bytes after it are kept for the next one), `Ok(None)` when more are needed.
     pub fn feed(&mut self, data: &[u8]) -> Result<Option<Response>, Failure> {
+        // Nothing held: parse the new bytes where they are and keep only what is left.
+        // Something held: append and parse the whole, then drop what was used.
         let done = if self.pending.is_empty() {
             let (used, done) = self.advance(data)?;
             self.pending.extend_from_slice(&data[used..]);
@@ -170,134 +183,165 @@ impl ResponseReader {
 
     /// Consumes as much of `input` as the current response needs. Returns how many bytes
     /// were used and the response, if it is now complete.
+    ///
+    /// Each state has a method that reads what it can of the rest of the input and says
+    /// how far it got ([`Consumed`]): either it moved to another state and the loop goes
+    /// on with the bytes after it, or reading stops here, because a response is complete or
+    /// because the input ran out in the middle of one.
     fn advance(&mut self, input: &[u8]) -> Result<(usize, Option<Response>), Failure> {
         let mut at = 0;
         loop {
             let rest = &input[at..];
-            match self.state {
-                State::Head => {
-                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                    let mut parsed = httparse::Response::new(&mut headers);
-                    let head_len = match parsed.parse(rest) {
-                        Ok(httparse::Status::Complete(n)) => n,
-                        Ok(httparse::Status::Partial) => return Ok((at, None)),
-                        Err(e) => {
-                            return Err(Failure::new(
-                                Outcome::BadResponse,
-                                format!("not an HTTP response: {e}"),
-                            ))
-                        }
-                    };
-                    at += head_len;
-                    let status = parsed.code.unwrap_or(0);
-                    let headers = parsed.headers;
-                    let kept: Vec<(String, String)> = if self.keep {
-                        headers
-                            .iter()
-                            .map(|h| {
-                                let value = String::from_utf8_lossy(h.value).into_owned();
-                                (h.name.to_owned(), value)
-                            })
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    if (100..200).contains(&status) {
-                        // An interim response: the real one follows. Only a reader that
-                        // keeps everything hands it out.
-                        if self.keep {
-                            let interim = Response {
-                                status,
-                                server_thread: None,
-                                close: false,
-                                headers: kept,
-                                body: Vec::new(),
-                            };
-                            return Ok((at, Some(interim)));
-                        }
-                        continue;
-                    }
-                    let close = closes(parsed.version, headers);
-                    let server_thread = self
-                        .want_thread
-                        .then(|| {
-                            headers
-                                .iter()
-                                .find(|h| h.name.eq_ignore_ascii_case("x-servelab-thread"))
-                                .map(|h| String::from_utf8_lossy(h.value).into_owned())
-                        })
-                        .flatten();
-                    let no_body = self.head_only || status == 204 || status == 304;
-                    self.state = body_state(headers, no_body)?;
-                    self.response = Some(Response {
-                        status,
-                        server_thread,
-                        close: close || self.state == State::UntilClose,
-                        headers: kept,
-                        body: Vec::new(),
-                    });
-                    if self.state == (State::Length { left: 0 }) {
-                        return Ok((at, self.finish()));
-                    }
-                }
-                State::Length { left } => {
-                    let take = left.min(rest.len());
-                    self.keep_body(&rest[..take]);
-                    at += take;
-                    if take < left {
-                        self.state = State::Length { left: left - take };
-                        return Ok((at, None));
-                    }
-                    return Ok((at, self.finish()));
-                }
-                State::ChunkSize => match httparse::parse_chunk_size(rest) {
-                    Ok(httparse::Status::Complete((line, 0))) => {
-                        at += line;
-                        self.state = State::Trailer;
-                    }
-                    Ok(httparse::Status::Complete((line, size))) => {
-                        at += line;
-                        // The chunk's data and the CRLF after it.
-                        let left = usize::try_from(size)
-                            .unwrap_or(usize::MAX)
-                            .saturating_add(2);
-                        self.state = State::ChunkData { left };
-                    }
-                    Ok(httparse::Status::Partial) => return Ok((at, None)),
-                    Err(_) => {
-                        return Err(Failure::new(
-                            Outcome::BadResponse,
-                            "a malformed chunked body",
-                        ))
-                    }
-                },
-                State::ChunkData { left } => {
-                    let take = left.min(rest.len());
-                    // The last two bytes of `left` are the CRLF after the chunk's data.
-                    self.keep_body(&rest[..take.min(left.saturating_sub(2))]);
-                    at += take;
-                    if take < left {
-                        self.state = State::ChunkData { left: left - take };
-                        return Ok((at, None));
-                    }
-                    self.state = State::ChunkSize;
-                }
-                State::Trailer => {
-                    // Trailer fields, each ended by CRLF, until an empty line.
-                    let Some(line) = rest.windows(2).position(|w| w == b"\r\n") else {
-                        return Ok((at, None));
-                    };
-                    at += line + 2;
-                    if line == 0 {
-                        return Ok((at, self.finish()));
-                    }
-                }
+            let consumed = match self.state {
+                State::Head => self.head(rest)?,
+                State::Length { left } => self.length(rest, left),
+                State::ChunkSize => self.chunk_size(rest)?,
+                State::ChunkData { left } => self.chunk_data(rest, left),
+                State::Trailer => self.trailer(rest),
                 State::UntilClose => {
                     self.keep_body(rest);
-                    return Ok((input.len(), None));
+                    Consumed::Stop(rest.len(), None)
                 }
+            };
+            match consumed {
+                Consumed::More(used) => at += used,
+                Consumed::Stop(used, response) => return Ok((at + used, response)),
             }
         }
+    }
+
+    /// [`State::Head`]: parses a complete head, if `rest` holds one. An interim (1xx)
+    /// response is skipped, or handed out by a reader that keeps everything; a final one
+    /// decides how its body is delimited, and is complete at once when it has none.
+    fn head(&mut self, rest: &[u8]) -> Result<Consumed, Failure> {
+        // httparse borrows the header names and values from `rest`: nothing is copied
+        // unless the reader keeps them.
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut headers);
+        let head_len = match parsed.parse(rest) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(Consumed::Stop(0, None)),
+            Err(e) => {
+                return Err(Failure::new(
+                    Outcome::BadResponse,
+                    format!("not an HTTP response: {e}"),
+                ))
+            }
+        };
+        let status = parsed.code.unwrap_or(0);
+        let headers = parsed.headers;
+        let kept: Vec<(String, String)> = if self.keep {
+            headers
+                .iter()
+                .map(|h| {
+                    let value = String::from_utf8_lossy(h.value).into_owned();
+                    (h.name.to_owned(), value)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if (100..200).contains(&status) {
+            // An interim response: the real one follows. Only a reader that keeps
+            // everything hands it out.
+            if self.keep {
+                let interim = Response {
+                    status,
+                    server_thread: None,
+                    close: false,
+                    headers: kept,
+                    body: Vec::new(),
+                };
+                return Ok(Consumed::Stop(head_len, Some(interim)));
+            }
+            return Ok(Consumed::More(head_len));
+        }
+        let close = closes(parsed.version, headers);
+        let server_thread = self
+            .want_thread
+            .then(|| {
+                headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("x-servelab-thread"))
+                    .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            })
+            .flatten();
+        // HEAD answers, 204 and 304 have no body whatever their headers announce.
+        let no_body = self.head_only || status == 204 || status == 304;
+        self.state = body_state(headers, no_body)?;
+        self.response = Some(Response {
+            status,
+            server_thread,
+            close: close || self.state == State::UntilClose,
+            headers: kept,
+            body: Vec::new(),
+        });
+        if self.state == (State::Length { left: 0 }) {
+            return Ok(Consumed::Stop(head_len, self.finish()));
+        }
+        Ok(Consumed::More(head_len))
+    }
+
+    /// [`State::Length`]: counts `left` more body bytes; the response is complete when
+    /// they are all in.
+    fn length(&mut self, rest: &[u8], left: usize) -> Consumed {
+        let take = left.min(rest.len());
+        self.keep_body(&rest[..take]);
+        if take < left {
+            self.state = State::Length { left: left - take };
+            return Consumed::Stop(take, None);
+        }
+        Consumed::Stop(take, self.finish())
+    }
+
+    /// [`State::ChunkSize`]: reads a chunk-size line. Size 0 is the last chunk, which the
+    /// trailer follows; any other size is that many bytes of data and a CRLF.
+    fn chunk_size(&mut self, rest: &[u8]) -> Result<Consumed, Failure> {
+        match httparse::parse_chunk_size(rest) {
+            Ok(httparse::Status::Complete((line, 0))) => {
+                self.state = State::Trailer;
+                Ok(Consumed::More(line))
+            }
+            Ok(httparse::Status::Complete((line, size))) => {
+                // The chunk's data and the CRLF after it.
+                let left = usize::try_from(size)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(2);
+                self.state = State::ChunkData { left };
+                Ok(Consumed::More(line))
+            }
+            Ok(httparse::Status::Partial) => Ok(Consumed::Stop(0, None)),
+            Err(_) => Err(Failure::new(
+                Outcome::BadResponse,
+                "a malformed chunked body",
+            )),
+        }
+    }
+
+    /// [`State::ChunkData`]: counts `left` more bytes of a chunk's data and the CRLF after
+    /// it, then expects the next chunk-size line.
+    fn chunk_data(&mut self, rest: &[u8], left: usize) -> Consumed {
+        let take = left.min(rest.len());
+        // The last two bytes of `left` are the CRLF after the chunk's data.
+        self.keep_body(&rest[..take.min(left.saturating_sub(2))]);
+        if take < left {
+            self.state = State::ChunkData { left: left - take };
+            return Consumed::Stop(take, None);
+        }
+        self.state = State::ChunkSize;
+        Consumed::More(take)
+    }
+
+    /// [`State::Trailer`]: skips trailer fields, each ended by CRLF; the empty line that
+    /// ends them completes the response.
+    fn trailer(&mut self, rest: &[u8]) -> Consumed {
+        let Some(line) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return Consumed::Stop(0, None);
+        };
+        if line == 0 {
+            return Consumed::Stop(2, self.finish());
+        }
+        Consumed::More(line + 2)
     }
 
     /// Adds body bytes to the response, if this reader keeps them.
@@ -312,6 +356,15 @@ impl ResponseReader {
         self.state = State::Head;
         self.response.take()
     }
+}
+
+/// How far one state's step got through the input (see [`ResponseReader::advance`]).
+enum Consumed {
+    /// It used this many bytes and moved to another state, which reads what follows.
+    More(usize),
+    /// It used this many bytes and reading stops: with the response when it is complete,
+    /// without when the input ran out before it was.
+    Stop(usize, Option<Response>),
 }
 
 /// The most header fields a response may have.

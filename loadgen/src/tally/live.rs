@@ -15,11 +15,17 @@ pub struct Live {
     pub(super) slots: Box<[LiveSlot]>,
 }
 
+/// One engine thread's counters. Aligned to 128 bytes (two cache lines, since some CPUs
+/// fetch lines in pairs), so that two threads' additions never contend for one line: each
+/// thread's add stays in its own core's cache.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub(crate) struct LiveSlot {
+    /// Requests written to a connection.
     pub(crate) sent: AtomicU64,
+    /// Requests answered 2xx in time.
     pub(crate) served: AtomicU64,
+    /// Requests that failed, late ones included.
     pub(crate) errors: AtomicU64,
 }
 
@@ -32,12 +38,15 @@ pub struct LiveTotals {
 }
 
 impl Live {
+    /// Counters for `threads` engine threads (at least one slot).
     pub fn new(threads: usize) -> Live {
         Live {
             slots: (0..threads.max(1)).map(|_| LiveSlot::default()).collect(),
         }
     }
 
+    /// The sums so far. Each load is relaxed: the three sums are each some recent value,
+    /// not one instant's snapshot, which is all a progress line needs.
     pub fn totals(&self) -> LiveTotals {
         let mut t = LiveTotals::default();
         for slot in self.slots.iter() {

@@ -144,7 +144,9 @@ impl Requests {
 /// One engine thread's counts. See the module documentation.
 #[derive(Debug)]
 pub struct Tally {
+    /// The run's common start: the time series' seconds count from it.
     start: Instant,
+    /// The deadline, in µs: a response later than this (by its corrected latency) is late.
     limit_us: u64,
     /// Every answered request's corrected latency, and every unanswered one at its
     /// deadline.
@@ -154,13 +156,18 @@ pub struct Tally {
     /// Open loop: how late the engine sent requests that had a free connection when they
     /// were due (its own scheduling delay, which the corrected latency includes).
     pub lag: Histogram<u64>,
+    /// This thread's requests by what happened to them.
     pub requests: Requests,
     /// The second of the run being filled, and what it holds so far.
     second: u64,
     current: Second,
+    /// The shared time series this tally hands each finished second to (under the
+    /// series' mutex, once a second).
     series: Arc<Series>,
     /// This tally's place among the series' contributors and the live counters.
     index: usize,
+    /// The shared live counters: this tally adds to its own slot with relaxed atomics, and
+    /// a monitor on another thread reads them (see [`live`] for why relaxed suffices).
     live: Arc<Live>,
     live_slot: usize,
 }
@@ -196,7 +203,9 @@ impl Tally {
     }
 
     /// Moves the time series on to the second `now` falls in, handing the finished
-    /// seconds to the shared series.
+    /// seconds to the shared series. Every recording calls it first, so a request is always
+    /// counted in the second it ended in; a second in which this thread recorded nothing
+    /// is handed in empty, so that the series knows this thread is past it.
     pub fn tick(&mut self, now: Instant) {
         let second = now.saturating_duration_since(self.start).as_secs();
         while self.second < second {
@@ -250,6 +259,8 @@ impl Tally {
             completed: 1,
             ..Requests::default()
         };
+        // Late first: a 2xx after the deadline is late, not served; an error status in time
+        // is rejected.
         let served = if !crate::outcome::in_time(corrected, self.limit_us) {
             counts.late = 1;
             false
@@ -317,7 +328,9 @@ impl Tally {
         self.series.leave(self.index);
     }
 
-    /// Adds `other` (another thread's tally) into this one.
+    /// Adds `other` (another thread's tally) into this one, once the threads have ended.
+    /// Histograms of the same bounds add exactly, so the merged percentiles are those of
+    /// all the requests together, never an average of the threads' percentiles.
     pub fn merge(&mut self, other: &Tally) {
         let _ = self.corrected.add(&other.corrected);
         let _ = self.uncorrected.add(&other.uncorrected);

@@ -115,9 +115,13 @@ struct SeriesInner {
     /// order), or `None` once it has left: a second is complete when every tally still
     /// present is past it.
     next: Vec<Option<u64>>,
-    /// Seconds not yet complete, and the sum of what was handed in for each.
+    /// Seconds not yet complete, and the sum of what was handed in for each. Every thread
+    /// hands in each second as its clock passes it, so this holds only the seconds between
+    /// the slowest thread and the fastest: a second or two, however long the run.
     open: BTreeMap<u64, Second>,
+    /// The closed seconds' rows, in the order they closed.
     rows: Vec<Row>,
+    /// The closed seconds' histograms, encoded: a few hundred bytes per second and tag.
     encoded: Vec<Encoded>,
 }
 
@@ -131,7 +135,9 @@ impl Series {
         }
     }
 
-    /// Tally `index` hands in `second` (and will hand in the next one next).
+    /// Tally `index` hands in `second` (and will hand in the next one next). Blocks only
+    /// for the series' mutex, which other threads hold for as long as one second's sum
+    /// and, now and then, one row's encoding.
     pub(super) fn hand_in(&self, index: usize, second: u64, part: &Second) {
         let mut inner = self.inner.lock();
         if !part.is_empty() {
@@ -147,7 +153,8 @@ impl Series {
         inner.close_complete();
     }
 
-    /// Tally `index` hands in no more seconds.
+    /// Tally `index` hands in no more seconds: the seconds it held open can close without
+    /// it.
     pub(super) fn leave(&self, index: usize) {
         let mut inner = self.inner.lock();
         if let Some(next) = inner.next.get_mut(index) {
@@ -197,6 +204,8 @@ impl SeriesInner {
         }
     }
 
+    /// Turns a complete second into its row (counts and corrected percentiles) and its
+    /// encoded histograms, after which only those are kept.
     fn close(&mut self, second: u64, sum: &Second) {
         let h = &sum.corrected;
         let pick = |q: f64| {

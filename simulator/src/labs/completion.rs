@@ -197,6 +197,22 @@ fn count(env: &LabEnv, arch: &'static str) -> Result<Counted, SimError> {
     })
 }
 
+/// Lab 25's entry in the list of labs ([`super::all`]).
+/// The question before running: an event loop makes a system call to learn a socket is
+/// ready and another to read it; a ring is told what to do and reports when it is done.
+/// How many system calls, and how many context switches, does each thread make per
+/// request?
+pub(super) const LAB25: Lab = Lab {
+    id: 25,
+    title: "Readiness against completion: system calls and context switches per request",
+    sheet: "labs/25-readiness-against-completion.md",
+    targets: &[],
+    run: lab25,
+};
+
+/// Lab 25: the event loop and the io_uring server under the same keep-alive load, each
+/// thread's system calls and context switches per request (or io_uring's own count of its
+/// `io_uring_enter` calls where `perf` cannot count them).
 pub(super) fn lab25(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let readiness = count(env, "event-loop")?;
     let per = |c: &Counted, n: u64| format!("{:.2}", c.per_request(n));

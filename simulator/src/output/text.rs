@@ -28,10 +28,41 @@ impl Report {
         }
     }
 
-    /// The human-readable report.
+    /// The human-readable report: what ran, who was served (per client for a small
+    /// scenario run), the requests and their latency (load runs), how the engine ran, the
+    /// prediction's rule, and the verdict. Each part is written by one of the methods below,
+    /// in the order they are printed.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let s = &self.summary;
+        self.heading_text(&mut out);
+        self.coverage_text(&mut out);
+        let scenario_run = matches!(self.scenario.load, Load::Requests(_));
+        if self.clients.len() <= 32 && scenario_run {
+            self.clients_text(&mut out);
+        }
+        if self.clients.len() <= TIMELINE_CLIENTS && scenario_run {
+            out.push_str(&self.timeline_text());
+        }
+        self.outcomes_text(&mut out);
+        self.requests_text(&mut out);
+        self.latency_text(&mut out);
+        self.engine_text(&mut out);
+        if let Some(p) = &self.prediction {
+            let _ = writeln!(out, "rule: {}", p.rule);
+        }
+        if !self.background.is_empty() {
+            let _ = writeln!(
+                out,
+                "the clients above were the foreground; in the background, hostile clients:"
+            );
+            out.push_str(&background_text(&self.background));
+        }
+        let _ = writeln!(out, "{}", self.verdict());
+        out
+    }
+
+    /// The first line: how many clients ran against which target, doing what.
+    fn heading_text(&self, out: &mut String) {
         let arch = self
             .architecture
             .as_deref()
@@ -40,11 +71,16 @@ impl Report {
         let _ = writeln!(
             out,
             "{} {} → {}{arch}: {}",
-            s.clients,
+            self.summary.clients,
             who(&self.scenario),
             self.target,
             what(&self.scenario)
         );
+    }
+
+    /// Which part of a sharded run this report covers: one shard's clients, or the shards a
+    /// merge found and those it did not (a merged report never hides a missing shard).
+    fn coverage_text(&self, out: &mut String) {
         if let Some(shard) = self.scenario.shard {
             let _ = writeln!(
                 out,
@@ -52,7 +88,7 @@ impl Report {
                 shard.index,
                 shard.index + shard.count,
                 self.scenario.clients,
-                s.clients
+                self.summary.clients
             );
         }
         if let Some(c) = &self.shards {
@@ -74,28 +110,33 @@ impl Report {
                 );
             }
         }
-        if self.clients.len() <= 32 && matches!(self.scenario.load, Load::Requests(_)) {
+    }
+
+    /// A table of the clients of a small scenario run: each one's outcome, when it
+    /// connected, got its first byte and its answer, and the server thread that answered.
+    fn clients_text(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "\n  client   outcome           connect   first byte   complete   server thread"
+        );
+        for c in &self.clients {
             let _ = writeln!(
                 out,
-                "\n  client   outcome           connect   first byte   complete   server thread"
+                "  {:<8} {:<17} {:>8} {:>12} {:>10}   {}",
+                format!("#{}", c.id),
+                c.outcome.name(),
+                c.connect_us.map(human_us).unwrap_or_else(|| "-".into()),
+                c.first_byte_us.map(human_us).unwrap_or_else(|| "-".into()),
+                c.complete_us.map(human_us).unwrap_or_else(|| "-".into()),
+                c.server_thread.as_deref().unwrap_or("-"),
             );
-            for c in &self.clients {
-                let _ = writeln!(
-                    out,
-                    "  {:<8} {:<17} {:>8} {:>12} {:>10}   {}",
-                    format!("#{}", c.id),
-                    c.outcome.name(),
-                    c.connect_us.map(human_us).unwrap_or_else(|| "-".into()),
-                    c.first_byte_us.map(human_us).unwrap_or_else(|| "-".into()),
-                    c.complete_us.map(human_us).unwrap_or_else(|| "-".into()),
-                    c.server_thread.as_deref().unwrap_or("-"),
-                );
-            }
         }
-        if self.clients.len() <= TIMELINE_CLIENTS && matches!(self.scenario.load, Load::Requests(_))
-        {
-            out.push_str(&self.timeline_text());
-        }
+    }
+
+    /// The ledger: clients served within their deadline, and the count of every outcome
+    /// that happened.
+    fn outcomes_text(&self, out: &mut String) {
+        let s = &self.summary;
         let _ = writeln!(out, "\nserved within deadline: {}/{}", s.served, s.clients);
         let counts: Vec<String> = Outcome::ALL
             .iter()
@@ -103,70 +144,88 @@ impl Report {
             .map(|o| format!("{} {}", o.name(), s.count(*o)))
             .collect();
         let _ = writeln!(out, "outcomes: {}", counts.join(", "));
-        let open = matches!(self.scenario.load, Load::Rate(_));
-        let line = |label: &str, l: &loadgen::ledger::Latency| {
-            format!(
-                "{label}p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} samples, {} over the deadline)",
-                self.pct(l.p50),
-                self.pct(l.p90),
-                self.pct(l.p99),
-                self.pct(l.p99_9),
-                self.pct(l.max),
-                l.samples,
-                l.over_deadline
-            )
+    }
+
+    /// Load runs: the requests by what happened to them, rare outcomes only when they
+    /// happened.
+    fn requests_text(&self, out: &mut String) {
+        let Some(r) = &self.requests else {
+            return;
         };
-        if let Some(r) = &self.requests {
-            let mut text = format!(
-                "requests: {} sent, {} answered ({} served, {} late, {} rejected), {} timed out",
-                r.sent, r.completed, r.served, r.late, r.rejected, r.timed_out
-            );
-            for (count, what) in [
-                (r.connect_timeout, "not connected in time"),
-                (r.refused, "refused"),
-                (r.reset, "reset"),
-                (r.bad_response, "not HTTP"),
-                (r.dropped, "dropped (no free connection)"),
-                (r.queued, "waited for a free connection"),
-            ] {
-                if count > 0 {
-                    let _ = write!(text, ", {count} {what}");
-                }
+        let mut text = format!(
+            "requests: {} sent, {} answered ({} served, {} late, {} rejected), {} timed out",
+            r.sent, r.completed, r.served, r.late, r.rejected, r.timed_out
+        );
+        for (count, what) in [
+            (r.connect_timeout, "not connected in time"),
+            (r.refused, "refused"),
+            (r.reset, "reset"),
+            (r.bad_response, "not HTTP"),
+            (r.dropped, "dropped (no free connection)"),
+            (r.queued, "waited for a free connection"),
+        ] {
+            if count > 0 {
+                let _ = write!(text, ", {count} {what}");
             }
-            let _ = writeln!(
-                out,
-                "{text}, {} unfinished when the run ended",
-                r.unfinished
-            );
         }
-        if open {
+        let _ = writeln!(
+            out,
+            "{text}, {} unfinished when the run ended",
+            r.unfinished
+        );
+    }
+
+    /// The latency percentiles. An open loop has two (corrected, from when each request
+    /// was due; uncorrected, from its actual send) and its own scheduling delay; every
+    /// other run has one.
+    fn latency_text(&self, out: &mut String) {
+        if !matches!(self.scenario.load, Load::Rate(_)) {
+            let _ = writeln!(out, "{}", self.latency_line("latency: ", &self.latency_us));
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            self.latency_line(
+                "latency, corrected (from when each was due):  ",
+                &self.latency_us
+            )
+        );
+        if let Some(l) = &self.latency_uncorrected_us {
             let _ = writeln!(
                 out,
                 "{}",
-                line(
-                    "latency, corrected (from when each was due):  ",
-                    &self.latency_us
-                )
+                self.latency_line("latency, uncorrected (from its actual send): ", l)
             );
-            if let Some(l) = &self.latency_uncorrected_us {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    line("latency, uncorrected (from its actual send): ", l)
-                );
-            }
-            if let Some(lag) = &self.schedule_lag_us {
-                let _ = writeln!(
-                    out,
-                    "schedule lag (sent after it was due, with a connection free): p50 {}  p99 {}  max {}",
-                    human_us(lag.p50),
-                    human_us(lag.p99),
-                    human_us(lag.max)
-                );
-            }
-        } else {
-            let _ = writeln!(out, "{}", line("latency: ", &self.latency_us));
         }
+        if let Some(lag) = &self.schedule_lag_us {
+            let _ = writeln!(
+                out,
+                "schedule lag (sent after it was due, with a connection free): p50 {}  p99 {}  max {}",
+                human_us(lag.p50),
+                human_us(lag.p99),
+                human_us(lag.max)
+            );
+        }
+    }
+
+    /// One line of latency percentiles, after `label`.
+    fn latency_line(&self, label: &str, l: &loadgen::ledger::Latency) -> String {
+        format!(
+            "{label}p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} samples, {} over the deadline)",
+            self.pct(l.p50),
+            self.pct(l.p90),
+            self.pct(l.p99),
+            self.pct(l.p99_9),
+            self.pct(l.max),
+            l.samples,
+            l.over_deadline
+        )
+    }
+
+    /// The throughput (load runs), then the engine that ran the clients and how together
+    /// they started.
+    fn engine_text(&self, out: &mut String) {
         if let Some(t) = &self.throughput {
             let _ = writeln!(
                 out,
@@ -181,6 +240,7 @@ impl Report {
                 t.seconds
             );
         }
+        let s = &self.summary;
         let _ = writeln!(
             out,
             "engine: {}, {} thread{}; the last client started {} after the common start; {} from the first start to the last end",
@@ -190,18 +250,6 @@ impl Report {
             human_us(s.start_spread_ms * 1000),
             human_us(s.elapsed_ms * 1000),
         );
-        if let Some(p) = &self.prediction {
-            let _ = writeln!(out, "rule: {}", p.rule);
-        }
-        if !self.background.is_empty() {
-            let _ = writeln!(
-                out,
-                "the clients above were the foreground; in the background, hostile clients:"
-            );
-            out.push_str(&background_text(&self.background));
-        }
-        let _ = writeln!(out, "{}", self.verdict());
-        out
     }
 
     /// A compact timeline, one line per client: a bar scaled so that the deadline is at
@@ -263,7 +311,9 @@ impl Report {
     }
 }
 
-/// The comparison table.
+/// The comparison table: the scenario, one row per architecture (its ledger, latency and
+/// prediction, then its throughput and background lines), a legend of the columns, and
+/// each server's settings in force.
 pub fn compare_text(scenario: &Scenario, reports: &[Report]) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -295,45 +345,7 @@ pub fn compare_text(scenario: &Scenario, reports: &[Report]) -> String {
         "max",
     );
     for r in reports {
-        let s = &r.summary;
-        let pct = |v: u64| {
-            if r.latency_us.over_deadline > 0 && v >= micros(scenario.timeout) {
-                "> deadline".to_owned()
-            } else {
-                human_us(v)
-            }
-        };
-        let prediction = match (&r.prediction, r.agrees) {
-            (Some(p), Some(agrees)) => format!(
-                "{} {}{}",
-                p.served_text()
-                    .unwrap_or_else(|| format!("{:.0}/s", p.per_second.unwrap_or(0.0))),
-                if agrees { "agrees" } else { "DISAGREES" },
-                if p.boundary { " (boundary)" } else { "" }
-            ),
-            _ => "-".into(),
-        };
-        let _ = writeln!(
-            out,
-            "{:<19} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>5} {:>10} {:>10} {:>10} {:>10}   {}",
-            r.architecture.as_deref().unwrap_or(&r.target),
-            format!("{}/{}", s.served, s.clients),
-            s.connect_timeout,
-            s.service_timeout,
-            s.refused,
-            s.reset,
-            s.rejected,
-            s.bad_response,
-            pct(r.latency_us.p50),
-            pct(r.latency_us.p90),
-            pct(r.latency_us.p99),
-            pct(r.latency_us.max),
-            prediction,
-        );
-        if let Some(t) = &r.throughput {
-            let _ = writeln!(out, "{:<19} {:.0} requests/s", "", t.per_second);
-        }
-        out.push_str(&background_text(&r.background));
+        compare_row(&mut out, scenario, r);
     }
     let _ = writeln!(
         out,
@@ -355,6 +367,50 @@ pub fn compare_text(scenario: &Scenario, reports: &[Report]) -> String {
         );
     }
     out
+}
+
+/// One architecture's row of the comparison table, then its throughput (load runs) and
+/// its background populations' ledgers, each on a line of their own.
+fn compare_row(out: &mut String, scenario: &Scenario, r: &Report) {
+    let s = &r.summary;
+    let pct = |v: u64| {
+        if r.latency_us.over_deadline > 0 && v >= micros(scenario.timeout) {
+            "> deadline".to_owned()
+        } else {
+            human_us(v)
+        }
+    };
+    let prediction = match (&r.prediction, r.agrees) {
+        (Some(p), Some(agrees)) => format!(
+            "{} {}{}",
+            p.served_text()
+                .unwrap_or_else(|| format!("{:.0}/s", p.per_second.unwrap_or(0.0))),
+            if agrees { "agrees" } else { "DISAGREES" },
+            if p.boundary { " (boundary)" } else { "" }
+        ),
+        _ => "-".into(),
+    };
+    let _ = writeln!(
+        out,
+        "{:<19} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>5} {:>10} {:>10} {:>10} {:>10}   {}",
+        r.architecture.as_deref().unwrap_or(&r.target),
+        format!("{}/{}", s.served, s.clients),
+        s.connect_timeout,
+        s.service_timeout,
+        s.refused,
+        s.reset,
+        s.rejected,
+        s.bad_response,
+        pct(r.latency_us.p50),
+        pct(r.latency_us.p90),
+        pct(r.latency_us.p99),
+        pct(r.latency_us.max),
+        prediction,
+    );
+    if let Some(t) = &r.throughput {
+        let _ = writeln!(out, "{:<19} {:.0} requests/s", "", t.per_second);
+    }
+    out.push_str(&background_text(&r.background));
 }
 
 /// A server's settings in a few words, from its `/stats`: the architecture's own flags,

@@ -1,5 +1,17 @@
 //! The open-loop schedule: when each request is due, and what happens to one that finds
 //! every connection busy.
+//!
+//! An open loop is a schedule, not a set of clients: request `i` is due at its moment
+//! whether or not the server has answered the ones before it, as users' requests are. The
+//! engine carries the schedule on a pool of connections. When a request comes due, the
+//! reactor hands it to an idle connection, which sends it in the same turn; when every
+//! connection is busy, `--when-busy` decides: `queue` keeps it here until a connection
+//! frees up or its deadline passes (its wait counts in its latency, which is counted from
+//! its due moment), `drop` gives it up at once and counts it as dropped.
+//!
+//! A request's deadline always counts from its due moment, so no way of carrying the
+//! schedule can make a late answer look timely: that is the correction for coordinated
+//! omission.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -24,8 +36,11 @@ use crate::tally::Tally;
 /// sum of independent Poisson processes is a Poisson process of the summed rate), seeded by
 /// its first connection, so that no two threads in any shard draw the same process.
 pub(super) struct Dispatcher {
+    /// The run's common start: the schedule counts from it.
     start: Instant,
+    /// The run's end: no request is due at or after it.
     pub(super) end: Instant,
+    /// Each request's deadline, from its due moment.
     timeout: Duration,
     arrivals: Arrivals,
     when_busy: WhenBusy,
@@ -40,6 +55,7 @@ pub(super) struct Dispatcher {
     pub(super) ended: bool,
     /// When the next request is due (at or after `end`: none).
     next: Instant,
+    /// Poisson arrivals: this thread's random gaps, seeded so that a run can be repeated.
     rng: SmallRng,
     /// Requests due but waiting for a free connection (`--when-busy queue`), oldest
     /// first, by when they were due. Unbounded in count, but bounded in time: a request
@@ -79,7 +95,10 @@ impl Dispatcher {
         d
     }
 
-    /// Constant arrivals: when this thread's `k`-th request is due.
+    /// Constant arrivals: when this thread's `k`-th request is due. Its `k`-th request is
+    /// the run's request `i` for the `(k mod n_t)`-th of its connections, in the
+    /// `⌊k / n_t⌋`-th round of `N`, so the threads' requests interleave into the one
+    /// schedule `i / R`.
     fn constant_due(&self, k: u64) -> Instant {
         let share = self.mine.len().max(1) as u64;
         let i = (k / share) * self.connections
@@ -87,14 +106,18 @@ impl Dispatcher {
         self.start + secs(i as f64 / self.rate)
     }
 
-    /// Poisson arrivals: an exponential gap of mean `N / (R × n_t)`.
+    /// Poisson arrivals: an exponential gap of mean `N / (R × n_t)`, drawn by inverting the
+    /// exponential distribution's CDF at a uniform `u` (`1 − u` keeps the logarithm's
+    /// argument above 0).
     fn gap(&mut self) -> Duration {
         let u: f64 = self.rng.random();
         let share = self.rate * self.mine.len() as f64 / self.connections as f64;
         secs(-(1.0 - u).ln() / share.max(1e-9))
     }
 
-    /// The next request due by `now`, if any (none at or after the end).
+    /// The next request due by `now`, if any (none at or after the end). The reactor calls
+    /// it until it says none, so a loop that woke late takes every request it missed at
+    /// once, each with its own due moment: lateness is measured, not hidden.
     pub(super) fn next_due(&mut self, now: Instant) -> Option<Instant> {
         if self.next > now || self.next >= self.end {
             return None;
@@ -124,7 +147,8 @@ impl Dispatcher {
         [due, queued, end].into_iter().flatten().min()
     }
 
-    /// A request due at `due` found every connection busy.
+    /// A request due at `due` found every connection busy. Queued, it waits for the next
+    /// free connection, oldest first; dropped, it is counted and forgotten.
     pub(super) fn busy(&mut self, due: Instant, tally: &mut Tally) {
         match self.when_busy {
             WhenBusy::Queue => {

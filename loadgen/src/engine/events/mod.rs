@@ -67,10 +67,18 @@ const READ_BUFFER: usize = 64 * 1024;
 /// What the engine threads share, each through an `Arc`: the plan they run, the gate they
 /// start behind, the abort flag any of them may raise, and what they count into.
 struct Shared {
+    /// Read-only once the threads start: no synchronisation needed beyond the `Arc`.
     plan: Plan,
+    /// Every thread waits here until all exist; the coordinator opens it, fixing the
+    /// common start (a mutex and a condition variable: waited on once per thread).
     gate: StartGate,
+    /// Raised by a thread that ran out of something; every thread checks it after each
+    /// wake-up (see [`Abort`] for its ordering).
     abort: Abort,
+    /// The time series: each thread hands in a second once a second, under its mutex.
     series: Arc<Series>,
+    /// The live counters: each thread adds to its own cache line with relaxed atomics,
+    /// the coordinator's monitor reads them (see [`Live`]).
     live: Arc<Live>,
 }
 
@@ -80,6 +88,8 @@ type ThreadResult = Option<(Vec<ClientRecord>, Tally)>;
 
 /// The engine threads, started and waiting at the gate.
 struct Threads {
+    /// One per thread, registered with its poll: waking it interrupts the thread's poll,
+    /// so an abort is seen at once rather than at the next timer.
     wakers: Vec<Arc<Waker>>,
     handles: Vec<JoinHandle<()>>,
 }
@@ -94,6 +104,8 @@ pub fn run(plan: Plan, monitor: &mut dyn Monitor) -> Result<Finished, Error> {
         series: Arc::new(Series::new(threads)),
         live: Arc::new(Live::new(threads)),
     });
+    // Each thread sends exactly one result here when it ends: an unbounded channel, so the
+    // send never blocks, and it never holds more than one message per thread.
     let (done, results) = mpsc::channel::<ThreadResult>();
     let started = spawn(&shared, threads, &done)?;
     drop(done);
@@ -190,6 +202,7 @@ fn drive(shared: &Shared, index: usize, ids: &[usize], poll: Poll) -> ThreadResu
         Arc::clone(&shared.live),
         index,
     );
+    // Open loop: this thread's share of the schedule, over its own connections.
     let dispatcher = match plan.scenario.load {
         Load::Rate(open) => {
             // Open-loop requests must leave when they are due: this thread's timer slack
@@ -206,6 +219,7 @@ fn drive(shared: &Shared, index: usize, ids: &[usize], poll: Poll) -> ThreadResu
         }
         _ => None,
     };
+    // Every client of the thread counts from the same common start, the gate's.
     let clients = ids.iter().map(|&id| Client::new(id, plan, start)).collect();
     let result = Reactor::new(plan, clients, poll, dispatcher).and_then(|mut reactor| {
         reactor.run(&mut tally, &shared.abort)?;

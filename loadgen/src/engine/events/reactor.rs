@@ -1,5 +1,29 @@
 //! One engine thread's loop: its clients' sockets, their timers, and what each socket is
 //! ready for. See the parent module for the loop as a whole.
+//!
+//! Each client lives in a [`Slot`] with its socket, and the slot's [`Io`] says which step
+//! the socket is in. The client ([`Client`]) decides the steps; the reactor only carries
+//! them out without blocking and tells the client how each ended:
+//!
+//! ```text
+//!            Step::Connect              writable + no error
+//!   Free ─────────────────▶ Connecting ───────────────────────▶ (Connected) ─▶ Free
+//!    │  Step::Exchange                  all bytes written            response complete
+//!    ├──────────────────▶ Sending ───────────────────▶ Receiving ───────────▶ (Replied) ─▶ Free
+//!    │  Step::Hold                       its deadline
+//!    ├──────────────────▶ Holding ─────────────────────────────────────────▶ (Held) ─▶ Free
+//!    │  Step::Idle (open loop)           the dispatcher hands over a request
+//!    ├──────────────────▶ Idle ────────────────────────────────────────────▶ Free
+//!    │  Step::Done
+//!    └──────────────────▶ Done
+//!   any step past its deadline, or a socket error: (Failed) ─▶ Free, socket closed
+//!   a connect that failed at once: Backoff until CONNECT_RETRY has passed, then Free
+//! ```
+//!
+//! Readiness is edge-triggered: the poll reports a socket once when it becomes readable or
+//! writable, not again until a call has drained it. So the slot remembers (`readable`,
+//! `writable`) what it was told until a call says it would block, and a step that starts
+//! later (a request written after a hold) still finds the readiness it needs.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -24,6 +48,8 @@ use crate::Error;
 enum Io {
     /// No step in progress on the socket (between steps, or no socket).
     Free,
+    /// A non-blocking connect is in progress: the socket becomes writable when the
+    /// handshake has completed or failed.
     Connecting,
     /// Writing the request; the rest is in `unsent`.
     Sending,
@@ -36,14 +62,20 @@ enum Io {
     /// A connect failed at once; the client tries again when the deadline passes, not in
     /// a tight loop.
     Backoff,
+    /// The client has finished; its socket is closed and no timer or event concerns it.
     Done,
 }
 
-/// One client and its socket.
+/// One client and its socket. A slot's index is its token in the poll, so an event leads
+/// straight to its slot.
 struct Slot {
+    /// The client's state machine: what to do next, and its record.
     client: Client,
+    /// The socket, registered once for reading and writing; `None` between connections.
     stream: Option<TcpStream>,
     io: Io,
+    /// The response being read. It keeps nothing between responses but bytes that arrived
+    /// after the last one.
     reader: ResponseReader,
     /// When the step in progress gives up (or the hold ends).
     deadline: Option<Instant>,
@@ -90,14 +122,20 @@ impl Slot {
     }
 }
 
-/// One engine thread's state.
+/// One engine thread's state. Nothing here is shared: the thread owns its clients, their
+/// sockets and its timers, so the loop takes no lock.
 pub(super) struct Reactor<'p> {
     plan: &'p Plan,
+    /// The thread's clients, by token.
     slots: Vec<Slot>,
-    /// Clients not yet done.
+    /// Clients not yet done: the loop ends when this reaches 0.
     live: usize,
+    /// The thread's epoll instance, with every slot's socket, the coordinator's waker and
+    /// the open loop's alarm registered.
     poll: Poll,
-    /// Pending moments, nearest first: (when, slot).
+    /// Pending moments, nearest first: (when, slot). At most one live entry per slot (see
+    /// [`Reactor::set_deadline`]), plus stale ones that are skipped when they come up, so
+    /// the heap stays about the size of the thread's clients.
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     /// The thread's read buffer: every read lands here and goes straight to a response
     /// reader, which keeps nothing of a complete response.
@@ -107,7 +145,9 @@ pub(super) struct Reactor<'p> {
     dispatcher: Option<Dispatcher>,
     /// Open loop: slots whose connection waits for a request, longest-waiting first, so
     /// that requests go round the pool as wrk2 spreads them, rather than to the same few
-    /// connections.
+    /// connections. A slot enters when it goes idle and leaves when it is handed a request,
+    /// so the line never holds more than the thread's connections; an entry whose slot is
+    /// no longer idle is skipped ([`Reactor::pop_idle`]).
     idle: VecDeque<usize>,
     /// Open loop: a timer with microsecond resolution for the next due request (`poll`
     /// alone wakes only to the millisecond).
@@ -152,30 +192,26 @@ impl<'p> Reactor<'p> {
     }
 
     /// Runs the loop until every client is done (or the run is aborted).
+    ///
+    /// Each turn: sleep in the poll until the next thing that can happen (a socket event,
+    /// the nearest deadline, the next due request, the next second of the time series, or
+    /// the coordinator's waker); carry out what the ready sockets allow; fire the timers
+    /// that have passed; hand out the requests now due; move the time series on.
     pub(super) fn run(&mut self, tally: &mut Tally, abort: &Abort) -> Result<(), Fatal> {
+        // Up to 1024 readiness events per wake-up. When more sockets are ready, the kernel
+        // keeps the rest on its ready list and the next poll returns them: nothing is lost,
+        // only served a turn later.
         let mut events = Events::with_capacity(1024);
+        // Every client's first step: usually a non-blocking connect, all of them at once.
         for i in 0..self.slots.len() {
             self.advance(i, None, Instant::now(), tally)?;
         }
         while self.live > 0 {
-            let now = Instant::now();
-            // Wakes at least once a second, so that the time series moves on even while
-            // this thread's clients all wait.
-            let next = self.next_moment().map(|at| at.min(tally.next_second()));
-            let timeout = next.map(|at| at.saturating_duration_since(now));
-            if let (Some(alarm), Some(at)) = (self.alarm.as_mut(), next) {
-                // The alarm wakes the poll to the microsecond; poll's own timeout (rounded
-                // up to the millisecond) stays as a backstop.
-                alarm
-                    .set(at.saturating_duration_since(now))
-                    .map_err(|source| Error::RanOut {
-                        doing: "the engine could not set its timer",
-                        source,
-                    })?;
-            }
+            let timeout = self.arm(tally)?;
             // Sleeps until a socket is ready, the nearest timer or due request (mio rounds
             // the timeout up to a millisecond), or the coordinator's waker.
             if let Err(e) = self.poll.poll(&mut events, timeout) {
+                // A signal interrupted the wait: wait again.
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
@@ -184,37 +220,12 @@ impl<'p> Reactor<'p> {
                     source: e,
                 });
             }
+            // Another thread ran out of something: stop at once, the run is over.
             if abort.is_raised() {
                 return Ok(());
             }
             for event in events.iter() {
-                if event.token() == WAKE {
-                    continue;
-                }
-                if event.token() == ALARM {
-                    if let Some(alarm) = self.alarm.as_mut() {
-                        alarm.acknowledge();
-                    }
-                    continue;
-                }
-                // The clock is read for every event: handling a thousand events takes a
-                // while, and each response's time must be its own.
-                let now = Instant::now();
-                let i = event.token().0;
-                let Some(slot) = self.slots.get_mut(i) else {
-                    continue;
-                };
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    slot.readable = true;
-                }
-                if event.is_read_closed() || event.is_error() {
-                    slot.peer_closed = true;
-                }
-                if event.is_writable() || event.is_write_closed() || event.is_error() {
-                    slot.writable = true;
-                }
-                let happened = self.progress(i, now);
-                self.advance(i, happened, now, tally)?;
+                self.on_event(event, tally)?;
             }
             let now = Instant::now();
             self.expire(now, tally)?;
@@ -230,6 +241,62 @@ impl<'p> Reactor<'p> {
         Ok(())
     }
 
+    /// How long the next poll may sleep: until the nearest timer, due request or second of
+    /// the time series (`None`: until a socket event). In an open loop, also sets the alarm
+    /// that wakes the poll at that moment to the microsecond.
+    fn arm(&mut self, tally: &Tally) -> Result<Option<std::time::Duration>, Fatal> {
+        let now = Instant::now();
+        // Wakes at least once a second, so that the time series moves on even while
+        // this thread's clients all wait.
+        let next = self.next_moment().map(|at| at.min(tally.next_second()));
+        let timeout = next.map(|at| at.saturating_duration_since(now));
+        if let (Some(alarm), Some(at)) = (self.alarm.as_mut(), next) {
+            // The alarm wakes the poll to the microsecond; poll's own timeout (rounded
+            // up to the millisecond) stays as a backstop.
+            alarm
+                .set(at.saturating_duration_since(now))
+                .map_err(|source| Error::RanOut {
+                    doing: "the engine could not set its timer",
+                    source,
+                })?;
+        }
+        Ok(timeout)
+    }
+
+    /// One readiness event: the waker (nothing to do but look at the abort flag), the
+    /// alarm (acknowledged; the loop's turn does the rest), or a slot's socket, whose
+    /// readiness is remembered and acted on.
+    fn on_event(&mut self, event: &mio::event::Event, tally: &mut Tally) -> Result<(), Fatal> {
+        if event.token() == WAKE {
+            return Ok(());
+        }
+        if event.token() == ALARM {
+            if let Some(alarm) = self.alarm.as_mut() {
+                alarm.acknowledge();
+            }
+            return Ok(());
+        }
+        // The clock is read for every event: handling a thousand events takes a while, and
+        // each response's time must be its own.
+        let now = Instant::now();
+        let i = event.token().0;
+        let Some(slot) = self.slots.get_mut(i) else {
+            return Ok(());
+        };
+        // An error or a close is reported as readable too: the next read says which.
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            slot.readable = true;
+        }
+        if event.is_read_closed() || event.is_error() {
+            slot.peer_closed = true;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            slot.writable = true;
+        }
+        let happened = self.progress(i, now);
+        self.advance(i, happened, now, tally)
+    }
+
     /// The nearest moment the loop must wake for without a socket event.
     fn next_moment(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((at, _))| *at);
@@ -242,6 +309,11 @@ impl<'p> Reactor<'p> {
 
     /// Sets slot `i`'s deadline, pushing a timer unless an earlier one is already in the
     /// heap.
+    ///
+    /// A deadline that moves later (the next step's) keeps the earlier entry: when it
+    /// fires, [`Reactor::expire`] finds the real deadline and pushes it then. So a slot
+    /// never has more than one live entry however often its deadline changes, as the
+    /// event-loop server's timers do.
     fn set_deadline(&mut self, i: usize, at: Instant) {
         let slot = &mut self.slots[i];
         slot.deadline = Some(at);
@@ -268,6 +340,8 @@ impl<'p> Reactor<'p> {
                 }
             }
             Io::Receiving if slot.readable => receive(slot, &mut self.buf, now),
+            // Nothing is expected on a connection between requests: what arrives is read
+            // and dropped, and a close means the next request needs a new connection.
             Io::Holding | Io::Idle | Io::Free if slot.readable => {
                 if drain(slot, &mut self.buf) {
                     // The server closed the idle connection.
@@ -292,6 +366,9 @@ impl<'p> Reactor<'p> {
         let plan = self.plan;
         // A connect that failed at once is tried again only after a pause.
         let mut retry_later = false;
+        // Steps that end at once (a connect refused, an answer already in the reader) are
+        // reported to the client and followed by its next step in the same turn; the loop
+        // ends when a step has to wait.
         loop {
             if let Some(event) = happened.take() {
                 let slot = &mut self.slots[i];
@@ -299,6 +376,7 @@ impl<'p> Reactor<'p> {
                     slot.close();
                 }
                 slot.io = Io::Free;
+                // The step is over: its timer entry, if still in the heap, is stale.
                 slot.deadline = None;
                 slot.client.on(plan, event, now, tally);
                 if retry_later && !slot.client.is_done() {
@@ -349,9 +427,13 @@ impl<'p> Reactor<'p> {
         let plan = self.plan;
         let slot = &mut self.slots[i];
         slot.close();
+        // Returns at once: the handshake goes on in the kernel, and the socket becomes
+        // writable when it is done (or has failed).
         let mut stream = match TcpStream::connect(plan.addr) {
             Ok(stream) => stream,
             Err(e) => {
+                // Out of descriptors or local ports is the simulator's failure, not the
+                // server's: it stops the run. Anything else is the client's failure.
                 let mut failure = Failure::from_connect(&e, plan.addr);
                 return match failure.fatal.take() {
                     Some(fatal) => Err(fatal),
@@ -361,6 +443,8 @@ impl<'p> Reactor<'p> {
         };
         // Small requests must leave at once, not wait for Nagle.
         let _ = stream.set_nodelay(true);
+        // Registered once, for both directions, for the connection's whole life: no
+        // re-registration between steps.
         self.poll
             .registry()
             .register(
@@ -397,6 +481,8 @@ impl<'p> Reactor<'p> {
         slot.io = Io::Sending;
         self.set_deadline(i, deadline);
         let slot = &mut self.slots[i];
+        // Writes at once if the socket is known writable (a kept-alive connection usually
+        // is), and reads whatever of the answer is there already.
         match write(slot) {
             Err(failure) => Some(Event::Failed(failure)),
             Ok(()) if slot.io == Io::Receiving => receive(slot, &mut self.buf, now),
@@ -420,7 +506,9 @@ impl<'p> Reactor<'p> {
         }
     }
 
-    /// Fires every timer that has passed.
+    /// Fires every timer that has passed: a step's deadline becomes a failure (not
+    /// connected, no answer), a hold's end becomes [`Event::Held`], a backoff's end frees
+    /// the slot for its next connect.
     fn expire(&mut self, now: Instant, tally: &mut Tally) -> Result<(), Fatal> {
         while let Some(&Reverse((at, i))) = self.timers.peek() {
             if at > now {
@@ -461,6 +549,11 @@ impl<'p> Reactor<'p> {
 
     /// Open loop: hands every request now due to an idle connection, or queues (or
     /// drops) it; at the end of the run, lets the idle connections finish.
+    ///
+    /// A request handed to an idle connection is sent in this same turn, so the engine's
+    /// own lateness is the time from its due moment to this turn: the lag histogram
+    /// records it. One that finds no idle connection waits in the dispatcher's queue with
+    /// its due moment, and its wait counts in its corrected latency.
     fn dispatch(&mut self, now: Instant, tally: &mut Tally) -> Result<(), Fatal> {
         let Some(dispatcher) = self.dispatcher.as_mut() else {
             return Ok(());
@@ -509,7 +602,9 @@ impl<'p> Reactor<'p> {
     }
 }
 
-/// A connecting socket became writable: did the handshake complete?
+/// A connecting socket became writable: did the handshake complete? A failed handshake
+/// leaves its error on the socket (`SO_ERROR`); a socket with no peer address yet was
+/// woken before the handshake finished.
 fn connected(slot: &mut Slot, plan: &Plan) -> Option<Event> {
     let stream = slot.stream.as_ref()?;
     let failed = |e: &io::Error| Some(Event::Failed(Failure::from_connect(e, plan.addr)));
@@ -529,6 +624,8 @@ fn connected(slot: &mut Slot, plan: &Plan) -> Option<Event> {
 }
 
 /// Writes what the socket takes of the request; moves on to receiving once all is sent.
+/// A socket whose send buffer is full says it would block: the rest waits in `unsent` for
+/// the next writable edge.
 fn write(slot: &mut Slot) -> Result<(), Failure> {
     let Some(stream) = slot.stream.as_mut() else {
         return Err(Failure::new(Outcome::Reset, "no connection to send on"));
@@ -576,6 +673,9 @@ fn receive(slot: &mut Slot, buf: &mut [u8], now: Instant) -> Option<Event> {
 
 /// Reads what the socket has into the response reader; returns the step's end if the
 /// response is complete (or the connection failed).
+///
+/// Every read lands in the thread's one buffer and is handed to the reader at once, which
+/// keeps only an incomplete head: ten thousand clients reading at once cost one buffer.
 fn read(slot: &mut Slot, buf: &mut [u8], now: Instant) -> Option<Event> {
     loop {
         let stream = slot.stream.as_mut()?;
@@ -622,7 +722,7 @@ fn replied(slot: &Slot, response: crate::http::Response, now: Instant) -> Event 
 }
 
 /// Reads and discards what arrives on an idle connection; returns whether the server
-/// closed it.
+/// closed it (its keep-alive timeout, usually) or broke it.
 fn drain(slot: &mut Slot, buf: &mut [u8]) -> bool {
     let Some(stream) = slot.stream.as_mut() else {
         slot.readable = false;

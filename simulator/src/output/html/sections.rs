@@ -181,43 +181,7 @@ fn timeline(report: &Report) -> String {
     plot.x_axis(&svg::ticks(x_max), ms, "time since the common start");
     for (i, c) in rows.iter().enumerate() {
         let y1 = (rows.len() - i) as f64 - 0.1;
-        let y0 = y1 - 0.8;
-        for (from, to, fill, name) in phases(c, span) {
-            plot.rect(
-                from,
-                to,
-                y0,
-                y1,
-                fill,
-                &format!("client {}: {name}, {} to {}", c.id, ms(from), ms(to)),
-            );
-        }
-        let end = c.ended_us.map_or(span, |e| e as f64);
-        let tip = format!(
-            "client {}: {}{}",
-            c.id,
-            c.outcome.name(),
-            c.error
-                .as_deref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        );
-        plot.rect(
-            end,
-            end + x_max / 150.0,
-            y0,
-            y1,
-            outcome_colour(c.outcome),
-            &tip,
-        );
-        if row_h >= 10.0 {
-            let (left, _, right, _) = plot.area();
-            let y = plot.py(y0 + 0.15);
-            plot.text_px(left - 4.0, y, "end", 10.0, &format!("#{}", c.id));
-            if let Some(thread) = &c.server_thread {
-                plot.text_px(right + 4.0, y, "start", 10.0, thread);
-            }
-        }
+        timeline_row(&mut plot, c, y1, span, x_max, row_h >= 10.0);
     }
     if load {
         plot.vrule(planned_us, colour::AXIS, "end of the run");
@@ -236,24 +200,72 @@ fn timeline(report: &Report) -> String {
     .collect();
     out.push_str(&svg::legend(&phases));
     out.push_str(&outcome_legend(clients));
-    if step > 1 {
-        let _ = writeln!(
-            out,
-            "<p class=\"note\">{} clients: one in {step} is drawn (ids 1, {}, {}, ...); the chart below counts all of them.</p>",
-            clients.len(),
-            1 + step,
-            1 + 2 * step
-        );
-    } else if load {
-        out.push_str("<p class=\"note\">A load run: each row runs from the client's first connect to its end; \"being answered\" spans its first response to its last served one.</p>\n");
-    } else {
-        out.push_str("<p class=\"note\">Each row is one client, as the lecture's log tells it; the row ends in its outcome's colour. On the right, the server thread that answered it.</p>\n");
-    }
+    out.push_str(&timeline_note(clients.len(), step, load));
     out.push_str(&plot.finish("each client's timeline"));
     if step > 1 {
         out.push_str(&states_over_time(clients, span, x_max));
     }
     out
+}
+
+/// One client's row of the timeline, its top at `y1`: a bar per phase of its life, then a
+/// mark in its outcome's colour where it ended; with `labelled`, its id on the left and
+/// the server thread that answered it on the right.
+fn timeline_row(plot: &mut Plot, c: &ClientRecord, y1: f64, span: f64, x_max: f64, labelled: bool) {
+    let y0 = y1 - 0.8;
+    for (from, to, fill, name) in phases(c, span) {
+        plot.rect(
+            from,
+            to,
+            y0,
+            y1,
+            fill,
+            &format!("client {}: {name}, {} to {}", c.id, ms(from), ms(to)),
+        );
+    }
+    let end = c.ended_us.map_or(span, |e| e as f64);
+    let tip = format!(
+        "client {}: {}{}",
+        c.id,
+        c.outcome.name(),
+        c.error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default()
+    );
+    plot.rect(
+        end,
+        end + x_max / 150.0,
+        y0,
+        y1,
+        outcome_colour(c.outcome),
+        &tip,
+    );
+    if labelled {
+        let (left, _, right, _) = plot.area();
+        let y = plot.py(y0 + 0.15);
+        plot.text_px(left - 4.0, y, "end", 10.0, &format!("#{}", c.id));
+        if let Some(thread) = &c.server_thread {
+            plot.text_px(right + 4.0, y, "start", 10.0, thread);
+        }
+    }
+}
+
+/// The note under the timeline's legend: which clients are drawn when there are too many
+/// for a row each (one in `step`), else how to read a row of a load run or of a scenario.
+fn timeline_note(clients: usize, step: usize, load: bool) -> String {
+    if step > 1 {
+        format!(
+            "<p class=\"note\">{} clients: one in {step} is drawn (ids 1, {}, {}, ...); the chart below counts all of them.</p>\n",
+            clients,
+            1 + step,
+            1 + 2 * step
+        )
+    } else if load {
+        "<p class=\"note\">A load run: each row runs from the client's first connect to its end; \"being answered\" spans its first response to its last served one.</p>\n".to_owned()
+    } else {
+        "<p class=\"note\">Each row is one client, as the lecture's log tells it; the row ends in its outcome's colour. On the right, the server thread that answered it.</p>\n".to_owned()
+    }
 }
 
 fn outcome_legend(clients: &[ClientRecord]) -> String {
@@ -627,8 +639,17 @@ pub fn settings(report: &Report) -> String {
     )
 }
 
-/// A comparison's table and its shared charts.
+/// A comparison's table and its shared charts: the clients each architecture served, and
+/// every architecture's latency spectrum on one axis.
 pub fn comparison(reports: &[Report]) -> String {
+    let mut out = comparison_table(reports);
+    out.push_str(&served_bars(reports));
+    out.push_str(&spectra_side_by_side(reports));
+    out
+}
+
+/// The comparison as a table: served, p50, p99, max, and the verdict on the prediction.
+fn comparison_table(reports: &[Report]) -> String {
     let mut out = String::from("<h2>Side by side</h2>\n<table>\n<tr><th>architecture</th><th>served</th><th>p50</th><th>p99</th><th>max</th><th>prediction</th></tr>\n");
     for r in reports {
         let class = match r.agrees {
@@ -649,8 +670,11 @@ pub fn comparison(reports: &[Report]) -> String {
         );
     }
     out.push_str("</table>\n");
+    out
+}
 
-    // Served clients, as bars on one axis.
+/// The clients each architecture served within the deadline, as bars on one axis.
+fn served_bars(reports: &[Report]) -> String {
     let clients = reports.iter().map(|r| r.summary.clients).max().unwrap_or(1) as f64;
     let mut bars = Plot::linear(
         1000.0,
@@ -682,9 +706,12 @@ pub fn comparison(reports: &[Report]) -> String {
         let y = bars.py(y1 - 0.5);
         bars.text_px(left - 6.0, y, "end", 12.0, name);
     }
-    out.push_str(&bars.finish("clients served by each architecture"));
+    bars.finish("clients served by each architecture")
+}
 
-    // Every architecture's latency spectrum on one nines axis.
+/// Every architecture's latency spectrum on one nines axis, with the deadline when it
+/// falls inside the chart; nothing for an empty comparison.
+fn spectra_side_by_side(reports: &[Report]) -> String {
     let spectra: Vec<(String, Histogram<u64>)> = reports
         .iter()
         .map(|r| {
@@ -695,36 +722,38 @@ pub fn comparison(reports: &[Report]) -> String {
         })
         .filter(|(_, h)| !h.is_empty())
         .collect();
-    if let Some(first) = reports.first() {
-        let (mut plot, y_max) = spectrum_plot(
-            spectra.iter().map(|(_, h)| h.max()).max().unwrap_or(1),
-            spectra.iter().map(|(_, h)| h.len()).max().unwrap_or(1),
+    let Some(first) = reports.first() else {
+        return String::new();
+    };
+    let (mut plot, y_max) = spectrum_plot(
+        spectra.iter().map(|(_, h)| h.max()).max().unwrap_or(1),
+        spectra.iter().map(|(_, h)| h.len()).max().unwrap_or(1),
+    );
+    for (i, (_, h)) in spectra.iter().enumerate() {
+        plot.line(
+            &spectrum(h),
+            colour::SERIES[i % colour::SERIES.len()],
+            2.0,
+            false,
         );
-        for (i, (_, h)) in spectra.iter().enumerate() {
-            plot.line(
-                &spectrum(h),
-                colour::SERIES[i % colour::SERIES.len()],
-                2.0,
-                false,
-            );
-        }
-        let deadline = first.scenario.timeout.as_micros() as f64;
-        if deadline <= y_max {
-            plot.hrule(deadline, colour::DEADLINE, "deadline");
-        }
-        let legend: Vec<(&str, &str)> = spectra
-            .iter()
-            .enumerate()
-            .map(|(i, (n, _))| (colour::SERIES[i % colour::SERIES.len()], n.as_str()))
-            .collect();
-        out.push_str("<h2>Latency, side by side</h2>\n");
-        out.push_str(&svg::legend(&legend));
-        out.push_str(&plot.finish("latency percentile spectra of every architecture"));
     }
+    let deadline = first.scenario.timeout.as_micros() as f64;
+    if deadline <= y_max {
+        plot.hrule(deadline, colour::DEADLINE, "deadline");
+    }
+    let legend: Vec<(&str, &str)> = spectra
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| (colour::SERIES[i % colour::SERIES.len()], n.as_str()))
+        .collect();
+    let mut out = String::from("<h2>Latency, side by side</h2>\n");
+    out.push_str(&svg::legend(&legend));
+    out.push_str(&plot.finish("latency percentile spectra of every architecture"));
     out
 }
 
-/// A sweep's charts: goodput and the fraction in time against the offered rate.
+/// A sweep's charts: goodput and the fraction in time against the offered rate, one line
+/// per target with its knee and its predicted capacity, then the knees as a table.
 pub fn sweep(reports: &[SweepReport]) -> String {
     let mut out = String::new();
     let max_rate = reports
@@ -743,6 +772,28 @@ pub fn sweep(reports: &[SweepReport]) -> String {
         .collect();
     out.push_str("<h2>Goodput against offered load</h2>\n");
     out.push_str(&svg::legend(&legend));
+    let (mut goodput, mut fraction) = sweep_plots(x_max);
+    for (i, (r, name)) in reports.iter().zip(&names).enumerate() {
+        sweep_lines(
+            &mut goodput,
+            &mut fraction,
+            r,
+            name,
+            colour::SERIES[i % colour::SERIES.len()],
+        );
+    }
+    let goal = reports.first().map_or(0.99, |r| r.spec.goal);
+    fraction.hrule(goal, colour::DEADLINE, &format!("goal {}%", goal * 100.0));
+    out.push_str(&goodput.finish("goodput against offered rate"));
+    out.push_str("<h2>Requests in time against offered load</h2>\n");
+    out.push_str(&fraction.finish("fraction in time against offered rate"));
+    out.push_str(&knees_table(reports, &names));
+    out
+}
+
+/// The sweep's two empty charts over offered rates up to `x_max`: goodput (with the
+/// diagonal where every offered request is served in time) and the fraction in time.
+fn sweep_plots(x_max: f64) -> (Plot, Plot) {
     let mut goodput = Plot::linear(1000.0, 320.0, x_max, x_max);
     goodput.x_axis(
         &svg::ticks(x_max),
@@ -774,48 +825,50 @@ pub fn sweep(reports: &[SweepReport]) -> String {
         |v| format!("{:.0}%", v * 100.0),
         "in time",
     );
-    for (i, r) in reports.iter().enumerate() {
-        let colour = colour::SERIES[i % colour::SERIES.len()];
-        let mut steps = r.steps.clone();
-        steps.sort_by(|a, b| a.offered_per_second.total_cmp(&b.offered_per_second));
-        let g: Vec<(f64, f64)> = steps
-            .iter()
-            .map(|s| (s.offered_per_second, s.goodput_per_second))
-            .collect();
-        let f: Vec<(f64, f64)> = steps
-            .iter()
-            .map(|s| (s.offered_per_second, s.in_time))
-            .collect();
-        goodput.line(&g, colour, 2.0, false);
-        fraction.line(&f, colour, 2.0, false);
-        for s in &steps {
-            goodput.dot(
+    (goodput, fraction)
+}
+
+/// One sweep's steps in `colour`, in order of rate: its goodput line with a dot per step
+/// and its measured knee, and its fraction in time with its predicted capacity.
+fn sweep_lines(goodput: &mut Plot, fraction: &mut Plot, r: &SweepReport, name: &str, colour: &str) {
+    let mut steps = r.steps.clone();
+    steps.sort_by(|a, b| a.offered_per_second.total_cmp(&b.offered_per_second));
+    let g: Vec<(f64, f64)> = steps
+        .iter()
+        .map(|s| (s.offered_per_second, s.goodput_per_second))
+        .collect();
+    let f: Vec<(f64, f64)> = steps
+        .iter()
+        .map(|s| (s.offered_per_second, s.in_time))
+        .collect();
+    goodput.line(&g, colour, 2.0, false);
+    fraction.line(&f, colour, 2.0, false);
+    for s in &steps {
+        goodput.dot(
+            s.offered_per_second,
+            s.goodput_per_second,
+            colour,
+            &format!(
+                "{}: {:.0}/s offered, {:.0}/s served in time, p99 {}",
+                name,
                 s.offered_per_second,
                 s.goodput_per_second,
-                colour,
-                &format!(
-                    "{}: {:.0}/s offered, {:.0}/s served in time, p99 {}",
-                    names[i],
-                    s.offered_per_second,
-                    s.goodput_per_second,
-                    human_us(s.p99_us)
-                ),
-            );
-        }
-        if let Some(knee) = r.knee_per_second {
-            goodput.vrule(knee, colour, &format!("{} knee {knee:.0}/s", names[i]));
-        }
-        if let Some(p) = r.predicted_per_second {
-            fraction.vrule(p, colour, &format!("{} predicted {p:.0}/s", names[i]));
-        }
+                human_us(s.p99_us)
+            ),
+        );
     }
-    let goal = reports.first().map_or(0.99, |r| r.spec.goal);
-    fraction.hrule(goal, colour::DEADLINE, &format!("goal {}%", goal * 100.0));
-    out.push_str(&goodput.finish("goodput against offered rate"));
-    out.push_str("<h2>Requests in time against offered load</h2>\n");
-    out.push_str(&fraction.finish("fraction in time against offered rate"));
-    out.push_str("<h2>The knees</h2>\n<table>\n<tr><th>target</th><th>knee (measured)</th><th>predicted</th><th>rule</th></tr>\n");
-    for (r, name) in reports.iter().zip(&names) {
+    if let Some(knee) = r.knee_per_second {
+        goodput.vrule(knee, colour, &format!("{} knee {knee:.0}/s", name));
+    }
+    if let Some(p) = r.predicted_per_second {
+        fraction.vrule(p, colour, &format!("{} predicted {p:.0}/s", name));
+    }
+}
+
+/// Every sweep's knee, measured and predicted, with the prediction's rule.
+fn knees_table(reports: &[SweepReport], names: &[String]) -> String {
+    let mut out = String::from("<h2>The knees</h2>\n<table>\n<tr><th>target</th><th>knee (measured)</th><th>predicted</th><th>rule</th></tr>\n");
+    for (r, name) in reports.iter().zip(names) {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
