@@ -67,14 +67,15 @@ pub mod probe;
 #[allow(unsafe_code)]
 mod ring;
 
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
-use server_core::queue::{self, QueueKind};
+use server_core::queue::{self, QueueKind, QueueReceiver, QueueSender};
 use server_core::stats::{Capacity, Figures};
 use server_core::{Acceptor, Architecture, Context, ServerError, ThreadGroup, Unavailable};
 
-use crate::offload::Wake;
+use crate::offload::{Task, Wake};
 use crate::ring::{Ring, RingStats, Settings};
 
 /// The io_uring server's own flags.
@@ -139,15 +140,79 @@ impl Architecture for IoUring {
     }
 
     fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
-        let rings = self.rings.unwrap_or_else(cpus);
-        let helpers = self.helpers.unwrap_or_else(cpus);
-        let start_error = |what: String| move |source| ServerError::Start { what, source };
         let settings = IoUring {
-            rings: Some(rings),
-            helpers: Some(helpers),
-            ..self.clone()
+            rings: Some(self.rings.unwrap_or_else(cpus)),
+            helpers: Some(self.helpers.unwrap_or_else(cpus)),
+            ..self
         };
-        ctx.set_arch_config(serde_json::to_value(&settings).unwrap_or_default());
+        settings.publish_settings(&ctx);
+        // The helpers and the queue that feeds them. The rings only ever `try_push` into it
+        // (see `offload.rs`), so its capacity (--offload-queue) is how many computations may
+        // wait; beyond it a request gets 503 at once.
+        let (tasks_in, tasks_out) = queue::bounded(
+            "offload",
+            settings.offload_queue as usize,
+            QueueKind::Crossbeam,
+        );
+        let offload_queue = tasks_in.stats();
+        let helpers = settings.start_helpers(tasks_out)?;
+        let started = settings.start_rings(acceptor, tasks_in, &helpers, &ctx)?;
+        ctx.set_arch_figures({
+            let (ring_group, helper_group) = (started.group.clone(), helpers.clone());
+            let figures = started.figures;
+            move || Figures {
+                threads: vec![ring_group.snapshot(), helper_group.snapshot()],
+                queues: vec![offload_queue.snapshot()],
+                rings: figures.iter().map(|(name, s)| s.snapshot(name)).collect(),
+                ..Figures::default()
+            }
+        });
+        // Every thread is up: in-process starters may go on.
+        ctx.set_ready();
+        wait_for_shutdown(started.stopping, started.wakes, &ctx);
+        tracing::info!("shutting down: the rings stop accepting and finish what they owe");
+        let deadline = ctx.shutdown.deadline(ctx.args.shutdown_timeout);
+        // Each ring ends at the grace period at the latest, then takes up to a second to
+        // hand back what it still had in the kernel. Each join blocks until the group's
+        // threads have ended, or its deadline passes; the helpers end when the last ring
+        // has dropped its sender of their queue.
+        let still_running = started
+            .group
+            .join(deadline + std::time::Duration::from_secs(1))
+            + helpers.join(deadline);
+        if still_running > 0 {
+            tracing::warn!(
+                "{still_running} io-uring threads still busy after the shutdown timeout"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The error for a part of the server that could not be started.
+fn start_error(what: String) -> impl FnOnce(std::io::Error) -> ServerError {
+    move |source| ServerError::Start { what, source }
+}
+
+/// What starting the rings leaves the main thread: their group, what shutdown needs to
+/// stop them, and their figures for `/stats`.
+struct Started {
+    group: ThreadGroup,
+    /// Raised once by the shutdown hook and read by every ring after each wake-up: shared
+    /// because the hook runs on the signal thread. Relaxed is enough: it guards no data,
+    /// and the eventfd write that follows it is what wakes each ring to look.
+    stopping: Arc<AtomicBool>,
+    /// One eventfd per ring, to complete the read each ring keeps in its kernel ring.
+    wakes: Vec<Arc<Wake>>,
+    /// Each ring's name and figures, shared with the thread that writes `/stats`.
+    figures: Vec<(String, Arc<RingStats>)>,
+}
+
+impl IoUring {
+    /// Tells `/stats` the settings in force (`--rings` and `--helpers` resolved to numbers)
+    /// and how many clients the server serves at once.
+    fn publish_settings(&self, ctx: &Context) {
+        ctx.set_arch_config(serde_json::to_value(self).unwrap_or_default());
         // For the simulator's predictions, the same as the event loop's: no bound on the
         // clients served at once short of descriptors, and an idle client holds no worker
         // (a ring waits for all its connections at once).
@@ -160,152 +225,185 @@ impl Architecture for IoUring {
             admitted: None,
             rejects_beyond: false,
         });
+    }
 
-        // The helpers and the queue that feeds them. The rings only ever `try_push` into it.
-        let (tasks_in, tasks_out) =
-            queue::bounded("offload", self.offload_queue as usize, QueueKind::Crossbeam);
-        let offload_queue = tasks_in.stats();
-        let helper_group = ThreadGroup::new("helper");
-        for i in 1..=helpers {
-            let (tasks, group) = (tasks_out.clone(), helper_group.clone());
-            helper_group
+    /// Starts the helper threads, each taking computations from the offload queue until it
+    /// closes. The main thread keeps no receiver: only the helpers hold one.
+    fn start_helpers(&self, tasks: QueueReceiver<Task>) -> Result<ThreadGroup, ServerError> {
+        let group = ThreadGroup::new("helper");
+        for i in 1..=self.helpers.unwrap_or(1) {
+            let (tasks, me) = (tasks.clone(), group.clone());
+            group
                 .spawn(format!("helper-{i}"), None, move || {
-                    offload::helper(&tasks, &group)
+                    offload::helper(&tasks, &me)
                 })
                 .map_err(start_error(format!("helper {i}")))?;
         }
-        drop(tasks_out);
+        Ok(group)
+    }
 
-        // The rings, each with a listening socket of its own on the same port: the first is
-        // the one the server bound, the others are bound here with SO_REUSEPORT.
+    /// Starts the rings one after the other, each a thread with its own io_uring, its own
+    /// eventfd and a listening socket of its own on the same port: the first is the one the
+    /// server bound, the others are bound here with SO_REUSEPORT. Waits for each ring to be
+    /// set up before the next; if one cannot be, the rings already running are stopped and
+    /// the server fails to start.
+    ///
+    /// Every ring holds a sender of the offload queue; once this returns, only they do, so
+    /// when they have all stopped the queue closes and the helpers stop too.
+    fn start_rings(
+        &self,
+        acceptor: Acceptor,
+        tasks: QueueSender<Task>,
+        helpers: &ThreadGroup,
+        ctx: &Arc<Context>,
+    ) -> Result<Started, ServerError> {
         let listener = acceptor.into_listener();
         let addr = listener
             .local_addr()
             .map_err(start_error("listener".into()))?;
-        // Raised once by the shutdown hook and read by every ring after each wake-up: shared
-        // because the hook runs on the signal thread. Relaxed is enough: it guards no data,
-        // and the eventfd write that follows it is what wakes each ring to look.
-        let stopping = Arc::new(AtomicBool::new(false));
-        let ring_group = ThreadGroup::new("ring");
-        let mut wakes = Vec::new();
-        let mut figures = Vec::new();
-        for i in 1..=rings {
-            let socket = if i == 1 {
-                listener
-                    .try_clone()
-                    .map_err(start_error("ring 1's listener".into()))?
-            } else {
-                let own = server_core::listener::bind_with(addr, ctx.args.backlog, true)?;
-                // Like the first listener, refuse newcomers the moment shutdown begins.
-                let closer = own
-                    .try_clone()
-                    .map_err(start_error(format!("ring {i}'s listener")))?;
-                ctx.shutdown.on_trigger(move || {
-                    let _ = socket2::SockRef::from(&closer).shutdown(std::net::Shutdown::Both);
-                });
-                own
-            };
-            // Each answer goes out in one send; Nagle's algorithm would hold back the second
-            // of two sends until the first is acknowledged. Set on the listening socket,
-            // every accepted connection inherits it: no system call per connection.
-            socket2::SockRef::from(&socket)
-                .set_nodelay(true)
-                .map_err(start_error(format!("ring {i}'s listener")))?;
-            let wake = Arc::new(Wake::new().map_err(start_error(format!("ring {i}'s eventfd")))?);
-            let stats = Arc::new(RingStats {
-                buffers: u64::from(self.buffers),
-                buffer_size: u64::from(self.buffer_size),
-                ..RingStats::default()
-            });
-            let name = format!("ring-{i}");
-            let settings = Settings {
-                name: name.clone(),
-                listener: socket,
-                buffers: self.buffers,
-                buffer_size: self.buffer_size,
-                ctx: Arc::clone(&ctx),
-                tasks: tasks_in.clone(),
-                stopping: Arc::clone(&stopping),
-                wake: Arc::clone(&wake),
-                stats: Arc::clone(&stats),
-            };
-            wakes.push(wake);
-            figures.push((name.clone(), stats));
-            // The ring must be set up on the thread that submits to it (it is made for a
-            // single submitter), so the thread reports back whether that worked.
-            let (up, is_up) = crossbeam_channel::bounded::<std::io::Result<()>>(1);
-            let group = ring_group.clone();
-            ring_group
-                .spawn(name, None, move || match Ring::new(settings) {
-                    Ok(ring) => {
-                        let _ = up.send(Ok(()));
-                        ring.run(&group);
-                    }
-                    Err(e) => {
-                        let _ = up.send(Err(e));
-                    }
-                })
-                .map_err(start_error(format!("ring {i}")))?;
-            // Blocks until the ring's thread has set its ring up (or failed to).
-            let started = is_up
-                .recv()
-                .unwrap_or_else(|_| Err(std::io::Error::other("its thread ended")));
-            if let Err(source) = started {
+        let mut started = Started {
+            group: ThreadGroup::new("ring"),
+            stopping: Arc::new(AtomicBool::new(false)),
+            wakes: Vec::new(),
+            figures: Vec::new(),
+        };
+        for i in 1..=self.rings.unwrap_or(1) {
+            let socket = listener_for(i, &listener, addr, ctx)?;
+            let settings = self.ring_settings(i, socket, &tasks, &mut started, ctx)?;
+            if let Err(source) = spawn_ring(i, settings, &started.group)? {
                 // The rings already running stop, and the server fails to start.
-                stopping.store(true, Relaxed);
-                for wake in &wakes {
-                    wake.wake();
-                }
-                drop(tasks_in);
+                wake_all(&started.stopping, &started.wakes);
+                drop(tasks);
                 let deadline = std::time::Instant::now() + ctx.args.shutdown_timeout;
-                ring_group.join(deadline);
-                helper_group.join(deadline);
+                started.group.join(deadline);
+                helpers.join(deadline);
                 return Err(ServerError::Start {
                     what: format!("ring {i}"),
                     source,
                 });
             }
         }
-        // The rings hold their own senders; when they have all stopped, the queue closes
-        // and the helpers stop too.
-        drop((tasks_in, listener));
-
-        ctx.set_arch_figures({
-            let (ring_group, helper_group) = (ring_group.clone(), helper_group.clone());
-            move || Figures {
-                threads: vec![ring_group.snapshot(), helper_group.snapshot()],
-                queues: vec![offload_queue.snapshot()],
-                rings: figures.iter().map(|(name, s)| s.snapshot(name)).collect(),
-                ..Figures::default()
-            }
-        });
-
-        // Every thread is up: in-process starters may go on.
-        ctx.set_ready();
-
-        // Shutdown: raise the flag and wake every ring through its eventfd; each stops
-        // accepting and finishes what its connections owe.
-        let (stopped, wait_for_stop) = crossbeam_channel::bounded::<()>(1);
-        ctx.shutdown.on_trigger(move || {
-            stopping.store(true, Relaxed);
-            for wake in &wakes {
-                wake.wake();
-            }
-            let _ = stopped.try_send(());
-        });
-        // Blocks until shutdown begins.
-        let _ = wait_for_stop.recv();
-        tracing::info!("shutting down: the rings stop accepting and finish what they owe");
-        let deadline = ctx.shutdown.deadline(ctx.args.shutdown_timeout);
-        // Each ring ends at the grace period at the latest, then takes up to a second to
-        // hand back what it still had in the kernel.
-        let still_running = ring_group.join(deadline + std::time::Duration::from_secs(1))
-            + helper_group.join(deadline);
-        if still_running > 0 {
-            tracing::warn!(
-                "{still_running} io-uring threads still busy after the shutdown timeout"
-            );
-        }
-        Ok(())
+        drop((tasks, listener));
+        Ok(started)
     }
+
+    /// What ring `i` is made of: its listening socket, a new eventfd to wake it, its
+    /// figures, and its share of what all rings share. Its eventfd and figures are also
+    /// kept in `started`, for the shutdown hook and for `/stats`.
+    fn ring_settings(
+        &self,
+        i: u32,
+        socket: TcpListener,
+        tasks: &QueueSender<Task>,
+        started: &mut Started,
+        ctx: &Arc<Context>,
+    ) -> Result<Settings, ServerError> {
+        let wake = Arc::new(Wake::new().map_err(start_error(format!("ring {i}'s eventfd")))?);
+        let stats = Arc::new(RingStats {
+            buffers: u64::from(self.buffers),
+            buffer_size: u64::from(self.buffer_size),
+            ..RingStats::default()
+        });
+        let name = format!("ring-{i}");
+        started.wakes.push(Arc::clone(&wake));
+        started.figures.push((name.clone(), Arc::clone(&stats)));
+        Ok(Settings {
+            name,
+            listener: socket,
+            buffers: self.buffers,
+            buffer_size: self.buffer_size,
+            ctx: Arc::clone(ctx),
+            tasks: tasks.clone(),
+            stopping: Arc::clone(&started.stopping),
+            wake,
+            stats,
+        })
+    }
+}
+
+/// The listening socket of ring `i`, with Nagle's algorithm off: for the first ring a
+/// clone of the server's own, for the others a socket of their own bound to the same port
+/// with SO_REUSEPORT (the kernel then hashes each new connection to one of them).
+fn listener_for(
+    i: u32,
+    listener: &TcpListener,
+    addr: SocketAddr,
+    ctx: &Context,
+) -> Result<TcpListener, ServerError> {
+    let socket = if i == 1 {
+        listener
+            .try_clone()
+            .map_err(start_error("ring 1's listener".into()))?
+    } else {
+        let own = server_core::listener::bind_with(addr, ctx.args.backlog, true)?;
+        // Like the first listener, refuse newcomers the moment shutdown begins.
+        let closer = own
+            .try_clone()
+            .map_err(start_error(format!("ring {i}'s listener")))?;
+        ctx.shutdown.on_trigger(move || {
+            let _ = socket2::SockRef::from(&closer).shutdown(std::net::Shutdown::Both);
+        });
+        own
+    };
+    // Each answer goes out in one send; Nagle's algorithm would hold back the second
+    // of two sends until the first is acknowledged. Set on the listening socket,
+    // every accepted connection inherits it: no system call per connection.
+    socket2::SockRef::from(&socket)
+        .set_nodelay(true)
+        .map_err(start_error(format!("ring {i}'s listener")))?;
+    Ok(socket)
+}
+
+/// Spawns ring `i`'s thread, which sets the ring up and runs it, and blocks until the
+/// thread says whether the setup worked. `Err` if the thread could not be spawned;
+/// `Ok(Err(_))` if it was, but its ring could not be set up.
+fn spawn_ring(
+    i: u32,
+    settings: Settings,
+    group: &ThreadGroup,
+) -> Result<std::io::Result<()>, ServerError> {
+    // The ring must be set up on the thread that submits to it (it is made for a
+    // single submitter), so the thread reports back whether that worked, once: a
+    // channel with room for that one message.
+    let (up, is_up) = crossbeam_channel::bounded::<std::io::Result<()>>(1);
+    let me = group.clone();
+    group
+        .spawn(settings.name.clone(), None, move || {
+            match Ring::new(settings) {
+                Ok(ring) => {
+                    let _ = up.send(Ok(()));
+                    ring.run(&me);
+                }
+                Err(e) => {
+                    let _ = up.send(Err(e));
+                }
+            }
+        })
+        .map_err(start_error(format!("ring {i}")))?;
+    // Blocks until the ring's thread has set its ring up (or failed to).
+    Ok(is_up
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("its thread ended"))))
+}
+
+/// Raises the rings' flag and writes every ring's eventfd: each ring, woken by the read's
+/// completion, sees the flag, stops accepting and finishes what its connections owe.
+fn wake_all(stopping: &AtomicBool, wakes: &[Arc<Wake>]) {
+    stopping.store(true, Relaxed);
+    for wake in wakes {
+        wake.wake();
+    }
+}
+
+/// Blocks the main thread until shutdown begins. The shutdown hook stops the rings (see
+/// [`wake_all`]), then wakes the main thread through a channel with room for the one
+/// message.
+fn wait_for_shutdown(stopping: Arc<AtomicBool>, wakes: Vec<Arc<Wake>>, ctx: &Context) {
+    let (stopped, wait_for_stop) = crossbeam_channel::bounded::<()>(1);
+    ctx.shutdown.on_trigger(move || {
+        wake_all(&stopping, &wakes);
+        let _ = stopped.try_send(());
+    });
+    // Blocks until shutdown begins.
+    let _ = wait_for_stop.recv();
 }
