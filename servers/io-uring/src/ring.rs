@@ -300,7 +300,39 @@ impl Ring {
 
     /// Runs the ring until shutdown has closed every connection or the grace period is
     /// over, then hands everything still in the kernel back (see [`Ring::teardown`]).
+    ///
+    /// Each turn of the loop is one round: hand the kernel what was queued and wait for
+    /// completions (the only wait), then, busy, take in every completion, the helpers'
+    /// answers, and advance each connection they touched, which queues the next round's
+    /// operations.
     pub fn run(mut self, group: &ThreadGroup) {
+        self.announce();
+        loop {
+            if self.stopped && self.conns.is_empty() {
+                break;
+            }
+            if self.grace_over {
+                self.abandon_all();
+                break;
+            }
+            self.requeue_overflow();
+            if let Err(e) = self.enter() {
+                tracing::warn!("{}: io_uring_enter failed: {e}", self.name);
+                self.abandon_all();
+                break;
+            }
+            let _busy = group.busy();
+            self.woken();
+            self.take_completions();
+            self.collect_answers();
+            self.advance_touched();
+            self.publish();
+        }
+        self.teardown();
+    }
+
+    /// Says in the log that the ring is up, and how it was set up.
+    fn announce(&self) {
         tracing::debug!(
             "{}: ring up ({} × {} B provided buffers{})",
             self.name,
@@ -312,88 +344,88 @@ impl Ring {
                 ""
             }
         );
-        loop {
-            if self.stopped && self.conns.is_empty() {
-                break;
+    }
+
+    /// The one system call of a round: hands over every operation queued since the last,
+    /// and waits until at least one has completed. This is the only place the ring's
+    /// thread waits. `Err` only when the ring cannot go on.
+    ///
+    /// The sends just queued usually complete at once, while the kernel takes them (the
+    /// socket has room), and waiting for "at least one completion" would then return at
+    /// once too, only to find bookkeeping: each round would cost a second system call to
+    /// wait for the next requests. So the ring waits for one completion more than the
+    /// operations it expects back at once, but at most `SETTLE`: a send that went out only
+    /// in part (a large answer) has its next part queued after at most that much delay.
+    fn enter(&mut self) -> io::Result<()> {
+        let expected = std::mem::take(&mut self.expected_at_once);
+        let entered = if expected == 0 {
+            // Blocks until a completion is in (a client, bytes, a timeout, a wake-up).
+            self.kernel.submit_and_wait(1)
+        } else {
+            let settle = types::Timespec::from(SETTLE);
+            let args = types::SubmitArgs::new().timespec(&settle);
+            // Blocks until `expected + 1` completions are in, or `SETTLE` has passed.
+            self.kernel
+                .submitter()
+                .submit_with_args(expected + 1, &args)
+        };
+        match entered {
+            Ok(n) => self.submitted(n),
+            // Nothing was submitted and the wait ended at `SETTLE`; a signal; or a
+            // completion queue so full that the kernel wants completions taken before
+            // it takes more submissions: take them, then go on.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                self.submitted(0);
             }
-            if self.grace_over {
-                self.abandon_all();
-                break;
-            }
-            self.requeue_overflow();
-            // The one system call of a round: hands over every operation queued since the
-            // last, and waits until at least one has completed. This is the only place the
-            // ring's thread waits.
-            //
-            // The sends just queued usually complete at once, while the kernel takes them
-            // (the socket has room), and waiting for "at least one completion" would then
-            // return at once too, only to find bookkeeping: each round would cost a second
-            // system call to wait for the next requests. So the ring waits for one
-            // completion more than the operations it expects back at once, but at most
-            // `SETTLE`: a send that went out only in part (a large answer) has its next part
-            // queued after at most that much delay.
-            let expected = std::mem::take(&mut self.expected_at_once);
-            let entered = if expected == 0 {
-                self.kernel.submit_and_wait(1)
-            } else {
-                let settle = types::Timespec::from(SETTLE);
-                let args = types::SubmitArgs::new().timespec(&settle);
-                self.kernel
-                    .submitter()
-                    .submit_with_args(expected + 1, &args)
-            };
-            match entered {
-                Ok(n) => self.submitted(n),
-                // Nothing was submitted and the wait ended at `SETTLE`; a signal; or a
-                // completion queue so full that the kernel wants completions taken before
-                // it takes more submissions: take them, then go on.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                    ) =>
-                {
-                    self.submitted(0);
-                }
-                Err(e) => {
-                    tracing::warn!("{}: io_uring_enter failed: {e}", self.name);
-                    self.abandon_all();
-                    break;
-                }
-            }
-            let _busy = group.busy();
-            self.now = Instant::now();
-            self.stats.wakeups.fetch_add(1, Relaxed);
-            if self.kernel.submission().is_empty() && self.overflow.is_empty() {
-                // Every queued timeout has been taken (and its timespec copied).
-                self.timespecs.clear();
-            }
-            if self.stopping.load(Relaxed) && !self.stopped {
-                self.stop();
-            }
-            let mut completions = std::mem::take(&mut self.completions);
-            completions.clear();
-            completions.extend(self.kernel.completion());
-            self.stats
-                .completions
-                .fetch_add(completions.len() as u64, Relaxed);
-            for cqe in &completions {
-                self.complete(cqe);
-            }
-            self.completions = completions;
-            self.collect_answers();
-            // Every connection touched this round, each once: their sends, receives and
-            // deadlines are queued now and go to the kernel together at the next
-            // `io_uring_enter`.
-            for key in std::mem::take(&mut self.dirty) {
-                if let Some(conn) = self.conns.get_mut(key) {
-                    conn.dirty = false;
-                }
-                self.advance(key);
-            }
-            self.publish();
+            Err(e) => return Err(e),
         }
-        self.teardown();
+        Ok(())
+    }
+
+    /// What the ring does first after each wake-up: reads the clock once for the round,
+    /// frees the timespecs the kernel has copied, and looks at the shutdown flag.
+    fn woken(&mut self) {
+        self.now = Instant::now();
+        self.stats.wakeups.fetch_add(1, Relaxed);
+        if self.kernel.submission().is_empty() && self.overflow.is_empty() {
+            // Every queued timeout has been taken (and its timespec copied).
+            self.timespecs.clear();
+        }
+        if self.stopping.load(Relaxed) && !self.stopped {
+            self.stop();
+        }
+    }
+
+    /// Takes every completion waiting in the completion queue and handles each. The
+    /// queue is read without a system call: it is memory shared with the kernel.
+    fn take_completions(&mut self) {
+        let mut completions = std::mem::take(&mut self.completions);
+        completions.clear();
+        completions.extend(self.kernel.completion());
+        self.stats
+            .completions
+            .fetch_add(completions.len() as u64, Relaxed);
+        for cqe in &completions {
+            self.complete(cqe);
+        }
+        self.completions = completions;
+    }
+
+    /// Advances every connection touched this round, each once: their sends, receives
+    /// and deadlines are queued now and go to the kernel together at the next
+    /// `io_uring_enter`.
+    fn advance_touched(&mut self) {
+        for key in std::mem::take(&mut self.dirty) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.dirty = false;
+            }
+            self.advance(key);
+        }
     }
 
     /// Counts a system call into the ring that handed over `n` operations.
@@ -816,41 +848,72 @@ impl Ring {
     /// I/O differs. Where the event loop reads and writes here, the ring queues a receive
     /// and a send and comes back when their completions arrive.
     fn advance(&mut self, key: usize) {
-        let now = self.now;
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(conn) = self.conns.get(key) else {
             return;
         };
         if conn.closing {
             return self.free_if_done(key);
         }
-        let owed = conn.machine.owed();
-        if self.stopped && conn.machine.peer_closed() && owed > 0 {
-            // Shutdown has begun and the client has left (closed its side) while answers
-            // are still owed to it: a `/sleep` waiting for its timeout, a computation on a
-            // helper. Nobody would read them, and the ring would only wait longer to stop,
-            // so the connection ends; each is counted as a client that left, as the
-            // blocking servers count it. Before shutdown nothing changes.
-            for _ in 0..owed {
-                self.ctx.stats.client_left();
-            }
-            return self.begin_close(key, false);
-        }
-        if self.stopped && conn.recv_armed && conn.machine.is_idle() {
-            // Shutdown closes an idle connection, but a request that reached the socket
-            // meanwhile must not be thrown away: its receive is cancelled first, and the
-            // connection is looked at again when the kernel gives the receive back, with
-            // the bytes if there were any.
-            if !conn.recv_cancelling {
-                conn.recv_cancelling = true;
-                let target = Op::recv(key, conn.generation);
-                self.cancel(target);
-            }
+        if self.end_if_departed(key) || self.close_if_idle(key) {
             return;
         }
-        // Every complete request in what arrived, in order.
+        if self.handle_requests(key) {
+            self.queue_next(key);
+        }
+    }
+
+    /// Once shutdown has begun, ends connection `key` if its client has left while answers
+    /// are still owed to it. Returns whether it did.
+    fn end_if_departed(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get(key) else {
+            return false;
+        };
+        let owed = conn.machine.owed();
+        if !(self.stopped && conn.machine.peer_closed() && owed > 0) {
+            return false;
+        }
+        // Shutdown has begun and the client has left (closed its side) while answers
+        // are still owed to it: a `/sleep` waiting for its timeout, a computation on a
+        // helper. Nobody would read them, and the ring would only wait longer to stop,
+        // so the connection ends; each is counted as a client that left, as the
+        // blocking servers count it. Before shutdown nothing changes.
+        for _ in 0..owed {
+            self.ctx.stats.client_left();
+        }
+        self.begin_close(key, false);
+        true
+    }
+
+    /// Once shutdown has begun, starts closing connection `key` if it is idle with a
+    /// receive in the kernel. Returns whether it is such a connection (then there is
+    /// nothing more to do for it this round).
+    fn close_if_idle(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if !(self.stopped && conn.recv_armed && conn.machine.is_idle()) {
+            return false;
+        }
+        // Shutdown closes an idle connection, but a request that reached the socket
+        // meanwhile must not be thrown away: its receive is cancelled first, and the
+        // connection is looked at again when the kernel gives the receive back, with
+        // the bytes if there were any.
+        if !conn.recv_cancelling {
+            conn.recv_cancelling = true;
+            let target = Op::recv(key, conn.generation);
+            self.cancel(target);
+        }
+        true
+    }
+
+    /// Handles every complete request in what connection `key` received, in order: each
+    /// is answered, or its work started. Returns `false` when the connection is over (the
+    /// protocol closed it; it is closing now).
+    fn handle_requests(&mut self, key: usize) -> bool {
+        let now = self.now;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
-                return;
+                return false;
             };
             match conn.machine.poll(now) {
                 Event::Request(request, ticket) => {
@@ -862,13 +925,19 @@ impl Ring {
                     self.ctx.stats.responded(response.status);
                     conn.machine.respond(ticket, &response, now);
                 }
-                Event::Wait => break,
+                Event::Wait => return true,
                 Event::Closed(why) => {
                     tracing::debug!("{}: connection closed: {why:?}", self.name);
-                    return self.begin_close(key, false);
+                    self.begin_close(key, false);
+                    return false;
                 }
             }
         }
+    }
+
+    /// Queues what connection `key` needs next: a send of everything ready, the end of
+    /// its answers, a receive if it wants more, and a timeout for its next deadline.
+    fn queue_next(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
