@@ -76,6 +76,8 @@ use std::time::{Duration, Instant};
 use server_core::permits::Permits;
 use server_core::stats::{Capacity, Figures};
 use server_core::{Acceptor, Architecture, Context, ServerError, ThreadGroup};
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, Notify};
 
 use connection::{Compute, Shared};
@@ -145,93 +147,38 @@ impl Architecture for AsyncWorkStealing {
     const ABOUT: &'static str = "servelab's async server on tokio's work-stealing runtime: a task per connection on a few worker threads that steal tasks from each other; waits are timers and computations go to blocking threads.";
 
     fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
-        let workers = self.workers.unwrap_or_else(cpus);
-        let blocking = self.blocking_threads.unwrap_or_else(cpus);
-        let start_error = |what: &str| {
-            let what = what.to_owned();
-            move |source| ServerError::Start { what, source }
-        };
         let settings = AsyncWorkStealing {
-            workers: Some(workers),
-            blocking_threads: Some(blocking),
-            ..self.clone()
+            workers: Some(self.workers.unwrap_or_else(cpus)),
+            blocking_threads: Some(self.blocking_threads.unwrap_or_else(cpus)),
+            ..self
         };
         ctx.set_arch_config(serde_json::to_value(&settings).unwrap_or_default());
         ctx.set_capacity(capacity());
-
-        // The runtime: its workers and its blocking threads, counted in their groups.
-        let worker_group = ThreadGroup::new("worker");
-        let blocking_group = ThreadGroup::new("blocking");
-        let runtime = runtime::build(Plan {
-            workers: Some(workers as usize),
-            blocking_threads: blocking as usize,
-            blocking_name: "blocking".into(),
-            workers_group: worker_group.clone(),
-            blocking_group: blocking_group.clone(),
-        })
-        .map_err(start_error("runtime"))?;
-        // The runtime's figures: tokio's own, and the server's counts per worker thread.
-        let stats = RuntimeStats::new(
-            "runtime",
-            (1..=workers).map(|i| format!("worker-{i}")).collect(),
-        );
-        stats.attach(runtime.handle().clone());
-
-        // Where computations go: the blocking threads, at most `--offload-queue` at once.
-        let permits = Permits::new(self.offload_queue as usize);
-        let compute = match self.offload {
-            Offload::On => {
-                // The pool, full from the start and kept (see `runtime.rs`). Blocks until
-                // its threads are up.
-                runtime::prestart_blocking(runtime.handle(), blocking as usize);
-                Compute::Offload {
-                    permits: Arc::clone(&permits),
-                    blocking: blocking_group.clone(),
-                }
-            }
-            Offload::Off => Compute::Inline,
+        let threads = Threads {
+            workers: ThreadGroup::new("worker"),
+            blocking: ThreadGroup::new("blocking"),
         };
-
-        // The listening socket, now watched by the runtime's reactor.
-        let listener = acceptor.into_listener();
-        listener
-            .set_nonblocking(true)
-            .map_err(start_error("listener"))?;
-        let listener = {
-            let _inside = runtime.enter();
-            tokio::net::TcpListener::from_std(listener)
-        }
-        .map_err(start_error("listener"))?;
-
+        let (runtime, stats) = settings.start_runtime(&threads)?;
+        // Where computations go: the blocking threads, at most `--offload-queue` at once.
+        let permits = Permits::new(settings.offload_queue as usize);
+        let compute = settings.compute(&runtime, &permits, &threads);
+        let listener = watch(acceptor, &runtime)?;
         // Wakes every task once, when shutdown begins.
         let stopping = Arc::new(Notify::new());
         // Every connection task holds a clone of `done_tx`; `done` reports when all are
         // gone. Nothing is ever sent on it (capacity 1 is the least a channel may have).
-        let (done_tx, mut done) = mpsc::channel::<()>(1);
+        let (done_tx, done) = mpsc::channel::<()>(1);
         let shared = Arc::new(Shared {
             ctx: Arc::clone(&ctx),
             compute,
-            sleep: self.sleep,
+            sleep: settings.sleep,
             stats: Arc::clone(&stats),
             stopping: Arc::clone(&stopping),
         });
         // The accept loop, a task like the connections: it runs on whichever worker is free,
         // and each connection's task starts on the worker that accepted it.
         runtime.spawn(accept::accept_loop(listener, shared, done_tx));
-
-        ctx.set_arch_figures({
-            let (worker_group, blocking_group) = (worker_group.clone(), blocking_group.clone());
-            let offload = self.offload;
-            move || Figures {
-                threads: vec![worker_group.snapshot(), blocking_group.snapshot()],
-                limits: match offload {
-                    Offload::On => vec![permits.snapshot("offload")],
-                    Offload::Off => Vec::new(),
-                },
-                runtimes: vec![stats.snapshot()],
-                ..Figures::default()
-            }
-        });
+        publish_figures(&ctx, &threads, settings.offload, permits, stats);
         // The runtime is up and the accept loop is spawned: in-process starters may go on.
         ctx.set_ready();
         ctx.shutdown.on_trigger({
@@ -240,33 +187,7 @@ impl Architecture for AsyncWorkStealing {
             // that waits is woken here.
             move || stopping.notify_waiters()
         });
-
-        // The main thread waits on the runtime (it is none of its workers): first for
-        // shutdown to begin, then for every connection to finish, or the grace period.
-        let grace = ctx.args.shutdown_timeout;
-        let finished = runtime.block_on({
-            let ctx = Arc::clone(&ctx);
-            async move {
-                // Waits until shutdown begins (registered before the flag is read, so that
-                // the wake-up cannot fall between the two).
-                let stop = stopping.notified();
-                tokio::pin!(stop);
-                stop.as_mut().enable();
-                if !ctx.shutdown.is_triggered() {
-                    stop.await;
-                }
-                tracing::info!(
-                    "shutting down: the accept loop stops and every connection finishes what it owes"
-                );
-                let deadline = ctx.shutdown.deadline(grace);
-                // Waits until every connection task has dropped its sender (`recv` then
-                // returns `None`), or the deadline.
-                tokio::time::timeout_at(deadline.into(), done.recv())
-                    .await
-                    .is_ok()
-            }
-        });
-        if !finished {
+        if !wait_for_connections(&runtime, stopping, done, &ctx) {
             tracing::warn!(
                 "{} requests still unanswered after the shutdown timeout; their connections are dropped",
                 ctx.stats.in_flight()
@@ -276,10 +197,139 @@ impl Architecture for AsyncWorkStealing {
         // waits for them at most THREADS_GRACE.
         runtime.shutdown_timeout(THREADS_GRACE);
         let deadline = Instant::now() + THREADS_GRACE;
-        let still_running = worker_group.join(deadline) + blocking_group.join(deadline);
+        let still_running = threads.workers.join(deadline) + threads.blocking.join(deadline);
         if still_running > 0 {
             tracing::warn!("{still_running} runtime threads still busy after the shutdown");
         }
         Ok(())
     }
+}
+
+/// The error for a part of the server that could not be started.
+fn start_error(what: &str) -> impl FnOnce(std::io::Error) -> ServerError {
+    let what = what.to_owned();
+    move |source| ServerError::Start { what, source }
+}
+
+/// The runtime's threads, counted in their groups: the workers that run tasks and the
+/// blocking threads that compute. Shared with the thread that writes `/stats`.
+struct Threads {
+    workers: ThreadGroup,
+    blocking: ThreadGroup,
+}
+
+impl AsyncWorkStealing {
+    /// Builds the runtime (its workers and its blocking threads, counted in their groups)
+    /// and its figures: tokio's own, and the server's counts per worker thread.
+    fn start_runtime(
+        &self,
+        threads: &Threads,
+    ) -> Result<(Runtime, Arc<RuntimeStats>), ServerError> {
+        let workers = self.workers.unwrap_or(1);
+        let runtime = runtime::build(Plan {
+            workers: Some(workers as usize),
+            blocking_threads: self.blocking_threads.unwrap_or(1) as usize,
+            blocking_name: "blocking".into(),
+            workers_group: threads.workers.clone(),
+            blocking_group: threads.blocking.clone(),
+        })
+        .map_err(start_error("runtime"))?;
+        let stats = RuntimeStats::new(
+            "runtime",
+            (1..=workers).map(|i| format!("worker-{i}")).collect(),
+        );
+        stats.attach(runtime.handle().clone());
+        Ok((runtime, stats))
+    }
+
+    /// Where `/factor` is computed: on the blocking threads, started now, or (with
+    /// `--offload off`) on the worker that runs the connection's task.
+    fn compute(&self, runtime: &Runtime, permits: &Arc<Permits>, threads: &Threads) -> Compute {
+        match self.offload {
+            Offload::On => {
+                // The pool, full from the start and kept (see `runtime.rs`). Blocks until
+                // its threads are up.
+                runtime::prestart_blocking(
+                    runtime.handle(),
+                    self.blocking_threads.unwrap_or(1) as usize,
+                );
+                Compute::Offload {
+                    permits: Arc::clone(permits),
+                    blocking: threads.blocking.clone(),
+                }
+            }
+            Offload::Off => Compute::Inline,
+        }
+    }
+}
+
+/// The listening socket, now watched by the runtime's reactor: non-blocking, since tokio
+/// accepts only when the reactor says a client is waiting, and registered from inside the
+/// runtime's context (`enter`), which registering needs.
+fn watch(acceptor: Acceptor, runtime: &Runtime) -> Result<TcpListener, ServerError> {
+    let listener = acceptor.into_listener();
+    listener
+        .set_nonblocking(true)
+        .map_err(start_error("listener"))?;
+    let listener = {
+        let _inside = runtime.enter();
+        TcpListener::from_std(listener)
+    }
+    .map_err(start_error("listener"))?;
+    Ok(listener)
+}
+
+/// Tells `/stats` how to read this server's figures: its two groups of threads, the bound
+/// on computations (with `--offload on`) and the runtime's own figures.
+fn publish_figures(
+    ctx: &Context,
+    threads: &Threads,
+    offload: Offload,
+    permits: Arc<Permits>,
+    stats: Arc<RuntimeStats>,
+) {
+    let (worker_group, blocking_group) = (threads.workers.clone(), threads.blocking.clone());
+    ctx.set_arch_figures(move || Figures {
+        threads: vec![worker_group.snapshot(), blocking_group.snapshot()],
+        limits: match offload {
+            Offload::On => vec![permits.snapshot("offload")],
+            Offload::Off => Vec::new(),
+        },
+        runtimes: vec![stats.snapshot()],
+        ..Figures::default()
+    });
+}
+
+/// The main thread waits on the runtime (it is none of its workers): first for shutdown
+/// to begin, then for every connection to finish, or the grace period. Returns whether
+/// every connection finished in time.
+fn wait_for_connections(
+    runtime: &Runtime,
+    stopping: Arc<Notify>,
+    mut done: mpsc::Receiver<()>,
+    ctx: &Arc<Context>,
+) -> bool {
+    let grace = ctx.args.shutdown_timeout;
+    runtime.block_on({
+        let ctx = Arc::clone(ctx);
+        async move {
+            // Waits until shutdown begins (registered before the flag is read, so that
+            // the wake-up cannot fall between the two).
+            let stop = stopping.notified();
+            tokio::pin!(stop);
+            stop.as_mut().enable();
+            if !ctx.shutdown.is_triggered() {
+                stop.await;
+            }
+            tracing::info!(
+                "shutting down: the accept loop stops and every connection finishes what it owes"
+            );
+            let deadline = ctx.shutdown.deadline(grace);
+            // Waits until every connection task has dropped its sender (`recv` then
+            // returns `None`), or the deadline.
+            tokio::time::timeout_at(deadline.into(), done.recv())
+                .await
+                .is_ok()
+        }
+    })
 }
