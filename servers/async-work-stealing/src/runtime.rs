@@ -88,7 +88,29 @@ pub struct Plan {
 }
 
 /// Builds the runtime of `plan`, its threads counted in their groups.
+///
+/// The builder is given a hook for each moment of a thread's life (see the module
+/// documentation); then, once tokio has started the workers, `build` waits until each has
+/// parked once, so that nothing is handed to the blocking pool before every worker has
+/// taken its thread.
 pub fn build(plan: Plan) -> io::Result<Runtime> {
+    let worker_count = plan.workers.unwrap_or(0);
+    // How many threads have run a worker: counted at each one's first park, and waited for
+    // below. A mutex and a condition variable, because `build` sleeps until it changes.
+    let running: Running = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let runtime = builder(plan, Arc::clone(&running)).build()?;
+    wait_for_workers(&running, worker_count)?;
+    Ok(runtime)
+}
+
+/// How many threads have run a worker, and the condition variable `build` waits on for it
+/// to change. Shared between `build` and the park hook of every thread.
+type Running = Arc<(Mutex<usize>, Condvar)>;
+
+/// tokio's builder for `plan`: a multi-threaded or a single-threaded scheduler, the
+/// blocking pool's size and keep-alive, and the hooks that name the threads and count them
+/// in their groups. `parked` counts the workers that have parked once.
+fn builder(plan: Plan, parked: Running) -> Builder {
     let Plan {
         workers,
         blocking_threads,
@@ -105,63 +127,82 @@ pub fn build(plan: Plan) -> io::Result<Runtime> {
         None => Builder::new_current_thread(),
     };
     let worker_count = workers.unwrap_or(0);
-    // Threads are numbered as tokio starts them: the workers all start when the runtime is
-    // built, before any blocking thread, so the first `worker_count` are the workers.
-    let started = Arc::new(AtomicUsize::new(0));
-    let (start_workers, start_blocking) = (workers_group.clone(), blocking_group);
-    let unpark_group = workers_group;
-    // How many threads have run a worker: counted at each one's first park, and waited for
-    // below. A mutex and a condition variable, because `build` sleeps until it changes.
-    let running = Arc::new((Mutex::new(0usize), Condvar::new()));
-    let parked = Arc::clone(&running);
+    let unpark_group = workers_group.clone();
     builder
         .enable_all()
         .max_blocking_threads(blocking_threads.max(1))
         .thread_keep_alive(BLOCKING_KEEP_ALIVE)
-        .thread_name_fn(move || {
-            let n = started.fetch_add(1, Relaxed) + 1;
-            if n <= worker_count {
-                format!("worker-{n}")
-            } else {
-                format!("{blocking_name}-{}", n - worker_count)
-            }
-        })
-        .on_thread_start(move || {
-            let name = std::thread::current().name().map(str::to_owned);
-            let worker = name
-                .as_deref()
-                .and_then(|n| n.strip_prefix("worker-"))
-                .and_then(|i| i.parse::<usize>().ok());
-            match worker {
-                Some(i) => {
-                    WORKER.set(i - 1);
-                    MEMBER.set(Some(start_workers.enter()));
-                    // A worker starts out looking for tasks: busy until it first parks.
-                    BUSY.set(Some(start_workers.busy()));
-                }
-                None => MEMBER.set(Some(start_blocking.enter())),
-            }
-        })
+        .thread_name_fn(thread_names(worker_count, blocking_name))
+        .on_thread_start(on_start(workers_group, blocking_group))
         .on_thread_stop(|| {
             BUSY.take();
             MEMBER.take();
         })
         // Called only on the threads that run tasks: the workers, or a core's own thread.
-        .on_thread_park(move || {
-            BUSY.take();
-            if !PARKED.replace(true) {
-                let (count, changed) = &*parked;
-                *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                changed.notify_all();
-            }
-        })
+        .on_thread_park(on_park(parked))
         .on_thread_unpark(move || {
             BUSY.set(Some(unpark_group.busy()));
         });
-    let runtime = builder.build()?;
-    // Blocks until every worker runs (each parks at once, having nothing to do), at most
-    // WORKERS_START.
-    let (count, changed) = &*running;
+    builder
+}
+
+/// Names each thread as tokio starts it: `worker-1` to `worker-N`, then the blocking
+/// threads after `blocking_name`.
+fn thread_names(
+    worker_count: usize,
+    blocking_name: String,
+) -> impl Fn() -> String + Send + Sync + 'static {
+    // Threads are numbered as tokio starts them: the workers all start when the runtime is
+    // built, before any blocking thread, so the first `worker_count` are the workers.
+    let started = Arc::new(AtomicUsize::new(0));
+    move || {
+        let n = started.fetch_add(1, Relaxed) + 1;
+        if n <= worker_count {
+            format!("worker-{n}")
+        } else {
+            format!("{blocking_name}-{}", n - worker_count)
+        }
+    }
+}
+
+/// What a thread does first, on itself: it joins its group (a worker also notes its index
+/// and counts busy until it first parks), by the name [`thread_names`] gave it.
+fn on_start(workers: ThreadGroup, blocking: ThreadGroup) -> impl Fn() + Send + Sync + 'static {
+    move || {
+        let name = std::thread::current().name().map(str::to_owned);
+        let worker = name
+            .as_deref()
+            .and_then(|n| n.strip_prefix("worker-"))
+            .and_then(|i| i.parse::<usize>().ok());
+        match worker {
+            Some(i) => {
+                WORKER.set(i - 1);
+                MEMBER.set(Some(workers.enter()));
+                // A worker starts out looking for tasks: busy until it first parks.
+                BUSY.set(Some(workers.busy()));
+            }
+            None => MEMBER.set(Some(blocking.enter())),
+        }
+    }
+}
+
+/// What a thread that runs tasks does each time it parks: it is idle from now on; the first
+/// time, it also counts itself among the threads that run a worker, and wakes `build`.
+fn on_park(parked: Running) -> impl Fn() + Send + Sync + 'static {
+    move || {
+        BUSY.take();
+        if !PARKED.replace(true) {
+            let (count, changed) = &*parked;
+            *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            changed.notify_all();
+        }
+    }
+}
+
+/// Blocks until every worker runs (each parks at once, having nothing to do), at most
+/// WORKERS_START; an error if fewer than `worker_count` did.
+fn wait_for_workers(running: &Running, worker_count: usize) -> io::Result<()> {
+    let (count, changed) = &**running;
     let started = changed
         .wait_timeout_while(
             count.lock().unwrap_or_else(|e| e.into_inner()),
@@ -174,7 +215,7 @@ pub fn build(plan: Plan) -> io::Result<Runtime> {
             "only {started} of its {worker_count} workers started within {WORKERS_START:?}"
         )));
     }
-    Ok(runtime)
+    Ok(())
 }
 
 /// Marks the calling thread (a core's own thread, which runs its runtime with `block_on`)
