@@ -59,7 +59,7 @@ use protocol::{route, Connection, Event, Job, Response, Status, Ticket, Work};
 use server_core::context::Registration;
 use server_core::permits::Permits;
 use server_core::{Context, ThreadGroup};
-use tokio::io::Interest;
+use tokio::io::{Interest, Ready};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
@@ -218,6 +218,11 @@ impl<'a> Conn<'a> {
     }
 
     /// The task's loop (see the module documentation). Returns when the connection closes.
+    ///
+    /// Each turn does everything that can be done without waiting ([`Conn::proceed`]), sets
+    /// the timer, and then waits in one `select!` for whichever comes first; each arm's work
+    /// is a method of its own. Only the loop's own futures (the shutdown wake-up, the timer)
+    /// live across its turns, so that an idle connection's task stays small.
     async fn run(&mut self) {
         // Resolves once, when shutdown begins. Made once and kept (pinned) for the
         // connection's life, so that it joins the list of waiters once rather than at every
@@ -234,67 +239,24 @@ impl<'a> Conn<'a> {
         let mut scheduled: Option<Instant> = None;
 
         loop {
-            // Shutdown may have begun while this task was busy, before its `stop` future was
-            // polled: the flag is the truth, the future only the wake-up.
-            if self.shared.ctx.shutdown.is_triggered() && !self.stopped {
-                self.stop();
-            }
-            if self.abandon_if_departed() {
-                tracing::debug!("{} left; its answers are dropped at shutdown", self.peer);
+            if !self.proceed() {
                 break;
             }
-            if let Err(why) = self.advance() {
-                tracing::debug!("{} closed: {why}", self.peer);
-                break;
-            }
-            // The timer is moved only when something is due *earlier* than it is set for (see
-            // the module documentation); a later moment waits until the timer fires.
-            let next = self.next_moment();
-            if let Some(at) = next {
-                if scheduled.is_none_or(|s| at < s) {
-                    timer.as_mut().reset(at.into());
-                    scheduled = Some(at);
-                }
-            }
-            // What to wait for on the socket: to read if the machine wants input (not when
-            // the client has said all it will, or is owed too many answers), to write if
-            // output is pending. One `ready` future for both, not one each: it is part of
-            // every idle connection's task, and its size is what an idle connection costs.
-            let wants_read = self.machine.wants_input();
-            let wants_write = !self.machine.output().is_empty();
-            let interest = match (wants_read, wants_write) {
-                (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-                (true, false) => Some(Interest::READABLE),
-                (false, true) => Some(Interest::WRITABLE),
-                (false, false) => None,
-            };
+            self.set_timer(timer.as_mut(), &mut scheduled);
+            let (wants_read, interest) = self.interest();
             let stopped = self.stopped;
 
             tokio::select! {
                 // Waits until the socket has bytes (or its end) for us, or room again in its
                 // send buffer (then the next turn writes).
                 ready = self.stream.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => {
-                    match ready {
-                        Ok(ready) if wants_read && (ready.is_readable() || ready.is_read_closed()) => {
-                            if self.read().is_err() {
-                                break;
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => break,
+                    if !self.on_ready(ready, wants_read) {
+                        break;
                     }
                 }
                 // Waits until one of the connection's computations is done.
                 (index, result) = next_computed(&mut self.computing), if !self.computing.is_empty() => {
-                    let Computing { ticket, .. } = self.computing.swap_remove(index);
-                    let response = result.unwrap_or_else(|_| {
-                        Response::error(
-                            Status::InternalError,
-                            "the computation failed; see the server log",
-                        )
-                        .closing()
-                    });
-                    self.respond(ticket, &response, Instant::now());
+                    self.on_computed(index, result);
                 }
                 // Waits until the connection's nearest moment: a deadline or a sleep's end.
                 () = &mut timer, if scheduled.is_some() => {
@@ -309,6 +271,84 @@ impl<'a> Conn<'a> {
             }
         }
         self.close();
+    }
+
+    /// The start of each turn: notices shutdown, ends the task if its client has left
+    /// owing answers, and does everything that can be done now (`advance`). Returns `false`
+    /// when the connection is over.
+    fn proceed(&mut self) -> bool {
+        // Shutdown may have begun while this task was busy, before its `stop` future was
+        // polled: the flag is the truth, the future only the wake-up.
+        if self.shared.ctx.shutdown.is_triggered() && !self.stopped {
+            self.stop();
+        }
+        if self.abandon_if_departed() {
+            tracing::debug!("{} left; its answers are dropped at shutdown", self.peer);
+            return false;
+        }
+        if let Err(why) = self.advance() {
+            tracing::debug!("{} closed: {why}", self.peer);
+            return false;
+        }
+        true
+    }
+
+    /// Sets the connection's timer to its nearest moment, if that is earlier than the
+    /// moment it is set to (`scheduled`). The timer is moved only when something is due
+    /// *earlier* than it is set for (see the module documentation); a later moment waits
+    /// until the timer fires.
+    fn set_timer(&self, timer: Pin<&mut tokio::time::Sleep>, scheduled: &mut Option<Instant>) {
+        let next = self.next_moment();
+        if let Some(at) = next {
+            if scheduled.is_none_or(|s| at < s) {
+                timer.reset(at.into());
+                *scheduled = Some(at);
+            }
+        }
+    }
+
+    /// What to wait for on the socket: to read if the machine wants input (not when the
+    /// client has said all it will, or is owed too many answers), to write if output is
+    /// pending; `None` for neither. One `ready` future for both, not one each: it is part
+    /// of every idle connection's task, and its size is what an idle connection costs.
+    /// Also returns whether the machine wants input.
+    fn interest(&self) -> (bool, Option<Interest>) {
+        let wants_read = self.machine.wants_input();
+        let wants_write = !self.machine.output().is_empty();
+        let interest = match (wants_read, wants_write) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        };
+        (wants_read, interest)
+    }
+
+    /// The socket is ready: reads if it has bytes (or its end) and the machine wanted
+    /// them; room to write needs nothing here, since the next turn writes. Returns `false`
+    /// when the connection is over (the read or the wait failed).
+    fn on_ready(&mut self, ready: io::Result<Ready>, wants_read: bool) -> bool {
+        match ready {
+            Ok(ready) if wants_read && (ready.is_readable() || ready.is_read_closed()) => {
+                self.read().is_ok()
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// A computation is done: its answer (or a 500 if it panicked or was cancelled) goes to
+    /// the request it answers.
+    fn on_computed(&mut self, index: usize, result: Result<Response, tokio::task::JoinError>) {
+        let Computing { ticket, .. } = self.computing.swap_remove(index);
+        let response = result.unwrap_or_else(|_| {
+            Response::error(
+                Status::InternalError,
+                "the computation failed; see the server log",
+            )
+            .closing()
+        });
+        self.respond(ticket, &response, Instant::now());
     }
 
     /// Does everything that can be done now without waiting: answers the sleeps that are
