@@ -54,6 +54,7 @@
 pub mod core;
 pub mod pin;
 
+use std::net::TcpListener;
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::Duration;
 
@@ -132,21 +133,70 @@ impl Architecture for AsyncPerCore {
 
     fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
         // What `/stats` reports as this server's settings: the defaults made explicit.
-        let cores = self.cores.unwrap_or_else(cpus);
-        let start_error = |what: String| move |source| ServerError::Start { what, source };
         let settings = AsyncPerCore {
-            cores: Some(cores),
-            ..self.clone()
+            cores: Some(self.cores.unwrap_or_else(cpus)),
+            ..self
         };
         ctx.set_arch_config(serde_json::to_value(&settings).unwrap_or_default());
         // Every client at once, each on a task of its own (the simulator's model needs no
         // more: that a client's task waits says nothing about the others).
         ctx.set_capacity(capacity());
+        let cores = settings.cores.unwrap_or(1);
+        let pins = settings.pins(cores)?;
+        let listeners = listeners(acceptor, cores, &ctx)?;
+        let (stopping, wait_for_stop) = stop_signals(cores, &ctx);
+        let common = Common {
+            permits: Permits::new(settings.offload_queue as usize),
+            cores: ThreadGroup::new("core"),
+            blocking: ThreadGroup::new("blocking"),
+        };
+        let (started, figures) = settings.start_cores(listeners, pins, stopping, &common, &ctx)?;
+        wait_for_cores(started, cores, &common, &ctx)?;
+        settings.publish_figures(&ctx, &common, figures);
+        // Every core is up: in-process starters may go on.
+        ctx.set_ready();
 
-        // The CPUs to pin to, core by core: the CPUs this process may use, in turn (a
-        // `taskset` or a container's CPU set narrows them), so core N+1 goes back to the
-        // first CPU when there are more cores than CPUs.
-        let pins: Vec<Option<usize>> = match self.pin {
+        // Blocks until shutdown begins.
+        let _ = wait_for_stop.recv();
+        tracing::info!("shutting down: every core stops accepting and finishes what it owes");
+        // Each core gives up at the grace period's end; then its runtime stops.
+        let deadline = ctx.shutdown.deadline(ctx.args.shutdown_timeout) + JOIN_MARGIN;
+        let still_running = common.cores.join(deadline) + common.blocking.join(deadline);
+        if still_running > 0 {
+            tracing::warn!(
+                "{still_running} core and blocking threads still busy after the shutdown"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The error for a part of the server that could not be started.
+fn start_error(what: String) -> impl FnOnce(std::io::Error) -> ServerError {
+    move |source| ServerError::Start { what, source }
+}
+
+/// What the cores have in common, and share with the thread that writes `/stats`.
+struct Common {
+    /// The bound on computations, the one thing the cores share besides the port: each
+    /// core touches it once per `/factor` (a short lock), never per request.
+    permits: Arc<Permits>,
+    /// The cores' own threads, counted in their group.
+    cores: ThreadGroup,
+    /// The blocking threads of every core, counted in one group.
+    blocking: ThreadGroup,
+}
+
+/// What each core says once when it has started, or why it could not: the receiving end,
+/// held by the main thread.
+type Reports = std_mpsc::Receiver<Result<(), core::StartFailure>>;
+
+impl AsyncPerCore {
+    /// The CPUs to pin to, core by core: the CPUs this process may use, in turn (a
+    /// `taskset` or a container's CPU set narrows them), so core N+1 goes back to the
+    /// first CPU when there are more cores than CPUs. All `None` with `--pin off`.
+    fn pins(&self, cores: u32) -> Result<Vec<Option<usize>>, ServerError> {
+        Ok(match self.pin {
             Pin::Off => vec![None; cores as usize],
             Pin::On => {
                 let allowed = pin::allowed_cpus().map_err(start_error("pinning".into()))?;
@@ -154,90 +204,40 @@ impl Architecture for AsyncPerCore {
                     .map(|i| allowed.get(i % allowed.len().max(1)).copied())
                     .collect()
             }
-        };
+        })
+    }
 
-        // Every core's listening socket: the first is the one the server was started with
-        // (bound with SO_REUSEPORT), the others join it on the same port.
-        let first = acceptor.into_listener();
-        let addr = first.local_addr().map_err(start_error("listener".into()))?;
-        let mut listeners = vec![first];
-        for i in 2..=cores {
-            let own = server_core::listener::bind_with(addr, ctx.args.backlog, true)?;
-            // Like the first listener, refuse newcomers the moment shutdown begins.
-            let closer = own
-                .try_clone()
-                .map_err(start_error(format!("core {i}'s listener")))?;
-            ctx.shutdown.on_trigger(move || {
-                let _ = socket2::SockRef::from(&closer).shutdown(std::net::Shutdown::Both);
-            });
-            listeners.push(own);
-        }
-
-        // Wakes every task of a core once, when shutdown begins: one per core, so that
-        // not even this is shared between cores. The main thread is told too (capacity 1:
-        // one message, never waited for).
-        let stopping: Vec<Arc<Notify>> = (0..cores).map(|_| Arc::new(Notify::new())).collect();
-        let (stopped, wait_for_stop) = std_mpsc::sync_channel::<()>(1);
-        ctx.shutdown.on_trigger({
-            let stopping = stopping.clone();
-            move || {
-                // The flag is already set when hooks run: a task that looks later sees it,
-                // one that waits is woken here.
-                for core in &stopping {
-                    core.notify_waiters();
-                }
-                // Never blocks: the channel has room for this one message.
-                let _ = stopped.try_send(());
-            }
-        });
-
-        // The bound on computations, the one thing the cores share besides the port: each
-        // core touches it once per `/factor` (a short lock), never per request.
-        let permits = Permits::new(self.offload_queue as usize);
-        let core_group = ThreadGroup::new("core");
-        let blocking_group = ThreadGroup::new("blocking");
+    /// Spawns every core's thread, each with its listening socket, its CPU and its shutdown
+    /// wake-up. Returns where they report whether they started, and each core's figures;
+    /// if a thread cannot be spawned, the cores already started are stopped and the server
+    /// fails to start.
+    fn start_cores(
+        &self,
+        listeners: Vec<TcpListener>,
+        pins: Vec<Option<usize>>,
+        stopping: Vec<Arc<Notify>>,
+        common: &Common,
+        ctx: &Arc<Context>,
+    ) -> Result<(Reports, Vec<Arc<RuntimeStats>>), ServerError> {
+        let cores = self.cores.unwrap_or(1);
         // Each core says once whether it started; room for all of them, so no core ever
         // waits to report.
         let (ready, started) = std_mpsc::sync_channel(cores as usize);
         let mut figures = Vec::new();
         for (((i, listener), pin), stopping) in (1..=cores).zip(listeners).zip(pins).zip(stopping) {
-            let name = format!("core-{i}");
-            // The core's own figures: one runtime with one worker, its thread.
-            let stats = RuntimeStats::new(&name, vec![name.clone()]);
-            figures.push(Arc::clone(&stats));
-            let shared = Arc::new(Shared {
-                ctx: Arc::clone(&ctx),
-                compute: match self.offload {
-                    Offload::On => Compute::Offload {
-                        permits: Arc::clone(&permits),
-                        blocking: blocking_group.clone(),
-                    },
-                    Offload::Off => Compute::Inline,
-                },
-                sleep: self.sleep,
-                stats,
-                stopping,
-            });
-            let core = Core {
-                index: i,
-                listener,
-                shared,
-                blocking_threads: match self.offload {
-                    Offload::On => self.blocking_threads as usize,
-                    Offload::Off => 0,
-                },
-                pin,
-                cores: core_group.clone(),
-                blocking: blocking_group.clone(),
-            };
+            let core = self.core(i, listener, pin, stopping, common, ctx);
+            figures.push(Arc::clone(&core.shared.stats));
             let ready = ready.clone();
             // The core's thread, named after it: logs, `X-Servelab-Thread` and `/stats` say
             // which core did what.
-            if let Err(e) = core_group.spawn(name, None, move || core::run(core, ready)) {
+            if let Err(e) = common
+                .cores
+                .spawn(format!("core-{i}"), None, move || core::run(core, ready))
+            {
                 // The cores already started stop at once (their sockets shut, their tasks
                 // told); their threads are waited for, briefly.
                 ctx.shutdown.trigger();
-                core_group.join(ctx.shutdown.deadline(JOIN_MARGIN));
+                common.cores.join(ctx.shutdown.deadline(JOIN_MARGIN));
                 return Err(ServerError::Start {
                     what: format!("core {i}"),
                     source: e,
@@ -247,52 +247,137 @@ impl Architecture for AsyncPerCore {
         // Only the cores hold senders now: if one ended without a word, `recv` says so
         // instead of waiting forever.
         drop(ready);
-        // Blocks until every core has reported (its runtime built, its socket watched).
-        for _ in 0..cores {
-            match started.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err((what, source))) => {
-                    ctx.shutdown.trigger();
-                    core_group.join(ctx.shutdown.deadline(JOIN_MARGIN));
-                    return Err(ServerError::Start { what, source });
-                }
-                Err(_) => {
-                    ctx.shutdown.trigger();
-                    return Err(ServerError::Start {
-                        what: "cores (one stopped before it was ready)".into(),
-                        source: std::io::Error::other("stopped"),
-                    });
-                }
-            }
-        }
-
-        ctx.set_arch_figures({
-            let (core_group, blocking_group) = (core_group.clone(), blocking_group.clone());
-            let offload = self.offload;
-            move || Figures {
-                threads: vec![core_group.snapshot(), blocking_group.snapshot()],
-                limits: match offload {
-                    Offload::On => vec![permits.snapshot("offload")],
-                    Offload::Off => Vec::new(),
-                },
-                runtimes: figures.iter().map(|core| core.snapshot()).collect(),
-                ..Figures::default()
-            }
-        });
-        // Every core is up: in-process starters may go on.
-        ctx.set_ready();
-
-        // Blocks until shutdown begins.
-        let _ = wait_for_stop.recv();
-        tracing::info!("shutting down: every core stops accepting and finishes what it owes");
-        // Each core gives up at the grace period's end; then its runtime stops.
-        let deadline = ctx.shutdown.deadline(ctx.args.shutdown_timeout) + JOIN_MARGIN;
-        let still_running = core_group.join(deadline) + blocking_group.join(deadline);
-        if still_running > 0 {
-            tracing::warn!(
-                "{still_running} core and blocking threads still busy after the shutdown"
-            );
-        }
-        Ok(())
+        Ok((started, figures))
     }
+
+    /// What core `i` is given: its listening socket and CPU, and what its connection tasks
+    /// share (its own figures, where computations go, its shutdown wake-up).
+    fn core(
+        &self,
+        i: u32,
+        listener: TcpListener,
+        pin: Option<usize>,
+        stopping: Arc<Notify>,
+        common: &Common,
+        ctx: &Arc<Context>,
+    ) -> Core {
+        let name = format!("core-{i}");
+        // The core's own figures: one runtime with one worker, its thread.
+        let stats = RuntimeStats::new(&name, vec![name.clone()]);
+        let shared = Arc::new(Shared {
+            ctx: Arc::clone(ctx),
+            compute: match self.offload {
+                Offload::On => Compute::Offload {
+                    permits: Arc::clone(&common.permits),
+                    blocking: common.blocking.clone(),
+                },
+                Offload::Off => Compute::Inline,
+            },
+            sleep: self.sleep,
+            stats,
+            stopping,
+        });
+        Core {
+            index: i,
+            listener,
+            shared,
+            blocking_threads: match self.offload {
+                Offload::On => self.blocking_threads as usize,
+                Offload::Off => 0,
+            },
+            pin,
+            cores: common.cores.clone(),
+            blocking: common.blocking.clone(),
+        }
+    }
+
+    /// Tells `/stats` how to read this server's figures: its two groups of threads, the
+    /// bound on computations (with `--offload on`) and each core's runtime.
+    fn publish_figures(&self, ctx: &Context, common: &Common, figures: Vec<Arc<RuntimeStats>>) {
+        let (core_group, blocking_group) = (common.cores.clone(), common.blocking.clone());
+        let permits = Arc::clone(&common.permits);
+        let offload = self.offload;
+        ctx.set_arch_figures(move || Figures {
+            threads: vec![core_group.snapshot(), blocking_group.snapshot()],
+            limits: match offload {
+                Offload::On => vec![permits.snapshot("offload")],
+                Offload::Off => Vec::new(),
+            },
+            runtimes: figures.iter().map(|core| core.snapshot()).collect(),
+            ..Figures::default()
+        });
+    }
+}
+
+/// Every core's listening socket: the first is the one the server was started with
+/// (bound with SO_REUSEPORT), the others join it on the same port.
+fn listeners(
+    acceptor: Acceptor,
+    cores: u32,
+    ctx: &Context,
+) -> Result<Vec<TcpListener>, ServerError> {
+    let first = acceptor.into_listener();
+    let addr = first.local_addr().map_err(start_error("listener".into()))?;
+    let mut listeners = vec![first];
+    for i in 2..=cores {
+        let own = server_core::listener::bind_with(addr, ctx.args.backlog, true)?;
+        // Like the first listener, refuse newcomers the moment shutdown begins.
+        let closer = own
+            .try_clone()
+            .map_err(start_error(format!("core {i}'s listener")))?;
+        ctx.shutdown.on_trigger(move || {
+            let _ = socket2::SockRef::from(&closer).shutdown(std::net::Shutdown::Both);
+        });
+        listeners.push(own);
+    }
+    Ok(listeners)
+}
+
+/// Wakes every task of a core once, when shutdown begins: one `Notify` per core, so that
+/// not even this is shared between cores. The main thread is told too, on the channel
+/// returned (capacity 1: one message, never waited for).
+fn stop_signals(cores: u32, ctx: &Context) -> (Vec<Arc<Notify>>, std_mpsc::Receiver<()>) {
+    let stopping: Vec<Arc<Notify>> = (0..cores).map(|_| Arc::new(Notify::new())).collect();
+    let (stopped, wait_for_stop) = std_mpsc::sync_channel::<()>(1);
+    ctx.shutdown.on_trigger({
+        let stopping = stopping.clone();
+        move || {
+            // The flag is already set when hooks run: a task that looks later sees it,
+            // one that waits is woken here.
+            for core in &stopping {
+                core.notify_waiters();
+            }
+            // Never blocks: the channel has room for this one message.
+            let _ = stopped.try_send(());
+        }
+    });
+    (stopping, wait_for_stop)
+}
+
+/// Blocks until every core has reported (its runtime built, its socket watched). If one
+/// could not start, or ended without a word, the server stops and fails to start.
+fn wait_for_cores(
+    started: Reports,
+    cores: u32,
+    common: &Common,
+    ctx: &Context,
+) -> Result<(), ServerError> {
+    for _ in 0..cores {
+        match started.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err((what, source))) => {
+                ctx.shutdown.trigger();
+                common.cores.join(ctx.shutdown.deadline(JOIN_MARGIN));
+                return Err(ServerError::Start { what, source });
+            }
+            Err(_) => {
+                ctx.shutdown.trigger();
+                return Err(ServerError::Start {
+                    what: "cores (one stopped before it was ready)".into(),
+                    source: std::io::Error::other("stopped"),
+                });
+            }
+        }
+    }
+    Ok(())
 }
