@@ -19,6 +19,25 @@
 //!
 //! The counting window is the middle of the load (after a warm-up), and the requests counted
 //! are those the server read in the same window.
+//!
+//! # The arithmetic of the prediction
+//!
+//! On a keep-alive connection the event loop's thread spends, per request, one `recv` (the
+//! request arrives in one read: a read that does not fill the buffer took everything there
+//! was) and one `send` (every answer ready goes out in one write), and, per wake-up, one
+//! `epoll_wait` shared by the N events it brings: 2 + 1/N system calls per request, never
+//! fewer than two. The ring's thread makes one system call per round, `io_uring_enter`, which
+//! hands the kernel the sends and receives of every connection the round touched and waits for
+//! the next batch of B completions: about 1/B per request, whatever the number of clients,
+//! because the kernel does the receiving and the sending itself. Reading the clock costs
+//! neither server a system call: `Instant::now` goes through the vDSO.
+//!
+//! Context switches count how often the thread stopped running: *voluntary* when it blocked
+//! (in `epoll_wait` or `io_uring_enter`, with nothing to do), *nonvoluntary* when the
+//! scheduler took its CPU away (on a 2-core machine, for the clients' threads). A busy loop
+//! thread blocks once per wake-up, not once per request, so both servers should stay well
+//! under one per request; the ring, which waits for a batch rather than the first event,
+//! should block less often still.
 
 use std::process::{Command, Stdio};
 
@@ -28,29 +47,45 @@ use nix::unistd::Pid;
 use super::*;
 
 /// The load: this many keep-alive clients in a closed loop, sending `GET /`, for this long
-/// (kernel counts, not lecture time: not scaled).
+/// (kernel counts, not lecture time: not scaled). Keep-alive, so that the connections' own
+/// system calls (accepting and registering each, closing it) are paid once per client and
+/// vanish in the average; 32 clients, so that many requests are outstanding at once and a
+/// wake-up finds a batch (with one client there is nothing to batch: see the sheet's
+/// variation).
 const CLIENTS: usize = 32;
 const LENGTH: Duration = Duration::from_millis(1500);
-/// How long `perf stat` is given to attach to the thread before the load starts.
+/// How long `perf stat` is given to attach to the thread before the load starts. perf is a
+/// process of its own that must start, parse its arguments and open a counter on each
+/// thread; there is no signal that it has, so the lab gives it this long (the idle thread
+/// makes no system call meanwhile, so the wait adds nothing to the count).
 const PERF_ATTACH: Duration = Duration::from_millis(300);
 
 /// What one server's loop thread did during the load.
 struct Counted {
+    /// Requests the server read during the counting window (its own counter, read before
+    /// and after), the denominator of every figure per request.
     requests: u64,
     /// System calls and how they were counted, or why they were not.
     syscalls: Result<(u64, &'static str), String>,
+    /// Context switches of the loop thread, voluntary and not, during the window.
     switches: u64,
     /// The server's own batching figure: events (or completions) per wake-up.
     per_wakeup: f64,
 }
 
 impl Counted {
+    /// `n` per request read. A server that read none divides by one rather than by zero
+    /// (`count` refuses a run that served no client anyway).
     fn per_request(&self, n: u64) -> f64 {
         n as f64 / self.requests.max(1) as f64
     }
 }
 
 /// The ids of this process's threads called `name`.
+///
+/// `/proc/self/task` has a directory per thread of this process, named by its thread id;
+/// its `comm` holds the thread's name (cut to 15 bytes by the kernel: `reactor-1` and
+/// `ring-1` fit). A thread that ends between the listing and the read is skipped.
 fn threads_named(name: &str) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
@@ -65,6 +100,10 @@ fn threads_named(name: &str) -> Vec<u32> {
 }
 
 /// Context switches (voluntary and not) of thread `tid` of this process so far.
+///
+/// The kernel counts both for every thread since it started, and anyone may read them: the
+/// lab reads them before and after the load and keeps the difference. A thread gone reads
+/// as none.
 fn switches(tid: u32) -> u64 {
     let status =
         std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap_or_default();
@@ -79,7 +118,13 @@ fn switches(tid: u32) -> u64 {
 }
 
 /// `perf stat` counting the system calls of some threads until it is stopped.
+///
+/// The tracepoint `raw_syscalls:sys_enter` fires on every system call's entry, whichever
+/// call it is, so its count for a thread is that thread's system calls. perf counts in the
+/// kernel and reads the total once, when it stops: counting costs the server's thread
+/// almost nothing, unlike `strace`, which stops it at every call.
 struct Perf {
+    /// The `perf stat` process, its standard error piped: perf prints its counts there.
     child: std::process::Child,
 }
 
@@ -87,6 +132,9 @@ impl Perf {
     /// Starts counting the system calls of threads `tids`; the reason in one phrase when it
     /// cannot be started.
     fn start(tids: &[u32]) -> Result<Perf, String> {
+        // `-x,`: one line per event, its fields separated by commas (the count first), so
+        // that `stop` need not parse perf's table for people. `-t`: these threads alone,
+        // not the whole process with its clients.
         let list: Vec<String> = tids.iter().map(u32::to_string).collect();
         let child = Command::new("perf")
             .args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "-t"])
@@ -106,6 +154,8 @@ impl Perf {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGINT);
         let (done, finished) = std::sync::mpsc::channel();
         let child = self.child;
+        // `wait_with_output` has no timeout, so it waits on a thread of its own, and this
+        // thread waits for its answer on a channel, which has one.
         std::thread::spawn(move || {
             let _ = done.send(child.wait_with_output());
         });
@@ -119,6 +169,9 @@ impl Perf {
                 return Err("perf did not finish".into());
             }
         };
+        // The count is the first field of the line that names the event; a count perf
+        // could not take reads `<not counted>` or `<not supported>` there, and fails to
+        // parse.
         let text = String::from_utf8_lossy(&out.stderr);
         text.lines()
             .find(|l| l.contains(",raw_syscalls:sys_enter,"))
@@ -133,21 +186,31 @@ impl Perf {
 }
 
 /// Runs the load against `arch` with one loop thread and counts what that thread did.
+///
+/// One loop thread (`--reactors 1`, `--rings 1`), so that one thread does all of the
+/// server's I/O and its counts are the server's: with two, the load would split between
+/// them in proportions this lab does not control. The counters are read before the load
+/// and after it, and the lab keeps the differences.
 fn count(env: &LabEnv, arch: &'static str) -> Result<Counted, SimError> {
     let (flag, thread) = match arch {
         "event-loop" => ("reactors", "reactor-1"),
         _ => ("rings", "ring-1"),
     };
+    // A keep-alive timeout far beyond the load's length: no connection is closed for
+    // idling, and reopened, in the middle of the count.
     let args = ServerArgs {
         keep_alive_timeout: Duration::from_secs(10),
         ..ServerArgs::default()
     };
+    // Returns once the server is ready, so its loop thread exists and has its name.
     let server = Servers::only(arch).with(flag, 1).start(arch, args)?;
     let tids = threads_named(thread);
     let scenario = Scenario {
         load: Load::Duration(LENGTH),
         ..Scenario::get(CLIENTS, "/", Duration::from_secs(30), Duration::ZERO)
     };
+    // The server's own figures, read in this process: its request counter, and the ring's
+    // count of `io_uring_enter` (0 for the event loop, which has no ring).
     let ctx = Arc::clone(server.context());
     let enters = || ctx.snapshot().rings.first().map_or(0, |r| r.enters);
     // perf counts from before the load to after it, so that its count and the requests
@@ -163,6 +226,7 @@ fn count(env: &LabEnv, arch: &'static str) -> Result<Counted, SimError> {
         tids.iter().map(|t| switches(*t)).sum::<u64>(),
         enters(),
     );
+    // Blocks for the load's 1.5 s.
     let result = run_against(env, &server, &scenario);
     let requests = ctx.stats.requests_total() - requests;
     let switches = tids.iter().map(|t| switches(*t)).sum::<u64>() - switched;
@@ -177,12 +241,15 @@ fn count(env: &LabEnv, arch: &'static str) -> Result<Counted, SimError> {
         }
         Err(why) => Err(why),
     };
+    // The server's batching figure, read before `stop` takes the server away.
     let snapshot = server.context().snapshot();
     stop(server)?;
     let (report, _) = result?;
     if report.summary.served == 0 {
         return Err(SimError::Lab(format!("{arch} served no client in lab 25")));
     }
+    // Completions per wake-up for the ring, events per wake-up for the event loop: the
+    // number each wake-up's one system call is shared by.
     let per_wakeup = snapshot
         .rings
         .first()
@@ -214,9 +281,13 @@ pub(super) const LAB25: Lab = Lab {
 /// thread's system calls and context switches per request (or io_uring's own count of its
 /// `io_uring_enter` calls where `perf` cannot count them).
 pub(super) fn lab25(env: &LabEnv) -> Result<Vec<Check>, SimError> {
+    // Readiness first: the event loop runs everywhere, so its figures exist even where the
+    // kernel forbids io_uring.
     let readiness = count(env, "event-loop")?;
     let per = |c: &Counted, n: u64| format!("{:.2}", c.per_request(n));
     let mut checks = Vec::new();
+    // Whether this process may use io_uring (a probe ring, set up once per process): a
+    // container's seccomp profile or the kernel's sysctl can forbid it.
     let uring_entry = crate::servers::entry("io-uring")?;
     let completion = match uring_entry.available() {
         Ok(()) => Some(count(env, "io-uring")?),
@@ -230,6 +301,8 @@ pub(super) fn lab25(env: &LabEnv) -> Result<Vec<Check>, SimError> {
             None
         }
     };
+    // The event loop's system calls: at least the read and the write of each request, so
+    // the check asks for 1.5, a margin below the two the arithmetic gives.
     match &readiness.syscalls {
         Ok((n, how)) => checks.push(check(
             format!("event-loop ({how}): system calls per request, {CLIENTS} keep-alive clients"),
@@ -250,6 +323,9 @@ pub(super) fn lab25(env: &LabEnv) -> Result<Vec<Check>, SimError> {
         )),
     }
     if let Some(completion) = &completion {
+        // The ring's system calls: under one per request, which only batches give (one
+        // `io_uring_enter` per round serving several requests), and at most half the event
+        // loop's where both were counted.
         if let Ok((n, how)) = &completion.syscalls {
             let theirs = readiness
                 .syscalls
@@ -269,6 +345,8 @@ pub(super) fn lab25(env: &LabEnv) -> Result<Vec<Check>, SimError> {
                     && theirs.is_none_or(|t| completion.per_request(*n) * 2.0 <= t),
             ));
         }
+        // Context switches, from /proc for both: the ring's may exceed the event loop's by
+        // 0.05 per request at most, a margin for the scheduler's noise on a busy machine.
         let (theirs, ours) = (
             readiness.per_request(readiness.switches),
             completion.per_request(completion.switches),
