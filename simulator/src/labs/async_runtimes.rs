@@ -131,6 +131,8 @@ fn placed(
             .map_err(io_error("sending"))?;
         let mut reader = ResponseReader::new();
         let thread = read_one(&mut stream, &mut reader)?;
+        // Kept if it landed where wanted. Otherwise it is dropped (closed) here, and the
+        // next connection, from another source port, is hashed afresh.
         if on.is_none_or(|wanted| wanted == thread) {
             return Ok((stream, reader, thread));
         }
@@ -175,6 +177,8 @@ fn foreground(rate: f64, connections: usize, length: Duration, deadline: Duratio
 /// time nor late, and are left out.
 fn ledger(report: &Report) -> (String, f64) {
     let r = report.requests.clone().unwrap_or_default();
+    // The requests judged: those that came due, less those still unfinished at the end; at
+    // least one, so that an empty ledger divides by one rather than by zero.
     let judged = r.due.saturating_sub(r.unfinished).max(1);
     let over = r.over_deadline() as f64 / judged as f64;
     let l = &report.latency_us;
@@ -245,6 +249,8 @@ fn beside_two_factorisations(
     prime: u64,
     scenario: &Scenario,
 ) -> Result<(Report, BTreeSet<String>, Duration, Snapshot), SimError> {
+    // Two threads that run tasks (two workers, or two cores), and where the computation
+    // goes: on those threads (`off`) or on the blocking threads (`on`).
     let servers = Servers::only(arch).with(flag, 2).with("offload", offload);
     let server = servers.start(arch, ServerArgs::default())?;
     // The measurement is a closure so that the server is stopped whatever step fails.
@@ -328,6 +334,8 @@ pub(super) fn lab23(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let deadline = (alone / 5).max(Duration::from_millis(30));
     let scenario = foreground(300.0, 8, alone * 2, deadline);
     let mut checks = Vec::new();
+    // Four runs, each on a fresh server: each design with the computations on its task
+    // threads, then on its blocking threads. Same load, same prime, same deadline.
     for (arch, flag) in DESIGNS {
         for offload in ["off", "on"] {
             let (report, threads, longest, snapshot) =
@@ -433,6 +441,9 @@ fn heavy_clients(
                         break;
                     }
                     heavy.answered += 1;
+                    // From the moment the request was due, not the moment it was written:
+                    // a request that waited at the client for the previous answer counts
+                    // that wait too (no coordinated omission, as in lab 14).
                     let latency = due.elapsed();
                     heavy.worst = heavy.worst.max(latency);
                     if latency < deadline {
@@ -542,6 +553,8 @@ struct SkewRun {
 
 impl Skewed {
     fn new() -> Skewed {
+        // Two seconds: long enough for a core that falls behind by 0.3 s a second to be
+        // twelve deadlines late by the end. A deadline of 50 ms: five holds.
         let length = Duration::from_millis(2000);
         let deadline = Duration::from_millis(50);
         Skewed {
@@ -560,6 +573,8 @@ impl Skewed {
         arch: &'static str,
         flag: &'static str,
     ) -> Result<SkewRun, SimError> {
+        // `--sleep block`: each heavy `/sleep` holds the thread that runs its task, as a
+        // synchronous driver's call would, without using a CPU.
         let server = Servers::only(arch)
             .with(flag, 2)
             .with("sleep", "block")
@@ -590,6 +605,9 @@ impl Skewed {
     ) -> Result<(Report, Snapshot, Heavy), SimError> {
         // On the per-core server every heavy connection is placed on core-1; on the
         // work-stealing server any connection will do, since any worker may run any task.
+        // Eight of them: at 130 requests a second in all, each connection asks about every
+        // 60 ms and a hold lasts 10 ms, so a server that keeps up answers each request long
+        // before the connection's next is due.
         let on = (arch == "async-per-core").then_some("core-1");
         let streams = (0..8)
             .map(|_| placed(server.addr(), on).map(|(s, r, _)| (s, r)))
@@ -704,6 +722,8 @@ fn uniform_step(env: &LabEnv) -> Result<Check, SimError> {
     // CPU µs per request read, per design; per core ÷ work stealing at most 1.1.
     let per_request =
         |(cpu, requests, _): (Duration, u64, u64)| cpu.as_secs_f64() * 1e6 / requests.max(1) as f64;
+    // Per core over work stealing. The floor keeps a reading of no CPU at all (a kernel
+    // without schedstat) from dividing by zero.
     let ratio = per_request(cost[1]) / per_request(cost[0]).max(1e-9);
     Ok(check(
         "uniform cheap load: 8 clients sending GET / back to back, 2 × 750ms per design, 2 workers against 2 cores",
