@@ -47,10 +47,13 @@ pub struct Core {
     pub pin: Option<usize>,
     /// The core threads' group (this thread is one of them) and the blocking threads'.
     pub cores: ThreadGroup,
+    /// One group for the blocking threads of every core: `/stats` counts them together,
+    /// and each counts busy while it computes.
     pub blocking: ThreadGroup,
 }
 
-/// Why a core could not start.
+/// Why a core could not start: what failed, named after the core (`core-2's runtime`), and
+/// the error. The main thread turns it into the server's start error.
 pub type StartFailure = (String, io::Error);
 
 /// Runs one core on the calling thread until shutdown has ended its connections or its
@@ -76,6 +79,9 @@ pub fn run(core: Core, ready: SyncSender<Result<(), StartFailure>>) {
         &cores,
         blocking,
     );
+    // Each report never blocks: the channel has room for every core's one report. It fails
+    // only when the main thread has stopped listening (another core failed first), and then
+    // nobody needs it.
     let (runtime, listener) = match started {
         Ok(started) => {
             let _ = ready.send(Ok(()));
@@ -130,6 +136,7 @@ fn start(
     cores: &ThreadGroup,
     blocking: ThreadGroup,
 ) -> Result<(tokio::runtime::Runtime, tokio::net::TcpListener), StartFailure> {
+    // What failed, named after the core: `core-2's runtime`.
     let fail = |what: &str| {
         let what = format!("{name}'s {what}");
         move |e: io::Error| (what, e)
@@ -147,6 +154,7 @@ fn start(
         blocking_group: blocking,
     })
     .map_err(fail("runtime"))?;
+    // The core's figures read tokio's own (parks, busy time, tasks alive) from this handle.
     shared.stats.attach(runtime.handle().clone());
     // The core's blocking pool, full from the start (none with `--offload off`: the core's
     // own thread computes).

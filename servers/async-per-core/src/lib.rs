@@ -151,6 +151,8 @@ impl Architecture for AsyncPerCore {
             blocking: ThreadGroup::new("blocking"),
         };
         let (started, figures) = settings.start_cores(listeners, pins, stopping, &common, &ctx)?;
+        // Blocks until every core has built its runtime and watches its socket, or one of
+        // them could not.
         wait_for_cores(started, cores, &common, &ctx)?;
         settings.publish_figures(&ctx, &common, figures);
         // Every core is up: in-process starters may go on.
@@ -226,6 +228,7 @@ impl AsyncPerCore {
         let mut figures = Vec::new();
         for (((i, listener), pin), stopping) in (1..=cores).zip(listeners).zip(pins).zip(stopping) {
             let core = self.core(i, listener, pin, stopping, common, ctx);
+            // Kept for `/stats`: the core's own figures, which its tasks count into.
             figures.push(Arc::clone(&core.shared.stats));
             let ready = ready.clone();
             // The core's thread, named after it: logs, `X-Servelab-Thread` and `/stats` say
@@ -281,6 +284,7 @@ impl AsyncPerCore {
             index: i,
             listener,
             shared,
+            // No blocking threads with `--offload off`: the core's own thread computes.
             blocking_threads: match self.offload {
                 Offload::On => self.blocking_threads as usize,
                 Offload::Off => 0,
@@ -294,6 +298,8 @@ impl AsyncPerCore {
     /// Tells `/stats` how to read this server's figures: its two groups of threads, the
     /// bound on computations (with `--offload on`) and each core's runtime.
     fn publish_figures(&self, ctx: &Context, common: &Common, figures: Vec<Arc<RuntimeStats>>) {
+        // The closure runs on whichever thread writes `/stats`, and outlives this call: it
+        // holds clones of its own (each a handle on the same shared counts).
         let (core_group, blocking_group) = (common.cores.clone(), common.blocking.clone());
         let permits = Arc::clone(&common.permits);
         let offload = self.offload;
@@ -317,6 +323,7 @@ fn listeners(
     ctx: &Context,
 ) -> Result<Vec<TcpListener>, ServerError> {
     let first = acceptor.into_listener();
+    // The port the server bound (an ephemeral one in tests): the other cores bind the same.
     let addr = first.local_addr().map_err(start_error("listener".into()))?;
     let mut listeners = vec![first];
     for i in 2..=cores {
@@ -365,11 +372,15 @@ fn wait_for_cores(
     for _ in 0..cores {
         match started.recv() {
             Ok(Ok(())) => {}
+            // A core could not start: every core is told to stop (shutdown), and waited for
+            // briefly.
             Ok(Err((what, source))) => {
                 ctx.shutdown.trigger();
                 common.cores.join(ctx.shutdown.deadline(JOIN_MARGIN));
                 return Err(ServerError::Start { what, source });
             }
+            // Every sender is gone and a core has not reported: its thread ended (it
+            // panicked) before it could.
             Err(_) => {
                 ctx.shutdown.trigger();
                 return Err(ServerError::Start {

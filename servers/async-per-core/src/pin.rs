@@ -25,8 +25,11 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
 
 /// Pins the calling thread to `cpu`.
 pub fn pin_to(cpu: usize) -> io::Result<()> {
+    // A set of one CPU; `set` fails for a number beyond what a set can hold.
     let mut set = CpuSet::new();
     set.set(cpu)?;
+    // From here on the kernel runs this thread on `cpu` alone, moving it there first if it
+    // ran elsewhere. It fails if `cpu` is not one this process may use.
     sched_setaffinity(Pid::from_raw(0), &set)?;
     Ok(())
 }
