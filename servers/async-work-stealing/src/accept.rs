@@ -45,6 +45,8 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, done: mpsc:
                         tracing::debug!("could not set up a connection from {peer}: {e}");
                         continue;
                     }
+                    // Never waits: queues the connection's task on this worker (in its LIFO
+                    // slot, to run next: see the module documentation).
                     tokio::spawn(connection::serve(
                         stream,
                         peer,

@@ -115,10 +115,14 @@ pub enum Compute {
 /// What every connection task of one runtime shares. Read-only but for the counters.
 #[derive(Debug)]
 pub struct Shared {
+    /// The server's context: its settings, routes and counters, and its shutdown.
     pub ctx: Arc<Context>,
+    /// Where `/factor` is computed.
     pub compute: Compute,
     /// How waits are done.
     pub sleep: Sleep,
+    /// The runtime's figures (each core's own, on the per-core server), which every task
+    /// counts into and `/stats` reads.
     pub stats: Arc<RuntimeStats>,
     /// Woken once (`notify_waiters`), when shutdown begins; the tasks read
     /// `ctx.shutdown.is_triggered()` for the truth, and wait on this for the wake-up.
@@ -127,14 +131,20 @@ pub struct Shared {
 
 /// A sleeping request (`/sleep/{ms}`, `/echo/{ms}`): its answer, due at `due`.
 struct Sleeping {
+    /// When the answer is due: the request's arrival plus its delay.
     due: Instant,
+    /// Which request of the connection it answers: the machine puts answers in order.
     ticket: Ticket,
+    /// The answer, decided when the request arrived and held until `due`.
     response: Response,
 }
 
 /// A computation on a blocking thread, and the request it answers.
 struct Computing {
+    /// Which request of the connection it answers.
     ticket: Ticket,
+    /// Resolves with the answer when the blocking thread is done. Dropping it detaches the
+    /// computation (it does not stop it: `Gone` does).
     handle: JoinHandle<Response>,
 }
 
@@ -147,6 +157,7 @@ struct Gone(Arc<AtomicBool>);
 
 impl Drop for Gone {
     fn drop(&mut self) {
+        // The task is ending, or being dropped: nobody will read the computations' answers.
         self.0.store(true, Relaxed);
     }
 }
@@ -166,8 +177,12 @@ struct Conn<'a> {
     /// Declared before `stream`, so that the connection leaves the server's registry before
     /// its socket closes.
     _registration: Registration,
+    /// The socket, non-blocking and watched by the runtime's reactor.
     stream: TcpStream,
+    /// The client's address, for the log.
     peer: SocketAddr,
+    /// The HTTP/1.1 connection (`protocol::Connection`, sans-IO): the same machine as every
+    /// servelab server's, fed with bytes and answers, asked for output and deadlines.
     machine: Connection,
     /// Sleeping requests, in the order they came (at most `protocol::connection::MAX_OUTSTANDING`).
     sleeping: Vec<Sleeping>,
@@ -179,6 +194,7 @@ struct Conn<'a> {
     write_shut: bool,
     /// Shutdown has reached this connection.
     stopped: bool,
+    /// Counts the connection open on its runtime until the task ends, however it ends.
     _open: Open,
 }
 
@@ -191,10 +207,14 @@ pub async fn serve(
     _done: mpsc::Sender<()>,
 ) {
     let mut conn = Conn::new(stream, peer, &shared);
+    // Returns when the connection closes; `_done` is dropped then, which tells the server
+    // this connection has finished.
     conn.run().await;
 }
 
 impl<'a> Conn<'a> {
+    /// Takes in an accepted connection: registers it with the server and counts it, in the
+    /// server's totals, on the worker that accepted it, and open on its runtime.
     fn new(stream: TcpStream, peer: SocketAddr, shared: &'a Shared) -> Conn<'a> {
         let ctx = &shared.ctx;
         // Its task, not the registry, stops it at shutdown (it watches `stopping`).
@@ -374,6 +394,7 @@ impl<'a> Conn<'a> {
                 Event::Request(request, ticket) => {
                     let ctx = &self.shared.ctx;
                     ctx.stats.request_started();
+                    // Counted on the worker that read it, which is where it is served.
                     self.shared.stats.mine().requests.fetch_add(1, Relaxed);
                     let work = route(&request, &ctx.routes);
                     self.start_work(ticket, work, now);
@@ -454,6 +475,8 @@ impl<'a> Conn<'a> {
             busy.retry_after = Some(1);
             return self.respond(ticket, &busy, now);
         };
+        // The connection's flag, made at its first computation and shared with each of
+        // them, so that all stop when the client goes.
         let gone = Arc::clone(
             &self
                 .gone
@@ -503,6 +526,8 @@ impl<'a> Conn<'a> {
     /// (`WouldBlock`) clears tokio's readiness, so the next `readable()` waits for more.
     fn read(&mut self) -> io::Result<()> {
         let now = Instant::now();
+        // The thread's buffer, borrowed for this read only: no other task runs on this
+        // thread before this one yields, and it yields only after the copy.
         BUFFER.with_borrow_mut(|buffer| match self.stream.try_read(buffer) {
             Ok(n) => {
                 self.machine.receive(&buffer[..n], now);
@@ -538,6 +563,8 @@ impl<'a> Conn<'a> {
         }
         if self.machine.should_close_write() && !self.write_shut {
             self.write_shut = true;
+            // The client sees the end of the answers. Never blocks: it only queues the end
+            // of the stream after the bytes already in the send buffer.
             let _ = socket2::SockRef::from(&self.stream).shutdown(Shutdown::Write);
         }
         Ok(written)
@@ -598,6 +625,8 @@ impl<'a> Conn<'a> {
 fn next_computed(
     computing: &mut [Computing],
 ) -> impl Future<Output = (usize, Result<Response, tokio::task::JoinError>)> + '_ {
+    // Polls each handle in turn, and the first that is done ends the wait. Each handle still
+    // running keeps the task's waker, so whichever computation ends first wakes the task.
     poll_fn(move |cx| {
         for (index, c) in computing.iter_mut().enumerate() {
             if let Poll::Ready(result) = Pin::new(&mut c.handle).poll(cx) {

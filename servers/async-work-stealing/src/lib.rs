@@ -158,9 +158,11 @@ impl Architecture for AsyncWorkStealing {
             workers: ThreadGroup::new("worker"),
             blocking: ThreadGroup::new("blocking"),
         };
+        // Blocks until every worker has started (see `runtime::build`).
         let (runtime, stats) = settings.start_runtime(&threads)?;
         // Where computations go: the blocking threads, at most `--offload-queue` at once.
         let permits = Permits::new(settings.offload_queue as usize);
+        // With `--offload on`, blocks until every blocking thread is up.
         let compute = settings.compute(&runtime, &permits, &threads);
         let listener = watch(acceptor, &runtime)?;
         // Wakes every task once, when shutdown begins.
@@ -187,6 +189,8 @@ impl Architecture for AsyncWorkStealing {
             // that waits is woken here.
             move || stopping.notify_waiters()
         });
+        // Blocks until shutdown has begun and every connection has finished, or the grace
+        // period is over.
         if !wait_for_connections(&runtime, stopping, done, &ctx) {
             tracing::warn!(
                 "{} requests still unanswered after the shutdown timeout; their connections are dropped",
@@ -214,7 +218,9 @@ fn start_error(what: &str) -> impl FnOnce(std::io::Error) -> ServerError {
 /// The runtime's threads, counted in their groups: the workers that run tasks and the
 /// blocking threads that compute. Shared with the thread that writes `/stats`.
 struct Threads {
+    /// The worker threads, busy from an unpark to the next park (see `runtime.rs`).
     workers: ThreadGroup,
+    /// The blocking threads, busy while they compute.
     blocking: ThreadGroup,
 }
 

@@ -84,6 +84,8 @@ pub struct Plan {
     /// The group the workers count in (for one core: the core threads' group, which the
     /// core thread itself joined when it was spawned).
     pub workers_group: ThreadGroup,
+    /// The group the blocking threads count in (one for all the cores, on the per-core
+    /// server).
     pub blocking_group: ThreadGroup,
 }
 
@@ -252,8 +254,11 @@ pub fn prestart_blocking(handle: &Handle, n: usize) {
 #[repr(align(128))]
 #[derive(Debug)]
 pub struct WorkerCounters {
+    /// Connections this worker accepted (it ran the accept loop when each came).
     pub accepted: AtomicU64,
+    /// Requests this worker read and started: where the work of serving ran.
     pub requests: AtomicU64,
+    /// Computations this worker handed to a blocking thread.
     pub offloaded: AtomicU64,
 }
 
@@ -277,6 +282,8 @@ pub struct RuntimeStats {
 }
 
 impl RuntimeStats {
+    /// Figures for the runtime called `name`, with a set of counters per worker, all zero;
+    /// tokio's own figures join them once the runtime is built ([`RuntimeStats::attach`]).
     pub fn new(name: &str, worker_names: Vec<String>) -> Arc<RuntimeStats> {
         Arc::new(RuntimeStats {
             name: name.to_owned(),
@@ -297,6 +304,8 @@ impl RuntimeStats {
 
     /// The counters of the worker running the calling task.
     pub fn mine(&self) -> &WorkerCounters {
+        // The thread's worker index, set when it started (see `on_start`), kept within the
+        // counters: a thread that is no worker of this runtime counts on the first.
         let i = WORKER.get().min(self.workers.len().saturating_sub(1));
         &self.workers[i]
     }
