@@ -26,6 +26,21 @@
 //! `io_uring_enter`: under load one system call carries many operations and brings back
 //! many completions (lab 25 counts them).
 //!
+//! **One request's life**, on a keep-alive connection with a receive in the kernel:
+//!
+//! ```text
+//!   round 1  the request's bytes arrive; the kernel completes the receive into a provided
+//!            buffer -> `received` copies them into the connection's machine and gives the
+//!            buffer back; `advance` parses the request, answers it, and queues a send of
+//!            the answer and a new receive
+//!   round 2  io_uring_enter hands both to the kernel; the send completes at once (the
+//!            socket has room) -> `sent` tells the machine what went out; the receive
+//!            stays in the kernel, holding no buffer, until the next request comes
+//! ```
+//!
+//! Two operations per request, and no system call of its own: the `io_uring_enter` of each
+//! round carries the operations of every connection the round touched.
+//!
 //! **Who owns what while the kernel holds it.** An operation in flight may point into our
 //! memory, and that memory must stay put and untouched until its completion arrives:
 //!
@@ -86,15 +101,26 @@ const SETTLE: Duration = Duration::from_millis(1);
 /// are atomics; each is read on its own and guards nothing, so relaxed is enough.
 #[derive(Default)]
 pub struct RingStats {
+    /// Connections open now: a level, stored at the end of each round (`publish`).
     pub connections: AtomicU64,
+    /// Connections accepted, in all.
     pub accepted: AtomicU64,
+    /// Rounds: times the thread came back from `io_uring_enter` (`woken`).
     pub wakeups: AtomicU64,
+    /// System calls into the ring: one per round, plus one for each submission queue that
+    /// filled up in the middle of a round (`push`).
     pub enters: AtomicU64,
+    /// Operations handed to the kernel, in all, as `io_uring_enter` reports them.
     pub submissions: AtomicU64,
+    /// Completions taken from the completion queue, in all.
     pub completions: AtomicU64,
+    /// Operations the kernel holds now: a level, like `connections`.
     pub in_kernel: AtomicU64,
+    /// Receives that found every provided buffer out (`ENOBUFS`).
     pub buffers_exhausted: AtomicU64,
+    /// Timeouts armed now, deadlines and sleeps together: a level.
     pub timers: AtomicU64,
+    /// Computations handed to the helpers, in all.
     pub offloaded: AtomicU64,
     /// The ring's shape, set before the stats are shared and never changed.
     pub buffers: u64,
@@ -102,10 +128,12 @@ pub struct RingStats {
 }
 
 impl RingStats {
+    /// The ring's figures for `/stats`, each read on its own.
     pub fn snapshot(&self, name: &str) -> RingSnapshot {
         let wakeups = self.wakeups.load(Relaxed);
         let submissions = self.submissions.load(Relaxed);
         let completions = self.completions.load(Relaxed);
+        // An average per round, to two decimals; nothing before the first round.
         let per_wakeup = |n: u64| {
             if wakeups == 0 {
                 0.0
@@ -137,17 +165,24 @@ impl RingStats {
 
 /// What a ring is made of, handed to its thread.
 pub struct Settings {
+    /// `ring-1`, `ring-2`, ...: the thread's name, in the log and in `/stats`.
     pub name: String,
+    /// The ring's own listening socket (the server's, or one bound with SO_REUSEPORT).
     pub listener: TcpListener,
+    /// The provided-buffer pool's shape: how many buffers, of how many bytes each.
     pub buffers: u16,
     pub buffer_size: u32,
+    /// The server's context: its settings, routes and counters, and its shutdown.
     pub ctx: Arc<Context>,
+    /// The helpers' queue, bounded: the ring only ever `try_push`es into it.
     pub tasks: QueueSender<Task>,
     /// Set (once) by the shutdown hook, which then writes to `wake`. Relaxed loads are
     /// enough: the flag guards no data, and the wake-up's completion is what makes the
     /// ring look at it promptly.
     pub stopping: Arc<AtomicBool>,
+    /// The eventfd the helpers and the shutdown hook write to wake the ring.
     pub wake: Arc<Wake>,
+    /// The ring's figures, shared with the thread that writes `/stats`.
     pub stats: Arc<RingStats>,
 }
 
@@ -156,7 +191,11 @@ struct Conn {
     /// Declared before `stream`, so that the connection leaves the server's registry before
     /// its socket closes.
     _registration: Registration,
+    /// The socket, left blocking as accepted: this thread never reads or writes it, the
+    /// kernel does, so nothing here can block on it.
     stream: TcpStream,
+    /// The HTTP/1.1 connection (`protocol::Connection`): the same machine as every
+    /// servelab server's, fed with bytes and answers, asked for output and deadlines.
     machine: Connection,
     /// Tells this connection from a later one in the same slot (see `ops.rs`).
     generation: u32,
@@ -194,15 +233,21 @@ impl Drop for Conn {
 
 /// A request waiting for its `/sleep` timeout.
 struct Sleeper {
+    /// The connection it belongs to: its slot, and which of the slot's connections.
     key: u32,
     generation: u32,
+    /// Which of the connection's requests it answers.
     ticket: Ticket,
+    /// The answer, decided when the request arrived and held until the timeout fires.
     response: Response,
 }
 
 /// Everything one ring owns. Only its own thread touches it, except the figures.
 pub struct Ring {
+    /// `ring-1`, ...: for the log.
     name: String,
+    /// The io_uring instance: its submission and completion queues, memory shared with the
+    /// kernel, and the system call that hands them over.
     kernel: Kernel,
     /// Whether the kernel runs completions' work only when this thread asks for them
     /// (`IORING_SETUP_DEFER_TASKRUN`, Linux 6.1): fewer interruptions of the thread.
@@ -211,24 +256,38 @@ pub struct Ring {
     listener: TcpListener,
     /// The listening socket still accepts (shutdown has not shut it or cancelled its accept).
     listening: bool,
+    /// The multishot accept is in the kernel.
     accept_armed: bool,
+    /// A pause before accepting again is in the kernel (accepting failed).
     accept_retry: bool,
+    /// The connections, by slot (`key`). A freed slot is reused; its generation tells the
+    /// new connection from the old.
     conns: Slab<Conn>,
+    /// Requests waiting for their `/sleep` timeout, by slot: a timeout's label carries it.
     sleepers: Slab<Sleeper>,
+    /// The receive memory lent to the kernel (see `buffers.rs`).
     buffers: BufferRing,
+    /// The server's context: its settings, routes and counters, and its shutdown.
     ctx: Arc<Context>,
+    /// The helpers' queue: the ring only ever `try_push`es into it (full: 503 at once).
     tasks: QueueSender<Task>,
     /// Answers from the helpers, and the sending half the helpers are given.
     inbox: Receiver<Done>,
     inbox_sender: Sender<Done>,
+    /// The eventfd a helper writes after each answer; a read of it is always in the kernel.
     wake: Arc<Wake>,
     /// The eventfd read's destination: 8 bytes the kernel writes while `wake_armed`.
     wake_buffer: Box<u64>,
     wake_armed: bool,
+    /// The server's shutdown flag (see `Settings::stopping`).
     stopping: Arc<AtomicBool>,
+    /// This ring has seen the flag and begun its shutdown (`stop`).
     stopped: bool,
+    /// The grace period's timeout has fired: whatever is left is abandoned.
     grace_over: bool,
+    /// This ring's figures, shared with the thread that writes `/stats`.
     stats: Arc<RingStats>,
+    /// Connections taken in so far: the source of each one's generation.
     generation: u64,
     /// The time, read once per wake-up: deadlines are milliseconds.
     now: Instant,
@@ -257,9 +316,13 @@ impl Ring {
     /// Sets up the ring on the calling thread, which must be the one that runs it (the
     /// ring is created for a single submitter).
     pub fn new(settings: Settings) -> io::Result<Ring> {
+        // The ring first (its queues are memory the kernel maps into the process), then the
+        // receive memory, allocated here and lent to it.
         let (kernel, deferred) = setup()?;
         let mut buffers = BufferRing::new(settings.buffers, settings.buffer_size)?;
         buffers.register(&kernel)?;
+        // Unbounded, but it never holds more answers than the computations this ring
+        // handed out, which the helpers' bounded queue and their number bound.
         let (inbox_sender, inbox) = crossbeam_channel::unbounded();
         let mut ring = Ring {
             name: settings.name,
@@ -291,8 +354,11 @@ impl Ring {
             expected_at_once: 0,
             overflow: VecDeque::new(),
             deadline_timers: 0,
+            // Room for a full completion queue, so that no round grows it.
             completions: Vec::with_capacity(CQ_ENTRIES as usize),
         };
+        // The first two operations, queued for the first `io_uring_enter`: the accept, which
+        // completes once per client, and the read that a helper's eventfd write completes.
         ring.arm_accept();
         ring.arm_wake();
         Ok(ring)
@@ -308,9 +374,11 @@ impl Ring {
     pub fn run(mut self, group: &ThreadGroup) {
         self.announce();
         loop {
+            // Shutdown is done: every connection has finished what it owed.
             if self.stopped && self.conns.is_empty() {
                 break;
             }
+            // The grace period is over: what is left is given up.
             if self.grace_over {
                 self.abandon_all();
                 break;
@@ -321,6 +389,8 @@ impl Ring {
                 self.abandon_all();
                 break;
             }
+            // Busy until the end of the round: `/stats` shows how much of its time the ring's
+            // thread works rather than waits.
             let _busy = group.busy();
             self.woken();
             self.take_completions();
@@ -404,6 +474,8 @@ impl Ring {
     /// Takes every completion waiting in the completion queue and handles each. The
     /// queue is read without a system call: it is memory shared with the kernel.
     fn take_completions(&mut self) {
+        // The same vector every round, taken out meanwhile so that `complete` may borrow
+        // the ring.
         let mut completions = std::mem::take(&mut self.completions);
         completions.clear();
         completions.extend(self.kernel.completion());
@@ -422,6 +494,7 @@ impl Ring {
     fn advance_touched(&mut self) {
         for key in std::mem::take(&mut self.dirty) {
             if let Some(conn) = self.conns.get_mut(key) {
+                // Unmarked, so that the next round's completions list it again.
                 conn.dirty = false;
             }
             self.advance(key);
@@ -453,7 +526,10 @@ impl Ring {
     /// until the kernel is done with it: a send's bytes until its completion; a timespec
     /// until the submission is taken (see `timespec`).
     unsafe fn push(&mut self, entry: squeue::Entry) {
+        // Counted from the moment it is queued, until its last completion (`complete`).
         self.in_kernel += 1;
+        // Entries already waiting for room keep their place: operations reach the kernel
+        // in the order they were queued.
         if !self.overflow.is_empty() {
             self.overflow.push_back(entry);
             return;
@@ -499,10 +575,14 @@ impl Ring {
 
     /// Keeps a multishot accept in the kernel: one submission, a completion per client.
     fn arm_accept(&mut self) {
+        // One accept at a time; none while a retry waits, and none once shutdown has begun
+        // or the listening socket is shut.
         if self.accept_armed || self.accept_retry || self.stopped || !self.listening {
             return;
         }
         self.accept_armed = true;
+        // Each accepted descriptor is closed on `exec`, as the standard library's own
+        // accept does.
         let entry = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
             .flags(libc::SOCK_CLOEXEC)
             .build()
@@ -518,6 +598,7 @@ impl Ring {
             return;
         }
         self.wake_armed = true;
+        // An eventfd read takes exactly 8 bytes: the counter, which the read resets to 0.
         let target: *mut u64 = &mut *self.wake_buffer;
         let entry = opcode::Read::new(types::Fd(self.wake.fd()), target.cast(), 8)
             .build()
@@ -544,6 +625,7 @@ impl Ring {
         }
         match Op::decode(cqe.user_data()) {
             Some(Op::Accept) => self.accepted(result, flags),
+            // The pause after a failed accept is over: accept again.
             Some(Op::AcceptRetry) => {
                 self.accept_retry = false;
                 self.arm_accept();
@@ -553,11 +635,13 @@ impl Ring {
                 // The answers are collected after every completion of the round.
                 self.arm_wake();
             }
+            // The grace period is over: the loop abandons what is left.
             Some(Op::Grace) => self.grace_over = true,
             Some(Op::Recv { key, generation }) => self.received(key, generation, result, flags),
             Some(Op::Send { key, .. }) => self.sent(key, result),
             Some(Op::Deadline { key, generation }) => self.deadline_due(key, generation),
             Some(Op::Sleep { sleeper }) => self.slept(sleeper, result),
+            // A cancellation's or an update's own completion: what counts is its target's.
             Some(Op::Cancel) | None => {}
         }
     }
@@ -614,14 +698,17 @@ impl Ring {
     /// its socket's reading side from another thread.
     fn add(&mut self, stream: TcpStream) {
         let entry = self.conns.vacant_entry();
+        // A label carries the slot in 32 bits (see `ops.rs`).
         let Ok(key) = u32::try_from(entry.key()) else {
             tracing::warn!("{}: too many connections for one ring", self.name);
             return;
         };
+        // A new generation: labels meant for the slot's former connection no longer match.
         self.generation += 1;
         let registration = self.ctx.register_self_stopping();
         let mut machine = Connection::new(Arc::clone(&self.ctx.connection), self.now);
         if self.stopped {
+            // Accepted as shutdown began: told at once, as every other connection was.
             machine.stop();
         }
         entry.insert(Conn {
@@ -709,6 +796,8 @@ impl Ring {
             conn.sending.as_ptr(),
             n as u32,
         )
+        // A send to a client that has gone fails with EPIPE, instead of killing the process
+        // with SIGPIPE.
         .flags(libc::MSG_NOSIGNAL)
         .build()
         .user_data(Op::send(key, conn.generation).encode());
@@ -726,11 +815,13 @@ impl Ring {
     /// stream, or an error. Whatever happened, a buffer the kernel handed over goes back
     /// to the pool before the round ends, so between rounds the kernel owns every buffer.
     fn received(&mut self, key: u32, generation: u32, result: i32, flags: u32) {
+        // The buffer the kernel picked, if the receive brought bytes.
         let buffer = cqueue::buffer_select(flags);
         let key = key as usize;
         let now = self.now;
         match self.conns.get_mut(key) {
             Some(conn) if conn.generation == generation => {
+                // Out of the kernel: `advance` arms the next if the machine wants more.
                 conn.recv_armed = false;
                 match result {
                     n if n > 0 => match buffer {
@@ -738,10 +829,13 @@ impl Ring {
                             // SAFETY: this completion handed buffer `id` over with `n`
                             // bytes written; it is given back just below, after the copy.
                             let bytes = unsafe { self.buffers.get(id, n as usize) };
+                            // A closing connection's bytes are dropped: nobody answers them.
                             if !conn.closing {
                                 conn.machine.receive(bytes, now);
                             }
                         }
+                        // The kernel names the buffer of every receive that brought bytes;
+                        // without one the bytes cannot be found, and the connection ends.
                         None => {
                             tracing::warn!("{}: a receive completed without a buffer", self.name);
                             self.begin_close(key, false);
@@ -758,6 +852,8 @@ impl Ring {
                         // Every provided buffer was out: armed again when it is advanced.
                         self.stats.buffers_exhausted.fetch_add(1, Relaxed);
                     }
+                    // Cancelled (at shutdown) or interrupted: nothing arrived, and `advance`
+                    // decides what comes next.
                     e if matches!(-e, libc::ECANCELED | libc::EINTR | libc::EAGAIN) => {}
                     // A reset or another error: nothing more will come.
                     _ => {
@@ -786,10 +882,12 @@ impl Ring {
             return;
         };
         conn.send_armed = false;
+        // A large answer's copy is not kept for a connection that may now idle.
         if conn.sending.capacity() > KEEP_SENDING {
             conn.sending = Vec::new();
         }
         match result {
+            // The machine drops what went out; what remains goes in the next round's send.
             n if n > 0 => conn.machine.wrote(n as usize, now),
             e if matches!(-e, libc::ECANCELED | libc::EINTR | libc::EAGAIN) => {}
             // Nothing written, a broken pipe or a reset: the client is gone.
@@ -800,6 +898,7 @@ impl Ring {
 
     /// A connection's deadline timeout fired (or was cancelled).
     fn deadline_due(&mut self, key: u32, generation: u32) {
+        // Fired or removed, the timeout is out of the kernel.
         self.deadline_timers = self.deadline_timers.saturating_sub(1);
         let key = key as usize;
         if let Some(conn) = self.conns.get_mut(key) {
@@ -830,6 +929,7 @@ impl Ring {
             return;
         }
         let key = key as usize;
+        // Answered only if its connection is still the one that asked, and still open.
         if self
             .conns
             .get(key)
@@ -916,15 +1016,19 @@ impl Ring {
                 return false;
             };
             match conn.machine.poll(now) {
+                // Counted started here, and finished when it is answered (`respond`).
                 Event::Request(request, ticket) => {
                     self.ctx.stats.request_started();
                     let work = route(&request, &self.ctx.routes);
                     self.start_work(key, ticket, work);
                 }
+                // A request the machine refused (malformed, too large): its error answer
+                // takes its place in the order of answers.
                 Event::Reject(response, ticket) => {
                     self.ctx.stats.responded(response.status);
                     conn.machine.respond(ticket, &response, now);
                 }
+                // No complete request left: the rest waits for more bytes.
                 Event::Wait => return true,
                 Event::Closed(why) => {
                     tracing::debug!("{}: connection closed: {why:?}", self.name);
@@ -986,12 +1090,16 @@ impl Ring {
                 let Some(generation) = self.conns.get(key).map(|c| c.generation) else {
                     return;
                 };
+                // The request waits in `sleepers`; the timeout's label carries its slot, so
+                // that the completion finds it.
                 let sleeper = self.sleepers.insert(Sleeper {
                     key: key as u32,
                     generation,
                     ticket,
                     response: then,
                 });
+                // A relative timeout: due `delay` after the kernel takes it, at the next
+                // `io_uring_enter`, a moment after the request was read.
                 let at = self.timespec(delay);
                 let entry = opcode::Timeout::new(at).build().user_data(
                     Op::Sleep {
@@ -1007,6 +1115,8 @@ impl Ring {
                 let Some(conn) = self.conns.get_mut(key) else {
                     return;
                 };
+                // Where the answer goes: this ring's inbox and eventfd, and the connection
+                // (slot and generation) and request it answers.
                 let back = Reply {
                     inbox: self.inbox_sender.clone(),
                     wake: Arc::clone(&self.wake),
@@ -1014,10 +1124,13 @@ impl Ring {
                     generation: conn.generation,
                     ticket,
                 };
+                // Made at the connection's first computation and shared with each: set
+                // when the client goes, so that the helper stops computing for nobody.
                 let gone = conn
                     .gone
                     .get_or_insert_with(|| Arc::new(AtomicBool::new(false)))
                     .clone();
+                // Never blocks: a full queue gives the reply back, for a 503 at once.
                 match offload::submit(&self.tasks, Task { job, back, gone }) {
                     Ok(()) => {
                         self.stats.offloaded.fetch_add(1, Relaxed);
@@ -1050,6 +1163,7 @@ impl Ring {
             // The client closed its side while its request was handled: the answer is
             // still written, for a client that only half-closed, but not counted served.
             self.ctx.stats.client_left();
+            // `peer_addr` is a system call of its own, made only on this rare path.
             tracing::info!(
                 "client {} left before the server could handle it ({})",
                 conn.stream
@@ -1082,6 +1196,7 @@ impl Ring {
         }
         conn.timer = Some(deadline);
         let label = Op::deadline(key, conn.generation).encode();
+        // Relative to now: a deadline already past gives a timeout of zero, due at once.
         let at = self.timespec(deadline.saturating_duration_since(now));
         let entry = match armed {
             // A nearer deadline: move the armed timeout (its own completion comes when
@@ -1125,6 +1240,7 @@ impl Ring {
             return;
         }
         conn.closing = true;
+        // Its computations stop: nobody will read their answers.
         if let Some(gone) = &conn.gone {
             gone.store(true, Relaxed);
         }
@@ -1133,6 +1249,8 @@ impl Ring {
                 self.ctx.stats.request_finished();
             }
         }
+        // What it has in the kernel: a receive (unless its cancellation is already asked
+        // for), a send, a deadline timeout.
         let generation = conn.generation;
         let (recv, send, timer) = (
             conn.recv_armed && !conn.recv_cancelling,
@@ -1154,6 +1272,8 @@ impl Ring {
             unsafe { self.push(entry) };
             self.expected_at_once += 1;
         }
+        // Freed now if the kernel holds nothing of it; otherwise when the last of its
+        // operations comes back (`received` and `sent` mark it, and `advance` looks again).
         self.free_if_done(key);
     }
 
@@ -1205,6 +1325,7 @@ impl Ring {
         if self.accept_armed {
             self.cancel(Op::Accept);
         }
+        // The grace period's end as a ring timeout: its completion ends the loop (`Grace`).
         let grace = self
             .ctx
             .shutdown
@@ -1217,6 +1338,7 @@ impl Ring {
         // SAFETY: the timespec lives in `timespecs` until the kernel has taken this
         // submission.
         unsafe { self.push(entry) };
+        // Every connection is told, and advanced this round: an idle one starts closing.
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.conns[key].machine.stop();
@@ -1238,6 +1360,8 @@ impl Ring {
                 self.name
             );
         }
+        // Closing cancels what each connection has in the kernel; `teardown` then waits for
+        // those completions before anything is freed.
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.begin_close(key, true);
@@ -1254,6 +1378,7 @@ impl Ring {
             .user_data(Op::Cancel.encode());
         // SAFETY: a cancellation names no memory.
         unsafe { self.push(everything) };
+        // At most a second; whatever is still out then is leaked (see below).
         let give_up = Instant::now() + Duration::from_secs(1);
         while self.in_kernel > 0 && Instant::now() < give_up {
             self.requeue_overflow();
@@ -1268,6 +1393,8 @@ impl Ring {
                     break;
                 }
             }
+            // Only the bookkeeping that frees memory matters now: a buffer given back, a
+            // receive or a send out of the kernel, the wake read home. Nothing is answered.
             let completions: Vec<cqueue::Entry> = self.kernel.completion().collect();
             for cqe in completions {
                 if !cqueue::more(cqe.flags()) {
@@ -1276,6 +1403,9 @@ impl Ring {
                 if let Some(id) = cqueue::buffer_select(cqe.flags()) {
                     self.buffers.give_back(id);
                 }
+                // What came back holds no memory of ours any more: the flags that keep a
+                // connection's `sending`, or the ring's `wake_buffer`, from being freed are
+                // cleared.
                 match Op::decode(cqe.user_data()) {
                     Some(Op::Recv { key, .. }) => {
                         if let Some(conn) = self.conns.get_mut(key as usize) {
@@ -1295,6 +1425,7 @@ impl Ring {
         // Closes every socket left (a send still in the kernel leaks its bytes).
         self.conns.clear();
         self.publish();
+        // Everything came back: the buffers may be taken back from the kernel, and freed.
         if self.in_kernel == 0 {
             if let Err(e) = self.buffers.unregister(&self.kernel) {
                 tracing::warn!("{}: could not unregister the buffers: {e}", self.name);
@@ -1325,6 +1456,8 @@ impl Drop for Ring {
 /// kernel finishes completions only when this thread waits for them, instead of
 /// interrupting it), and falls back to a plain ring on older kernels.
 fn setup() -> io::Result<(Kernel, bool)> {
+    // Single issuer: only this thread submits, so the kernel may skip the locking that
+    // several submitters would need (and refuses a submission from any other thread).
     let deferred = Kernel::builder()
         .setup_cqsize(CQ_ENTRIES)
         .setup_single_issuer()
@@ -1332,6 +1465,7 @@ fn setup() -> io::Result<(Kernel, bool)> {
         .build(SQ_ENTRIES);
     match deferred {
         Ok(kernel) => Ok((kernel, true)),
+        // A kernel that does not know a flag refuses the setup with EINVAL: a plain ring.
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok((
             Kernel::builder()
                 .setup_cqsize(CQ_ENTRIES)
