@@ -122,6 +122,7 @@ impl Default for IoUring {
     }
 }
 
+/// The CPUs this process may run on: the default number of rings, and of helpers.
 fn cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
 }
@@ -135,6 +136,7 @@ impl Architecture for IoUring {
         true
     }
 
+    /// Whether this process may use io_uring: a probe ring, once per process (`probe.rs`).
     fn available() -> Result<(), Unavailable> {
         probe::check()
     }
@@ -156,6 +158,7 @@ impl Architecture for IoUring {
         );
         let offload_queue = tasks_in.stats();
         let helpers = settings.start_helpers(tasks_out)?;
+        // Blocks until every ring has set its ring up, one after the other (or one failed).
         let started = settings.start_rings(acceptor, tasks_in, &helpers, &ctx)?;
         ctx.set_arch_figures({
             let (ring_group, helper_group) = (started.group.clone(), helpers.clone());
@@ -267,6 +270,8 @@ impl IoUring {
             wakes: Vec::new(),
             figures: Vec::new(),
         };
+        // Ring by ring: each thread reports before the next is spawned, so that a failure
+        // stops the start at once.
         for i in 1..=self.rings.unwrap_or(1) {
             let socket = listener_for(i, &listener, addr, ctx)?;
             let settings = self.ring_settings(i, socket, &tasks, &mut started, ctx)?;
@@ -299,12 +304,15 @@ impl IoUring {
         ctx: &Arc<Context>,
     ) -> Result<Settings, ServerError> {
         let wake = Arc::new(Wake::new().map_err(start_error(format!("ring {i}'s eventfd")))?);
+        // The pool's shape is in the figures from the start; the counts start at zero.
         let stats = Arc::new(RingStats {
             buffers: u64::from(self.buffers),
             buffer_size: u64::from(self.buffer_size),
             ..RingStats::default()
         });
         let name = format!("ring-{i}");
+        // Kept for the shutdown hook, which wakes every ring (and for stopping the rings
+        // started so far, if a later one fails), and for `/stats`, by the ring's name.
         started.wakes.push(Arc::clone(&wake));
         started.figures.push((name.clone(), Arc::clone(&stats)));
         Ok(Settings {
@@ -369,6 +377,7 @@ fn spawn_ring(
     let me = group.clone();
     group
         .spawn(settings.name.clone(), None, move || {
+            // Each send never blocks: the channel has room for its one message.
             match Ring::new(settings) {
                 Ok(ring) => {
                     let _ = up.send(Ok(()));

@@ -55,7 +55,9 @@ impl Wake {
 
 /// A computation on its way to a helper, with the address of its answer.
 pub struct Task {
+    /// The computation (`/factor/{n}`); a panic in it becomes a 500.
     pub job: Job,
+    /// Where its answer goes.
     pub back: Reply,
     /// Set by the ring when the client closes its connection; shared so that the helper
     /// stops a computation nobody waits for.
@@ -67,16 +69,21 @@ pub struct Reply {
     /// The owning ring's inbox, and its eventfd.
     pub inbox: Sender<Done>,
     pub wake: Arc<Wake>,
+    /// The connection it answers, by slot and generation: a connection closed meanwhile is
+    /// recognised, and the answer dropped.
     pub key: u32,
     pub generation: u32,
+    /// Which of the connection's requests it answers.
     pub ticket: Ticket,
 }
 
 /// A computed answer on its way back to its ring.
 pub struct Done {
+    /// The connection and request, as its task's `Reply` named them.
     pub key: u32,
     pub generation: u32,
     pub ticket: Ticket,
+    /// The answer.
     pub response: Response,
 }
 

@@ -40,6 +40,8 @@ pub enum Op {
     Cancel,
 }
 
+// The kinds, in the label's top byte. None is 0, so that a label of 0, which this server
+// never sends, decodes to nothing.
 const ACCEPT: u64 = 1;
 const ACCEPT_RETRY: u64 = 2;
 const WAKE: u64 = 3;
@@ -62,6 +64,7 @@ impl Op {
         }
     }
 
+    /// Connection `key`'s send.
     pub fn send(key: usize, generation: u32) -> Op {
         Op::Send {
             key: key as u32,
@@ -69,6 +72,7 @@ impl Op {
         }
     }
 
+    /// Connection `key`'s deadline timeout.
     pub fn deadline(key: usize, generation: u32) -> Op {
         Op::Deadline {
             key: key as u32,
@@ -78,6 +82,8 @@ impl Op {
 
     /// The 64 bits the submission carries.
     pub fn encode(self) -> u64 {
+        // The kind in the top byte, the generation's 24 bits below it, the slot in the low
+        // 32 (see the module documentation's picture).
         let slot = |kind: u64, generation: u32, key: u32| {
             kind << 56 | (u64::from(generation) & GENERATION) << 32 | u64::from(key)
         };
@@ -96,6 +102,8 @@ impl Op {
 
     /// The label of a completion's `user_data`; `None` for anything this server never sent.
     pub fn decode(user_data: u64) -> Option<Op> {
+        // The slot and the generation are read whatever the kind; only the kinds that
+        // carry them use them.
         let key = (user_data & u64::from(u32::MAX)) as u32;
         let generation = ((user_data >> 32) & GENERATION) as u32;
         Some(match user_data >> 56 {

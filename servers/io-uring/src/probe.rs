@@ -37,9 +37,10 @@ pub enum Cause {
     Disabled,
     /// `kernel.io_uring_disabled = 1`, and this process is not in `kernel.io_uring_group`.
     Restricted,
-    /// The kernel has no io_uring system calls.
+    /// The kernel has no io_uring system calls. `release` is the kernel's (`uname -r`).
     Missing { release: String },
-    /// The kernel has io_uring, but not what this server uses.
+    /// The kernel has io_uring, but not what this server uses; `lacks` names what, for
+    /// people.
     TooOld {
         release: String,
         lacks: &'static str,
@@ -87,6 +88,8 @@ impl std::fmt::Display for Cause {
 /// interrupts whatever the thread is blocked in: a socket read with a timeout then fails
 /// with `EINTR`, once, some time after the probe. A probe thread ends instead.
 pub fn check() -> Result<(), Unavailable> {
+    // Worked out by the first caller; every later one, on any thread, gets the same answer
+    // (and waits for it if the first is still probing).
     static ANSWER: OnceLock<Result<(), String>> = OnceLock::new();
     ANSWER
         .get_or_init(|| {
@@ -121,12 +124,14 @@ pub struct Restrictions {
 impl Restrictions {
     /// Reads them from `/proc` and `uname`.
     pub fn here() -> Restrictions {
+        // `Seccomp:` is 0 without seccomp, 1 in strict mode, 2 with a filter installed.
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         let seccomp_mode = status
             .lines()
             .find_map(|l| l.strip_prefix("Seccomp:"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
+        // The sysctl's file does not exist before Linux 6.6: then `None`.
         let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
             .ok()
             .and_then(|v| v.trim().parse().ok());
@@ -186,6 +191,7 @@ fn probe() -> Result<(), Cause> {
     ring.submitter()
         .register_probe(&mut probe)
         .map_err(fail("asking which io_uring operations it knows"))?;
+    // Every operation this server queues, each named for the sentence if it is missing.
     let needed = [
         (opcode::AcceptMulti::CODE, "multishot accept"),
         (opcode::Recv::CODE, "receiving into provided buffers"),
