@@ -280,6 +280,13 @@ pub(super) const LAB25: Lab = Lab {
 /// Lab 25: the event loop and the io_uring server under the same keep-alive load, each
 /// thread's system calls and context switches per request (or io_uring's own count of its
 /// `io_uring_enter` calls where `perf` cannot count them).
+///
+/// The checks' margins: the event loop's system calls must be at least 1.5 per request, a
+/// margin below the two (a read and a write) the arithmetic gives. The ring's must be under
+/// one per request, which only batches give (one `io_uring_enter` per round serving several
+/// requests), and at most half the event loop's where both were counted. Context switches
+/// come from /proc for both; the ring's may exceed the event loop's by 0.05 per request at
+/// most, a margin for the scheduler's noise on a busy machine.
 pub(super) fn lab25(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     // Readiness first: the event loop runs everywhere, so its figures exist even where the
     // kernel forbids io_uring.
@@ -301,8 +308,6 @@ pub(super) fn lab25(env: &LabEnv) -> Result<Vec<Check>, SimError> {
             None
         }
     };
-    // The event loop's system calls: at least the read and the write of each request, so
-    // the check asks for 1.5, a margin below the two the arithmetic gives.
     match &readiness.syscalls {
         Ok((n, how)) => checks.push(check(
             format!("event-loop ({how}): system calls per request, {CLIENTS} keep-alive clients"),
@@ -323,9 +328,6 @@ pub(super) fn lab25(env: &LabEnv) -> Result<Vec<Check>, SimError> {
         )),
     }
     if let Some(completion) = &completion {
-        // The ring's system calls: under one per request, which only batches give (one
-        // `io_uring_enter` per round serving several requests), and at most half the event
-        // loop's where both were counted.
         if let Ok((n, how)) = &completion.syscalls {
             let theirs = readiness
                 .syscalls
@@ -345,8 +347,6 @@ pub(super) fn lab25(env: &LabEnv) -> Result<Vec<Check>, SimError> {
                     && theirs.is_none_or(|t| completion.per_request(*n) * 2.0 <= t),
             ));
         }
-        // Context switches, from /proc for both: the ring's may exceed the event loop's by
-        // 0.05 per request at most, a margin for the scheduler's noise on a busy machine.
         let (theirs, ours) = (
             readiness.per_request(readiness.switches),
             completion.per_request(completion.switches),
