@@ -15,7 +15,7 @@
 # figure is the median of the rounds.
 #
 # Usage: scripts/served-pinned.sh
-# Environment: SERVERS, RATES ("20000 40000"), CONNECTIONS (64), DURATION (5s),
+# Environment: SERVERS, RATES ("50000 60000 70000"), CONNECTIONS (64), DURATION (3s),
 #              DEADLINE (50ms), RUNS (3), SERVER_CPU (1), LOAD_CPU (0), BASE_PORT (18380).
 # About RUNS × servers × rates × (DURATION + 2 s).
 set -euo pipefail
@@ -32,9 +32,9 @@ source scripts/lib/procstat.sh
 source scripts/lib/server.sh
 
 SERVERS=${SERVERS:-"event-loop async-work-stealing async-per-core io-uring thread-per-conn"}
-RATES=${RATES:-"20000 40000"}
+RATES=${RATES:-"50000 60000 70000"}
 CONNECTIONS=${CONNECTIONS:-64}
-DURATION=${DURATION:-5s}
+DURATION=${DURATION:-3s}
 DEADLINE=${DEADLINE:-50ms}
 RUNS=${RUNS:-3}
 SERVER_CPU=${SERVER_CPU:-1}
@@ -98,6 +98,7 @@ q = r["requests"]
 served, due = q["served"], q["due"]
 cpu_us = int(ticks) / int(hz) * 1e6 / max(1, served)
 print(f"{arch} {rate} {run} {served} {due} {r['latency_us']['p99']} {cpu_us:.1f}")
+print(f"round {run} {arch:<20} {rate:>6}/s: served {served} of {due} in time", file=sys.stderr)
 PY
     done
   done
