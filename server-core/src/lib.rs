@@ -25,6 +25,7 @@ pub mod config;
 pub mod context;
 pub mod listener;
 pub mod logging;
+pub mod offload;
 pub mod permits;
 pub mod queue;
 pub mod rlimit;

@@ -53,7 +53,6 @@
 //! The price of the model: every route must be written not to block, and one slow
 //! computation that stays on a loop stalls every connection on it.
 
-mod offload;
 mod reactor;
 mod timers;
 
@@ -62,11 +61,12 @@ use std::sync::Arc;
 
 use std::net::TcpListener;
 
+use server_core::offload;
 use server_core::queue::{self, QueueKind, QueueReceiver, QueueSender};
 use server_core::stats::{Capacity, Figures};
 use server_core::{Acceptor, Architecture, Context, ServerError, ThreadGroup};
 
-use crate::offload::Task;
+use crate::reactor::Task;
 use crate::reactor::{Compute, Reactor};
 
 /// Where `/factor`'s computation runs.
@@ -143,8 +143,8 @@ impl Architecture for EventLoop {
         };
         settings.publish_settings(&ctx);
         // The helpers and the queue that feeds them. The reactors only ever `try_push` into
-        // it (see `offload.rs`), so its capacity (--offload-queue) is how many computations
-        // may wait; beyond it a request gets 503 at once.
+        // it (see `server_core::offload`), so its capacity (--offload-queue) is how many
+        // computations may wait; beyond it a request gets 503 at once.
         let (tasks_in, tasks_out) = queue::bounded(
             "offload",
             settings.offload_queue as usize,
@@ -215,18 +215,11 @@ impl EventLoop {
     /// Starts the helper threads (none with `--offload off`), each taking computations from
     /// the offload queue until it closes.
     fn start_helpers(&self, tasks: QueueReceiver<Task>) -> Result<ThreadGroup, ServerError> {
-        let group = ThreadGroup::new("helper");
-        if self.offload == Offload::On {
-            for i in 1..=self.helpers.unwrap_or(1) {
-                let (tasks, me) = (tasks.clone(), group.clone());
-                group
-                    .spawn(format!("helper-{i}"), None, move || {
-                        offload::helper(&tasks, &me)
-                    })
-                    .map_err(start_error(format!("helper {i}")))?;
-            }
-        }
-        Ok(group)
+        let count = match self.offload {
+            Offload::On => self.helpers.unwrap_or(1),
+            Offload::Off => 0,
+        };
+        offload::start_helpers(count, &tasks)
     }
 
     /// Starts the reactors, each a thread with its own `poll` and the listening socket: the

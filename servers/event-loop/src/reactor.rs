@@ -46,8 +46,14 @@ use server_core::stats::ReactorSnapshot;
 use server_core::{Context, ThreadGroup};
 use slab::Slab;
 
-use crate::offload::{self, Done, Reply, Task};
 use crate::timers::{Timer, Timers};
+use server_core::offload::{self, WakeUp};
+
+/// A computation for the helpers (see `server_core::offload`), its answer addressed to a
+/// connection of this reactor by its slab key and generation.
+pub type Task = offload::Task<(usize, u64)>;
+type Reply = offload::Reply<(usize, u64)>;
+type Done = offload::Done<(usize, u64)>;
 
 /// The listening socket's token. Connections use their slab keys, which start at 0.
 ///
@@ -181,6 +187,9 @@ pub struct Reactor {
     /// Interrupts `poll` from another thread: the helpers after an answer, the shutdown
     /// hook. Shared with them, hence the `Arc`.
     waker: Arc<Waker>,
+    /// What a helper calls once its answer is in `inbox`: wakes this reactor's `poll`
+    /// through `waker`.
+    wake_up: WakeUp,
     /// Set (once) by the shutdown hook, which then wakes the reactor. Relaxed loads are
     /// enough: the flag guards no data, and the waker's wake-up is what makes the reactor
     /// look at it promptly.
@@ -222,6 +231,13 @@ impl Reactor {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let (inbox_sender, inbox) = crossbeam_channel::unbounded();
+        let wake_up: WakeUp = {
+            let waker = Arc::clone(&waker);
+            // Fails only if the poll is gone (the reactor has ended): nobody to wake then.
+            Arc::new(move || {
+                let _ = waker.wake();
+            })
+        };
         Ok(Reactor {
             name,
             poll,
@@ -233,6 +249,7 @@ impl Reactor {
             inbox,
             inbox_sender,
             waker,
+            wake_up,
             stopping,
             stopped: false,
             stats: Arc::new(ReactorStats::default()),
@@ -595,9 +612,8 @@ impl Reactor {
                     // connection that has closed meanwhile is recognised and dropped.
                     let back = Reply {
                         inbox: self.inbox_sender.clone(),
-                        waker: Arc::clone(&self.waker),
-                        key,
-                        generation: self.conns[key].generation,
+                        wake: Arc::clone(&self.wake_up),
+                        to: (key, self.conns[key].generation),
                         ticket,
                     };
                     // The flag the helper looks at between chunks of work, set when the
@@ -771,13 +787,14 @@ impl Reactor {
         // Never blocks: `try_iter` takes only what is there.
         let answers: Vec<Done> = self.inbox.try_iter().collect();
         for done in answers {
+            let (key, generation) = done.to;
             if self
                 .conns
-                .get(done.key)
-                .is_some_and(|c| c.generation == done.generation)
+                .get(key)
+                .is_some_and(|c| c.generation == generation)
             {
-                self.respond(done.key, done.ticket, &done.response, now);
-                self.advance(done.key);
+                self.respond(key, done.ticket, &done.response, now);
+                self.advance(key);
             } else {
                 // The connection closed meanwhile: its request was counted finished then.
             }

@@ -43,7 +43,7 @@
 //!   and each `/sleep`, are timeout operations the kernel completes when they are due.
 //! * **CPU work** (`/factor`) goes to helper threads, as in the event loop; a helper's
 //!   answer comes back through a channel, and an eventfd write completes the read each
-//!   ring keeps pending on it (`offload.rs`).
+//!   ring keeps pending on it (`wake.rs`).
 //! * **Shutdown** cancels the accepts and idle connections' receives, lets owed answers be
 //!   written, and at the end of the grace period cancels everything still in the kernel;
 //!   requests never answered are counted abandoned, apart from those answered.
@@ -60,12 +60,12 @@
 // everywhere else. Each block in them has its SAFETY note.
 #[allow(unsafe_code)]
 mod buffers;
-mod offload;
 mod ops;
 #[allow(unsafe_code)]
 pub mod probe;
 #[allow(unsafe_code)]
 mod ring;
+mod wake;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -75,8 +75,9 @@ use server_core::queue::{self, QueueKind, QueueReceiver, QueueSender};
 use server_core::stats::{Capacity, Figures};
 use server_core::{Acceptor, Architecture, Context, ServerError, ThreadGroup, Unavailable};
 
-use crate::offload::{Task, Wake};
+use crate::ring::Task;
 use crate::ring::{Ring, RingStats, Settings};
+use crate::wake::Wake;
 
 /// The io_uring server's own flags.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
@@ -149,8 +150,8 @@ impl Architecture for IoUring {
         };
         settings.publish_settings(&ctx);
         // The helpers and the queue that feeds them. The rings only ever `try_push` into it
-        // (see `offload.rs`), so its capacity (--offload-queue) is how many computations may
-        // wait; beyond it a request gets 503 at once.
+        // (see `server_core::offload`), so its capacity (--offload-queue) is how many
+        // computations may wait; beyond it a request gets 503 at once.
         let (tasks_in, tasks_out) = queue::bounded(
             "offload",
             settings.offload_queue as usize,
@@ -233,16 +234,7 @@ impl IoUring {
     /// Starts the helper threads, each taking computations from the offload queue until it
     /// closes. The main thread keeps no receiver: only the helpers hold one.
     fn start_helpers(&self, tasks: QueueReceiver<Task>) -> Result<ThreadGroup, ServerError> {
-        let group = ThreadGroup::new("helper");
-        for i in 1..=self.helpers.unwrap_or(1) {
-            let (tasks, me) = (tasks.clone(), group.clone());
-            group
-                .spawn(format!("helper-{i}"), None, move || {
-                    offload::helper(&tasks, &me)
-                })
-                .map_err(start_error(format!("helper {i}")))?;
-        }
-        Ok(group)
+        server_core::offload::start_helpers(self.helpers.unwrap_or(1), &tasks)
     }
 
     /// Starts the rings one after the other, each a thread with its own io_uring, its own

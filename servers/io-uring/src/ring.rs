@@ -72,14 +72,21 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring as Kernel};
 use protocol::{route, Connection, Event, Response, Status, Ticket, Work};
 use server_core::context::Registration;
 use server_core::listener::accept_failure;
+use server_core::offload::{self, WakeUp};
 use server_core::queue::QueueSender;
 use server_core::stats::RingSnapshot;
 use server_core::{Context, ThreadGroup};
 use slab::Slab;
 
 use crate::buffers::{self, BufferRing};
-use crate::offload::{self, Done, Reply, Task, Wake};
 use crate::ops::{self, Op};
+use crate::wake::Wake;
+
+/// A computation for the helpers (see `server_core::offload`), its answer addressed to a
+/// connection of this ring by its slot and generation.
+pub type Task = offload::Task<(u32, u32)>;
+type Reply = offload::Reply<(u32, u32)>;
+type Done = offload::Done<(u32, u32)>;
 
 /// Submission queue entries: operations queued in one round before the ring must hand
 /// them over early (then one more system call that round). A round queues about two per
@@ -276,6 +283,8 @@ pub struct Ring {
     inbox_sender: Sender<Done>,
     /// The eventfd a helper writes after each answer; a read of it is always in the kernel.
     wake: Arc<Wake>,
+    /// What a helper calls once its answer is in `inbox`: writes to `wake`.
+    wake_up: WakeUp,
     /// The eventfd read's destination: 8 bytes the kernel writes while `wake_armed`.
     wake_buffer: Box<u64>,
     wake_armed: bool,
@@ -324,6 +333,10 @@ impl Ring {
         // Unbounded, but it never holds more answers than the computations this ring
         // handed out, which the helpers' bounded queue and their number bound.
         let (inbox_sender, inbox) = crossbeam_channel::unbounded();
+        let wake_up: WakeUp = {
+            let wake = Arc::clone(&settings.wake);
+            Arc::new(move || wake.wake())
+        };
         let mut ring = Ring {
             name: settings.name,
             kernel,
@@ -340,6 +353,7 @@ impl Ring {
             inbox,
             inbox_sender,
             wake: settings.wake,
+            wake_up,
             wake_buffer: Box::new(0),
             wake_armed: false,
             stopping: settings.stopping,
@@ -1119,9 +1133,8 @@ impl Ring {
                 // (slot and generation) and request it answers.
                 let back = Reply {
                     inbox: self.inbox_sender.clone(),
-                    wake: Arc::clone(&self.wake),
-                    key: key as u32,
-                    generation: conn.generation,
+                    wake: Arc::clone(&self.wake_up),
+                    to: (key as u32, conn.generation),
                     ticket,
                 };
                 // Made at the connection's first computation and shared with each: set
@@ -1300,11 +1313,11 @@ impl Ring {
         // Never blocks: `try_iter` takes only what is there.
         let answers: Vec<Done> = self.inbox.try_iter().collect();
         for done in answers {
-            let key = done.key as usize;
+            let (key, generation) = (done.to.0 as usize, done.to.1);
             if self
                 .conns
                 .get(key)
-                .is_some_and(|c| c.generation == done.generation && !c.closing)
+                .is_some_and(|c| c.generation == generation && !c.closing)
             {
                 self.respond(key, done.ticket, &done.response);
                 self.mark(key);
