@@ -50,6 +50,7 @@ pub mod ledger;
 pub mod outcome;
 pub mod record;
 pub mod scenario;
+pub mod slo;
 pub mod tally;
 pub mod units;
 

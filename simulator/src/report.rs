@@ -8,6 +8,7 @@ use loadgen::attack::PopulationLedger;
 use loadgen::ledger::{self, Latency, Summary, Throughput};
 use loadgen::record::{ClientRecord, Finished};
 use loadgen::scenario::{Load, Shard};
+use loadgen::slo::{Gates, Judged, Measured};
 use loadgen::tally::{Requests, Row};
 use loadgen::Scenario;
 
@@ -58,6 +59,9 @@ pub struct Report {
     pub prediction: Option<Prediction>,
     /// Whether the measurement agrees with the prediction (absent without a prediction).
     pub agrees: Option<bool>,
+    /// The service-level gates of `--slo`, each judged (absent without `--slo`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<Judged>,
     pub clients: Vec<ClientRecord>,
     /// What happened to each background population of hostile clients (`--background`);
     /// the ledger above is the foreground's alone.
@@ -124,12 +128,56 @@ impl Report {
             series: if load { run.rows } else { Vec::new() },
             prediction,
             agrees,
+            gates: Vec::new(),
             clients: run.records,
             background: Vec::new(),
             interval_log: run.interval_log,
             histograms: Some((run.tally.corrected.clone(), run.tally.uncorrected.clone())),
             server: info.map(|i| i.snapshot.clone()),
             server_series: Vec::new(),
+        }
+    }
+
+    /// Judges `gates` against this run and keeps the verdicts (see `gates`). Returns
+    /// whether every gate was met.
+    pub fn judge(&mut self, gates: &Gates) -> bool {
+        self.gates = gates.judge(&self.measured());
+        self.gates.iter().all(|g| g.met)
+    }
+
+    /// What the gates are judged on (see `loadgen::slo`). Load runs: requests; scenario
+    /// runs: clients, each served or not.
+    fn measured(&self) -> Measured {
+        let l = &self.latency_us;
+        let (served, errors) = match &self.requests {
+            Some(r) => {
+                let judged = if r.due > 0 {
+                    r.due.saturating_sub(r.unfinished)
+                } else {
+                    r.served + r.errors()
+                };
+                // Everything judged that got no 2xx at all: neither served nor late.
+                let failed = judged.saturating_sub(r.served + r.late);
+                (ratio(r.served, judged), ratio(failed, judged))
+            }
+            None => {
+                let clients = self.summary.clients as u64;
+                let served = self.summary.served as u64;
+                (
+                    ratio(served, clients),
+                    ratio(clients.saturating_sub(served), clients),
+                )
+            }
+        };
+        Measured {
+            p50_us: l.p50,
+            p90_us: l.p90,
+            p99_us: l.p99,
+            p99_9_us: l.p99_9,
+            max_us: l.max,
+            served,
+            errors,
+            rate: self.throughput.as_ref().map(|t| t.per_second),
         }
     }
 
@@ -206,3 +254,12 @@ pub struct ShardFailure {
 
 /// The file a shard that could not run writes instead of its report.
 pub const FAILED_FILE: &str = "failed.json";
+
+/// `part` of `whole` (0 when there is no whole).
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}

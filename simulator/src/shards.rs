@@ -251,6 +251,7 @@ pub fn merge(dirs: &[PathBuf]) -> Result<Report, SimError> {
         histograms: Some((histograms.whole[0].clone(), histograms.whole[1].clone())),
         server,
         server_series: Vec::new(),
+        gates: Vec::new(),
         scenario: whole,
     })
 }

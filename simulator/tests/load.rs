@@ -233,7 +233,9 @@ fn the_json_report_matches_its_schema() {
         uuid,
         open(4, "/", 500.0, 300, WhenBusy::Drop),
     ] {
-        let report = run_on(&server, &scenario);
+        let mut report = run_on(&server, &scenario);
+        // Gates (`--slo`) are part of the report when asked for.
+        report.judge(&loadgen::slo::Gates::parse("p99<1s,served>=1%").expect("valid gates"));
         let json = serde_json::to_value(&report).expect("serializable");
         let errors: Vec<String> = validator
             .iter_errors(&json)

@@ -226,3 +226,60 @@ fn a_reader_that_goes_away_ends_the_simulator_quietly() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     server.stop().expect("stop");
 }
+
+/// `--slo`: every gate is judged after the run and printed as measured against required;
+/// exit status 0 when all are met, 3 when one is missed (the report is still written, in
+/// JSON too), and 2 with one sentence when the expression cannot be read.
+#[test]
+fn slo_gates_pass_fail_and_refuse_bad_expressions() {
+    let server = server("event-loop");
+    let target = server.addr().to_string();
+    let load = [
+        "run",
+        "--target",
+        &target,
+        "--rate",
+        "200",
+        "--duration",
+        "300ms",
+        "--timeout",
+        "1s",
+    ];
+    let met = simulator(&[&load[..], &["--slo", "served>=99%,errors<1%,p99<1s"]].concat());
+    let text = String::from_utf8_lossy(&met.stdout);
+    assert_eq!(met.status.code(), Some(0), "{text}");
+    assert!(text.contains("gates (--slo): 3 of 3 met"), "{text}");
+    // No request is served in under a microsecond, and no run of 300 ms serves a million a
+    // second: both gates are missed; the first is met.
+    let missed = simulator(
+        &[
+            &load[..],
+            &[
+                "--slo",
+                "served>=50%,p50<1us,rps>1000000",
+                "--format",
+                "json",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        missed.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&missed.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&missed.stdout).expect("a JSON report");
+    let gates = json["gates"]
+        .as_array()
+        .expect("the gates in the JSON report");
+    let met: Vec<bool> = gates.iter().map(|g| g["met"] == true).collect();
+    assert_eq!(met, vec![true, false, false], "{gates:#?}");
+    assert_eq!(gates[1]["gate"], "p50<1us");
+    assert_eq!(gates[1]["required"], "< 1us");
+    let bad = simulator(&[&load[..], &["--slo", "p98<5ms"]].concat());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"p98\" is not a metric"), "{stderr}");
+    server.stop().expect("stop");
+}

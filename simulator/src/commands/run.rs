@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use clap::Args;
 use contract::units::parse_duration;
 use loadgen::scenario::Shard;
+use loadgen::slo::Gates;
 
 use super::{Defaults, OutputArgs, SaveArgs, ScenarioArgs};
 use crate::output::{self, files};
@@ -19,6 +20,11 @@ pub(crate) struct RunArgs {
     target: String,
     #[command(flatten)]
     scenario: ScenarioArgs,
+    /// Service-level gates, judged after the run: exit status 3 if any is missed, e.g.
+    /// "p99<50ms,served>=99%,errors<0.1%" (metrics p50, p90, p99, p99.9, max, served,
+    /// errors, rps; see docs/simulator.md, "Gates").
+    #[arg(long, value_name = "GATES", value_parser = parse_gates)]
+    slo: Option<Gates>,
     #[command(flatten)]
     orchestration: Orchestration,
     #[command(flatten)]
@@ -82,6 +88,14 @@ fn parse_start_at(text: &str) -> Result<SystemTime, String> {
     })
 }
 
+/// `--slo`: the gates, or the one sentence that says what is wrong with them.
+fn parse_gates(text: &str) -> Result<Gates, String> {
+    Gates::parse(text).map_err(|e| e.to_string())
+}
+
+/// The exit status of a run whose `--slo` gates were not all met.
+pub(crate) const GATE_MISSED: u8 = 3;
+
 /// Runs `simulator run`.
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, SimError> {
     args.output.log.init();
@@ -113,7 +127,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, SimError> {
         .wait
         .map_or(Ok(()), |within| target::wait_for(&args.target, within))
         .and_then(|()| measure::run_target(&args.target, &scenario, watch));
-    let report = match ran {
+    let mut report = match ran {
         Ok(report) => report,
         Err(e) => {
             if let (Some(dir), Some(shard)) = (&args.files.save, scenario.shard) {
@@ -127,6 +141,11 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, SimError> {
         .save
         .as_deref()
         .map(|dir| files::run_dir(dir, scenario.shard));
+    let met = args.slo.as_ref().is_none_or(|gates| report.judge(gates));
     super::deliver(&report, &args.output, dir.as_deref())?;
-    Ok(ExitCode::SUCCESS)
+    Ok(if met {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(GATE_MISSED)
+    })
 }

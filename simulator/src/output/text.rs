@@ -57,8 +57,29 @@ impl Report {
             );
             out.push_str(&background_text(&self.background));
         }
+        self.gates_text(&mut out);
         let _ = writeln!(out, "{}", self.verdict());
         out
+    }
+
+    /// The `--slo` gates, each as measured against required (nothing without `--slo`).
+    fn gates_text(&self, out: &mut String) {
+        if self.gates.is_empty() {
+            return;
+        }
+        let met = self.gates.iter().filter(|g| g.met).count();
+        let _ = writeln!(out, "gates (--slo): {met} of {} met", self.gates.len());
+        let width = self.gates.iter().map(|g| g.gate.len()).max().unwrap_or(0);
+        for g in &self.gates {
+            let _ = writeln!(
+                out,
+                "  {:<6}  {:<width$}  measured {}, required {}",
+                if g.met { "met" } else { "MISSED" },
+                g.gate,
+                g.measured,
+                g.required,
+            );
+        }
     }
 
     /// The first line: how many clients ran against which target, doing what.
