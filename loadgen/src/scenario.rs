@@ -239,8 +239,13 @@ impl std::fmt::Display for Shard {
 }
 
 /// How many requests each client sends.
+///
+/// An open loop's ramp makes `Rate` a few hundred bytes larger than the other variants. That
+/// is allowed: a scenario is copied a handful of times per run (once per engine thread), never
+/// per request, and a plain `Copy` value is simpler to share than a boxed one.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
 pub enum Load {
     /// This many requests per client, one after another on one connection, all within the
     /// deadline. The lecture's experiments are `Requests(1)`.
@@ -267,7 +272,7 @@ impl Load {
 /// The schedule of an open-loop run.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OpenLoop {
-    /// Requests per second offered.
+    /// Requests per second offered (with `stages`, their mean over the run).
     pub rate: f64,
     /// How long requests arrive.
     #[serde(
@@ -279,6 +284,161 @@ pub struct OpenLoop {
     pub when_busy: WhenBusy,
     /// The seed of the Poisson arrivals, so that a run can be repeated exactly.
     pub seed: u64,
+    /// A ramp (`--stages`): the rate changes linearly from one stage's rate to the next,
+    /// from 0 at the start; empty for a steady `rate`. `duration` is then their sum.
+    #[serde(default, skip_serializing_if = "Stages::is_empty")]
+    pub stages: Stages,
+}
+
+/// At most this many stages in a ramp: enough for any ramp typed on a command line, and a
+/// fixed size keeps a scenario a plain value that is copied, not shared.
+pub const MAX_STAGES: usize = 16;
+
+/// The stages of a ramp, in order (at most [`MAX_STAGES`]); serialized as a list.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Stages {
+    len: usize,
+    items: [Stage; MAX_STAGES],
+}
+
+impl Stages {
+    /// The stages, or the one sentence that says there are too many.
+    pub fn new(stages: &[Stage]) -> Result<Stages, String> {
+        if stages.len() > MAX_STAGES {
+            return Err(format!(
+                "{} stages is too many: a ramp has at most {MAX_STAGES}",
+                stages.len()
+            ));
+        }
+        let mut items = [Stage::default(); MAX_STAGES];
+        items[..stages.len()].copy_from_slice(stages);
+        Ok(Stages {
+            len: stages.len(),
+            items,
+        })
+    }
+
+    pub fn as_slice(&self) -> &[Stage] {
+        &self.items[..self.len]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl serde::Serialize for Stages {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.as_slice().serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Stages {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Stages, D::Error> {
+        let list = Vec::<Stage>::deserialize(deserializer)?;
+        Stages::new(&list).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One stage of a ramp: over `duration`, the rate moves linearly from the previous stage's
+/// rate (0 before the first) to `rate`. A stage of 0 s is a step.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Stage {
+    #[serde(
+        serialize_with = "contract::units::as_millis",
+        deserialize_with = "contract::units::from_millis"
+    )]
+    pub duration: Duration,
+    /// Requests per second at the stage's end.
+    pub rate: f64,
+}
+
+impl Stage {
+    /// Reads `--stages "10s:100,30s:1000,10s:0"`: each stage DURATION:RATE. The error is
+    /// one sentence.
+    pub fn parse_list(text: &str) -> Result<Stages, String> {
+        let mut stages = Vec::new();
+        for part in text.split(',').map(str::trim) {
+            let (duration, rate) = part
+                .split_once(':')
+                .ok_or_else(|| format!("stage {part:?} is not DURATION:RATE (e.g. 10s:100)"))?;
+            let duration = humantime::parse_duration(duration.trim())
+                .map_err(|_| format!("stage {part:?}: {duration:?} is not a duration"))?;
+            let rate = rate
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| r.is_finite() && *r >= 0.0)
+                .ok_or_else(|| {
+                    format!(
+                        "stage {part:?}: {rate:?} is not a rate (requests per second, 0 or more)"
+                    )
+                })?;
+            stages.push(Stage { duration, rate });
+        }
+        let total: Duration = stages.iter().map(|s| s.duration).sum();
+        if total.is_zero() {
+            return Err("the stages last 0 s in all: give at least one a duration".into());
+        }
+        if stages.iter().all(|s| s.rate == 0.0) {
+            return Err("every stage's rate is 0: no request would ever be due".into());
+        }
+        Stages::new(&stages)
+    }
+}
+
+impl OpenLoop {
+    /// A ramp through `stages` (see [`Stage`]): `duration` is their sum and `rate` their
+    /// mean.
+    pub fn staged(stages: Stages, arrivals: Arrivals, when_busy: WhenBusy, seed: u64) -> Self {
+        let duration: Duration = stages.as_slice().iter().map(|s| s.duration).sum();
+        let (mut before, mut count) = (0.0, 0.0);
+        for stage in stages.as_slice() {
+            count += (before + stage.rate) / 2.0 * stage.duration.as_secs_f64();
+            before = stage.rate;
+        }
+        OpenLoop {
+            rate: count / duration.as_secs_f64().max(1e-9),
+            duration,
+            arrivals,
+            when_busy,
+            seed,
+            stages,
+        }
+    }
+
+    /// When, counted from the start, the schedule's cumulative count of requests reaches
+    /// `x` (request `i` is due at `offset(i)`); `None` if it never does within the run.
+    ///
+    /// A steady rate: `x / rate`. A ramp: the count is the integral of the rate, piecewise
+    /// quadratic in time, so within a stage whose rate goes from `a` to `b` over `d`,
+    /// `y = a·τ + (b − a)/(2d)·τ²` requests have come due after `τ`; solved for `τ` as
+    /// `2y / (a + √(a² + 2(b − a)y/d))`, a form that stays exact when `a` is 0 or
+    /// `b = a`.
+    pub fn offset(&self, x: f64) -> Option<Duration> {
+        if self.stages.is_empty() {
+            let at = x / self.rate.max(1e-9);
+            return Duration::try_from_secs_f64(at)
+                .ok()
+                .filter(|at| *at < self.duration);
+        }
+        let (mut before, mut start, mut reached) = (0.0_f64, 0.0_f64, 0.0_f64);
+        for stage in self.stages.as_slice() {
+            let d = stage.duration.as_secs_f64();
+            let (a, b) = (before, stage.rate);
+            let here = (a + b) / 2.0 * d;
+            if x < reached + here {
+                let y = x - reached;
+                let root = (a * a + 2.0 * (b - a) * y / d).max(0.0).sqrt();
+                let tau = 2.0 * y / (a + root).max(1e-12);
+                return Duration::try_from_secs_f64(start + tau.min(d)).ok();
+            }
+            reached += here;
+            start += d;
+            before = b;
+        }
+        None
+    }
 }
 
 /// When the requests of an open-loop run are due.
@@ -424,6 +584,64 @@ impl RequestSpec {
 
 #[cfg(test)]
 mod tests {
+    use super::{OpenLoop, Stage};
+    use std::time::Duration;
+
+    fn ramp(stages: &str) -> OpenLoop {
+        OpenLoop::staged(
+            Stage::parse_list(stages).expect("valid stages"),
+            super::Arrivals::Constant,
+            super::WhenBusy::Queue,
+            1,
+        )
+    }
+
+    fn at(open: &OpenLoop, x: f64) -> f64 {
+        open.offset(x).expect("within the run").as_secs_f64()
+    }
+
+    #[test]
+    fn a_ramps_schedule_inverts_the_area_under_its_rate() {
+        // 0 → 1000/s over 1 s: 500 t² requests by t.
+        let up = ramp("1s:1000");
+        assert!((at(&up, 125.0) - 0.5).abs() < 1e-9);
+        assert!((up.rate - 500.0).abs() < 1e-9, "the mean rate");
+        assert_eq!(up.duration, Duration::from_secs(1));
+        assert_eq!(
+            up.offset(500.0),
+            None,
+            "the area is 500: none due at or after the end"
+        );
+        // A step to 100/s, held for 1 s.
+        let step = ramp("0s:100,1s:100");
+        assert!((at(&step, 50.0) - 0.5).abs() < 1e-9);
+        // A step to 1000/s, then down to 0 over 1 s: 1000 t − 500 t².
+        let down = ramp("0s:1000,1s:0");
+        assert!((at(&down, 375.0) - 0.5).abs() < 1e-9);
+        // A flat stage between two ramps.
+        let hill = ramp("1s:1000,1s:1000,1s:0");
+        assert!((at(&hill, 1000.0) - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bad_stages_are_one_sentence_each() {
+        for (text, says) in [
+            ("10s", "is not DURATION:RATE"),
+            ("ten:100", "is not a duration"),
+            ("1s:-5", "is not a rate"),
+            ("1s:fast", "is not a rate"),
+            ("0s:100", "last 0 s in all"),
+            ("1s:0,1s:0", "every stage's rate is 0"),
+        ] {
+            let error = Stage::parse_list(text).expect_err(text);
+            assert!(error.contains(says), "{text:?}: {error}");
+        }
+        let many = vec!["1s:1"; 17].join(",");
+        assert!(Stage::parse_list(&many)
+            .expect_err("17")
+            .contains("at most 16"));
+    }
+
     use super::*;
 
     #[test]

@@ -109,6 +109,14 @@ impl Report {
                 "the prediction is for a server without the hostile clients in the background, so the run is not judged by it".into(),
             );
         }
+        let ramp = matches!(scenario.load, Load::Rate(open) if !open.stages.is_empty());
+        if let (Some(p), true) = (&mut prediction, ramp) {
+            // The queueing arithmetic is for a steady rate; a ramp passes through many.
+            agrees = None;
+            p.caveats.push(
+                "the prediction is for a steady rate at the ramp's mean, so a ramp is not judged by it; the per-second series shows where the rate passed the server's capacity".into(),
+            );
+        }
         Report {
             schema_version: SCHEMA_VERSION,
             target: target.to_owned(),

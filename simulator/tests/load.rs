@@ -45,6 +45,7 @@ fn open(
             arrivals: Arrivals::Constant,
             when_busy,
             seed: 7,
+            stages: Default::default(),
         }),
         ..Scenario::get(connections, path, Duration::from_secs(5), Duration::ZERO)
     }
@@ -232,6 +233,15 @@ fn the_json_report_matches_its_schema() {
         text,
         uuid,
         open(4, "/", 500.0, 300, WhenBusy::Drop),
+        Scenario {
+            load: Load::Rate(OpenLoop::staged(
+                loadgen::scenario::Stage::parse_list("0s:200,300ms:500").expect("valid"),
+                Arrivals::Poisson,
+                WhenBusy::Queue,
+                5,
+            )),
+            ..open(4, "/", 1.0, 300, WhenBusy::Queue)
+        },
     ] {
         let mut report = run_on(&server, &scenario);
         // Gates (`--slo`) are part of the report when asked for.
@@ -367,4 +377,40 @@ fn a_long_run_is_silent_on_stderr_when_it_is_not_a_terminal() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("served within deadline: 2/2"));
     server.stop().expect("stop");
+}
+
+/// `--stages`: along a ramp the engine sends what the ramp asks for, second by second (0 →
+/// 1000/s over the first second is 500 requests, then 1000 at 1000/s), serves them all
+/// from a server with room to spare, and reports the ramp's mean as the offered rate.
+#[test]
+fn a_ramp_is_sent_as_asked_second_by_second() {
+    let server = server("event-loop", Servers::only("event-loop"));
+    let mut scenario = open(8, "/", 1.0, 1000, WhenBusy::Queue);
+    scenario.load = Load::Rate(OpenLoop::staged(
+        loadgen::scenario::Stage::parse_list("1s:1000,1s:1000").expect("valid stages"),
+        Arrivals::Constant,
+        WhenBusy::Queue,
+        1,
+    ));
+    let report = run_on(&server, &scenario);
+    server.stop().expect("stop");
+    let requests = report.requests.clone().expect("a load run counts requests");
+    assert_eq!(requests.due, 1500, "{}", report.to_text());
+    let sent: Vec<u64> = report.series.iter().map(|row| row.sent).collect();
+    // Within 3% of each second's ask: a request due just before a second's end may leave
+    // just after it on a busy machine.
+    for (second, asked) in [(0, 500.0), (1, 1000.0)] {
+        let got = sent.get(second).copied().unwrap_or(0) as f64;
+        assert!(
+            (got - asked).abs() <= asked * 0.03,
+            "second {second}: sent {got}, the ramp asked {asked} ({sent:?})"
+        );
+    }
+    assert!(requests.served >= 1490, "{}", report.to_text());
+    let offered = report
+        .throughput
+        .as_ref()
+        .and_then(|t| t.offered_per_second)
+        .expect("an open loop offers a rate");
+    assert!((offered - 750.0).abs() < 1e-6, "the ramp's mean: {offered}");
 }

@@ -191,6 +191,7 @@ fn comparison_sweep_and_lab_pages() {
         arrivals: loadgen::scenario::Arrivals::Constant,
         when_busy: loadgen::scenario::WhenBusy::Queue,
         seed: 1,
+        stages: Default::default(),
     });
     let spec = SweepSpec {
         scenario: open,

@@ -215,6 +215,7 @@ fn shards_of_an_open_loop_keep_the_whole_schedule() {
             arrivals: Arrivals::Constant,
             when_busy: WhenBusy::Queue,
             seed: 3,
+            stages: Default::default(),
         }),
         ..Scenario::get(6, "/", Duration::from_secs(2), Duration::ZERO)
     };

@@ -283,3 +283,29 @@ fn slo_gates_pass_fail_and_refuse_bad_expressions() {
     assert!(stderr.contains("\"p98\" is not a metric"), "{stderr}");
     server.stop().expect("stop");
 }
+
+/// `--stages` refuses what cannot be a ramp, in one sentence with exit status 2, and does
+/// not mix with `--rate` or `--duration` (the stages give both).
+#[test]
+fn stages_refuse_bad_ramps() {
+    for (args, says) in [
+        (&["run", "--stages", "1s:-3"][..], "is not a rate"),
+        (
+            &["run", "--stages", "1s:0,2s:0"][..],
+            "every stage's rate is 0",
+        ),
+        (
+            &["run", "--stages", "1s:100", "--rate", "5"][..],
+            "cannot be used with",
+        ),
+        (
+            &["run", "--stages", "1s:100", "--duration", "1s"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let out = simulator(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

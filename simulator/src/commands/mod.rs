@@ -30,7 +30,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use contract::units::parse_duration;
 use loadgen::attack::Population;
-use loadgen::scenario::{Arrivals, DeadlineClock, Engine, Load, OpenLoop, WhenBusy};
+use loadgen::scenario::{Arrivals, DeadlineClock, Engine, Load, OpenLoop, Stage, Stages, WhenBusy};
 use loadgen::{RequestSpec, Scenario};
 
 use crate::output::{self, Format};
@@ -149,6 +149,7 @@ impl ServerChoice {
 /// The scenario. Defaults differ between `run` (the lecture's 5 clients, 15 s deadline,
 /// `GET /`) and `compare` (16 clients, `GET /sleep/400`, 1 s deadline).
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("open").args(["rate", "stages"])))]
 pub(crate) struct ScenarioArgs {
     /// Number of clients, each on its own thread and connection [run: 5, compare: 16].
     #[arg(long, value_name = "N")]
@@ -180,18 +181,24 @@ pub(crate) struct ScenarioArgs {
     /// been answered (needs --duration).
     #[arg(long, value_name = "R", requires = "duration")]
     pub(crate) rate: Option<f64>,
+    /// Open loop on a ramp, instead of --rate and --duration: stages DURATION:RATE,
+    /// e.g. "10s:100,30s:1000,10s:0"; the rate moves linearly from each stage's rate to
+    /// the next, from 0 at the start (a 0s stage is a step). At most 16 stages.
+    #[arg(long, value_name = "STAGES", value_parser = Stage::parse_list,
+          conflicts_with_all = ["rate", "duration", "requests"])]
+    pub(crate) stages: Option<Stages>,
     /// Open loop: evenly spaced arrivals, or a Poisson process.
-    #[arg(long, value_enum, value_name = "KIND", requires = "rate")]
+    #[arg(long, value_enum, value_name = "KIND", requires = "open")]
     pub(crate) arrivals: Option<Arrivals>,
     /// Open loop: the connections that carry the requests [64].
-    #[arg(long, value_name = "N", requires = "rate", conflicts_with = "clients")]
+    #[arg(long, value_name = "N", requires = "open", conflicts_with = "clients")]
     pub(crate) connections: Option<usize>,
     /// Open loop: what to do with a request that is due while every connection is busy:
     /// wait for one (the wait counts in its latency), or drop it.
-    #[arg(long, value_enum, value_name = "POLICY", requires = "rate")]
+    #[arg(long, value_enum, value_name = "POLICY", requires = "open")]
     pub(crate) when_busy: Option<WhenBusy>,
     /// Open loop: the seed of the Poisson arrivals, to repeat a run exactly.
-    #[arg(long, value_name = "N", requires = "rate")]
+    #[arg(long, value_name = "N", requires = "open")]
     pub(crate) seed: Option<u64>,
     /// What runs the clients: a few threads with an event loop each (events), or the
     /// lecture's thread per client (threads).
@@ -289,6 +296,22 @@ impl ScenarioArgs {
             self.body_uuid,
         )?;
         let (clients, load) = match (self.rate, self.duration, self.requests) {
+            _ if self.stages.is_some() => {
+                let stages = self.stages.unwrap_or_default();
+                let peak = stages.as_slice().iter().map(|s| s.rate).fold(0.0, f64::max);
+                if peak > MAX_RATE {
+                    return Err(SimError::Usage(format!(
+                        "--stages: a rate is requests per second, at most {MAX_RATE}; got {peak}"
+                    )));
+                }
+                let open = OpenLoop::staged(
+                    stages,
+                    self.arrivals.unwrap_or_default(),
+                    self.when_busy.unwrap_or_default(),
+                    self.seed.unwrap_or(1),
+                );
+                (self.connections.unwrap_or(64), Load::Rate(open))
+            }
             (Some(rate), Some(duration), _) => {
                 if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE) {
                     return Err(SimError::Usage(format!(
@@ -301,6 +324,7 @@ impl ScenarioArgs {
                     arrivals: self.arrivals.unwrap_or_default(),
                     when_busy: self.when_busy.unwrap_or_default(),
                     seed: self.seed.unwrap_or(1),
+                    stages: Default::default(),
                 };
                 (self.connections.unwrap_or(64), Load::Rate(open))
             }

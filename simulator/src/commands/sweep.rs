@@ -91,6 +91,7 @@ impl SweepArgs {
             arrivals: self.arrivals,
             when_busy: self.when_busy,
             seed: self.seed,
+            stages: Default::default(),
         };
         let scenario = Scenario {
             clients: self.connections,

@@ -163,6 +163,7 @@ fn foreground(rate: f64, connections: usize, length: Duration, deadline: Duratio
             when_busy: WhenBusy::Queue,
             // A fixed seed: the same schedule every run.
             seed: 1,
+            stages: Default::default(),
         }),
         ..Scenario::get(connections, "/", deadline, Duration::ZERO)
     }

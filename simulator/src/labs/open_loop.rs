@@ -69,6 +69,7 @@ fn open(
             // Constant arrivals draw nothing at random; the seed fixes the schedule anyway,
             // so a changed arrival kind would still repeat run after run.
             seed: 1,
+            stages: Default::default(),
         }),
         ..Scenario::get(connections, path, timeout, Duration::ZERO)
     }

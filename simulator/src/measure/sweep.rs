@@ -179,11 +179,13 @@ fn measure(
             arrivals: Default::default(),
             when_busy: Default::default(),
             seed: 1,
+            stages: Default::default(),
         },
     };
     scenario.load = Load::Rate(OpenLoop {
         rate,
         duration: spec.step,
+        stages: Default::default(),
         ..open
     });
     tracing::info!("sweep: offering {rate} requests per second");

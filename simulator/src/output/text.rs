@@ -505,6 +505,19 @@ fn what(scenario: &Scenario) -> String {
             "{request} back to back for {} (closed loop), a {deadline} deadline per request",
             humantime::format_duration(d),
         ),
+        Load::Rate(open) if !open.stages.is_empty() => format!(
+            "{request} on a ramp through {} (requests/s at each stage's end, from 0; {:.0}/s on average; {} arrivals, {} when busy) for {} (open loop), a {deadline} deadline per request",
+            open.stages
+                .as_slice()
+                .iter()
+                .map(|s| format!("{}:{}", humantime::format_duration(s.duration), s.rate))
+                .collect::<Vec<_>>()
+                .join(","),
+            open.rate,
+            flag_name(open.arrivals),
+            flag_name(open.when_busy),
+            humantime::format_duration(open.duration),
+        ),
         Load::Rate(open) => format!(
             "{request} at {} requests/s ({} arrivals, {} when busy) for {} (open loop), a {deadline} deadline per request",
             open.rate,
