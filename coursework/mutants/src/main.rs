@@ -1,0 +1,179 @@
+//! `mutant KIND --addr ADDR`: servelab's deliberately broken servers, which test the grader.
+//!
+//! A grader that passes every correct server proves nothing until it also fails the broken
+//! ones, each for the right reason. Every kind here is the coursework starter's code (or the
+//! starter with its connections handed to threads, for the defects that need concurrency to
+//! show) with exactly **one** defect, of the kind students really write. Each module's
+//! first comment names the defect and the grader's check that catches it, and
+//! `tests/caught.rs` grades every kind through the `grader` library and asserts that check
+//! fails, while the correct variant of the same design passes it:
+//!
+//! | kind | defect | caught by | correct variant |
+//! |---|---|---|---|
+//! | `keep-alive-ignored` | closes after every answer | `A.keep-alive` | `none` |
+//! | `pipelined-out-of-order` | answers two pipelined requests swapped | `A.pipelining` | `none` |
+//! | `unbounded-queue` | a pool of 4 whose queue never fills | `D.burst` (`--expect pool:4`) | `pool` |
+//! | `fd-leak-per-connection` | a descriptor kept per connection | `E.descriptors` | `none` |
+//! | `blocking-accept-loop` | waits for each connection's thread | `C.overtake` (`--expect per-connection`) | `per-connection` |
+//! | `sigterm-ignored` | SIGTERM does nothing | `E.sigterm` | `none` |
+//! | `panic-on-bad-header` | a thread panics instead of answering 400 | `A.hostile` | `per-connection` |
+//! | `content-length-unchecked` | never reads a request body | `A.body` | `none` |
+//! | `unsynchronised-counter` | `requests.served` counted by load, yield, store | `C.counter` | `per-connection` |
+//! | `answers-held-until-close` | answers only once the client closes | `A.keep-alive` | `none` |
+//! | `slowloris-vulnerable` | no pace and no read timeout on requests | `B.slowloris` | `none` |
+//!
+//! The process itself behaves as every servelab binary does (`server_core::cli::main`):
+//! the shared flags, logging, and on SIGTERM or SIGINT a graceful shutdown that exits 0 when
+//! no request was abandoned, 1 otherwise. Only `sigterm-ignored` differs.
+
+mod answers_held_until_close;
+mod blocking_accept_loop;
+mod content_length_unchecked;
+mod correct;
+mod fd_leak_per_connection;
+mod keep_alive_ignored;
+mod panic_on_bad_header;
+mod pipelined_out_of_order;
+mod sigterm_ignored;
+mod slowloris_vulnerable;
+mod unbounded_queue;
+mod unsynchronised_counter;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use server_core::{Acceptor, Architecture, Context, RunningServer, ServerArgs, ServerError};
+
+/// Which server to run: a correct one, or one with a defect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Kind {
+    /// The starter as it is: sequential and correct (the control for the sequential kinds).
+    #[value(name = "none")]
+    Correct,
+    /// A correct thread per connection (the control for the concurrent kinds).
+    PerConnection,
+    /// A correct pool of 4 workers with a bounded queue of 4 that answers 503 when full.
+    Pool,
+    KeepAliveIgnored,
+    PipelinedOutOfOrder,
+    UnboundedQueue,
+    FdLeakPerConnection,
+    BlockingAcceptLoop,
+    SigtermIgnored,
+    PanicOnBadHeader,
+    ContentLengthUnchecked,
+    UnsynchronisedCounter,
+    AnswersHeldUntilClose,
+    SlowlorisVulnerable,
+}
+
+/// The command line: the kind, then every flag a servelab server takes (`--addr`, ...).
+#[derive(Debug, Parser)]
+#[command(
+    name = "mutant",
+    about = "servelab's deliberately broken servers, one defect each, for testing the grader."
+)]
+struct Cli {
+    /// The server to run.
+    #[arg(value_enum)]
+    kind: Kind,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// The server of one kind, as a servelab architecture: `serve` picks the kind's module.
+#[derive(Debug)]
+struct Mutant(Kind);
+
+impl Architecture for Mutant {
+    const NAME: &'static str = "mutant";
+    const ABOUT: &'static str = "a deliberately broken servelab server";
+
+    fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
+        match self.0 {
+            // The defects of these two are outside `serve` (in `main` and in the flags):
+            // inside, they are the starter.
+            Kind::Correct | Kind::SigtermIgnored | Kind::SlowlorisVulnerable => {
+                starter::Starter::default().serve(acceptor, ctx)
+            }
+            Kind::PerConnection => correct::per_connection(acceptor, &ctx),
+            Kind::Pool => correct::pool(acceptor, &ctx),
+            Kind::KeepAliveIgnored => keep_alive_ignored::serve(acceptor, &ctx),
+            Kind::PipelinedOutOfOrder => pipelined_out_of_order::serve(acceptor, &ctx),
+            Kind::UnboundedQueue => unbounded_queue::serve(acceptor, &ctx),
+            Kind::FdLeakPerConnection => fd_leak_per_connection::serve(acceptor, &ctx),
+            Kind::BlockingAcceptLoop => blocking_accept_loop::serve(acceptor, &ctx),
+            Kind::PanicOnBadHeader => panic_on_bad_header::serve(acceptor, &ctx),
+            Kind::ContentLengthUnchecked => content_length_unchecked::serve(acceptor, &ctx),
+            Kind::UnsynchronisedCounter => unsynchronised_counter::serve(acceptor, &ctx),
+            Kind::AnswersHeldUntilClose => answers_held_until_close::serve(acceptor, &ctx),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    server_core::logging::init(cli.server.log);
+    let mut args = cli.server;
+    if cli.kind == Kind::SlowlorisVulnerable {
+        slowloris_vulnerable::weaken(&mut args);
+    }
+    // The signals are arranged before the server listens, so that a SIGTERM that comes as
+    // soon as the port accepts is never met by the default action (death by signal).
+    let signalled = if cli.kind == Kind::SigtermIgnored {
+        sigterm_ignored::ignore_sigterm();
+        None
+    } else {
+        match signal_channel() {
+            Ok(rx) => Some(rx),
+            Err(e) => {
+                eprintln!("mutant: could not install the signal handler: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    // Binds and starts serving on a thread of its own; this thread waits for a signal.
+    let server = match RunningServer::start(Mutant(cli.kind), args) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("mutant: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("mutant {:?} listening on {}", cli.kind, server.addr());
+    match signalled {
+        // Blocks until the signal thread sends (it sends once).
+        Some(rx) => {
+            let _ = rx.recv();
+        }
+        None => sigterm_ignored::wait_forever(),
+    }
+    // The same promise as every servelab binary: exit 0 only when nothing was abandoned.
+    let ctx = Arc::clone(server.context());
+    match server.stop() {
+        Ok(()) if ctx.stats.in_flight() == 0 => ExitCode::SUCCESS,
+        Ok(()) => {
+            eprintln!(
+                "mutant: {} requests abandoned at shutdown",
+                ctx.stats.in_flight()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("mutant: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A channel that receives one message on the first SIGTERM or SIGINT (a second one exits
+/// at once, status 130, as in every servelab binary). Capacity 1: the signal thread sends
+/// once and never waits.
+fn signal_channel() -> std::io::Result<crossbeam_channel::Receiver<()>> {
+    let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+    server_core::shutdown::on_signals(move || {
+        let _ = tx.send(());
+    })?;
+    Ok(rx)
+}

@@ -1,0 +1,35 @@
+//! The starter serves the protocol as it stands, before a student changes anything: one
+//! test starts it in this process and asks for `GET /` over a real socket.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use server_core::{RunningServer, ServerArgs};
+
+#[test]
+fn the_starter_serves_get_root() {
+    let server = RunningServer::start(starter::Starter::default(), ServerArgs::default())
+        .expect("the starter starts on an ephemeral port");
+    let mut stream = TcpStream::connect(server.addr()).expect("connect to the starter");
+    // Every test socket has timeouts: a server that never answers fails the test in 5 s.
+    stream
+        .set_read_timeout(Some(Duration::from_millis(5000)))
+        .expect("set the read timeout");
+    stream
+        .set_write_timeout(Some(Duration::from_millis(5000)))
+        .expect("set the write timeout");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("send GET /");
+    let mut answer = String::new();
+    // With `Connection: close` the server closes after its answer: read to the end.
+    stream.read_to_string(&mut answer).expect("read the answer");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.contains("\r\nServer: servelab-starter\r\n"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\nservelab starter\n"), "{answer}");
+    server.stop().expect("the starter stops cleanly");
+}
