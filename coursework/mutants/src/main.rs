@@ -53,7 +53,7 @@ enum Kind {
     Correct,
     /// A correct thread per connection (the control for the concurrent kinds).
     PerConnection,
-    /// A correct pool of 4 workers with a bounded queue of 4 that answers 503 when full.
+    /// A correct pool of 4 workers with a bounded queue of 8 that answers 503 when full.
     Pool,
     KeepAliveIgnored,
     PipelinedOutOfOrder,

@@ -19,7 +19,7 @@ use server_core::{serve_connection, Acceptor, BlockingConn, Context, ServerError
 use crate::correct::WORKERS;
 
 pub fn serve(acceptor: Acceptor, ctx: &Arc<Context>) -> Result<(), ServerError> {
-    // DEFECT: `unbounded`. The correct pool has a queue of 4 and says 503 beyond it.
+    // DEFECT: `unbounded`. The correct pool has a queue of 8 and says 503 beyond it.
     let (tx, rx) = crossbeam_channel::unbounded::<BlockingConn>();
     let workers = ThreadGroup::new("worker");
     for i in 1..=WORKERS {
