@@ -33,3 +33,26 @@ fn the_starter_serves_get_root() {
     assert!(answer.ends_with("\r\n\r\nservelab starter\n"), "{answer}");
     server.stop().expect("the starter stops cleanly");
 }
+
+/// The starter's binary graded as a student's would be, with the design it has: sequential.
+/// Series A (the protocol) must pass; this is what a newcomer's first grade looks like.
+#[test]
+fn the_starter_binary_passes_series_a_graded_as_sequential() {
+    let command = format!("{} --addr {{addr}}", env!("CARGO_BIN_EXE_starter"));
+    let mut options = grader::Options::new(grader::Subject::Command(command));
+    options.expect = Some(grader::Expect::Sequential);
+    options.spec = grader::Spec::default().only("A.");
+    let grade = grader::grade(&options).expect("the starter can be graded");
+    let failed: Vec<String> = grade
+        .checks
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| format!("{} {}: {}", c.status(), c.name, c.message))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "the starter fails series A:\n{}",
+        failed.join("\n")
+    );
+    assert!(grade.passed());
+}
