@@ -5,11 +5,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use server_core::{RunningServer, ServerArgs};
+use server_core::{Architecture, RunningServer, ServerArgs};
+use starter::Starter;
 
 #[test]
 fn the_starter_serves_get_root() {
-    let server = RunningServer::start(starter::Starter::default(), ServerArgs::default())
+    let server = RunningServer::start(Starter::default(), ServerArgs::default())
         .expect("the starter starts on an ephemeral port");
     let mut stream = TcpStream::connect(server.addr()).expect("connect to the starter");
     // Every test socket has timeouts: a server that never answers fails the test in 5 s.
@@ -27,10 +28,12 @@ fn the_starter_serves_get_root() {
     stream.read_to_string(&mut answer).expect("read the answer");
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(
-        answer.contains("\r\nServer: servelab-starter\r\n"),
+        answer.contains(&format!("\r\nServer: servelab-{}\r\n", Starter::NAME)),
         "{answer}"
     );
-    assert!(answer.ends_with("\r\n\r\nservelab starter\n"), "{answer}");
+    // The body names the server: `NAME` in src/lib.rs.
+    let body = format!("\r\n\r\nservelab {}\n", Starter::NAME);
+    assert!(answer.ends_with(&body), "{answer}");
     server.stop().expect("the starter stops cleanly");
 }
 
