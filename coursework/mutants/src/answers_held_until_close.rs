@@ -43,6 +43,8 @@ fn serve_holding(mut conn: BlockingConn, ctx: &Context) {
             Next::Closed(_) => break,
         }
     }
+    // The client has closed its side (or 16 requests wait): only now does anything go out,
+    // in order, each answer where its request was.
     for (exchange, response) in held {
         // Blocks until the kernel has taken the answer (a client that has left fails it).
         if !conn.send(exchange, &response) {

@@ -24,6 +24,7 @@ pub fn serve(acceptor: Acceptor, ctx: &Arc<Context>) -> Result<(), ServerError> 
     });
     // Blocks in accept until the next client; `None` once shutdown begins.
     while let Some(conn) = acceptor.accept() {
+        // The group, shared with the thread, counts it busy while it handles a request.
         let group = threads.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("conn-{}", conn.id))

@@ -59,6 +59,8 @@ fn serve_by_hand(stream: &TcpStream, ctx: &Context) -> io::Result<()> {
     stream.set_write_timeout(Some(ctx.args.read_timeout.max(Duration::from_millis(1))))?;
     let limits = ctx.args.limits();
     let server = format!("servelab-{}", ctx.arch);
+    // What the client sent and no request has taken yet (a partial head, or pipelined
+    // requests); a read's worth at a time; and the answer being written.
     let mut input: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 8192];
     let mut output = Vec::new();

@@ -66,6 +66,8 @@ pub fn pool(acceptor: Acceptor, ctx: &Arc<Context>) -> Result<(), ServerError> {
     // Admission: a permit for each connection being served or waiting, 12 in all. The queue
     // below has room for all 8, so sending to it never blocks.
     let admission = Permits::new(WORKERS + QUEUE);
+    // The queue between the accept loop and the workers. Each item carries its permit,
+    // which the worker holds until the connection ends: only then may another be admitted.
     let (tx, rx) =
         crossbeam_channel::bounded::<(BlockingConn, server_core::permits::Permit)>(WORKERS + QUEUE);
     let workers = ThreadGroup::new("worker");
@@ -98,12 +100,17 @@ pub fn pool(acceptor: Acceptor, ctx: &Arc<Context>) -> Result<(), ServerError> {
             ..Figures::default()
         }
     });
+    // Blocks in accept until the next client; `None` once shutdown begins. Nothing else in
+    // this loop waits: a full pool is answered at once, so the loop is always back in
+    // accept for the next client.
     while let Some(conn) = acceptor.accept() {
         match admission.try_acquire() {
             // Never blocks: the queue has a place for every admitted connection.
             Some(permit) => {
                 let _ = tx.send((conn, permit));
             }
+            // Every permit is held: 4 connections being served and 8 waiting. The 503 is
+            // written into the socket's empty buffer, so this never blocks either.
             None => conn.refuse(&Response::error(
                 Status::ServiceUnavailable,
                 "all 4 workers are busy and the 8 places of the queue are taken; try again",

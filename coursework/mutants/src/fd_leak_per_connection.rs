@@ -18,6 +18,7 @@ use server_core::stats::Capacity;
 use server_core::{serve_connection, Acceptor, Context, ServerError, ThreadGroup};
 
 pub fn serve(acceptor: Acceptor, ctx: &Arc<Context>) -> Result<(), ServerError> {
+    // The starter's one thread, counted for /stats, and its promise: one at a time.
     let threads = ThreadGroup::new("main");
     let _me = threads.enter();
     ctx.set_capacity(Capacity::workers(1, "thread"));
@@ -27,6 +28,8 @@ pub fn serve(acceptor: Acceptor, ctx: &Arc<Context>) -> Result<(), ServerError> 
         if let Ok(copy) = conn.as_fd().try_clone_to_owned() {
             std::mem::forget(copy);
         }
+        // Serves the client to its end; dropping `conn` closes the original descriptor,
+        // but the socket stays open through the copy.
         serve_connection(conn, &threads);
     }
     Ok(())

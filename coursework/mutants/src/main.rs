@@ -55,16 +55,27 @@ enum Kind {
     PerConnection,
     /// A correct pool of 4 workers with a bounded queue of 8 that answers 503 when full.
     Pool,
+    /// Closes every connection after its first answer, unannounced (A.keep-alive).
     KeepAliveIgnored,
+    /// Answers two pipelined requests with each other's answers (A.pipelining).
     PipelinedOutOfOrder,
+    /// A pool of 4 whose queue has no bound, so it never answers 503 (D.burst, pool:4).
     UnboundedQueue,
+    /// Keeps a duplicate of every connection's socket open for ever (E.descriptors).
     FdLeakPerConnection,
+    /// A thread per connection, joined before the next accept (C.overtake, per-connection).
     BlockingAcceptLoop,
+    /// Catches SIGTERM and does nothing about it (E.sigterm).
     SigtermIgnored,
+    /// A connection's thread panics on a request it cannot parse (A.hostile).
     PanicOnBadHeader,
+    /// Never reads the body a Content-Length announces (A.body).
     ContentLengthUnchecked,
+    /// Counts requests served by load, yield, store: updates are lost (C.counter).
     UnsynchronisedCounter,
+    /// Sends the answers only once the client has closed its side (A.keep-alive).
     AnswersHeldUntilClose,
+    /// No pace and no read timeout on requests (B.slowloris).
     SlowlorisVulnerable,
 }
 
@@ -78,6 +89,8 @@ struct Cli {
     /// The server to run.
     #[arg(value_enum)]
     kind: Kind,
+    /// The shared flags, exactly as every servelab binary has them (`--help` lists them):
+    /// the grader gives `--addr`; the rest keep their defaults.
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -90,6 +103,9 @@ impl Architecture for Mutant {
     const NAME: &'static str = "mutant";
     const ABOUT: &'static str = "a deliberately broken servelab server";
 
+    /// Runs on the server's main thread until shutdown. Each module's `serve` is the
+    /// starter's `serve` (or a correct design's) with its one change; they share the
+    /// acceptor, the context and its counters, so `/stats` reads the same for all.
     fn serve(self, acceptor: Acceptor, ctx: Arc<Context>) -> Result<(), ServerError> {
         match self.0 {
             // The defects of these two are outside `serve` (in `main` and in the flags):

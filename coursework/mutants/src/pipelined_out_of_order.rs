@@ -35,6 +35,7 @@ fn serve_swapping(mut conn: BlockingConn, ctx: &Context) {
             }
             Next::Closed(_) => return,
         };
+        // The answer is made now, on this thread, as the starter does.
         let first_answer = work::answer(&first, ctx);
         // A second request already read behind the first: a pipelined one. (Without one,
         // `next_request` would block, so the server only looks when it is there.)

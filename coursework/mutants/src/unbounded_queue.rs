@@ -46,10 +46,14 @@ pub fn serve(acceptor: Acceptor, ctx: &Arc<Context>) -> Result<(), ServerError> 
             ..Figures::default()
         }
     });
+    // Blocks in accept until the next client; `None` once shutdown begins.
     while let Some(conn) = acceptor.accept() {
-        // Never blocks and never fails while a worker holds the receiving side.
+        // Never blocks and never fails while a worker holds the receiving side: the queue
+        // grows by one connection (a socket, a buffer, a place in /stats' open count) for
+        // every client that finds the 4 workers busy, without limit.
         let _ = tx.send(conn);
     }
+    // No more connections: the workers finish what is queued, then their `recv` ends.
     drop(tx);
     workers.join(ctx.shutdown.deadline(ctx.args.shutdown_timeout));
     Ok(())
