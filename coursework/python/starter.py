@@ -44,6 +44,7 @@ MAX_HEADER_BYTES = 8 * 1024
 MAX_HEADERS = 64
 MAX_BODY_BYTES = 1024 * 1024
 MAX_SLEEP_MS = 60_000
+MAX_CPU = 2.0  # seconds of CPU one /factor may use, then 503
 KEEP_ALIVE_TIMEOUT = 5.0  # idle time allowed between requests
 READ_TIMEOUT = 10.0  # the most one request may take to arrive
 HEADER_TIMEOUT = 2.0  # the pace: a request's first byte plus this ...
@@ -403,11 +404,16 @@ def factor(number):
         return 400, text, error_body(400, reason), []
     n, factors, d = int(number), [], 2
     rest = n
+    give_up = time.process_time() + MAX_CPU
     while d * d <= rest:
         while rest % d == 0:
             factors.append(d)
             rest //= d
         d += 1
+        # The most CPU one request may use (--max-cpu): a large prime would take hours.
+        if d % 65536 == 0 and time.process_time() > give_up:
+            reason = f"factoring {n} needs more than the {MAX_CPU:.0f}s of CPU one request may use"
+            return 503, text, error_body(503, reason), []
     if rest > 1:
         factors.append(rest)
     return 200, text, f"{n} = {' * '.join(map(str, factors))}\n".encode(), []
