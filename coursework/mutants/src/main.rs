@@ -167,6 +167,7 @@ fn main() -> ExitCode {
     }
     // The same promise as every servelab binary: exit 0 only when nothing was abandoned.
     let ctx = Arc::clone(server.context());
+    arm_watchdog(&ctx);
     match server.stop() {
         Ok(()) if ctx.stats.in_flight() == 0 => ExitCode::SUCCESS,
         Ok(()) => {
@@ -180,6 +181,24 @@ fn main() -> ExitCode {
             eprintln!("mutant: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// As in every servelab binary: if the shutdown has not finished within the shutdown
+/// timeout (and a second for the joins), the process exits anyway, with status 1. The
+/// sequential designs need it most: their only thread may be inside a long `/sleep`.
+fn arm_watchdog(ctx: &Context) {
+    let limit = ctx.args.shutdown_timeout + std::time::Duration::from_secs(1);
+    let spawned = std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            // Sleeps through the grace period; the process normally exits before it ends.
+            std::thread::sleep(limit);
+            eprintln!("mutant: still stopping after the shutdown timeout; exiting anyway");
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("could not start the shutdown watchdog: {e}");
     }
 }
 
