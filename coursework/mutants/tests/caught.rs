@@ -67,8 +67,10 @@ fn result<'g>(grade: &'g Grade, check: &str) -> &'g grader::CheckResult {
     result
 }
 
-/// `mutant KIND` fails `check`, with a message that says why.
-fn assert_caught(kind: &str, expect: &str, check: &str) {
+/// `mutant KIND` fails `check`, with a message that says why: it names `reason`, a word of
+/// what the defect breaks (so that a mutant failing for another reason, a crash say, is
+/// not taken for caught).
+fn assert_caught(kind: &str, expect: &str, check: &str, reason: &str) {
     let grade = grade(kind, expect, &[check]);
     let result = result(&grade, check);
     assert!(
@@ -77,8 +79,9 @@ fn assert_caught(kind: &str, expect: &str, check: &str) {
         result.message
     );
     assert!(
-        !result.message.trim().is_empty(),
-        "{check} failed mutant {kind} without saying why"
+        result.message.to_lowercase().contains(reason),
+        "{check} failed mutant {kind}, but its message does not say {reason:?}: {}",
+        result.message
     );
     assert!(
         !grade.passed(),
@@ -128,47 +131,82 @@ fn a_bounded_pool_passes_the_burst() {
 
 #[test]
 fn keep_alive_ignored_is_caught_by_a_keep_alive() {
-    assert_caught("keep-alive-ignored", "sequential", "A.keep-alive");
+    assert_caught(
+        "keep-alive-ignored",
+        "sequential",
+        "A.keep-alive",
+        "connection",
+    );
 }
 
 #[test]
 fn answers_held_until_close_are_caught_by_a_keep_alive() {
-    assert_caught("answers-held-until-close", "sequential", "A.keep-alive");
+    assert_caught(
+        "answers-held-until-close",
+        "sequential",
+        "A.keep-alive",
+        "closed its side",
+    );
 }
 
 #[test]
 fn pipelined_out_of_order_is_caught_by_a_pipelining() {
-    assert_caught("pipelined-out-of-order", "sequential", "A.pipelining");
+    assert_caught(
+        "pipelined-out-of-order",
+        "sequential",
+        "A.pipelining",
+        "order",
+    );
 }
 
 #[test]
 fn content_length_unchecked_is_caught_by_a_body() {
-    assert_caught("content-length-unchecked", "sequential", "A.body");
+    assert_caught("content-length-unchecked", "sequential", "A.body", "body");
 }
 
 #[test]
 fn panic_on_bad_header_is_caught_by_a_hostile() {
-    assert_caught("panic-on-bad-header", "per-connection", "A.hostile");
+    assert_caught(
+        "panic-on-bad-header",
+        "per-connection",
+        "A.hostile",
+        "precise status",
+    );
 }
 
 #[test]
 fn slowloris_vulnerable_is_caught_by_b_slowloris() {
-    assert_caught("slowloris-vulnerable", "sequential", "B.slowloris");
+    assert_caught(
+        "slowloris-vulnerable",
+        "sequential",
+        "B.slowloris",
+        "slow clients",
+    );
 }
 
 #[test]
 fn blocking_accept_loop_is_caught_by_c_overtake() {
-    assert_caught("blocking-accept-loop", "per-connection", "C.overtake");
+    assert_caught(
+        "blocking-accept-loop",
+        "per-connection",
+        "C.overtake",
+        "one request at a time",
+    );
 }
 
 #[test]
 fn unsynchronised_counter_is_caught_by_c_counter() {
-    assert_caught("unsynchronised-counter", "per-connection", "C.counter");
+    assert_caught(
+        "unsynchronised-counter",
+        "per-connection",
+        "C.counter",
+        "lost",
+    );
 }
 
 #[test]
 fn unbounded_queue_is_caught_by_d_burst() {
-    assert_caught("unbounded-queue", "pool:4", "D.burst");
+    assert_caught("unbounded-queue", "pool:4", "D.burst", "turn away");
 }
 
 #[test]
@@ -184,6 +222,11 @@ fn fd_leak_per_connection_is_caught_by_e_descriptors() {
         "mutant fd-leak-per-connection passed E.descriptors: {}",
         result.message
     );
+    assert!(
+        result.message.contains("descriptors"),
+        "E.descriptors failed mutant fd-leak-per-connection, but its message does not say so: {}",
+        result.message
+    );
     println!(
         "mutant fd-leak-per-connection: E.descriptors FAIL: {}",
         result.message
@@ -192,5 +235,5 @@ fn fd_leak_per_connection_is_caught_by_e_descriptors() {
 
 #[test]
 fn sigterm_ignored_is_caught_by_e_sigterm() {
-    assert_caught("sigterm-ignored", "sequential", "E.sigterm");
+    assert_caught("sigterm-ignored", "sequential", "E.sigterm", "sigterm");
 }
