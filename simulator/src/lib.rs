@@ -6,7 +6,7 @@
 //! top, one concern per module:
 //!
 //! * [`commands`]: the command line, one module per command (`run`, `compare`, `sweep`,
-//!   `lab`, `merge`, `probe`, `architectures`); `main.rs` only parses, runs the command and
+//!   `lab`, `merge`, `probe`, `architectures`, `grade`); `main.rs` only parses, runs the command and
 //!   turns its result into an exit status;
 //! * [`target`]: resolving a server's name and asking it for servelab's `/stats`
 //!   ([`target::ServerInfo`]);

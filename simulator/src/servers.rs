@@ -149,3 +149,75 @@ pub fn given_flags(matches: &clap::ArgMatches) -> Vec<(String, String)> {
     }
     flags
 }
+
+/// A registered architecture as something the grader can start and stop
+/// (`simulator grade ARCH`): each launch is a fresh server on an ephemeral loopback port,
+/// with the architecture's defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Registered(pub &'static Entry);
+
+/// A server [`Registered`] started, as the grader sees it.
+#[derive(Debug)]
+struct Graded(RunningServer);
+
+impl grader::Launch for Registered {
+    fn launch(&self) -> Result<Box<dyn grader::Running>, grader::GradeError> {
+        let args = ServerArgs {
+            shutdown_timeout: Duration::from_secs(2),
+            ..ServerArgs::default()
+        };
+        self.0
+            .start(&[], args)
+            .map(|server| Box::new(Graded(server)) as Box<dyn grader::Running>)
+            .map_err(|e| grader::GradeError::CannotStart(e.to_string()))
+    }
+
+    fn name(&self) -> String {
+        self.0.name.to_owned()
+    }
+}
+
+impl grader::Running for Graded {
+    fn addr(&self) -> std::net::SocketAddr {
+        self.0.addr()
+    }
+
+    fn stop(self: Box<Self>) -> Result<(), grader::GradeError> {
+        self.0
+            .stop()
+            .map_err(|e| grader::GradeError::Stop(e.to_string()))
+    }
+}
+
+/// What a servelab server's stated capacity claims, in the grader's terms: one slot is
+/// sequential; a fixed number of workers is a pool if it turns away what it cannot admit,
+/// workers that make clients wait otherwise; a worker per client, or no bound, is
+/// concurrent per connection.
+pub fn claim_of(capacity: &server_core::Capacity) -> grader::Expect {
+    let workers = |n: u64| u32::try_from(n).unwrap_or(u32::MAX).clamp(1, 4096);
+    match (capacity.concurrent, capacity.per_client) {
+        (None, _) | (Some(_), true) => grader::Expect::PerConnection,
+        (Some(1), false) => grader::Expect::Sequential,
+        (Some(n), false) if capacity.rejects_beyond => grader::Expect::Pool(workers(n)),
+        (Some(n), false) => grader::Expect::Workers(workers(n)),
+    }
+}
+
+/// The claim a registered architecture makes with its defaults, read from the `/stats`
+/// of one started for the purpose (and stopped at once).
+pub fn claim_of_registered(entry: &Entry) -> Result<grader::Expect, SimError> {
+    let server = entry
+        .start(&[], ServerArgs::default())
+        .map_err(SimError::server)?;
+    let claim = claim_of(&server.context().snapshot().capacity);
+    server.stop().map_err(SimError::server)?;
+    // The capacity cannot tell an event loop or a runtime from a thread per connection
+    // (none bounds the clients served at once); the names can.
+    Ok(match (claim, entry.name) {
+        (grader::Expect::PerConnection, "event-loop" | "io-uring") => grader::Expect::EventLoop,
+        (grader::Expect::PerConnection, "async-work-stealing" | "async-per-core") => {
+            grader::Expect::Async
+        }
+        (claim, _) => claim,
+    })
+}

@@ -17,6 +17,7 @@
 
 mod architectures;
 mod compare;
+mod grade;
 mod lab;
 mod merge;
 mod probe;
@@ -68,6 +69,10 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// List the architectures in the registry, each with what it is.
     Architectures(architectures::ArchitecturesArgs),
+    /// Grade a server for coursework: the protocol, robustness, concurrency, capacity and
+    /// hygiene, as text or for Gradescope, Autolab or JUnit (docs/grading.md). Exits 0 when
+    /// every required check passed, 1 for a failed grade, 2 for bad input.
+    Grade(grade::GradeArgs),
 }
 
 /// Parses the command line, runs the command, and returns the exit status. Usage errors
@@ -107,6 +112,7 @@ fn execute(command: Command, flags: Vec<(String, String)>) -> Result<ExitCode, S
         Command::Merge(args) => merge::run(args),
         Command::Probe(args) => probe::run(args),
         Command::Architectures(args) => architectures::run(args),
+        Command::Grade(args) => grade::run(args),
     }
 }
 

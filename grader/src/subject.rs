@@ -1,0 +1,238 @@
+//! Starting and stopping what is graded.
+//!
+//! A [`Subject::Command`] is a command line with `{addr}` in it. The grader asks the
+//! kernel for a free loopback port (binding port 0 and letting it go), writes it in place
+//! of `{addr}`, and runs the line with `sh -c 'exec ...'`, so that the shell is replaced by
+//! the server and the child's process id is the server's own (SIGTERM then reaches the
+//! server, not a shell). Between letting the port go and the server binding it, another
+//! program may take it: a server that exits before it accepts is started again on a new
+//! port, up to three times. Its standard error goes to a file, whose last line explains a
+//! failed start.
+//!
+//! A [`Subject::Address`] is only checked to accept a connection. A
+//! [`Subject::InProcess`] is launched through the caller's [`crate::Launch`].
+
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::procfs::{self, Usage};
+use crate::{GradeError, Running, Subject};
+
+/// How many times a command that exits before it accepts is started again on a new port.
+const START_ATTEMPTS: u32 = 3;
+
+/// How long a command may take to accept its first connection (stretched).
+const START_WITHIN: Duration = Duration::from_secs(5);
+
+/// A server the grader is grading now.
+pub(crate) enum Started {
+    /// A child process the grader started.
+    Child(ChildServer),
+    /// A server someone else runs.
+    Address(SocketAddr),
+    /// A server in this process.
+    InProcess(Box<dyn Running>),
+}
+
+/// A command's process, with what is needed to explain it and to stop it.
+pub(crate) struct ChildServer {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) line: String,
+    log: PathBuf,
+}
+
+impl Started {
+    pub(crate) fn addr(&self) -> SocketAddr {
+        match self {
+            Started::Child(c) => c.addr,
+            Started::Address(addr) => *addr,
+            Started::InProcess(running) => running.addr(),
+        }
+    }
+
+    /// The server's threads, descriptors and memory, once two samples taken a little
+    /// apart agree (bounded: about a second); `None` for a server the grader cannot see.
+    pub(crate) fn usage_settled(&self) -> Option<Usage> {
+        match self {
+            Started::Child(c) => procfs::settled(Some(c.child.id())),
+            Started::Address(_) => None,
+            Started::InProcess(_) => procfs::settled(None),
+        }
+    }
+
+    /// Stops the server: SIGTERM for a child (then SIGKILL if it has not exited within
+    /// the shutdown timeout), the launcher's stop for an in-process server.
+    pub(crate) fn stop(self, stretch: f64) -> Result<(), GradeError> {
+        match self {
+            Started::Child(mut c) => {
+                let _ = c.terminate(stretched(Duration::from_secs(12), stretch));
+                let _ = std::fs::remove_file(&c.log);
+                Ok(())
+            }
+            Started::Address(_) => Ok(()),
+            Started::InProcess(running) => running.stop(),
+        }
+    }
+}
+
+impl ChildServer {
+    /// Sends SIGTERM and waits up to `within` for the process to exit; kills it if it does
+    /// not. Returns its exit status, or `None` if it had to be killed.
+    pub(crate) fn terminate(&mut self, within: Duration) -> std::io::Result<Option<ExitStatus>> {
+        signal_term(self.child.id())?;
+        let give_up = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= give_up {
+                let _ = self.child.kill();
+                // Waits for the killed process, so that it leaves no zombie.
+                let _ = self.child.wait();
+                return Ok(None);
+            }
+            // Waits a little before looking again whether the process has exited.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last line the server wrote on its standard error, if any.
+    fn last_words(&self) -> Option<String> {
+        let mut text = String::new();
+        std::fs::File::open(&self.log)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .ok()?;
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_owned())
+    }
+}
+
+fn signal_term(pid: u32) -> std::io::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| std::io::Error::other("not a process id"))?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).map_err(std::io::Error::from)
+}
+
+fn stretched(d: Duration, stretch: f64) -> Duration {
+    Duration::from_secs_f64(d.as_secs_f64() * stretch)
+}
+
+/// Starts (or finds) the subject for one run.
+pub(crate) fn start(subject: &Subject, stretch: f64) -> Result<Started, GradeError> {
+    match subject {
+        Subject::Command(line) => start_command(line, stretch).map(Started::Child),
+        Subject::Address(addr) => {
+            // Blocks until the handshake completes, is refused, or 3 s pass.
+            TcpStream::connect_timeout(addr, stretched(Duration::from_secs(3), stretch)).map_err(
+                |source| GradeError::NothingListening {
+                    addr: *addr,
+                    source,
+                },
+            )?;
+            Ok(Started::Address(*addr))
+        }
+        Subject::InProcess(launch) => launch.launch().map(Started::InProcess),
+    }
+}
+
+/// Starts `line` on a free port, retrying when it exits before accepting (a port clash).
+fn start_command(line: &str, stretch: f64) -> Result<ChildServer, GradeError> {
+    let mut last = String::new();
+    for attempt in 1..=START_ATTEMPTS {
+        let addr = free_port()?;
+        let mut server = spawn(line, addr, attempt)?;
+        match wait_accepting(&mut server, stretched(START_WITHIN, stretch)) {
+            Ok(()) => return Ok(server),
+            Err(Exited(why)) => last = why,
+            Err(Silent(why)) => {
+                let _ = server.child.kill();
+                // Waits for the killed process, so that it leaves no zombie.
+                let _ = server.child.wait();
+                return Err(GradeError::CannotStart(why));
+            }
+        }
+    }
+    Err(GradeError::CannotStart(last))
+}
+
+/// A free port on 127.0.0.1, as the kernel picks one for port 0.
+fn free_port() -> Result<SocketAddr, GradeError> {
+    // The listener is dropped at once: the port is free again for the server to bind.
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|e| GradeError::CannotStart(format!("cannot find a free port on 127.0.0.1: {e}")))
+}
+
+fn spawn(line: &str, addr: SocketAddr, attempt: u32) -> Result<ChildServer, GradeError> {
+    let filled = line.replace("{addr}", &addr.to_string());
+    let log = std::env::temp_dir().join(format!(
+        "servelab-grader-{}-{attempt}-{}.stderr",
+        std::process::id(),
+        addr.port()
+    ));
+    let stderr = std::fs::File::create(&log)
+        .map_err(|e| GradeError::CannotStart(format!("cannot create {}: {e}", log.display())))?;
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {filled}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| GradeError::CannotStart(format!("cannot run {filled:?}: {e}")))?;
+    Ok(ChildServer {
+        child,
+        addr,
+        line: filled,
+        log,
+    })
+}
+
+/// Why a started command is not serving.
+enum NotServing {
+    /// It exited (perhaps a port clash): try again.
+    Exited(String),
+    /// It runs but does not accept: give up.
+    Silent(String),
+}
+use NotServing::{Exited, Silent};
+
+/// Waits until the server accepts a connection, it exits, or `within` passes.
+fn wait_accepting(server: &mut ChildServer, within: Duration) -> Result<(), NotServing> {
+    let give_up = Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            let said = server
+                .last_words()
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default();
+            return Err(Exited(format!(
+                "the command {:?} exited ({status}) before it accepted a connection on {}{said}",
+                server.line, server.addr
+            )));
+        }
+        // Blocks until the handshake completes or is refused (at once on loopback), or
+        // 200 ms pass.
+        if TcpStream::connect_timeout(&server.addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= give_up {
+            return Err(Silent(format!(
+                "the command {:?} did not accept a connection on {} within {:.1} s",
+                server.line,
+                server.addr,
+                within.as_secs_f64()
+            )));
+        }
+        // Waits a little before trying again: the server is still starting.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
