@@ -215,3 +215,40 @@ fn a_failed_grade_exits_1_and_a_passed_one_0() {
     let html = std::fs::read_to_string(&report).expect("written");
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("C.overtake"));
 }
+
+#[test]
+fn a_command_is_started_on_a_free_port_and_stopped_with_sigterm() {
+    let _one_at_a_time = one_at_a_time();
+    // The single server's binary, beside the simulator's when the workspace is built
+    // (`cargo test --workspace`, as CI runs it).
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_simulator")).with_file_name("single");
+    if !binary.exists() {
+        eprintln!(
+            "skipped: {} is not built (run cargo test --workspace)",
+            binary.display()
+        );
+        return;
+    }
+    let spec = Spec::default();
+    let wanted = ["A.get-root", "C.overtake", "E.descriptors", "E.sigterm"];
+    let options = Options {
+        expect: Some(grader::Expect::Sequential),
+        spec: Spec {
+            checks: spec
+                .checks
+                .into_iter()
+                .filter(|c| wanted.contains(&c.name.as_str()))
+                .collect(),
+        },
+        ..Options::new(Subject::Command(format!(
+            "{} --addr {{addr}} --log quiet",
+            binary.display()
+        )))
+    };
+    let grade = grader::grade(&options).expect("graded");
+    for check in &grade.checks {
+        assert_eq!(check.status(), "PASS", "{}: {}", check.name, check.message);
+    }
+    assert_eq!(grade.checks.len(), wanted.len());
+    assert!(grade.passed());
+}
