@@ -22,9 +22,16 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// An architecture, its claim, and its checks that do not pass, with their status.
+type Row = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 /// What each architecture claims with its defaults, and the checks that do not pass in
 /// its grade (all others pass): the built-in table of docs/grading.md.
-const TABLE: [(&str, &str, &[(&str, &str)]); 11] = [
+const TABLE: [Row; 11] = [
     ("single", "sequential", &[("C.idle-and-active", "SKIP")]),
     ("thread-per-conn", "per-connection", &[]),
     ("prefork-pool", "workers:8", &[]),
@@ -207,4 +214,41 @@ fn a_failed_grade_exits_1_and_a_passed_one_0() {
     assert_eq!(json["tests"][0]["name"], "C.overtake");
     let html = std::fs::read_to_string(&report).expect("written");
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("C.overtake"));
+}
+
+#[test]
+fn a_command_is_started_on_a_free_port_and_stopped_with_sigterm() {
+    let _one_at_a_time = one_at_a_time();
+    // The single server's binary, beside the simulator's when the workspace is built
+    // (`cargo test --workspace`, as CI runs it).
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_simulator")).with_file_name("single");
+    if !binary.exists() {
+        eprintln!(
+            "skipped: {} is not built (run cargo test --workspace)",
+            binary.display()
+        );
+        return;
+    }
+    let spec = Spec::default();
+    let wanted = ["A.get-root", "C.overtake", "E.descriptors", "E.sigterm"];
+    let options = Options {
+        expect: Some(grader::Expect::Sequential),
+        spec: Spec {
+            checks: spec
+                .checks
+                .into_iter()
+                .filter(|c| wanted.contains(&c.name.as_str()))
+                .collect(),
+        },
+        ..Options::new(Subject::Command(format!(
+            "{} --addr {{addr}} --log quiet",
+            binary.display()
+        )))
+    };
+    let grade = grader::grade(&options).expect("graded");
+    for check in &grade.checks {
+        assert_eq!(check.status(), "PASS", "{}: {}", check.name, check.message);
+    }
+    assert_eq!(grade.checks.len(), wanted.len());
+    assert!(grade.passed());
 }

@@ -109,6 +109,8 @@ pub(crate) fn wire_fuzz(ctx: &mut Ctx) -> Verdict {
         stalls: 0,
         mix: wirefuzz::generate::Mix::default(),
     };
+    // Blocks until the fuzzer's workers are done: its requests are written, or its
+    // duration is over (plus one connection's deadline at most).
     let summary = match wirefuzz::run::run(settings, None, |_, _| {}) {
         Ok(summary) => summary,
         Err(e) => return Verdict::Fail(format!("the wire fuzz could not run: {e}")),
