@@ -13,34 +13,36 @@ use std::time::Duration;
 use super::{Ctx, Verdict};
 use crate::wire::{request, served_count, Client};
 
-/// C.overtake: `GET /sleep/800`, then 100 ms later `POST /echo` on another connection:
-/// on a concurrent design the echo finishes first; on a sequential one, second.
+/// C.overtake: `GET /sleep/800` on one connection, then `POST /echo` on another: on a
+/// concurrent design the echo finishes first; on a sequential one, second.
+///
+/// No pause decides the order. The slow connection first makes one round trip (`GET /`,
+/// keep-alive) and reads its answer, which proves the server has taken that connection and
+/// is working on it; only then does the sleep go out on it, and the echo's connection
+/// start. A design that serves one connection at a time is now busy with the slow one and
+/// cannot even accept the echo's before the sleep is done; only a design that works on
+/// both at once can finish the echo first. (A server that closes after every answer gets
+/// the sleep on a new connection, sent whole before the echo's connection starts.)
 pub(crate) fn overtake(ctx: &mut Ctx) -> Verdict {
     let slow_ms = ctx.ms(800).as_millis() as u64;
     let wait = ctx.ms(800 + 3000);
     let (done, finished) = mpsc::channel::<(&'static str, Result<u16, String>)>();
-    let send = |name: &'static str, bytes: Vec<u8>| {
-        let done = done.clone();
-        let addr = ctx.addr;
-        std::thread::spawn(move || {
-            let result = Client::connect(addr, wait)
-                .and_then(|mut client| {
-                    client.send(&bytes)?;
-                    client.read(false)
-                })
-                .map(|r| r.status)
-                .map_err(|e| e.to_string());
-            // The receiver waits for both; if it gave up, nobody needs the result.
-            let _ = done.send((name, result));
-        })
+    let sleep = request("GET", &format!("/sleep/{slow_ms}"), b"", true);
+    let slow = match held_connection(ctx, wait)
+        .and_then(|client| send_and_await(client, "sleep", &sleep, done.clone()))
+    {
+        Ok(handle) => handle,
+        Err(why) => return Verdict::Fail(why),
     };
-    let slow = send(
-        "sleep",
-        request("GET", &format!("/sleep/{slow_ms}"), b"", true),
-    );
-    // Lets the slow request reach the server before the quick one is sent.
-    std::thread::sleep(ctx.ms(100));
-    let quick = send("echo", request("POST", "/echo", b"overtake", true));
+    let quick = match Client::connect(ctx.addr, wait)
+        .map_err(|e| format!("the echo request could not be sent: {e}"))
+        .and_then(|client| {
+            let echo = request("POST", "/echo", b"overtake", true);
+            send_and_await(client, "echo", &echo, done.clone())
+        }) {
+        Ok(handle) => handle,
+        Err(why) => return Verdict::Fail(why),
+    };
     let mut order = Vec::new();
     for _ in 0..2 {
         // Waits for the next answer to complete (bounded: a broken server fails here).
@@ -58,6 +60,47 @@ pub(crate) fn overtake(ctx: &mut Ctx) -> Verdict {
     judge_overtake(ctx, &order, slow_ms)
 }
 
+/// A connection the server is known to be serving: one `GET /` answered on it. If the
+/// answer says the server closes it, a fresh connection (the server may not have taken it
+/// yet, but it is first in the kernel's queue).
+fn held_connection(ctx: &Ctx, wait: Duration) -> Result<Client, String> {
+    let fail = |e: crate::wire::WireError| format!("the sleep request could not be sent: {e}");
+    // Blocks until the handshake completes (bounded by `wait`).
+    let mut client = Client::connect(ctx.addr, wait).map_err(fail)?;
+    client
+        .send(&request("GET", "/", b"", false))
+        .map_err(fail)?;
+    // Blocks until the answer has come (bounded by the client's read timeout).
+    let answer = client.read(false).map_err(fail)?;
+    if answer.close {
+        return Client::connect(ctx.addr, wait).map_err(fail);
+    }
+    Ok(client)
+}
+
+/// Sends `bytes` on `client` from this thread, so that requests leave in the order this
+/// check sends them; a thread then waits for the answer and reports it on `done`.
+fn send_and_await(
+    mut client: Client,
+    name: &'static str,
+    bytes: &[u8],
+    done: mpsc::Sender<(&'static str, Result<u16, String>)>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    // Blocks until the kernel took the whole request (bounded by the write timeout).
+    client
+        .send(bytes)
+        .map_err(|e| format!("the {name} request could not be sent: {e}"))?;
+    Ok(std::thread::spawn(move || {
+        // Blocks until the answer has come (bounded by the client's read timeout).
+        let result = client
+            .read(false)
+            .map(|r| r.status)
+            .map_err(|e| e.to_string());
+        // The receiver waits for both; if it gave up, nobody needs the result.
+        let _ = done.send((name, result));
+    }))
+}
+
 fn judge_overtake(ctx: &Ctx, order: &[&str], slow_ms: u64) -> Verdict {
     let expect = ctx.expect();
     let echo_first = order.first() == Some(&"echo");
@@ -66,7 +109,7 @@ fn judge_overtake(ctx: &Ctx, order: &[&str], slow_ms: u64) -> Verdict {
             "a POST /echo sent after GET /sleep/{slow_ms} on another connection finished first"
         )),
         (false, false) => Verdict::Fail(format!(
-            "a POST /echo sent 100 ms after GET /sleep/{slow_ms}, on another connection, finished only after it: the server worked on one request at a time, but --expect {expect} claims they are served at once"
+            "a POST /echo sent right after GET /sleep/{slow_ms}, on another connection, finished only after it: the server worked on one request at a time, but --expect {expect} claims they are served at once"
         )),
         (true, false) => Verdict::Pass(format!(
             "as a sequential design should, the server finished GET /sleep/{slow_ms} before the POST /echo sent after it"
