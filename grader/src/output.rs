@@ -2,7 +2,7 @@
 //!
 //! * [`text`]: a line per check (`PASS`, `FAIL` or `SKIP`, its name, its message, and its
 //!   pass rate over repetitions), then one verdict line with the score;
-//! * [`json`]: the [`Grade`] itself;
+//! * [`json()`]: the [`Grade`] itself;
 //! * [`gradescope`]: Gradescope's `results.json`: `score`, `tests[]` (`name`, `score`,
 //!   `max_score`, `output`, `tags` = the series, `visibility`) and a `leaderboard`
 //!   (served fraction and p99 at the open loop's fixed rate);
