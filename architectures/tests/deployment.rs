@@ -11,7 +11,7 @@ fn the_compose_comparison_runs_every_architecture() {
         .lines()
         .find(|l| l.contains("\"--target\""))
         .expect("the simulator's --target line");
-    for entry in &architectures::ALL {
+    for entry in architectures::ALL {
         assert!(
             compose.contains(&format!("\n  {}:\n", entry.name)),
             "compose.yaml has no service {}",

@@ -8,7 +8,7 @@ use protocol::Status;
 
 #[test]
 fn every_architecture_serves_a_whole_batch_from_many_clients() {
-    for arch in &architectures::ALL {
+    for arch in architectures::ALL {
         if let Err(why) = arch.available() {
             // Only where the kernel forbids it (io_uring in a default Docker container).
             eprintln!("{}: skipped: {why}", arch.name);

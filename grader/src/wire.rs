@@ -134,6 +134,25 @@ impl Client {
         }
     }
 
+    /// Waits for the server to close the connection after an answer that said
+    /// `Connection: close`, discarding anything it still sends (at most 64 KiB). Returns
+    /// whether it closed within the connection's timeout. A server finishes its
+    /// bookkeeping for a connection (servelab's count an answer once it is written) before
+    /// it closes it, so this is the moment its `/stats` includes every answer sent here.
+    pub(crate) fn wait_closed(&mut self) -> bool {
+        let mut discarded = 0usize;
+        loop {
+            // Blocks until the server sends more, closes, or the read timeout passes.
+            match self.stream.read(&mut self.buf) {
+                Ok(0) => return true,
+                Ok(n) if discarded + n <= 64 * 1024 => discarded += n,
+                Ok(_) => return false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return e.kind() == ErrorKind::ConnectionReset,
+            }
+        }
+    }
+
     /// Whether the server has closed the connection (or reset it), looking without
     /// waiting: bytes waiting or nothing yet both mean it is still open.
     pub(crate) fn closed_by_server(&self) -> bool {

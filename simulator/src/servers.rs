@@ -101,7 +101,7 @@ pub fn entry(name: &str) -> Result<&'static Entry, SimError> {
 /// its own default for the others.
 pub fn architecture_args() -> Vec<clap::Arg> {
     let mut args: Vec<clap::Arg> = Vec::new();
-    for entry in &architectures::ALL {
+    for entry in architectures::ALL {
         for arg in entry.flags().get_arguments() {
             let id = arg.get_id().as_str();
             if matches!(id, "help" | "version") || args.iter().any(|a| a.get_id() == id) {

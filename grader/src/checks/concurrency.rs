@@ -225,6 +225,14 @@ fn send_concurrently(ctx: &Ctx, timeout: Duration) -> Result<(), String> {
                         return Err(format!("GET / was answered {}", r.status));
                     }
                 }
+                // The last request said `Connection: close`: once the server has closed,
+                // it has counted every answer of this connection (a server may count an
+                // answer just after writing it, so the answer alone does not say so).
+                if !client.wait_closed() {
+                    return Err(format!(
+                        "the server did not close the connection after an answer to `Connection: close` within {timeout:?}"
+                    ));
+                }
                 Ok(())
             })
         })

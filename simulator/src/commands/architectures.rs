@@ -16,7 +16,7 @@ pub(crate) struct ArchitecturesArgs {
 /// Runs `simulator architectures`.
 pub(crate) fn run(args: ArchitecturesArgs) -> Result<ExitCode, SimError> {
     let mut text = String::new();
-    for entry in &architectures::ALL {
+    for entry in architectures::ALL {
         if args.names {
             text.push_str(entry.name);
         } else {
