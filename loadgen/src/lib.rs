@@ -47,6 +47,7 @@ pub mod engine;
 pub mod gate;
 pub mod http;
 pub mod ledger;
+pub mod link;
 pub mod outcome;
 pub mod record;
 pub mod scenario;

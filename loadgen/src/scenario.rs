@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::attack::Population;
+use crate::link::Link;
 use crate::Error;
 
 /// A whole scenario: every client does the same thing, starting at the same moment.
@@ -46,6 +47,15 @@ pub struct Scenario {
     /// clients above start and misbehave until they are done ([`crate::attack`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub background: Vec<Population>,
+    /// The path between each client and the server (`--rtt`, `--bandwidth`), emulated by
+    /// the engine ([`crate::link`]); the default is loopback as it is.
+    #[serde(default, skip_serializing_if = "link_is_loopback")]
+    pub link: Link,
+}
+
+/// Whether a scenario's clients are on plain loopback, so its JSON leaves `link` out.
+fn link_is_loopback(link: &Link) -> bool {
+    !link.is_active()
 }
 
 /// How the simulator runs its clients.
@@ -107,6 +117,7 @@ impl Scenario {
             shard: None,
             start_at: None,
             background: Vec::new(),
+            link: Link::default(),
         }
     }
 

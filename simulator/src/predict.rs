@@ -17,6 +17,16 @@
 //!   [`loadgen::outcome::in_time`]). With the per-call clock each step has its own `T`: the
 //!   first answer's wait is `⌊k/P⌋·O + D`, and every later one `D`.
 //!
+//! Distant clients (`--rtt R`, emulated by the engine: see [`loadgen::link`]) add their
+//! round trips. A client connects after one `R` and each of its requests takes `R + D`,
+//! so the first clients' last answers come at `R + K·(R + D)`. Where a slot is held
+//! across a connection's idle time (a thread serves one connection to its end), it is also
+//! held for the round trips between the requests: a later client, whose first request is
+//! already waiting when the slot frees, keeps it for `O' = K·(R + D) − R/2 + H`, and client
+//! `k` is answered at `R + K·(R + D) + ⌊k/P⌋·O'` (with `R = 0` this is the rule above).
+//! Where slots are not held while a connection is idle (an event loop), only the work
+//! queues: `⌊k/P⌋·(K·D + H)`. A spread of round trips is not predicted.
+//!
 //! Two kinds of architecture need more than one number:
 //!
 //! * where idle holders keep *readers* waiting (`capacity.idle_holds_readers`: a
@@ -169,6 +179,22 @@ pub fn predict(info: &ServerInfo, scenario: &Scenario) -> Option<Prediction> {
             "{waiting} clients must wait but the backlog holds {backlog}: late connects (SYN retries after ~1 s) shift the times"
         ));
     }
+    let link = scenario.link;
+    if link.rtt.min != link.rtt.max || link.bandwidth_bits_per_s.is_some() {
+        return Some(Prediction {
+            served: None,
+            served_range: None,
+            per_second: None,
+            rule: format!(
+                "{} serves {}, but the clients are each at their own distance ({}), and this arithmetic takes one round trip for all, so it predicts no count.",
+                info.architecture,
+                model.slots_text,
+                link.describe()
+            ),
+            boundary: false,
+            caveats,
+        });
+    }
     match scenario.load {
         Load::Requests(_) if !caveats.is_empty() => Some(Prediction {
             served: None,
@@ -236,7 +262,7 @@ pub fn capacity(info: &ServerInfo, scenario: &Scenario) -> Option<Throughput> {
     }
     let model = Model::of(&info.snapshot.capacity, scenario.clients);
     let busy = model.slots.min(scenario.clients);
-    let per_second = busy as f64 / work.as_secs_f64();
+    let mut per_second = busy as f64 / work.as_secs_f64();
     let mut rule = format!(
         "{} serves {}, so at most {busy} requests at a time over {} connections, each taking {}: {busy} ÷ {} = {per_second:.0} requests per second.",
         info.architecture,
@@ -245,6 +271,29 @@ pub fn capacity(info: &ServerInfo, scenario: &Scenario) -> Option<Throughput> {
         fmt(work),
         fmt(work)
     );
+    let rtt = scenario.link.rtt.max;
+    if !rtt.is_zero() {
+        // A connection carries one request per round trip plus its work; a slot held across
+        // the round trips serves only its own connection at that pace.
+        let cycle = (work + rtt).as_secs_f64();
+        let carriers = if model.holding_pins {
+            busy
+        } else {
+            scenario.clients
+        };
+        let paced = carriers as f64 / cycle;
+        if paced < per_second {
+            per_second = paced;
+            let _ = write!(
+                rule,
+                " But the clients are {} away, so each of the {carriers} {} carries one request per {}: {carriers} ÷ {} = {per_second:.0} requests per second.",
+                fmt(rtt),
+                if model.holding_pins { "busy connections" } else { "connections" },
+                fmt(work + rtt),
+                fmt(work + rtt)
+            );
+        }
+    }
     let served_share = if model.holding_pins && scenario.clients > model.slots {
         let _ = write!(
             rule,
@@ -282,6 +331,8 @@ fn schedule(
     admitted: Option<usize>,
 ) -> Schedule {
     let work = scenario.request.service_time();
+    // The connect's round trip, and one more for every request (zero on loopback).
+    let rtt = scenario.link.rtt.max;
     let margin = boundary_margin(scenario.timeout);
     let t = scenario.timeout;
     let mut waits = Vec::with_capacity(scenario.clients);
@@ -295,10 +346,15 @@ fn schedule(
         let queued = occupancy.saturating_mul(rounds);
         let (wait, later_ok) = match scenario.deadline {
             // One deadline for the whole exchange: the last answer must be in before it.
-            DeadlineClock::FromStart => (queued.saturating_add(work * k_requests), true),
+            DeadlineClock::FromStart => {
+                (queued.saturating_add(rtt + (work + rtt) * k_requests), true)
+            }
             // A fresh deadline per step: the first answer waits for the slot, later ones
-            // only for their own work.
-            DeadlineClock::PerCall => (queued.saturating_add(work), k_requests <= 1 || work < t),
+            // only for their own work and round trip.
+            DeadlineClock::PerCall => (
+                queued.saturating_add(work + rtt),
+                k_requests <= 1 || work + rtt < t,
+            ),
         };
         waits.push(wait);
         let in_time = wait < t && later_ok;
@@ -330,12 +386,16 @@ struct Occupancy {
     work: Duration,
     k: u32,
     pinned: Duration,
+    /// The round trips the slot is held for besides (distant clients on a server whose
+    /// slot stays with the connection): `K·R − R/2`, zero on loopback.
+    trips: Duration,
 }
 
 impl Occupancy {
-    /// `O = K·D + H`, the time between two clients taking the same slot.
+    /// `O = K·D + H` (plus the round trips a held slot waits through), the time between
+    /// two clients taking the same slot.
     fn total(&self) -> Duration {
-        self.work * self.k + self.pinned
+        self.work * self.k + self.pinned + self.trips
     }
 }
 
@@ -350,11 +410,17 @@ fn predict_served(
     caveats: Vec<String>,
 ) -> Prediction {
     let hold = effective_hold(info, scenario);
+    let rtt = scenario.link.rtt.max;
     let occupancy = Occupancy {
         work: scenario.request.service_time(),
         k,
         pinned: if model.holding_pins {
             hold
+        } else {
+            Duration::ZERO
+        },
+        trips: if model.holding_pins {
+            (rtt * k).saturating_sub(rtt / 2)
         } else {
             Duration::ZERO
         },
@@ -386,9 +452,22 @@ fn queue_rule(
     occupancy: &Occupancy,
     waits: &[Duration],
 ) -> String {
-    let Occupancy { work, k, pinned } = *occupancy;
+    let Occupancy {
+        work,
+        k,
+        pinned,
+        trips,
+    } = *occupancy;
+    let rtt = scenario.link.rtt.max;
     let mut rule = String::new();
     let _ = write!(rule, "{} serves {}. ", info.architecture, model.slots_text);
+    if !rtt.is_zero() {
+        let _ = write!(
+            rule,
+            "The clients are {} away: connecting takes one round trip, and each request one more. ",
+            fmt(rtt)
+        );
+    }
     let _ = write!(
         rule,
         "Each client keeps {} for {}{}",
@@ -396,14 +475,22 @@ fn queue_rule(
         fmt(occupancy.total()),
         occupancy_parts(work, k, pinned)
     );
+    if !trips.is_zero() {
+        let _ = write!(
+            rule,
+            ", held through its round trips too ({k} × {} less the half trip before its first request arrives: {})",
+            fmt(rtt),
+            fmt(trips)
+        );
+    }
     let _ = write!(
         rule,
         ", so client k (counting from 0) is answered at ⌊k/{}⌋ × {} + {}: {}. ",
         model.slots,
         fmt(occupancy.total()),
         fmt(match scenario.deadline {
-            DeadlineClock::FromStart => work * k,
-            DeadlineClock::PerCall => work,
+            DeadlineClock::FromStart => rtt + (work + rtt) * k,
+            DeadlineClock::PerCall => work + rtt,
         }),
         list_times(waits)
     );
@@ -629,6 +716,36 @@ mod tests {
             range(&predict(&tpc, &scenario(5, 10_000, 0, "/sleep/4000")).unwrap()),
             [5, 5]
         );
+    }
+
+    /// `clients` clients sending `GET /` `k` times each, `rtt` away.
+    fn far(clients: usize, k: u32, timeout_ms: u64, rtt: &str) -> Scenario {
+        let mut s = scenario(clients, timeout_ms, 0, "/");
+        s.load = Load::Requests(k);
+        s.link.rtt = loadgen::link::Rtt::parse(rtt).unwrap();
+        s
+    }
+
+    #[test]
+    fn distant_clients_hold_a_pool_through_their_round_trips() {
+        let pool4 = pool(4, 64, false);
+        // On loopback all 32 are served; 50 ms away each round of 4 takes 175 ms after a
+        // first of 250 ms: answers at 250, 425, 600, 775, 950 ms, so 4 rounds by 900 ms.
+        assert_eq!(
+            range(&predict(&pool4, &far(32, 4, 900, "0ms")).unwrap()),
+            [32, 32]
+        );
+        let p = predict(&pool4, &far(32, 4, 900, "50ms")).unwrap();
+        assert_eq!(range(&p), [16, 16]);
+        assert!(p.rule.contains("50ms away"), "{}", p.rule);
+        // The sequential server measured with 4 clients × 3 requests at 50 ms: the last
+        // answers at 200, 325, 450 and 575 ms.
+        let s = predict(&single(), &far(4, 3, 2_000, "50ms")).unwrap();
+        assert!(s.rule.contains("200ms, 325ms, 450ms, 575ms"), "{}", s.rule);
+        // A spread is reported, not predicted.
+        let spread = predict(&pool4, &far(32, 4, 900, "20ms..80ms")).unwrap();
+        assert_eq!(spread.served, None);
+        assert!(spread.rule.contains("own distance"), "{}", spread.rule);
     }
 
     #[test]

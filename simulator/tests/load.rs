@@ -227,8 +227,14 @@ fn the_json_report_matches_its_schema() {
     let mut attacked = Scenario::get(2, "/", Duration::from_secs(1), Duration::from_millis(300));
     attacked.background =
         vec![loadgen::attack::Population::parse("3:slow-headers:50ms").expect("parses")];
+    let mut far = Scenario::get(2, "/", Duration::from_secs(1), Duration::ZERO);
+    far.link = loadgen::link::Link {
+        rtt: loadgen::link::Rtt::parse("10ms..30ms").expect("a range"),
+        bandwidth_bits_per_s: Some(1_000_000),
+    };
     for scenario in [
         Scenario::get(3, "/", Duration::from_secs(1), Duration::from_millis(10)),
+        far,
         attacked,
         text,
         uuid,

@@ -145,6 +145,7 @@ fn a_load_run_reports_throughput(engine: Engine) {
         shard: None,
         start_at: None,
         background: Vec::new(),
+        link: Default::default(),
     };
     let report = run(engine, "thread-per-conn", Servers::default(), &scenario);
     let throughput = report
@@ -160,7 +161,35 @@ fn a_load_run_reports_throughput(engine: Engine) {
     assert!(report.latency_us.p50 >= 20_000);
 }
 
+fn distant_clients_wait_for_their_round_trips(engine: Engine) {
+    // Two clients 40 ms away, each sending GET / twice, against the sequential server.
+    // Connecting takes a round trip and each request one more: the first client's last
+    // answer cannot come before 120 ms. The second waits for the first to leave (the one
+    // thread is held through the first's round trips), then needs a trip and a half more:
+    // 180 ms at the earliest.
+    let mut far = Scenario::get(2, "/", Duration::from_secs(1), Duration::ZERO);
+    far.load = Load::Requests(2);
+    far.link.rtt = loadgen::link::Rtt::parse("40ms").expect("a round trip");
+    let report = run(engine, "single", Servers::default(), &far);
+    check(&report, 2);
+    let mut done: Vec<u64> = report
+        .clients
+        .iter()
+        .filter_map(|c| c.complete_us)
+        .collect();
+    done.sort_unstable();
+    assert!(
+        done.len() == 2 && done[0] >= 120_000 && done[1] >= 180_000,
+        "{done:?}\n{}",
+        report.to_text()
+    );
+    // A deadline shorter than the trips: connected in time, never answered in time.
+    far.timeout = Duration::from_millis(100);
+    check(&run(engine, "single", Servers::default(), &far), 0);
+}
+
 on_both_engines!(
+    distant_clients_wait_for_their_round_trips,
     sequential_five_patient_clients_three_served,
     sequential_short_patience_long_hold_one_served,
     thread_per_conn_serves_all_five_holders,

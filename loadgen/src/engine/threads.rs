@@ -216,7 +216,7 @@ fn client_thread(id: usize, shared: &Shared) -> ClientRecord {
         let now = Instant::now();
         let step = shared.with_tally(start, |t| client.next(plan, now, t));
         let connecting = matches!(step, Step::Connect { .. });
-        let Some(event) = perform(step, &mut conn, client.request(plan), shared) else {
+        let Some(event) = perform(step, &mut conn, client.request(plan), id, shared) else {
             break;
         };
         let failed = matches!(event, Event::Failed(_));
@@ -239,10 +239,25 @@ fn perform(
     step: Step,
     conn: &mut Option<Connection>,
     request: &[u8],
+    id: usize,
     shared: &Shared,
 ) -> Option<Event> {
     let plan = &shared.plan;
+    let link = &plan.scenario.link;
+    let one_way = link.rtt_of(id) / 2;
     let event = match step {
+        // On an emulated path each guard below first waits out the trip (`travel`): a trip
+        // that outlasts the step's deadline is its failure, otherwise the plain arm that
+        // follows makes the call.
+        Step::Connect { deadline } if link.is_active() && !travel(one_way * 2, deadline) => {
+            *conn = None;
+            Event::Failed(Failure::not_connected())
+        }
+        Step::Exchange { deadline, .. }
+            if link.is_active() && !travel(one_way + link.transfer(request.len()), deadline) =>
+        {
+            Event::Failed(Failure::no_answer())
+        }
         Step::Connect { deadline } => {
             *conn = None;
             // Blocks until connected, refused, or the deadline.
@@ -273,6 +288,16 @@ fn perform(
             match conn.as_mut() {
                 // Blocks until the whole response is in, or the deadline.
                 Some(c) => match c.exchange(request, deadline, exact, head_only, want_thread) {
+                    Ok(mut reply) if link.is_active() => {
+                        // The answer's trip back: the client hears it only then.
+                        reply.first_byte += one_way;
+                        if travel(one_way + link.transfer(reply.size), deadline) {
+                            Event::Replied(reply)
+                        } else {
+                            *conn = None;
+                            Event::Failed(Failure::no_answer())
+                        }
+                    }
                     Ok(reply) => Event::Replied(reply),
                     Err(failure) => {
                         *conn = None;
@@ -291,4 +316,17 @@ fn perform(
         Step::Idle | Step::Done => return None,
     };
     Some(event)
+}
+
+/// Emulated path ([`crate::link`]): waits out a trip of `length` on the path, or until
+/// `deadline` if that comes first. Returns whether the trip ended before the deadline.
+fn travel(length: std::time::Duration, deadline: Instant) -> bool {
+    let arrives = Instant::now() + length;
+    // Blocks for the trip: this client thread is the client, and its bytes are on the way.
+    std::thread::sleep(
+        arrives
+            .min(deadline)
+            .saturating_duration_since(Instant::now()),
+    );
+    arrives <= deadline
 }

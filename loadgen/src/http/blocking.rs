@@ -119,6 +119,7 @@ impl Connection {
             .map_err(|e| Failure::from_io(&e, "sending the request"))?;
         self.reader.expect(head_only, want_thread);
         let mut first_byte = None;
+        let mut size = 0;
         let mut done = if self.reader.has_pending() {
             first_byte = Some(Instant::now());
             self.reader.poll()?
@@ -128,6 +129,7 @@ impl Connection {
         while done.is_none() {
             let n = self.fill(deadline, exact)?;
             first_byte.get_or_insert_with(Instant::now);
+            size += n;
             done = if n == 0 {
                 Some(self.reader.closed()?)
             } else {
@@ -140,6 +142,7 @@ impl Connection {
             first_byte: first_byte.unwrap_or_else(Instant::now),
             server_thread: response.server_thread,
             close: response.close,
+            size,
         })
     }
 

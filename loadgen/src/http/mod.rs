@@ -28,4 +28,7 @@ pub struct Reply {
     pub server_thread: Option<String>,
     /// The connection cannot carry another request.
     pub close: bool,
+    /// The bytes of the answer read from the socket (what an emulated link's bandwidth
+    /// has to carry).
+    pub size: usize,
 }

@@ -31,6 +31,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use contract::units::parse_duration;
 use loadgen::attack::Population;
+use loadgen::link::{parse_bandwidth, Link, Rtt};
 use loadgen::scenario::{Arrivals, DeadlineClock, Engine, Load, OpenLoop, Stage, Stages, WhenBusy};
 use loadgen::{RequestSpec, Scenario};
 
@@ -226,6 +227,15 @@ pub(crate) struct ScenarioArgs {
     /// population gets its own ledger beside the clients' own.
     #[arg(long, value_name = "N:BEHAVIOUR[:EVERY]", value_parser = parse_population)]
     pub(crate) background: Vec<Population>,
+    /// Distant clients: each client's round trip to the server, emulated by the simulator
+    /// (no root, no netem): "50ms", or a range "20ms..200ms" (each client its own, fixed
+    /// by its number). Requests, answers and the handshake are each delayed half of it.
+    #[arg(long, value_name = "DURATION[..DURATION]", value_parser = Rtt::parse)]
+    pub(crate) rtt: Option<Rtt>,
+    /// Distant clients: each client's bandwidth each way, as tc writes it ("1mbit",
+    /// "512kbit", "100kbps" for bytes); a request or answer takes its size over it.
+    #[arg(long, value_name = "RATE", value_parser = parse_bandwidth)]
+    pub(crate) bandwidth: Option<u64>,
 }
 
 pub(crate) fn parse_population(text: &str) -> Result<Population, String> {
@@ -370,6 +380,10 @@ impl ScenarioArgs {
             shard: None,
             start_at: None,
             background: self.background,
+            link: Link {
+                rtt: self.rtt.unwrap_or_default(),
+                bandwidth_bits_per_s: self.bandwidth,
+            },
         })
     }
 }

@@ -105,6 +105,7 @@ impl SweepArgs {
             shard: None,
             start_at: None,
             background: Vec::new(),
+            link: Default::default(),
         };
         Ok(SweepSpec {
             scenario,

@@ -61,6 +61,7 @@ mod async_runtimes;
 mod backlog;
 mod completion;
 mod designs;
+mod distance;
 mod event_loop;
 mod heavy;
 mod hostile;
@@ -252,6 +253,7 @@ pub fn all() -> Vec<Lab> {
         async_runtimes::LAB23,
         async_runtimes::LAB24,
         completion::LAB25,
+        distance::LAB27,
     ]
 }
 
@@ -449,12 +451,21 @@ fn served_check(
         .join(" or ");
     check(
         format!(
-            "{}: {} clients, {}, timeout {}, hold {}",
+            "{}: {} clients, {}{}, timeout {}, hold {}{}",
             arch,
             scenario.clients,
             scenario.request.line(),
+            match scenario.load {
+                Load::Requests(k) if k > 1 => format!(" × {k}"),
+                _ => String::new(),
+            },
             humantime::format_duration(scenario.timeout),
-            humantime::format_duration(scenario.hold)
+            humantime::format_duration(scenario.hold),
+            if scenario.link.is_active() {
+                format!(", {}", scenario.link.describe())
+            } else {
+                String::new()
+            }
         ),
         // The served count, the clients that timed out (connecting or waiting for service),
         // and the simulator's own prediction with its verdict: two independent witnesses,

@@ -485,6 +485,16 @@ fn who(scenario: &Scenario) -> &'static str {
 /// What the scenario's clients do, in a phrase: "GET / with a 1s deadline, holding 500ms",
 /// "GET / back to back for 2s (closed loop), a 1s deadline per request", ...
 fn what(scenario: &Scenario) -> String {
+    let plain = what_on_loopback(scenario);
+    if scenario.link.is_active() {
+        format!("{plain}; the clients are {}", scenario.link.describe())
+    } else {
+        plain
+    }
+}
+
+/// [`what`] but for the clients' distance.
+fn what_on_loopback(scenario: &Scenario) -> String {
     let request = scenario.request.line();
     let deadline = humantime::format_duration(scenario.timeout);
     match scenario.load {

@@ -20,6 +20,13 @@
 //!   a connect that failed at once: Backoff until CONNECT_RETRY has passed, then Free
 //! ```
 //!
+//! With an emulated path (`--rtt`, `--bandwidth`, see [`crate::link`]) three states are
+//! added, each waiting on the slot's link timer rather than on the socket: `Dialing` (the
+//! handshake's round trip, before the real connect), `Departing` (the request on its way,
+//! before it is written) and `Arriving` (the answer read from the socket, before the
+//! client is told). The step's own deadline still runs on the client's clock, so an answer
+//! that would arrive after it is a timeout, as it would be for a real distant client.
+//!
 //! Readiness is edge-triggered: the poll reports a socket once when it becomes readable or
 //! writable, not again until a call has drained it. So the slot remembers (`readable`,
 //! `writable`) what it was told until a call says it would block, and a step that starts
@@ -39,6 +46,7 @@ use super::{ALARM, READ_BUFFER, WAKE};
 use crate::client::{Client, Event, Plan, Step};
 use crate::engine::{Abort, CONNECT_RETRY};
 use crate::http::{Reply, ResponseReader};
+use crate::link::Link;
 use crate::outcome::{Failure, Outcome};
 use crate::tally::Tally;
 use crate::Error;
@@ -57,6 +65,12 @@ enum Io {
     Receiving,
     /// Holding the connection idle until the deadline.
     Holding,
+    /// Emulated path: the handshake's round trip; the real connect is made at `link_at`.
+    Dialing,
+    /// Emulated path: the request is on its way; it is written at `link_at`.
+    Departing,
+    /// Emulated path: the answer (or failure) is in `arriving`, told at `link_at`.
+    Arriving,
     /// Open loop: waiting for the dispatcher.
     Idle,
     /// A connect failed at once; the client tries again when the deadline passes, not in
@@ -92,11 +106,25 @@ struct Slot {
     unsent: Vec<u8>,
     /// When the first byte of the response in progress arrived.
     first_byte: Option<Instant>,
+    /// Emulated path: half this client's round trip (zero on plain loopback).
+    one_way: std::time::Duration,
+    /// Emulated path: when the link next hands something over (see [`Io::Dialing`],
+    /// [`Io::Departing`], [`Io::Arriving`]), with its entry in the reactor's link timers.
+    link_at: Option<Instant>,
+    /// Emulated path: the step's end as the socket gave it, not yet told to the client.
+    arriving: Option<Event>,
+    /// Bytes of the response in progress read so far.
+    received: usize,
 }
 
 impl Slot {
-    fn new(client: Client) -> Slot {
+    fn new(client: Client, link: &Link) -> Slot {
+        let one_way = link.rtt_of(client.record.id) / 2;
         Slot {
+            one_way,
+            link_at: None,
+            arriving: None,
+            received: 0,
             client,
             stream: None,
             io: Io::Free,
@@ -152,6 +180,12 @@ pub(super) struct Reactor<'p> {
     /// Open loop: a timer with microsecond resolution for the next due request (`poll`
     /// alone wakes only to the millisecond).
     alarm: Option<Alarm>,
+    /// The emulated path of every client (`Link::default()`: plain loopback).
+    link: Link,
+    /// Emulated path: the moments the link hands something over, nearest first. Like
+    /// `timers`, at most one live entry per slot (the one equal to its `link_at`); others
+    /// are stale and skipped.
+    link_timers: BinaryHeap<Reverse<(Instant, usize)>>,
 }
 
 /// A failure the run cannot go on after: the simulator's own, not the server's.
@@ -173,10 +207,13 @@ impl<'p> Reactor<'p> {
             })?),
             None => None,
         };
+        let link = plan.scenario.link;
         Ok(Reactor {
             plan,
             live: clients.len(),
-            slots: clients.into_iter().map(Slot::new).collect(),
+            slots: clients.into_iter().map(|c| Slot::new(c, &link)).collect(),
+            link,
+            link_timers: BinaryHeap::new(),
             poll,
             timers: BinaryHeap::new(),
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
@@ -229,6 +266,7 @@ impl<'p> Reactor<'p> {
             }
             let now = Instant::now();
             self.expire(now, tally)?;
+            self.hand_over(now, tally)?;
             self.dispatch(now, tally)?;
             tally.tick(now);
         }
@@ -294,17 +332,16 @@ impl<'p> Reactor<'p> {
             slot.writable = true;
         }
         let happened = self.progress(i, now);
+        let happened = self.hold_back(i, happened, now);
         self.advance(i, happened, now, tally)
     }
 
     /// The nearest moment the loop must wake for without a socket event.
     fn next_moment(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        let link = self.link_timers.peek().map(|Reverse((at, _))| *at);
         let due = self.dispatcher.as_ref().and_then(Dispatcher::next_moment);
-        match (timer, due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, link, due].into_iter().flatten().min()
     }
 
     /// Sets slot `i`'s deadline, pushing a timer unless an earlier one is already in the
@@ -359,13 +396,24 @@ impl<'p> Reactor<'p> {
     fn advance(
         &mut self,
         i: usize,
+        happened: Option<Event>,
+        now: Instant,
+        tally: &mut Tally,
+    ) -> Result<(), Fatal> {
+        self.advance_from(i, happened, false, now, tally)
+    }
+
+    /// [`Reactor::advance`], told whether `happened` is a connect that failed at once
+    /// (`retry_later`): the client then tries again only after a pause.
+    fn advance_from(
+        &mut self,
+        i: usize,
         mut happened: Option<Event>,
+        mut retry_later: bool,
         now: Instant,
         tally: &mut Tally,
     ) -> Result<(), Fatal> {
         let plan = self.plan;
-        // A connect that failed at once is tried again only after a pause.
-        let mut retry_later = false;
         // Steps that end at once (a connect refused, an answer already in the reader) are
         // reported to the client and followed by its next step in the same turn; the loop
         // ends when a step has to wait.
@@ -376,8 +424,10 @@ impl<'p> Reactor<'p> {
                     slot.close();
                 }
                 slot.io = Io::Free;
-                // The step is over: its timer entry, if still in the heap, is stale.
+                // The step is over: its timer entries, if still in the heaps, are stale.
                 slot.deadline = None;
+                slot.link_at = None;
+                slot.arriving = None;
                 slot.client.on(plan, event, now, tally);
                 if retry_later && !slot.client.is_done() {
                     slot.io = Io::Backoff;
@@ -391,10 +441,30 @@ impl<'p> Reactor<'p> {
             // The client's next step: each either starts something the loop waits for
             // (and returns nothing), or ends at once with an event for the client.
             happened = match self.slots[i].client.next(plan, now, tally) {
+                Step::Connect { deadline } if self.link.is_active() => {
+                    // The handshake's round trip first; the real connect comes after it.
+                    self.slots[i].close();
+                    self.slots[i].io = Io::Dialing;
+                    self.set_deadline(i, deadline);
+                    let back = now + self.slots[i].one_way * 2;
+                    self.set_link(i, back);
+                    None
+                }
                 Step::Connect { deadline } => {
                     let failed = self.connect(i, deadline)?;
                     retry_later = failed.is_some();
                     failed
+                }
+                Step::Exchange {
+                    deadline,
+                    want_thread,
+                } if self.link.is_active() => {
+                    self.prepare(i, deadline, want_thread);
+                    let slot = &mut self.slots[i];
+                    slot.io = Io::Departing;
+                    let arrives = now + slot.one_way + self.link.transfer(slot.unsent.len());
+                    self.set_link(i, arrives);
+                    None
                 }
                 Step::Exchange {
                     deadline,
@@ -471,16 +541,9 @@ impl<'p> Reactor<'p> {
         want_thread: bool,
         now: Instant,
     ) -> Option<Event> {
-        let plan = self.plan;
+        self.prepare(i, deadline, want_thread);
         let slot = &mut self.slots[i];
-        slot.reader
-            .expect(plan.scenario.request.is_head(), want_thread);
-        slot.first_byte = None;
-        slot.unsent.clear();
-        slot.unsent.extend_from_slice(slot.client.request(plan));
         slot.io = Io::Sending;
-        self.set_deadline(i, deadline);
-        let slot = &mut self.slots[i];
         // Writes at once if the socket is known writable (a kept-alive connection usually
         // is), and reads whatever of the answer is there already.
         match write(slot) {
@@ -488,6 +551,87 @@ impl<'p> Reactor<'p> {
             Ok(()) if slot.io == Io::Receiving => receive(slot, &mut self.buf, now),
             Ok(()) => None,
         }
+    }
+
+    /// Readies slot `i` for an exchange that gives up at `deadline`: the request to send, a
+    /// reader expecting its answer.
+    fn prepare(&mut self, i: usize, deadline: Instant, want_thread: bool) {
+        let plan = self.plan;
+        let slot = &mut self.slots[i];
+        slot.reader
+            .expect(plan.scenario.request.is_head(), want_thread);
+        slot.first_byte = None;
+        slot.received = 0;
+        slot.unsent.clear();
+        slot.unsent.extend_from_slice(slot.client.request(plan));
+        self.set_deadline(i, deadline);
+    }
+
+    /// Emulated path: sets the moment slot `i`'s link hands something over.
+    fn set_link(&mut self, i: usize, at: Instant) {
+        self.slots[i].link_at = Some(at);
+        self.link_timers.push(Reverse((at, i)));
+    }
+
+    /// Emulated path: an exchange's end that the socket gave (the answer, or a failure of
+    /// the connection) reaches the client only after the answer's trip back, so it is held
+    /// in the slot until then. Anything else, and everything on plain loopback, passes.
+    fn hold_back(&mut self, i: usize, happened: Option<Event>, now: Instant) -> Option<Event> {
+        let slot = &mut self.slots[i];
+        let exchanging = matches!(slot.io, Io::Sending | Io::Receiving);
+        if !exchanging || !self.link.is_active() {
+            return happened;
+        }
+        let mut event = happened?;
+        if let Event::Replied(reply) = &mut event {
+            reply.first_byte += slot.one_way;
+        }
+        let arrives = now + slot.one_way + self.link.transfer(slot.received);
+        slot.arriving = Some(event);
+        slot.io = Io::Arriving;
+        self.set_link(i, arrives);
+        None
+    }
+
+    /// Emulated path: does what the link hands over now: the real connect after the
+    /// handshake's round trip, the request's write once it has reached the server, the
+    /// answer to the client once it has come back.
+    fn hand_over(&mut self, now: Instant, tally: &mut Tally) -> Result<(), Fatal> {
+        while let Some(&Reverse((at, i))) = self.link_timers.peek() {
+            if at > now {
+                break;
+            }
+            self.link_timers.pop();
+            let slot = &mut self.slots[i];
+            if slot.link_at != Some(at) {
+                continue;
+            }
+            slot.link_at = None;
+            match slot.io {
+                Io::Dialing => {
+                    let deadline = slot.deadline.unwrap_or(now);
+                    let failed = self.connect(i, deadline)?;
+                    let retry_later = failed.is_some();
+                    self.advance_from(i, failed, retry_later, now, tally)?;
+                }
+                Io::Departing => {
+                    slot.io = Io::Sending;
+                    let happened = match write(slot) {
+                        Err(failure) => Some(Event::Failed(failure)),
+                        Ok(()) if slot.io == Io::Receiving => receive(slot, &mut self.buf, now),
+                        Ok(()) => None,
+                    };
+                    let happened = self.hold_back(i, happened, now);
+                    self.advance(i, happened, now, tally)?;
+                }
+                Io::Arriving => {
+                    let happened = slot.arriving.take();
+                    self.advance(i, happened, now, tally)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Open loop: slot `i`'s connection is free. It takes the oldest queued request, or
@@ -524,8 +668,12 @@ impl<'p> Reactor<'p> {
             match slot.deadline {
                 Some(deadline) if deadline <= now => {
                     let happened = match slot.io {
-                        Io::Connecting => Some(Event::Failed(Failure::not_connected())),
-                        Io::Sending | Io::Receiving => Some(Event::Failed(Failure::no_answer())),
+                        Io::Connecting | Io::Dialing => {
+                            Some(Event::Failed(Failure::not_connected()))
+                        }
+                        Io::Sending | Io::Receiving | Io::Departing | Io::Arriving => {
+                            Some(Event::Failed(Failure::no_answer()))
+                        }
                         Io::Holding => Some(Event::Held),
                         Io::Backoff => {
                             slot.io = Io::Free;
@@ -689,6 +837,7 @@ fn read(slot: &mut Slot, buf: &mut [u8], now: Instant) -> Option<Event> {
             }
             Ok(n) => {
                 slot.first_byte.get_or_insert(now);
+                slot.received += n;
                 if n < buf.len() && !slot.peer_closed {
                     // A short read drained the socket: the next data brings a new event.
                     slot.readable = false;
@@ -718,6 +867,7 @@ fn replied(slot: &Slot, response: crate::http::Response, now: Instant) -> Event 
         first_byte: slot.first_byte.unwrap_or(now),
         server_thread: response.server_thread,
         close: response.close || slot.peer_closed,
+        size: slot.received,
     })
 }
 
