@@ -420,3 +420,58 @@ fn a_ramp_is_sent_as_asked_second_by_second() {
         .expect("an open loop offers a rate");
     assert!((offered - 750.0).abs() < 1e-6, "the ramp's mean: {offered}");
 }
+
+/// A ramp's corrected latency counts from the ramped schedule: request i is due when the
+/// area under the rate reaches i, not at i over the mean rate.
+///
+/// A ramp from 0 to 50/s over a second (25 requests) against the sequential server, whose
+/// `/sleep/10` serves 100 a second: never saturated, so each request is answered about
+/// 10 ms after it is due, and the corrected latency stays near the uncorrected one. Counted
+/// from a steady schedule at the mean rate (25/s), request i would be due at i/25 s while
+/// the ramp sends it at √(i/25) s, up to 240 ms later: a corrected latency in the hundreds
+/// of milliseconds. Then a ramp to 200/s, twice what the server serves, shows the other
+/// side: the queue that forms in the ramp's second half is counted (its oldest request has
+/// waited about 250 ms by the end), while each answer still takes 10 ms from its actual send.
+#[test]
+fn a_ramps_corrected_latency_counts_from_the_ramped_schedule() {
+    let server = server("single", Servers::only("single"));
+    let ramp = |stages: &str| Scenario {
+        load: Load::Rate(OpenLoop::staged(
+            loadgen::scenario::Stage::parse_list(stages).expect("valid stages"),
+            Arrivals::Constant,
+            WhenBusy::Queue,
+            1,
+        )),
+        ..open(1, "/sleep/10", 1.0, 1000, WhenBusy::Queue)
+    };
+    let gentle = run_on(&server, &ramp("1s:50"));
+    let overload = run_on(&server, &ramp("1s:200"));
+    server.stop().expect("stop");
+    let latency = |report: &Report| {
+        (
+            report.latency_us.max,
+            report
+                .latency_uncorrected_us
+                .as_ref()
+                .expect("an open loop reports both")
+                .max,
+        )
+    };
+    let (corrected, uncorrected) = latency(&gentle);
+    let served = |report: &Report| report.requests.as_ref().map_or(0, |r| r.served);
+    assert_eq!(served(&gentle), 25, "{}", gentle.to_text());
+    assert!(
+        corrected < 80_000 && uncorrected >= 10_000,
+        "not saturated: corrected max {corrected} µs, uncorrected max {uncorrected} µs\n{}",
+        gentle.to_text()
+    );
+    let (corrected, uncorrected) = latency(&overload);
+    // The requests still queued when the ramp ends are unfinished, not counted; those
+    // served include the queue's worst.
+    assert!(served(&overload) >= 50, "{}", overload.to_text());
+    assert!(
+        corrected >= 120_000 && uncorrected < corrected / 2,
+        "a queue from the ramp's second half: corrected max {corrected} µs, uncorrected max {uncorrected} µs\n{}",
+        overload.to_text()
+    );
+}
