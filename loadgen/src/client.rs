@@ -97,6 +97,9 @@ pub enum Step {
     },
     /// Keep the connection open and idle until `until`, then report [`Event::Held`].
     Hold { until: Instant },
+    /// Close the connection (if any) and stay away until `until`, then report
+    /// [`Event::Held`]: a closed loop's ramp has removed this client for a while.
+    Leave { until: Instant },
     /// Open loop: nothing to send until the dispatcher hands over a request
     /// ([`Client::assign`]).
     Idle,
@@ -170,6 +173,8 @@ enum Doing {
     },
     /// Holding the connection idle; the engine reports the hold's end.
     Holding,
+    /// Away, without a connection, until a closed loop's ramp brings the client back.
+    Away,
 }
 
 /// What [`Client::next`] decided, before it acts on it.
@@ -183,6 +188,8 @@ enum Next {
     },
     /// Hold the connection idle for the scenario's hold.
     Hold,
+    /// Closed loop on a ramp: leave until `until`.
+    Away { until: Instant },
     /// Open loop: connect eagerly, before any request needs the connection.
     Warm { deadline: Instant },
     /// Open loop: wait for the dispatcher.
@@ -289,6 +296,7 @@ impl Client {
     /// without acting on it yet.
     fn decide(&mut self, plan: &Plan, now: Instant) -> Next {
         let timeout = plan.scenario.timeout;
+        let (id, start) = (self.record.id as f64, self.start);
         match &mut self.kind {
             // The lecture's client: its requests one after the other, then the hold once,
             // then done.
@@ -319,8 +327,18 @@ impl Client {
             // The deadline is the request's own or the run's end, whichever is earlier: a
             // request cut off by the end is unfinished, not late (see `load_failure`).
             Kind::Closed { end, due } => {
+                // The ramp of clients (`--stages` with `--closed`), empty when steady.
+                let ramp = &plan.scenario.clients_ramp;
+                let since = now.saturating_duration_since(start);
                 if now >= *end {
                     Next::Finish
+                } else if !ramp.is_empty() && ramp.level_at(since) < id {
+                    // The ramp is below this client: away until it comes back up to it.
+                    *due = None;
+                    match ramp.reaches(id, since).map(|at| start + at) {
+                        Some(back) if back < *end => Next::Away { until: back },
+                        _ => Next::Finish,
+                    }
                 } else {
                     let due = due.take().unwrap_or(now);
                     Next::Begin {
@@ -385,6 +403,11 @@ impl Client {
                     deadline,
                 };
                 Step::Connect { deadline }
+            }
+            Next::Away { until } => {
+                self.connected = false;
+                self.doing = Doing::Away;
+                Step::Leave { until }
             }
             Next::Idle => Step::Idle,
             Next::Finish => {
@@ -487,6 +510,7 @@ impl Client {
             (Doing::Holding, Event::Held) => {
                 self.say(plan, format_args!("finished using the service"));
             }
+            (Doing::Away, Event::Held) => {}
             (doing, event) => {
                 // An event for a step that was not in progress: an engine bug, but not one
                 // worth a panic in the middle of a measurement.

@@ -51,6 +51,12 @@ pub struct Scenario {
     /// the engine ([`crate::link`]); the default is loopback as it is.
     #[serde(default, skip_serializing_if = "link_is_loopback")]
     pub link: Link,
+    /// A closed loop on a ramp (`--stages` with `--closed`): each stage's value is a number
+    /// of clients, and client `k` (from 1) runs while the ramp is at `k` or above, so
+    /// connections are added as it rises and removed as it falls; empty for a steady
+    /// closed loop of `clients`.
+    #[serde(default, skip_serializing_if = "Stages::is_empty")]
+    pub clients_ramp: Stages,
 }
 
 /// Whether a scenario's clients are on plain loopback, so its JSON leaves `link` out.
@@ -118,6 +124,7 @@ impl Scenario {
             start_at: None,
             background: Vec::new(),
             link: Link::default(),
+            clients_ramp: Stages::default(),
         }
     }
 
@@ -336,6 +343,56 @@ impl Stages {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// How long the stages last in all.
+    pub fn total(&self) -> Duration {
+        self.as_slice().iter().map(|s| s.duration).sum()
+    }
+
+    /// The highest value any stage reaches.
+    pub fn peak(&self) -> f64 {
+        self.as_slice().iter().map(|s| s.rate).fold(0.0, f64::max)
+    }
+
+    /// The ramp's value `t` after its start: linear within each stage from the previous
+    /// stage's value (0 before the first), the last stage's after the end.
+    pub fn level_at(&self, t: Duration) -> f64 {
+        let (mut before, mut start) = (0.0, Duration::ZERO);
+        for stage in self.as_slice() {
+            let end = start + stage.duration;
+            if t < end {
+                let into = (t - start).as_secs_f64() / stage.duration.as_secs_f64();
+                return before + (stage.rate - before) * into;
+            }
+            (before, start) = (stage.rate, end);
+        }
+        before
+    }
+
+    /// The first moment at or after `from` (counted from the ramp's start, before its end)
+    /// when the ramp's value is at least `x`; `None` if it never is again.
+    pub fn reaches(&self, x: f64, from: Duration) -> Option<Duration> {
+        let (mut before, mut start) = (0.0, Duration::ZERO);
+        for stage in self.as_slice() {
+            let end = start + stage.duration;
+            let (a, b) = (before, stage.rate);
+            (before, start) = (b, end);
+            if end <= from {
+                continue;
+            }
+            let begin = from.max(end - stage.duration);
+            if self.level_at(begin) >= x {
+                return Some(begin);
+            }
+            if b >= x && b > a {
+                // Rising through x within this stage: where the line crosses it.
+                let fraction = (x - a) / (b - a);
+                let at = (end - stage.duration) + stage.duration.mul_f64(fraction);
+                return Some(at.max(begin));
+            }
+        }
+        None
+    }
 }
 
 impl serde::Serialize for Stages {
@@ -360,7 +417,7 @@ pub struct Stage {
         deserialize_with = "contract::units::from_millis"
     )]
     pub duration: Duration,
-    /// Requests per second at the stage's end.
+    /// Requests per second at the stage's end (for a closed loop's ramp, clients).
     pub rate: f64,
 }
 
@@ -632,6 +689,26 @@ mod tests {
         // A flat stage between two ramps.
         let hill = ramp("1s:1000,1s:1000,1s:0");
         assert!((at(&hill, 1000.0) - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_ramps_level_and_when_it_reaches_a_value() {
+        let ms = Duration::from_millis;
+        let ramp = Stage::parse_list("0s:4,500ms:4,500ms:0,0s:2,100ms:2").expect("valid");
+        assert_eq!(ramp.total(), ms(1100));
+        assert_eq!(ramp.peak(), 4.0);
+        assert_eq!(ramp.level_at(ms(0)), 4.0);
+        assert_eq!(ramp.level_at(ms(750)), 2.0);
+        assert_eq!(ramp.level_at(ms(1050)), 2.0);
+        // Client 3 runs until the fall passes 3 (625 ms), then never again.
+        assert_eq!(ramp.reaches(3.0, ms(0)), Some(ms(0)));
+        assert_eq!(ramp.reaches(3.0, ms(700)), None);
+        // Client 2 leaves at 750 ms and is back with the step at 1 s.
+        assert_eq!(ramp.reaches(2.0, ms(800)), Some(ms(1000)));
+        // On a rising stage: where the line crosses the value.
+        let up = Stage::parse_list("1s:10").expect("valid");
+        assert_eq!(up.reaches(5.0, ms(0)), Some(ms(500)));
+        assert_eq!(up.reaches(5.0, ms(600)), Some(ms(600)));
     }
 
     #[test]

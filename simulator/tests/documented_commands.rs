@@ -54,6 +54,7 @@ fn setup(command: &str) -> Option<Setup> {
         "run --target 127.0.0.1:7777"
         | "run --rate 500 --duration 1s --slo \"p99<100ms,served>=99%,errors<0.1%\""
         | "run --stages \"1s:500,1s:500,1s:0\" --connections 1"
+        | "run --closed --stages \"0s:4,500ms:4,500ms:0\" --request \"GET /sleep/10\""
         | "probe 127.0.0.1:7777"
         | "run --clients 5 --hold 500ms --timeout 1400ms --log info" => Setup::Server(single),
         // Lab 9's variation: any server, with --log debug (the log is not checked here).

@@ -232,9 +232,17 @@ fn the_json_report_matches_its_schema() {
         rtt: loadgen::link::Rtt::parse("10ms..30ms").expect("a range"),
         bandwidth_bits_per_s: Some(1_000_000),
     };
+    let ramped_clients = {
+        let clients_ramp = loadgen::scenario::Stage::parse_list("0s:2,200ms:0").expect("valid");
+        Scenario {
+            clients_ramp,
+            ..closed(2, "/", 200, 1000)
+        }
+    };
     for scenario in [
         Scenario::get(3, "/", Duration::from_secs(1), Duration::from_millis(10)),
         far,
+        ramped_clients,
         attacked,
         text,
         uuid,
@@ -473,5 +481,55 @@ fn a_ramps_corrected_latency_counts_from_the_ramped_schedule() {
         corrected >= 120_000 && uncorrected < corrected / 2,
         "a queue from the ramp's second half: corrected max {corrected} µs, uncorrected max {uncorrected} µs\n{}",
         overload.to_text()
+    );
+}
+
+/// `--closed --stages`: a closed loop whose clients the ramp adds and removes. Client k
+/// runs while the ramp is at k or above, finishes the request it is on, and leaves.
+#[test]
+fn a_closed_loops_ramp_adds_and_removes_clients() {
+    let server = server("thread-per-conn", Servers::only("thread-per-conn"));
+    let ramp = |stages: &str| {
+        let clients_ramp = loadgen::scenario::Stage::parse_list(stages).expect("valid stages");
+        Scenario {
+            clients: clients_ramp.peak() as usize,
+            clients_ramp,
+            ..closed(
+                1,
+                "/sleep/10",
+                clients_ramp.total().as_millis() as u64,
+                1000,
+            )
+        }
+    };
+    // Four clients at once for 500 ms, then down to none over 500 ms: client k leaves when
+    // the ramp falls below k, at 500 + 125·(4 − k) ms.
+    let down = run_on(&server, &ramp("0s:4,500ms:4,500ms:0"));
+    let mut ends: Vec<(usize, u64)> = down
+        .clients
+        .iter()
+        .map(|c| (c.id, c.complete_us.unwrap_or(0)))
+        .collect();
+    ends.sort_unstable();
+    let last = |k: usize| ends[k - 1].1;
+    assert!(
+        ends.len() == 4 && last(4) < last(3) && last(3) < last(2) && last(2) < last(1),
+        "the highest client leaves first: {ends:?}"
+    );
+    assert!(
+        (450_000..800_000).contains(&last(4)) && (800_000..1_300_000).contains(&last(1)),
+        "client 4 leaves at about 500 ms, client 1 at about 875 ms: {ends:?}"
+    );
+    // Two clients, one for a while, two again: client 2 leaves and comes back on a new
+    // connection, so the server accepts three in all.
+    let before = server.context().snapshot().connections.accepted;
+    let again = run_on(&server, &ramp("0s:2,200ms:2,0s:1,200ms:1,0s:2,200ms:2"));
+    let accepted = server.context().snapshot().connections.accepted - before;
+    server.stop().expect("stop");
+    assert_eq!(accepted, 3, "{}", again.to_text());
+    assert!(
+        again.clients.iter().all(|c| c.served_requests > 0),
+        "{}",
+        again.to_text()
     );
 }

@@ -146,6 +146,7 @@ fn a_load_run_reports_throughput(engine: Engine) {
         start_at: None,
         background: Vec::new(),
         link: Default::default(),
+        clients_ramp: Default::default(),
     };
     let report = run(engine, "thread-per-conn", Servers::default(), &scenario);
     let throughput = report

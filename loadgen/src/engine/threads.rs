@@ -307,6 +307,12 @@ fn perform(
                 None => Event::Failed(Failure::new(Outcome::Reset, "no connection to send on")),
             }
         }
+        Step::Leave { until } => {
+            *conn = None;
+            // Away until the ramp brings the client back: nothing to do meanwhile.
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            Event::Held
+        }
         Step::Hold { until } => {
             // Holds the connection open and idle, as the lecture's clients do.
             std::thread::sleep(until.saturating_duration_since(Instant::now()));

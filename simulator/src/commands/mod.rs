@@ -194,6 +194,11 @@ pub(crate) struct ScenarioArgs {
     #[arg(long, value_name = "STAGES", value_parser = Stage::parse_list,
           conflicts_with_all = ["rate", "duration", "requests"])]
     pub(crate) stages: Option<Stages>,
+    /// --stages counts clients, not requests per second: a closed loop whose clients are
+    /// added as the ramp rises and removed as it falls (client k runs while the ramp is at
+    /// k or above), e.g. --closed --stages "1s:10,2s:10,1s:0".
+    #[arg(long, requires = "stages")]
+    pub(crate) closed: bool,
     /// Open loop: evenly spaced arrivals, or a Poisson process.
     #[arg(long, value_enum, value_name = "KIND", requires = "open")]
     pub(crate) arrivals: Option<Arrivals>,
@@ -311,7 +316,33 @@ impl ScenarioArgs {
             self.body,
             self.body_uuid,
         )?;
+        let mut clients_ramp = Stages::default();
         let (clients, load) = match (self.rate, self.duration, self.requests) {
+            _ if self.closed => {
+                let stages = self.stages.unwrap_or_default();
+                if self.clients.is_some() {
+                    return Err(SimError::Usage(
+                        "--closed --stages sets the clients by its stages (the most at once is the highest stage); leave out --clients".into(),
+                    ));
+                }
+                if self.arrivals.is_some()
+                    || self.connections.is_some()
+                    || self.when_busy.is_some()
+                    || self.seed.is_some()
+                {
+                    return Err(SimError::Usage(
+                        "--closed --stages ramps clients, each sending back to back; --arrivals, --connections, --when-busy and --seed are for an open loop".into(),
+                    ));
+                }
+                let peak = stages.peak().ceil();
+                if peak > 1_000_000.0 {
+                    return Err(SimError::Usage(format!(
+                        "--closed --stages: a stage's value is a number of clients, at most 1000000; got {peak}"
+                    )));
+                }
+                clients_ramp = stages;
+                (peak as usize, Load::Duration(stages.total()))
+            }
             _ if self.stages.is_some() => {
                 let stages = self.stages.unwrap_or_default();
                 let peak = stages.as_slice().iter().map(|s| s.rate).fold(0.0, f64::max);
@@ -384,6 +415,7 @@ impl ScenarioArgs {
                 rtt: self.rtt.unwrap_or_default(),
                 bandwidth_bits_per_s: self.bandwidth,
             },
+            clients_ramp,
         })
     }
 }

@@ -106,6 +106,7 @@ impl SweepArgs {
             start_at: None,
             background: Vec::new(),
             link: Default::default(),
+            clients_ramp: Default::default(),
         };
         Ok(SweepSpec {
             scenario,

@@ -511,6 +511,17 @@ fn what_on_loopback(scenario: &Scenario) -> String {
                 format!(", holding {}", humantime::format_duration(scenario.hold))
             },
         ),
+        Load::Duration(d) if !scenario.clients_ramp.is_empty() => format!(
+            "{request} back to back for {} (closed loop) by clients on a ramp through {} (clients at each stage's end, from 0), a {deadline} deadline per request",
+            humantime::format_duration(d),
+            scenario
+                .clients_ramp
+                .as_slice()
+                .iter()
+                .map(|s| format!("{}:{}", humantime::format_duration(s.duration), s.rate))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         Load::Duration(d) => format!(
             "{request} back to back for {} (closed loop), a {deadline} deadline per request",
             humantime::format_duration(d),

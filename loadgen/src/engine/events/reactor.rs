@@ -475,6 +475,13 @@ impl<'p> Reactor<'p> {
                     self.set_deadline(i, until);
                     None
                 }
+                Step::Leave { until } => {
+                    // Away from the server: no socket, only the timer of the return.
+                    self.slots[i].close();
+                    self.slots[i].io = Io::Holding;
+                    self.set_deadline(i, until);
+                    None
+                }
                 Step::Idle => {
                     self.idle(i, now, tally);
                     None
