@@ -533,3 +533,42 @@ fn a_closed_loops_ramp_adds_and_removes_clients() {
         again.to_text()
     );
 }
+
+/// `sweep --ramp`: one run on a ramp from 50 to 400 requests per second over 4 s against a
+/// pool of 4 workers and 4 connections, whose `/sleep/20` serves 200 a second. Each second
+/// is judged as a step: the first (about 94/s) meets the goal, the last (about 356/s, far
+/// past the capacity) cannot, and the knee lies between.
+#[test]
+fn a_sweep_on_a_ramp_finds_the_knee_it_passes() {
+    use simulator::measure::sweep::{self, SweepSpec};
+    let spec = SweepSpec {
+        scenario: Scenario {
+            timeout: Duration::from_millis(100),
+            ..open(4, "/sleep/20", 1.0, 1000, WhenBusy::Queue)
+        },
+        rates: vec![50.0, 400.0],
+        step: Duration::from_secs(1),
+        goal: 0.99,
+        refine: 0,
+        ramp: Some(Duration::from_secs(4)),
+    };
+    let servers = Servers::only("prefork-pool").with("workers", 4);
+    let reports = sweep::sweep_in_process(&servers, &spec).expect("the sweep runs");
+    let report = &reports[0];
+    let rates: Vec<f64> = report.steps.iter().map(|s| s.offered_per_second).collect();
+    assert_eq!(
+        rates,
+        [94.0, 181.0, 269.0, 356.0],
+        "a row per second of the ramp"
+    );
+    assert!(report.steps[0].meets_goal, "{:#?}", report.steps);
+    assert!(!report.steps[3].meets_goal, "{:#?}", report.steps);
+    let knee = report
+        .knee_per_second
+        .expect("the first second meets the goal");
+    assert!(
+        (94.0..=269.0).contains(&knee),
+        "knee {knee}: {:#?}",
+        report.steps
+    );
+}

@@ -199,6 +199,7 @@ fn comparison_sweep_and_lab_pages() {
         step: Duration::from_millis(300),
         goal: 0.99,
         refine: 0,
+        ramp: None,
     };
     let sweeps = sweep::sweep_in_process(&Servers::only("event-loop"), &spec).expect("the sweep");
     let page = html::sweep_page(&sweeps, &provenance());

@@ -43,6 +43,11 @@ pub(crate) struct SweepArgs {
     /// Extra steps that bisect between the highest passing and lowest failing rate.
     #[arg(long, default_value_t = 3, value_name = "N")]
     refine: u32,
+    /// Instead of a step per rate and bisection: one run whose rate ramps linearly from the
+    /// lowest rate to the highest over DURATION, judged second by second; the knee is the
+    /// ramp's rate in the last second that met the goal with every earlier one meeting it.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", conflicts_with = "refine")]
+    ramp: Option<Duration>,
     /// Evenly spaced arrivals, or a Poisson process.
     #[arg(long, value_enum, default_value_t = Arrivals::Constant, value_name = "KIND")]
     arrivals: Arrivals,
@@ -80,6 +85,11 @@ impl SweepArgs {
                 "--rates takes request rates above 0 and at most {MAX_RATE}; got {bad}"
             )));
         }
+        if self.ramp.is_some_and(|r| r < Duration::from_secs(2)) {
+            return Err(SimError::Usage(
+                "--ramp is judged second by second, so it lasts at least 2s".into(),
+            ));
+        }
         if self.timeout.is_zero() || self.step.is_zero() {
             return Err(SimError::Usage(
                 "--timeout and --step must be longer than 0".into(),
@@ -114,6 +124,7 @@ impl SweepArgs {
             step: self.step,
             goal: self.goal,
             refine: self.refine,
+            ramp: self.ramp,
         })
     }
 }

@@ -435,6 +435,7 @@ fn sweep_spec(step: Duration, connections: usize, rates: Vec<f64>) -> SweepSpec 
         // failed.
         goal: 0.99,
         refine: 3,
+        ramp: None,
     }
 }
 

@@ -15,13 +15,20 @@
 //! the goal and the lowest that did not (`--refine` times), so the knee is found more
 //! finely than the coarse steps alone.
 //!
+//! With `--ramp DURATION` the sweep is one run instead: the rate rises linearly from the
+//! lowest rate to the highest over the duration (a ramp of `--stages`), and each second of
+//! the run is judged as a step would be, at the ramp's rate in the middle of that second.
+//! It costs one run rather than a dozen and shows the knee being passed as it happens, but
+//! a second's verdict also carries the queue left by the seconds before it, so it reads the
+//! knee a little lower than separate steps do.
+//!
 //! Between steps the sweep waits until the server has nothing in flight (servelab servers
 //! say so in `/stats`), so that one step's backlog is not the next step's load.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use loadgen::scenario::{Load, OpenLoop};
+use loadgen::scenario::{Load, OpenLoop, Stage, Stages};
 use loadgen::Scenario;
 use server_core::RunningServer;
 
@@ -45,6 +52,18 @@ pub struct SweepSpec {
     pub goal: f64,
     /// Bisection steps after the coarse pass.
     pub refine: u32,
+    /// One ramp from the lowest rate to the highest over this long, instead of steps.
+    #[serde(
+        rename = "ramp_ms",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "as_millis_some"
+    )]
+    pub ramp: Option<Duration>,
+}
+
+/// Serializes `Some(duration)` as its milliseconds (`None` is skipped).
+fn as_millis_some<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    contract::units::as_millis(&d.unwrap_or_default(), s)
 }
 
 /// One rate's measurement.
@@ -134,6 +153,11 @@ fn sweep_with(
     }
     rates.sort_by(f64::total_cmp);
     rates.dedup();
+    if let Some(length) = spec.ramp {
+        let (low, high) = (rates[0], rates[rates.len() - 1]);
+        let steps = ramp(spec, low, high, length, step)?;
+        return Ok(sweep_report(target, info, spec, prediction, steps));
+    }
     let mut steps: Vec<SweepStep> = Vec::new();
     for rate in rates {
         steps.push(measure(spec, rate, step)?);
@@ -149,7 +173,18 @@ fn sweep_with(
         steps.push(measure(spec, middle, step)?);
         steps.sort_by(|a, b| a.offered_per_second.total_cmp(&b.offered_per_second));
     }
-    Ok(SweepReport {
+    Ok(sweep_report(target, info, spec, prediction, steps))
+}
+
+/// The report of a sweep whose `steps` are measured: the knee, and the prediction beside.
+fn sweep_report(
+    target: &str,
+    info: Option<&ServerInfo>,
+    spec: &SweepSpec,
+    prediction: Option<predict::Throughput>,
+    steps: Vec<SweepStep>,
+) -> SweepReport {
+    SweepReport {
         target: target.to_owned(),
         architecture: info.map(|i| i.architecture.clone()),
         spec: spec.clone(),
@@ -161,7 +196,64 @@ fn sweep_with(
             .map(|p| p.per_second),
         rule: prediction.map(|p| p.rule),
         steps,
-    })
+    }
+}
+
+/// `--ramp`: one run whose rate rises from `low` to `high` over `length`, each whole
+/// second of it judged as a step at the ramp's rate in the middle of that second.
+fn ramp(
+    spec: &SweepSpec,
+    low: f64,
+    high: f64,
+    length: Duration,
+    step: &mut dyn FnMut(&Scenario) -> Result<Report, SimError>,
+) -> Result<Vec<SweepStep>, SimError> {
+    let stages = Stages::new(&[
+        Stage {
+            duration: Duration::ZERO,
+            rate: low,
+        },
+        Stage {
+            duration: length,
+            rate: high,
+        },
+    ])
+    .map_err(SimError::Usage)?;
+    let mut scenario = spec.scenario.clone();
+    let (arrivals, when_busy, seed) = match scenario.load {
+        Load::Rate(open) => (open.arrivals, open.when_busy, open.seed),
+        _ => Default::default(),
+    };
+    scenario.load = Load::Rate(OpenLoop::staged(stages, arrivals, when_busy, seed));
+    tracing::info!("sweep: a ramp from {low} to {high} requests per second over {length:?}");
+    let report = step(&scenario)?;
+    let whole_seconds = length.as_secs();
+    Ok(report
+        .series
+        .iter()
+        .filter(|row| row.second < whole_seconds)
+        .map(|row| {
+            let middle = Duration::from_millis(row.second * 1000 + 500);
+            let judged = row.served + row.errors;
+            let in_time = if judged == 0 {
+                1.0
+            } else {
+                row.served as f64 / judged as f64
+            };
+            SweepStep {
+                offered_per_second: stages.level_at(middle).round(),
+                sent_per_second: row.sent as f64,
+                goodput_per_second: row.served as f64,
+                in_time,
+                p50_us: row.p50_us,
+                p99_us: row.p99_us,
+                dropped: row.dropped,
+                timed_out: row.errors,
+                errors: row.errors,
+                meets_goal: in_time >= spec.goal,
+            }
+        })
+        .collect())
 }
 
 /// Runs one step at `rate`.

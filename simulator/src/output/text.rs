@@ -573,6 +573,13 @@ pub fn sweep_text(report: &SweepReport) -> String {
         humantime::format_duration(report.spec.step),
         report.spec.goal * 100.0
     );
+    if let Some(ramp) = report.spec.ramp {
+        let _ = writeln!(
+            out,
+            "one run on a ramp over {} instead of steps: each row is one second of it, at the ramp's rate in its middle (failures counted as timed out)\n",
+            humantime::format_duration(ramp)
+        );
+    }
     let _ = writeln!(
         out,
         "{:>11} {:>9} {:>11} {:>8} {:>10} {:>10} {:>8} {:>9}",
