@@ -236,3 +236,42 @@ fn wait_accepting(server: &mut ChildServer, within: Duration) -> Result<(), NotS
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command that exits before it accepts, as a server whose port was taken in the
+    /// moment between the grader finding it free and the server binding it, is started
+    /// again on another port; the second attempt serves.
+    #[test]
+    fn a_command_that_exits_before_accepting_is_started_again() {
+        let dir = std::env::temp_dir().join(format!("servelab-clash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let mark = dir.join("tried");
+        let script = dir.join("server.sh");
+        std::fs::write(
+            &script,
+            format!(
+                r#"# The first run fails as a port clash would; later runs listen on $1.
+if [ ! -e "{mark}" ]; then touch "{mark}"; echo "Address already in use" >&2; exit 1; fi
+exec python3 - "$1" <<'PY'
+import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+server = socket.create_server((host, int(port)))
+while True:
+    server.accept()[0].close()
+PY
+"#,
+                mark = mark.display()
+            ),
+        )
+        .expect("write the script");
+        let line = format!("sh {} {{addr}}", script.display());
+        let mut server = start_command(&line, 1.0).expect("the second attempt serves");
+        assert!(mark.exists(), "the first attempt ran and failed");
+        let stopped = server.terminate(Duration::from_secs(5));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(stopped.is_ok(), "{stopped:?}");
+    }
+}
