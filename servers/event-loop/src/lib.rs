@@ -39,6 +39,16 @@
 //! thread handing sockets to the loops, costs a thread hand-off per connection: the cost
 //! this design exists to avoid.)
 //!
+//! Each reactor counts the connections it accepted (`reactors[].accepted` in `/stats`), so
+//! where newcomers landed can be read off: lab 26 stalls one reactor and shows that under
+//! `shared` the free reactor accepts every newcomer, while under `reuseport` the kernel
+//! keeps hashing about half of them to the stalled reactor's socket, where they wait past
+//! their deadline. `--pin on` pins reactor N's thread to the Nth CPU the process may use
+//! (see `pin.rs`); it places the threads, and changes nothing about where connections land.
+//! (Linux can also steer a `reuseport` group by the CPU that received the connection's
+//! packets, `SO_INCOMING_CPU`; servelab does not, since on loopback that CPU is simply the
+//! client's, and a stalled reactor would still get its share.)
+//!
 //! **Routes that would block.** `/sleep/{ms}` becomes a timer: the connection waits, the
 //! loop goes on. `/factor/{n}` is CPU work: it goes to a small pool of helper threads
 //! (`--helpers`, the AMPED design of the Flash web server), which send the answer back. With
@@ -53,8 +63,11 @@
 //! The price of the model: every route must be written not to block, and one slow
 //! computation that stays on a loop stalls every connection on it.
 
+mod pin;
 mod reactor;
 mod timers;
+
+pub use pin::Pin;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -114,6 +127,11 @@ pub struct EventLoop {
     /// one per reactor with SO_REUSEPORT.
     #[arg(long, value_enum, default_value_t = Accept::Shared)]
     pub accept: Accept,
+
+    /// Pin each reactor's thread to a CPU of its own (the CPUs this process may use, in
+    /// turn: reactor N on the Nth). Where connections land does not change: see lab 26.
+    #[arg(long, value_enum, default_value_t = Pin::Off)]
+    pub pin: Pin,
 }
 
 impl Default for EventLoop {
@@ -233,13 +251,15 @@ impl EventLoop {
         ctx: &Arc<Context>,
     ) -> Result<Started, ServerError> {
         let listener = acceptor.into_listener();
+        let reactors = self.reactors.unwrap_or(1);
+        let cpus = pin::plan(self.pin, reactors).map_err(start_error("pinning".into()))?;
         let mut started = Started {
             group: ThreadGroup::new("reactor"),
             stopping: Arc::new(AtomicBool::new(false)),
             wakers: Vec::new(),
             figures: Vec::new(),
         };
-        for i in 1..=self.reactors.unwrap_or(1) {
+        for (i, cpu) in (1..=reactors).zip(cpus) {
             let socket = self.listener_for(i, &listener, ctx)?;
             let compute = match self.offload {
                 Offload::On => Compute::Offload(tasks.clone()),
@@ -260,6 +280,9 @@ impl EventLoop {
             started
                 .group
                 .spawn(name, None, move || {
+                    if let Some(cpu) = cpu {
+                        reactor.pin_to(cpu);
+                    }
                     reactor.run(&group);
                 })
                 .map_err(start_error(format!("reactor {i}")))?;

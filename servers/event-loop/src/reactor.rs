@@ -32,7 +32,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -94,6 +94,9 @@ pub struct ReactorStats {
     pub timers: AtomicU64,
     /// Computations handed to the helpers.
     pub offloaded: AtomicU64,
+    /// The CPU the reactor's thread was pinned to (`--pin on`), set once by that thread
+    /// when pinning succeeded; never set otherwise.
+    pub cpu: OnceLock<usize>,
 }
 
 impl ReactorStats {
@@ -106,6 +109,7 @@ impl ReactorStats {
             name: name.to_owned(),
             connections: self.connections.load(Relaxed),
             accepted: self.accepted.load(Relaxed),
+            cpu: self.cpu.get().map(|&cpu| cpu as u64),
             wakeups,
             events,
             events_per_wakeup: if wakeups == 0 {
@@ -263,6 +267,23 @@ impl Reactor {
     /// The waker that interrupts this reactor's `poll`.
     pub fn waker(&self) -> Arc<Waker> {
         Arc::clone(&self.waker)
+    }
+
+    /// Pins the calling thread, the reactor's own, to `cpu` (`--pin on`), first thing, so
+    /// that its poll, slab and buffer are allocated on that CPU's memory node, and records
+    /// the CPU for `/stats`. A reactor that cannot be pinned (the CPU was taken out of the
+    /// process's set meanwhile) says so once and runs wherever the kernel places it:
+    /// pinning is a placement hint, not something serving depends on.
+    pub fn pin_to(&self, cpu: usize) {
+        match crate::pin::pin_to(cpu) {
+            Ok(()) => {
+                let _ = self.stats.cpu.set(cpu);
+            }
+            Err(e) => tracing::warn!(
+                "{}: could not pin to CPU {cpu} ({e}); the kernel places it instead",
+                self.name
+            ),
+        }
     }
 
     /// The reactor's figures, for the `/stats` writer.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use event_loop::{EventLoop, Offload};
+use event_loop::{Accept, EventLoop, Offload};
 use server_core::{RunningServer, ServerArgs};
 use testkit::{burst, idle_holders, stop_cleanly, threads, timed_get, wait_until, Client};
 
@@ -143,6 +143,57 @@ fn stats_describe_each_reactor() {
     assert!(snapshot.reactors.iter().any(|r| r.events_per_wakeup > 0.0));
     assert_eq!(snapshot.config.number("reactors"), Some(2));
     assert!(snapshot.capacity.concurrent.is_none());
+    stop_cleanly(server);
+}
+
+#[test]
+fn a_shared_listener_sends_no_newcomer_to_a_stalled_reactor() {
+    let _timing = testkit::timing();
+    // Two reactors that compute on their own thread; the computation is cut at 3 s.
+    let server = RunningServer::start(
+        EventLoop {
+            reactors: Some(2),
+            offload: Offload::Off,
+            accept: Accept::Shared,
+            ..EventLoop::default()
+        },
+        ServerArgs {
+            max_cpu: Duration::from_millis(3000),
+            ..ServerArgs::default()
+        },
+    )
+    .expect("the server starts");
+    // The largest prime below 2^64: trial division would take minutes, so the reactor that
+    // reads it computes until `--max-cpu` stops it.
+    let mut heavy = Client::connect(server.addr());
+    heavy.send("GET /factor/18446744073709551557 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let ctx = std::sync::Arc::clone(server.context());
+    wait_until("the factorisation is being computed", || {
+        ctx.stats.in_flight() == 1
+    });
+    // Eight newcomers, each on a new connection, during the stall: all are accepted and
+    // answered by the reactor that is free, at once.
+    let (elapsed, replies) = burst(server.addr(), 8, "/");
+    assert!(elapsed < Duration::from_millis(2000), "took {elapsed:?}");
+    let free: Vec<&str> = replies
+        .iter()
+        .filter_map(|r| r.header("x-servelab-thread"))
+        .collect();
+    assert_eq!(free.len(), 8);
+    assert!(free.iter().all(|name| *name == free[0]), "{free:?}");
+    // The stalled reactor accepted the factorisation's connection and nothing else.
+    let snapshot = ctx.snapshot();
+    let accepted = |name: &str| {
+        snapshot
+            .reactors
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.accepted)
+    };
+    assert_eq!(accepted(free[0]), Some(8));
+    assert_eq!(snapshot.connections.accepted, 9);
+    assert!(snapshot.reactors.iter().all(|r| r.cpu.is_none()));
+    assert_eq!(heavy.read_reply().status, 503);
     stop_cleanly(server);
 }
 

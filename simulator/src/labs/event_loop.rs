@@ -222,14 +222,24 @@ pub(super) fn calibrated_prime(at_least: Duration) -> (u64, Duration) {
     last
 }
 
+/// What the heavy request of [`factorise_after`] saw.
+pub(super) struct Heavy {
+    /// How long its answer took, from connecting to the last byte.
+    pub took: Duration,
+    /// The server thread that answered (`X-Servelab-Thread`): on an event loop with
+    /// `--offload off`, the reactor that computed.
+    pub thread: Option<String>,
+}
+
 /// Asks the server at `addr` for `/factor/{prime}` after `delay`, on a thread of its own;
-/// the thread returns how long the answer took. The caller joins it after its run, so the
-/// heavy request runs beside the load, not before or after it.
+/// the thread returns how long the answer took and which server thread gave it. The caller
+/// joins it after its run, so the heavy request runs beside the load, not before or after
+/// it.
 pub(super) fn factorise_after(
     addr: SocketAddr,
     prime: u64,
     delay: Duration,
-) -> std::thread::JoinHandle<Result<Duration, SimError>> {
+) -> std::thread::JoinHandle<Result<Heavy, SimError>> {
     std::thread::spawn(move || {
         // The experiment's schedule: the heavy request arrives in the middle of the load.
         std::thread::sleep(delay);
@@ -239,17 +249,21 @@ pub(super) fn factorise_after(
             .map_err(|f| SimError::Usage(f.message))?;
         let request = format!("GET /factor/{prime} HTTP/1.1\r\nHost: lab\r\n\r\n");
         // Blocks until the factorisation is answered (at most a minute).
-        conn.exchange(
-            request.as_bytes(),
-            began + Duration::from_secs(60),
-            // Exact timeouts (a single request, so the system call per read is free),
-            // a GET, and no need to know which server thread answered.
-            true,
-            false,
-            false,
-        )
-        .map_err(|f| SimError::Usage(f.message))?;
-        Ok(began.elapsed())
+        let reply = conn
+            .exchange(
+                request.as_bytes(),
+                began + Duration::from_secs(60),
+                // Exact timeouts (a single request, so the system call per read is free),
+                // a GET, and the server thread that answered wanted.
+                true,
+                false,
+                true,
+            )
+            .map_err(|f| SimError::Usage(f.message))?;
+        Ok(Heavy {
+            took: began.elapsed(),
+            thread: reply.server_thread,
+        })
     })
 }
 
@@ -301,7 +315,7 @@ fn beside_a_factorisation(
         .join()
         .map_err(|_| SimError::Panicked("the heavy client"))??;
     stop(server)?;
-    Ok((report, heavy))
+    Ok((report, heavy.took))
 }
 
 /// Lab 12's entry in the list of labs ([`super::all`]).

@@ -57,6 +57,7 @@
 //! The output prints each check as `ok` or `FAIL` with what was measured and what was
 //! expected, and the command exits non-zero when any check fails.
 
+mod accepts;
 mod async_runtimes;
 mod backlog;
 mod completion;
@@ -253,6 +254,7 @@ pub fn all() -> Vec<Lab> {
         async_runtimes::LAB23,
         async_runtimes::LAB24,
         completion::LAB25,
+        accepts::LAB26,
         distance::LAB27,
     ]
 }

@@ -330,7 +330,7 @@ fn through_the_stall(
         .map_err(|_| SimError::Panicked("the heavy client"))?;
     stop(server)?;
     let (report, _) = result?;
-    let took = micros(heavy?);
+    let took = micros(heavy?.took);
     let l = &report.latency_us;
     let mut measured = format!(
         "p50 {}, p99 {}, max {} of {} requests; the stall lasted {}",
