@@ -77,8 +77,13 @@ fn values(snapshot: &Snapshot) -> Vec<(String, u64)> {
 }
 
 /// Runs `f` while watching `source` (if any), and returns what `f` returned with the
-/// readings.
-pub fn during<T>(source: Option<Source<'_>>, f: impl FnOnce() -> T) -> (T, Vec<StatsSample>) {
+/// readings. Each reading is also sent on `tap`, if given (the live view draws them as they
+/// come); a tap whose receiver is gone is simply no longer fed.
+pub fn during<T>(
+    source: Option<Source<'_>>,
+    tap: Option<mpsc::Sender<StatsSample>>,
+    f: impl FnOnce() -> T,
+) -> (T, Vec<StatsSample>) {
     let Some(source) = source else {
         return (f(), Vec::new());
     };
@@ -91,13 +96,18 @@ pub fn during<T>(source: Option<Source<'_>>, f: impl FnOnce() -> T) -> (T, Vec<S
             loop {
                 let before = Instant::now();
                 if let Some(snapshot) = source.read() {
+                    let sample = StatsSample {
+                        at_ms: u64::try_from(before.duration_since(began).as_millis())
+                            .unwrap_or(u64::MAX),
+                        cost_us: loadgen::units::micros(before.elapsed()),
+                        values: values(&snapshot),
+                    };
+                    if let Some(tap) = &tap {
+                        // Never blocks: the channel is unbounded (see the live view).
+                        let _ = tap.send(sample.clone());
+                    }
                     if samples.len() < MAX_SAMPLES {
-                        samples.push(StatsSample {
-                            at_ms: u64::try_from(before.duration_since(began).as_millis())
-                                .unwrap_or(u64::MAX),
-                            cost_us: loadgen::units::micros(before.elapsed()),
-                            values: values(&snapshot),
-                        });
+                        samples.push(sample);
                     }
                 }
                 // Waits for the next reading, or for the run's end.
