@@ -298,7 +298,7 @@ impl Tally {
         self.live().errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Client `id` is now in `state`, for a live view (see [`Live::show`]).
+    /// Client `id` is now in `state`, for a live view (stored only when it changes).
     pub fn show(&self, id: usize, state: ClientState) {
         self.live.show(id, state);
     }
