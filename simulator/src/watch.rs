@@ -90,6 +90,9 @@ pub fn during<T>(
     // The watcher stops when this sender is dropped or sends.
     let (stop, stopped) = mpsc::channel::<()>();
     std::thread::scope(|scope| {
+        // Moved in, so that a panic in `f` drops it while unwinding: the watcher then
+        // returns, and the scope (which waits for it) lets the panic go on.
+        let stop = stop;
         let watcher = scope.spawn(move || {
             let began = Instant::now();
             let mut samples = Vec::new();

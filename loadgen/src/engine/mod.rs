@@ -234,6 +234,9 @@ fn collect<T>(
         }
         watch.monitor.update(watch.live);
     }
+    // Once more with every client finished, so that a live view's last picture is the
+    // run's end.
+    watch.monitor.update(watch.live);
     watch.monitor.finish();
     match watch.abort.take() {
         Some(reason) => Err(reason),

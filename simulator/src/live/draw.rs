@@ -359,6 +359,21 @@ fn count_lines(model: &Model, width: u16) -> Vec<Line<'static>> {
     lines
 }
 
+/// The outcome counts in a line of plain text, as the view's last frame had them.
+pub(crate) fn summary(model: &Model) -> String {
+    let t = model.totals;
+    format!(
+        "served {} · timed out {} · other {} of {} clients; requests: {} sent · {} served · {} failed",
+        model.count(Kind::Served),
+        model.count(Kind::TimedOut),
+        model.count(Kind::Other),
+        model.shape.clients,
+        t.sent,
+        t.served,
+        t.errors
+    )
+}
+
 /// The legend and the keys.
 fn footer_lines(big: bool) -> Vec<Line<'static>> {
     let keys = Line::styled(

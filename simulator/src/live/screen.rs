@@ -28,6 +28,10 @@ use crate::watch::StatsSample;
 /// run on any thread).
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
+/// Set in the environment, this makes the view panic at its third tick: the only way for
+/// the tests to check that a panic restores the terminal. Nobody sets it by accident.
+const PANIC_FOR_TESTS: &str = "SIMULATOR_LIVE_TEST_PANIC";
+
 /// The panic hook is installed once per process, by the first view.
 static HOOK: Once = Once::new();
 
@@ -185,6 +189,9 @@ impl Monitor for LiveView {
     }
 
     fn update(&mut self, live: &Live) {
+        if self.model.ticks.len() == 2 && std::env::var_os(PANIC_FOR_TESTS).is_some() {
+            panic!("{PANIC_FOR_TESTS} is set: the live view panics, to test that the terminal is restored");
+        }
         if QUIT.load(Ordering::Relaxed) {
             live.request_stop();
         }
@@ -198,14 +205,19 @@ impl Monitor for LiveView {
         }
     }
 
+    /// Leaves the view, and leaves its last counts on the screen: the room keeps the
+    /// outcome once the full-screen view is gone.
     fn finish(&mut self) {
-        let stopped = self.model.stopping;
+        let shown = self.terminal.is_some();
         self.leave();
-        if stopped {
+        if self.model.stopping {
             eprintln!(
                 "simulator: stopped with q after {:.1} s; clients not answered by then count as starved",
                 self.began.elapsed().as_secs_f64()
             );
+        }
+        if shown {
+            eprintln!("simulator --live: {}", draw::summary(&self.model));
         }
     }
 
