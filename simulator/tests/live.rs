@@ -175,7 +175,8 @@ fn lab_1_shows_every_client_and_its_counts_are_the_reports() {
     // The view's last counts, one line per run, against the report's, run by run.
     let shown: Vec<String> = end
         .lines()
-        .filter_map(|l| l.strip_prefix("simulator --live: served "))
+        .filter(|l| l.starts_with("simulator --live: single"))
+        .filter_map(|l| l.split(": served ").nth(1))
         .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
         .collect();
     let report = tmux.report();

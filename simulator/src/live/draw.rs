@@ -264,8 +264,10 @@ fn axis(buf: &mut Buffer, bar: Rect, model: &Model) {
     buf.set_string(bar.x, y, "0 s", style);
     let end = seconds(model.span());
     let end_x = (bar.x + bar.width).saturating_sub(end.len() as u16);
+    // The deadline's mark reads away from its column: to the right if there is room
+    // before the end's label, else to the left; the end's label gives way to it.
+    let mut end_free = true;
     if let Some(col) = deadline_column(bar, model) {
-        // The mark reads away from the column, to the right if there is room, else left.
         let x = bar.x + col;
         let right = format!("┃ deadline {}", seconds(model.shape.timeout));
         let left = format!("deadline {} ┃", seconds(model.shape.timeout));
@@ -274,9 +276,12 @@ fn axis(buf: &mut Buffer, bar: Rect, model: &Model) {
             buf.set_string(x, y, right, Style::default().fg(DEADLINE));
         } else if x + 1 >= bar.x + 4 + len {
             buf.set_string(x + 1 - len, y, left, Style::default().fg(DEADLINE));
+            end_free = x + 1 < end_x;
         }
     }
-    buf.set_string(end_x, y, end, style);
+    if end_free {
+        buf.set_string(end_x, y, end, style);
+    }
 }
 
 /// The server's panel: each figure of its `/stats`, its value now and a sparkline of its
@@ -363,11 +368,11 @@ fn count_lines(model: &Model, width: u16) -> Vec<Line<'static>> {
 pub(crate) fn summary(model: &Model) -> String {
     let t = model.totals;
     format!(
-        "served {} · timed out {} · other {} of {} clients; requests: {} sent · {} served · {} failed",
+        "{}: served {} · timed out {} · other {}; requests {} sent, {} served, {} failed",
+        model.shape.title,
         model.count(Kind::Served),
         model.count(Kind::TimedOut),
         model.count(Kind::Other),
-        model.shape.clients,
         t.sent,
         t.served,
         t.errors
