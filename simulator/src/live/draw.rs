@@ -136,7 +136,7 @@ fn clients_chart(buf: &mut Buffer, area: Rect, model: &Model, big: bool) {
     };
     // The bar: after the client's number, before its state's name.
     let label = 6u16;
-    let name = 20u16;
+    let name = 22u16;
     let bar = Rect {
         x: area.x + label,
         y: area.y,
@@ -423,4 +423,181 @@ pub(crate) fn spark(values: &[f64], width: usize) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::model::{Shape, Tick};
+    use loadgen::outcome::Outcome;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    fn shape(clients: usize, load: bool) -> Shape {
+        Shape {
+            title: format!("single · {clients} clients"),
+            clients,
+            timeout: Duration::from_millis(1500),
+            from_start: true,
+            planned: Duration::from_millis(2000),
+            load,
+        }
+    }
+
+    /// A model whose clients each go through `states` at ticks 200 ms apart; client `k`
+    /// (from 0) is `2k` ticks behind client 0, as a queue would make them.
+    fn model(clients: usize, states: &[ClientState], load: bool) -> Model {
+        lagging(clients, states, load, 2)
+    }
+
+    /// [`model`] with client `k` `lag × k` ticks behind client 0.
+    fn lagging(clients: usize, states: &[ClientState], load: bool, lag: usize) -> Model {
+        let mut model = Model::new(shape(clients, load));
+        for tick in 0..8usize {
+            let states: Vec<ClientState> = (0..clients)
+                .map(|k| states[tick.saturating_sub(lag * k).min(states.len() - 1)])
+                .collect();
+            let mut counts = [0; 9];
+            for s in &states {
+                let kind = Kind::of(*s);
+                counts[Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0)] += 1;
+            }
+            model.push(Tick {
+                at: Duration::from_millis(200 * (tick as u64 + 1)),
+                states: if clients <= 512 { states } else { Vec::new() },
+                counts,
+                rate: tick as f64 * 100.0,
+                p99_us: Some(1000 * tick as u64 + 1),
+            });
+        }
+        model
+    }
+
+    /// The screen's text, line by line.
+    fn screen(model: &Model, layout: ViewLayout, width: u16, height: u16) -> Vec<String> {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("a terminal");
+        terminal
+            .draw(|frame| draw(frame, model, layout))
+            .expect("drawn");
+        let buffer = terminal.backend().buffer().clone();
+        (0..height)
+            .map(|y| {
+                (0..width)
+                    .map(|x| buffer[(x, y)].symbol().to_owned())
+                    .collect()
+            })
+            .collect()
+    }
+
+    const LIFE: [ClientState; 4] = [
+        ClientState::Connecting,
+        ClientState::Waiting,
+        ClientState::Holding,
+        ClientState::Ended(Outcome::Served),
+    ];
+
+    #[test]
+    fn each_client_is_a_row_with_its_states_the_deadline_and_its_state_now() {
+        let model = model(5, &LIFE, false);
+        let lines = screen(&model, ViewLayout::Normal, 100, 20);
+        assert!(lines[0].starts_with("servelab live · single · 5 clients · 1.6 s of 2.0 s"));
+        for id in 1..=5 {
+            let row = &lines[id];
+            assert!(row.starts_with(&format!("{id:>5} ")), "{row}");
+            assert!(row.contains('┃'), "the deadline column: {row}");
+        }
+        // Client 1 went through every state and is served; client 4 waits for service,
+        // client 5 is still connecting.
+        assert!(lines[1].contains('░') && lines[1].contains('▒') && lines[1].contains('▓'));
+        assert!(lines[1].trim_end().ends_with("served"), "{}", lines[1]);
+        let now = |id: usize| lines[id].trim_end().to_owned();
+        assert!(now(4).ends_with("waiting for service"), "{}", now(4));
+        assert!(now(5).ends_with("waiting to connect"), "{}", now(5));
+        assert!(!lines[5].contains('▒'), "{}", lines[5]);
+        // The deadline sits at 1.5 s of the 2 s axis, in the same column on every row.
+        let column = |row: &str| row.chars().position(|c| c == '┃');
+        assert!((2..=5).all(|id| column(&lines[id]) == column(&lines[1])));
+        assert!(lines[6].contains("deadline 1.5 s"), "{}", lines[6]);
+        let counts = lines
+            .iter()
+            .find(|l| l.starts_with("served "))
+            .expect("counts");
+        assert!(
+            counts.contains("served 3 · timed out 0 · other 0 · running 2"),
+            "{counts}"
+        );
+        assert!(lines.iter().any(|l| l.contains("q: stop the run")));
+        assert!(lines.iter().any(|l| l.contains("▒▒ waiting for service")));
+    }
+
+    #[test]
+    fn above_a_screenful_the_clients_are_a_stacked_chart() {
+        // Everyone together: connecting at first, all served by the last tick.
+        let model = lagging(100, &LIFE, false, 0);
+        let lines = screen(&model, ViewLayout::Normal, 100, 20);
+        assert!(lines[1].starts_with("100 "), "{}", lines[1]);
+        assert!(!lines.iter().any(|l| l.starts_with("   50 ")));
+        // The first column of the chart has everyone connecting; the last, at 1.6 s,
+        // served ones at the bottom.
+        let bottom = lines
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("0 "))
+            .expect("the 0 row");
+        assert!(bottom.contains('░') && bottom.contains('█'), "{bottom}");
+        let counts = lines
+            .iter()
+            .find(|l| l.starts_with("served "))
+            .expect("counts");
+        assert!(counts.contains("not started 0"), "{counts}");
+    }
+
+    #[test]
+    fn a_load_run_draws_requests_per_second_and_p99() {
+        let model = model(10, &[ClientState::Waiting], true);
+        let lines = screen(&model, ViewLayout::Normal, 100, 24);
+        let rates = lines
+            .iter()
+            .find(|l| l.starts_with("req/s"))
+            .expect("rates");
+        assert!(rates.contains("700"), "{rates}");
+        assert!(
+            rates.contains("p99 ≈") && rates.contains("7.0 ms"),
+            "{rates}"
+        );
+        assert!(rates.contains('█') && rates.contains('▁'), "{rates}");
+        // A load run's deadline is each request's: no column.
+        assert!(!lines[1].contains('┃'), "{}", lines[1]);
+    }
+
+    #[test]
+    fn the_big_layout_draws_rows_twice_as_thick_and_no_legend() {
+        let model = model(5, &LIFE, false);
+        let lines = screen(&model, ViewLayout::Big, 100, 20);
+        let rows: Vec<&String> = lines.iter().filter(|l| l.contains('┃')).collect();
+        assert_eq!(rows.len(), 10 + 1, "two lines a client and the axis");
+        assert!(!lines.iter().any(|l| l.contains("▒▒ waiting for service")));
+        assert!(lines.iter().any(|l| l.contains("q: stop the run")));
+    }
+
+    #[test]
+    fn pause_and_stop_show_in_the_title() {
+        let mut model = model(5, &LIFE, false);
+        model.paused = true;
+        assert!(screen(&model, ViewLayout::Normal, 100, 20)[0].contains("PAUSED"));
+        model.stopping = true;
+        assert!(screen(&model, ViewLayout::Normal, 100, 20)[0].contains("STOPPING"));
+    }
+
+    #[test]
+    fn sparklines_scale_to_their_largest_and_keep_the_latest() {
+        assert_eq!(spark(&[0.0, 1.0, 2.0], 3), "▁▅█");
+        assert_eq!(spark(&[9.0, 0.0, 0.0], 2), "▁▁");
+        assert_eq!(spark(&[], 4), "");
+        let summary = summary(&model(5, &LIFE, false));
+        assert!(
+            summary.starts_with("single · 5 clients: served 3 · timed out 0"),
+            "{summary}"
+        );
+    }
 }
