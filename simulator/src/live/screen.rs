@@ -182,6 +182,11 @@ impl Monitor for LiveView {
             // An earlier run of this command was stopped with `q`: this one ends at once.
             return;
         }
+        if ACTIVE.load(Ordering::SeqCst) {
+            // Another run of this process (a lab step on another thread) has the screen:
+            // this one goes unseen rather than draw over it.
+            return;
+        }
         match enter() {
             Ok(terminal) => self.terminal = Some(terminal),
             Err(e) => super::fall_back(&format!("the terminal refused raw mode: {e}")),
