@@ -45,7 +45,7 @@ use crate::http::Reply;
 use crate::outcome::{in_time, Failure, Outcome};
 use crate::record::ClientRecord;
 use crate::scenario::{DeadlineClock, Load, Scenario};
-use crate::tally::Tally;
+use crate::tally::{ClientState, Tally};
 use crate::units::micros;
 
 /// The fixed inputs of every client of a run.
@@ -289,7 +289,57 @@ impl Client {
         }
         // First what the kind says, then (with the kind no longer borrowed) the step.
         let next = self.decide(plan, now);
-        self.act(plan, now, next, tally)
+        let step = self.act(plan, now, next, tally);
+        tally.show(self.record.id, self.state());
+        step
+    }
+
+    /// What the client is doing, for a live view: the phase of the report's timeline it is
+    /// in, or its outcome once finished.
+    pub fn state(&self) -> ClientState {
+        if self.finished {
+            return ClientState::Ended(self.record.outcome);
+        }
+        // A scenario client whose first answer has begun is being answered until its last.
+        let answering =
+            matches!(self.kind, Kind::Scenario { .. }) && self.record.first_byte_us.is_some();
+        match self.doing {
+            Doing::Connecting { .. } => ClientState::Connecting,
+            Doing::Exchanging { .. } if answering => ClientState::Answering,
+            Doing::Exchanging { .. } => ClientState::Waiting,
+            Doing::Holding => ClientState::Holding,
+            Doing::Nothing if self.record.started_us.is_none() => ClientState::NotStarted,
+            Doing::Nothing if matches!(self.kind, Kind::Open { .. }) => ClientState::Idle,
+            Doing::Nothing if answering => ClientState::Answering,
+            Doing::Nothing if self.connected => ClientState::Waiting,
+            Doing::Nothing => ClientState::Connecting,
+        }
+    }
+
+    /// The run was stopped at `now` (a live view's `q`): the client finishes as a load run's
+    /// client does at the run's end. A request in flight is unfinished; a scenario client
+    /// not yet served is starved (the run ended before its answer), one holding its
+    /// connection was served.
+    pub fn stop(&mut self, plan: &Plan, now: Instant, tally: &mut Tally) {
+        if self.finished {
+            return;
+        }
+        let doing = std::mem::replace(&mut self.doing, Doing::Nothing);
+        if matches!(doing, Doing::Exchanging { .. }) {
+            tally.unfinished();
+        }
+        if let Kind::Scenario {
+            count, answered, ..
+        } = self.kind
+        {
+            if answered < count {
+                self.record.outcome = Outcome::Starved;
+                self.record.error =
+                    Some("the run was stopped before this client was answered".into());
+            }
+        }
+        self.finish(plan, now);
+        tally.show(self.record.id, self.state());
     }
 
     /// Decides, by the client's kind and how far it has got, what comes next at `now`,
@@ -517,6 +567,7 @@ impl Client {
                 tracing::debug!("client {}: {event:?} while {doing:?}", self.record.id);
             }
         }
+        tally.show(self.record.id, self.state());
     }
 
     /// The connect that began at `clock` succeeded at `now`. A scenario client judges the

@@ -21,12 +21,14 @@
 //! * [`labs`]: the lecture's experiments as one-command labs (`simulator lab <id>`);
 //! * [`output`]: everything the program leaves behind: text, CSV, JSON, the files of
 //!   `--save`, the HTML report;
-//! * [`progress`]: the line a long run shows on a terminal while it goes on.
+//! * [`progress`]: the line a long run shows on a terminal while it goes on; `live`, the
+//!   full-screen view of `--live` that shows each client's state as it happens.
 //!
 //! It is the only crate of the two that depends on the `architectures` registry.
 
 pub mod commands;
 pub mod labs;
+pub(crate) mod live;
 pub mod measure;
 pub mod output;
 pub mod predict;

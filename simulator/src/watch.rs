@@ -77,27 +77,40 @@ fn values(snapshot: &Snapshot) -> Vec<(String, u64)> {
 }
 
 /// Runs `f` while watching `source` (if any), and returns what `f` returned with the
-/// readings.
-pub fn during<T>(source: Option<Source<'_>>, f: impl FnOnce() -> T) -> (T, Vec<StatsSample>) {
+/// readings. Each reading is also sent on `tap`, if given (the live view draws them as they
+/// come); a tap whose receiver is gone is simply no longer fed.
+pub fn during<T>(
+    source: Option<Source<'_>>,
+    tap: Option<mpsc::Sender<StatsSample>>,
+    f: impl FnOnce() -> T,
+) -> (T, Vec<StatsSample>) {
     let Some(source) = source else {
         return (f(), Vec::new());
     };
     // The watcher stops when this sender is dropped or sends.
     let (stop, stopped) = mpsc::channel::<()>();
     std::thread::scope(|scope| {
+        // Moved in, so that a panic in `f` drops it while unwinding: the watcher then
+        // returns, and the scope (which waits for it) lets the panic go on.
+        let stop = stop;
         let watcher = scope.spawn(move || {
             let began = Instant::now();
             let mut samples = Vec::new();
             loop {
                 let before = Instant::now();
                 if let Some(snapshot) = source.read() {
+                    let sample = StatsSample {
+                        at_ms: u64::try_from(before.duration_since(began).as_millis())
+                            .unwrap_or(u64::MAX),
+                        cost_us: loadgen::units::micros(before.elapsed()),
+                        values: values(&snapshot),
+                    };
+                    if let Some(tap) = &tap {
+                        // Never blocks: the channel is unbounded (see the live view).
+                        let _ = tap.send(sample.clone());
+                    }
                     if samples.len() < MAX_SAMPLES {
-                        samples.push(StatsSample {
-                            at_ms: u64::try_from(before.duration_since(began).as_millis())
-                                .unwrap_or(u64::MAX),
-                            cost_us: loadgen::units::micros(before.elapsed()),
-                            values: values(&snapshot),
-                        });
+                        samples.push(sample);
                     }
                 }
                 // Waits for the next reading, or for the run's end.

@@ -48,6 +48,22 @@ pub trait Monitor {
     fn update(&mut self, live: &Live);
     /// The run is over (or was given up).
     fn finish(&mut self) {}
+    /// Whether the monitor shows each client's state: then the engines keep them in the
+    /// live counters ([`Live::with_clients`]), a byte per client stored at each change.
+    fn wants_clients(&self) -> bool {
+        false
+    }
+}
+
+/// The live counters of a run of `plan` on `threads` engine threads, with room for every
+/// client's state if `monitor` shows them.
+pub(crate) fn live_for(plan: &Plan, threads: usize, monitor: &dyn Monitor) -> Live {
+    let clients = if monitor.wants_clients() {
+        plan.scenario.clients
+    } else {
+        0
+    };
+    Live::with_clients(threads, clients)
 }
 
 /// No monitor: the run is watched by nobody.
@@ -210,12 +226,17 @@ fn collect<T>(
                 return Err(Error::Panicked("an engine or client thread"));
             }
         }
-        if watch.abort.is_raised() && !woken {
+        // A live view's `q` ([`Live::request_stop`]) wakes the engine threads like an
+        // abort, but they end the run as if it had reached its end.
+        if (watch.abort.is_raised() || watch.live.stop_requested()) && !woken {
             woken = true;
             on_abort();
         }
         watch.monitor.update(watch.live);
     }
+    // Once more with every client finished, so that a live view's last picture is the
+    // run's end.
+    watch.monitor.update(watch.live);
     watch.monitor.finish();
     match watch.abort.take() {
         Some(reason) => Err(reason),

@@ -97,12 +97,13 @@ pub fn run(mut plan: Plan, spawn: Spawner, monitor: &mut dyn Monitor) -> Result<
     // This process's clients: all of the run's, or its shard's share.
     let own = plan.scenario.own_ids();
     let clients = own.len();
+    let live = Arc::new(super::live_for(&plan, 1, monitor));
     let shared = Arc::new(Shared {
         plan,
         gate: StartGate::new(),
         abort: Abort::default(),
         series: Arc::new(Series::new(1)),
-        live: Arc::new(Live::new(1)),
+        live,
         tally: Mutex::new(None),
     });
     // Each client thread sends one message here when it ends: an unbounded channel, so a
@@ -210,6 +211,13 @@ fn client_thread(id: usize, shared: &Shared) -> ClientRecord {
     let mut conn: Option<Connection> = None;
     loop {
         if shared.abort.is_raised() {
+            break;
+        }
+        if shared.live.stop_requested() {
+            // A live view's `q`: the run ends now for this client, between its steps (a
+            // blocking call in progress ends first, by its deadline at the latest).
+            let now = Instant::now();
+            shared.with_tally(start, |t| client.stop(plan, now, t));
             break;
         }
         // The clock is read before the lock: a wait for the lock is not the server's.

@@ -29,7 +29,7 @@ pub mod hlog;
 pub mod live;
 pub mod series;
 
-pub use live::{Live, LiveTotals};
+pub use live::{ClientState, Live, LiveTotals};
 pub use series::{Row, Series};
 
 use std::sync::atomic::Ordering;
@@ -273,6 +273,7 @@ impl Tally {
         };
         self.requests.add(&counts);
         self.current.counts.add(&counts);
+        self.live().latency[live::bucket(corrected)].fetch_add(1, Ordering::Relaxed);
         if served {
             self.live().served.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -295,6 +296,16 @@ impl Tally {
         self.requests.count_failure(outcome);
         self.current.counts.count_failure(outcome);
         self.live().errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Client `id` is now in `state`, for a live view (stored only when it changes).
+    pub fn show(&self, id: usize, state: ClientState) {
+        self.live.show(id, state);
+    }
+
+    /// Whether a live view asked the run to stop now ([`Live::request_stop`]).
+    pub fn stop_requested(&self) -> bool {
+        self.live.stop_requested()
     }
 
     /// A request was still in flight (or waiting for a connection) when the run ended.

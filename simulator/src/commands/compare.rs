@@ -28,12 +28,15 @@ pub(crate) struct CompareArgs {
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
+    live: crate::live::LiveArgs,
+    #[command(flatten)]
     files: SaveArgs,
 }
 
 /// Runs `simulator compare`.
 pub(crate) fn run(args: CompareArgs, flags: Vec<(String, String)>) -> Result<ExitCode, SimError> {
     args.output.log.init();
+    args.live.apply();
     let scenario = args.scenario.resolve(Defaults {
         clients: 16,
         timeout: Duration::from_secs(1),

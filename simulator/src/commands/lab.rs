@@ -32,11 +32,14 @@ pub(crate) struct LabArgs {
     engine: Engine,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    live: crate::live::LiveArgs,
 }
 
 /// Runs `simulator lab`.
 pub(crate) fn run(args: LabArgs) -> Result<ExitCode, SimError> {
     args.output.log.init();
+    args.live.apply();
     if args.list {
         let mut text = String::new();
         for lab in labs::all() {

@@ -30,6 +30,8 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
+    live: crate::live::LiveArgs,
+    #[command(flatten)]
     files: SaveArgs,
 }
 
@@ -99,6 +101,7 @@ pub(crate) const GATE_MISSED: u8 = 3;
 /// Runs `simulator run`.
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, SimError> {
     args.output.log.init();
+    args.live.apply();
     let mut scenario = args.scenario.resolve(Defaults {
         clients: 5,
         timeout: Duration::from_secs(15),

@@ -64,6 +64,8 @@ pub(crate) struct SweepArgs {
     servers: ServerChoice,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    live: crate::live::LiveArgs,
 }
 
 impl SweepArgs {
@@ -132,6 +134,7 @@ impl SweepArgs {
 /// Runs `simulator sweep`.
 pub(crate) fn run(args: SweepArgs, flags: Vec<(String, String)>) -> Result<ExitCode, SimError> {
     args.output.log.init();
+    args.live.apply();
     let spec = args.spec()?;
     let reports = if args.targets.is_empty() {
         sweep::sweep_in_process(&args.servers.servers(flags), &spec)?

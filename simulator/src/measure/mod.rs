@@ -12,6 +12,7 @@
 pub mod sweep;
 
 use std::net::SocketAddr;
+use std::sync::mpsc;
 
 use loadgen::attack::{self, Attack};
 use loadgen::client::Plan;
@@ -20,7 +21,7 @@ use loadgen::record::Finished;
 use loadgen::Scenario;
 use server_core::RunningServer;
 
-use crate::progress::Progress;
+use crate::live;
 use crate::report::Report;
 use crate::servers::Servers;
 use crate::target::{self, ServerInfo};
@@ -45,9 +46,15 @@ pub fn run(
     info: Option<&ServerInfo>,
     watch: bool,
 ) -> Result<Report, SimError> {
-    let source = (watch && info.is_some()).then_some(Source::Remote { addr, target });
+    // The live view shows the server's `/stats` too, report or not.
+    let source =
+        ((watch || live::asked()) && info.is_some()).then_some(Source::Remote { addr, target });
     let plan = Plan::new(addr, target, scenario);
-    measured(plan, scenario, source, |finished| {
+    let name = match info {
+        Some(info) => format!("{} at {target}", info.architecture),
+        None => target.to_owned(),
+    };
+    measured(plan, &name, scenario, source, watch, |finished| {
         Report::new(target, info, scenario, finished)
     })
 }
@@ -65,25 +72,38 @@ pub fn run_in_process(
     let info = ServerInfo::from(server.context().snapshot());
     let mut plan = Plan::new(addr, &target, scenario);
     plan.in_process = true;
-    let source = watch.then_some(Source::InProcess(server.context()));
-    measured(plan, scenario, source, |finished| {
+    let source = (watch || live::asked()).then_some(Source::InProcess(server.context()));
+    let name = info.architecture.clone();
+    measured(plan, &name, scenario, source, watch, |finished| {
         Report::new(&target, Some(&info), scenario, finished)
     })
 }
 
 /// Runs `plan` with the background populations around it and the server watched from
-/// `source`, and makes the report with `report`.
+/// `source` (and shown as `name`), and makes the report with `report`, which keeps the server's readings if
+/// `keep` (a report was asked for). The run is watched by the progress line, or the live
+/// view (`--live`).
 fn measured(
     plan: Plan,
+    name: &str,
     scenario: &Scenario,
     source: Option<Source<'_>>,
+    keep: bool,
     report: impl FnOnce(Finished) -> Report,
 ) -> Result<Report, SimError> {
     let attack = background(plan.addr, scenario)?;
-    let (finished, watched) = watch::during(source, || engine::run(plan, &mut Progress::default()));
+    // The live view's feed of the server's readings: unbounded, and drained by the view
+    // five times a second, so it holds two or three readings at most.
+    let (tap, readings) = mpsc::channel();
+    let mut monitor = live::monitor(name, scenario, Some(readings));
+    let (finished, watched) =
+        watch::during(source, Some(tap), || engine::run(plan, monitor.as_mut()));
+    drop(monitor);
     let background = attack.map(Attack::stop).unwrap_or_default();
     let mut report = report(finished?);
-    report.server_series = watched;
+    if keep {
+        report.server_series = watched;
+    }
     report.background = background;
     Ok(report)
 }

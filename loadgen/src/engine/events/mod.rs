@@ -97,12 +97,13 @@ struct Threads {
 /// Runs `plan` on the event-driven engine, with `monitor` watching.
 pub fn run(plan: Plan, monitor: &mut dyn Monitor) -> Result<Finished, Error> {
     let threads = super::engine_threads(&plan);
+    let live = Arc::new(super::live_for(&plan, threads, monitor));
     let shared = Arc::new(Shared {
         plan,
         gate: StartGate::new(),
         abort: Abort::default(),
         series: Arc::new(Series::new(threads)),
-        live: Arc::new(Live::new(threads)),
+        live,
     });
     // Each thread sends exactly one result here when it ends: an unbounded channel, so the
     // send never blocks, and it never holds more than one message per thread.

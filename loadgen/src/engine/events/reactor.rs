@@ -261,6 +261,11 @@ impl<'p> Reactor<'p> {
             if abort.is_raised() {
                 return Ok(());
             }
+            // A live view's `q`: every client ends now, as at the run's end.
+            if tally.stop_requested() {
+                self.stop_all(Instant::now(), tally);
+                break;
+            }
             for event in events.iter() {
                 self.on_event(event, tally)?;
             }
@@ -277,6 +282,18 @@ impl<'p> Reactor<'p> {
             }
         }
         Ok(())
+    }
+
+    /// Ends every client still running at `now` ([`Client::stop`]) and closes its
+    /// connection: the run was stopped from the live view.
+    fn stop_all(&mut self, now: Instant, tally: &mut Tally) {
+        for slot in self.slots.iter_mut().filter(|s| s.io != Io::Done) {
+            slot.client.stop(self.plan, now, tally);
+            slot.close();
+            slot.io = Io::Done;
+            slot.deadline = None;
+        }
+        self.live = 0;
     }
 
     /// How long the next poll may sleep: until the nearest timer, due request or second of
