@@ -308,6 +308,9 @@ impl Client {
             Doing::Exchanging { .. } if answering => ClientState::Answering,
             Doing::Exchanging { .. } => ClientState::Waiting,
             Doing::Holding => ClientState::Holding,
+            // A closed-loop client the ramp has sent away is shown as one not yet started:
+            // it has no connection and waits for the ramp to bring it back.
+            Doing::Away => ClientState::NotStarted,
             Doing::Nothing if self.record.started_us.is_none() => ClientState::NotStarted,
             Doing::Nothing if matches!(self.kind, Kind::Open { .. }) => ClientState::Idle,
             Doing::Nothing if answering => ClientState::Answering,
