@@ -1,8 +1,8 @@
 //! Starting and stopping what is graded.
 //!
-//! A [`Subject::Command`] is a command line with `{addr}` in it. The grader asks the
-//! kernel for a free loopback port (binding port 0 and letting it go), writes it in place
-//! of `{addr}`, and runs the line with `sh -c 'exec ...'`, so that the shell is replaced by
+//! A [`Subject::Command`] is a command line with `{addr}` in it. The grader finds a free
+//! loopback port below the kernel's ephemeral range (binding it and letting it go; see
+//! `free_port` for why below), writes it in place of `{addr}`, and runs the line with `sh -c 'exec ...'`, so that the shell is replaced by
 //! the server and the child's process id is the server's own (SIGTERM then reaches the
 //! server, not a shell). Between letting the port go and the server binding it, another
 //! program may take it: a server that exits before it accepts is started again on a new
@@ -163,12 +163,56 @@ fn start_command(line: &str, stretch: f64) -> Result<ChildServer, GradeError> {
     Err(GradeError::CannotStart(last))
 }
 
-/// A free port on 127.0.0.1, as the kernel picks one for port 0.
+/// A free port on 127.0.0.1 for the command to bind.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`, 32768 and up by
+/// default) where there is room: every port-0 listener and every outgoing connection on the
+/// machine (another test's server, the grader's own clients) gets its port from that
+/// range, so one of them cannot take the port in the moment between the grader letting it
+/// go and the command binding it, and the grader cannot end up talking to someone else's
+/// server. Otherwise, or when no port below is free, the kernel picks one (port 0).
 fn free_port() -> Result<SocketAddr, GradeError> {
+    if let Some(addr) = free_port_below_ephemeral() {
+        return Ok(addr);
+    }
     // The listener is dropped at once: the port is free again for the server to bind.
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map_err(|e| GradeError::CannotStart(format!("cannot find a free port on 127.0.0.1: {e}")))
+}
+
+/// The lowest port the grader picks from: below it are the well-known and the commonly
+/// configured ports (8080, 7777, ...).
+const LOWEST_PICKED: u16 = 20_000;
+
+/// A port between [`LOWEST_PICKED`] and the start of the ephemeral range that nothing
+/// listens on now, tried at up to 64 places; `None` if the range is too small or all were
+/// taken.
+fn free_port_below_ephemeral() -> Option<SocketAddr> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let ephemeral: u16 = range.split_whitespace().next()?.parse().ok()?;
+    let room = ephemeral
+        .checked_sub(LOWEST_PICKED)
+        .filter(|r| *r >= 1_000)?;
+    // Where to start: different for each call and each process (the clock's nanoseconds
+    // and the process id), so that parallel graders spread out.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut x = u64::from(nanos) ^ (u64::from(std::process::id()) << 32);
+    (0..64).find_map(|_| {
+        // splitmix64's step: a well-spread next number from the last.
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let port = LOWEST_PICKED + (z % u64::from(room)) as u16;
+        // Free now if it can be bound; the listener is dropped at once.
+        TcpListener::bind(("127.0.0.1", port))
+            .and_then(|l| l.local_addr())
+            .ok()
+    })
 }
 
 fn spawn(line: &str, addr: SocketAddr, attempt: u32) -> Result<ChildServer, GradeError> {
@@ -240,6 +284,32 @@ fn wait_accepting(server: &mut ChildServer, within: Duration) -> Result<(), NotS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The grader's ports come from below the ephemeral range, where no port-0 listener
+    /// and no outgoing connection takes them, and are spread over it.
+    #[test]
+    fn ports_are_picked_below_the_ephemeral_range_and_free() {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .expect("Linux says its ephemeral range");
+        let low: u16 = range
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port number");
+        let mut ports = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            let addr = free_port().expect("a free port");
+            if low >= LOWEST_PICKED + 1_000 {
+                assert!(
+                    (LOWEST_PICKED..low).contains(&addr.port()),
+                    "{addr} is not below {low}"
+                );
+            }
+            ports.insert(addr.port());
+        }
+        // Spread out, so that graders running at once do not keep meeting on one port.
+        assert!(ports.len() >= 15, "{ports:?}");
+    }
 
     /// A command that exits before it accepts, as a server whose port was taken in the
     /// moment between the grader finding it free and the server binding it, is started
