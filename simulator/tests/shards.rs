@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
-use loadgen::scenario::{Arrivals, Load, OpenLoop, Scenario, Shard, WhenBusy};
+use loadgen::scenario::{Arrivals, Load, OpenLoop, Scenario, Shard, Stage, Stages, WhenBusy};
 use loadgen::Outcome;
 use server_core::{RunningServer, ServerArgs};
 use simulator::measure as run;
@@ -232,6 +232,53 @@ fn shards_of_an_open_loop_keep_the_whole_schedule() {
     assert_eq!(m.due, s.due);
     assert_eq!(m.served, s.served, "{}", merged.to_text());
     assert!(merged.latency_uncorrected_us.is_some() && merged.schedule_lag_us.is_some());
+}
+
+/// A ramp is dealt out the same way: two shards of an open loop on `--stages` together
+/// send the requests one process would on the ramped schedule, and the merged report
+/// carries the stages.
+#[test]
+fn shards_of_a_ramp_keep_the_ramped_schedule_and_its_stages() {
+    let server = server();
+    let stages = Stages::new(&[
+        Stage {
+            duration: Duration::from_millis(500),
+            rate: 400.0,
+        },
+        Stage {
+            duration: Duration::from_millis(250),
+            rate: 400.0,
+        },
+    ])
+    .expect("two stages");
+    let scenario = Scenario {
+        load: Load::Rate(OpenLoop {
+            // The ramp's mean: 100 requests while it rises, 100 at its top, over 750 ms.
+            rate: 200.0 / 0.75,
+            duration: Duration::from_millis(750),
+            arrivals: Arrivals::Constant,
+            when_busy: WhenBusy::Queue,
+            seed: 3,
+            stages,
+        }),
+        ..Scenario::get(6, "/", Duration::from_secs(2), Duration::ZERO)
+    };
+    let into = dir("ramp");
+    shards(&server, &scenario, 2, &[1, 2], &into);
+    let one = single(&server, &scenario);
+    server.stop().expect("the server stops");
+    let merged = merge::merge(std::slice::from_ref(&into)).expect("the shards merge");
+    let (m, s) = (
+        merged.requests.clone().expect("counts"),
+        one.requests.clone().expect("counts"),
+    );
+    assert!((195..=205).contains(&m.due), "{}", merged.to_text());
+    assert_eq!(m.due, s.due, "{}", merged.to_text());
+    assert_eq!(m.served, s.served, "{}", merged.to_text());
+    match merged.scenario.load {
+        Load::Rate(open) => assert_eq!(open.stages, stages),
+        other => panic!("the merged report lost its open loop: {other:?}"),
+    }
 }
 
 /// A shard that failed says why in its directory; one that never ran leaves nothing. The
