@@ -2,7 +2,9 @@
 # The HTML reports as a person sees them: one report of each kind (a run, a comparison, a
 # sweep, a lab, a merge of shards), each opened in headless Chromium and photographed. Fails
 # if a page is blank (its screenshot is nearly empty, or its DOM has no chart) or the
-# browser logged a console error. Run by .ci/run; takes a minute once Chromium is there.
+# browser logged a console error, and if the run page's replay does not move (two
+# photographs at different moments are the same). Run by .ci/run; takes a minute once
+# Chromium is there.
 #
 # Installs Debian's `chromium` with apt where it is missing.
 # Usage: scripts/check-reports.sh [DIR]   (DIR keeps the reports and screenshots; default:
@@ -74,5 +76,29 @@ for kind in run compare sweep lab merge; do
     log "ok: $kind.html $(( $(stat -c %s "$page") / 1024 )) KiB, $charts charts, screenshot $((size / 1024)) KiB"
   fi
 done
+# The replay moves: the run page's replay photographed at two moments of its loop must
+# differ. Headless Chromium photographs a page as soon as it has loaded, and its virtual
+# clock does not drive CSS animations, so each moment is set in a copy of the page: the
+# replay's animations start that far into their loop (a negative animation-delay) and stand
+# still there (paused, as the page's own checkbox pauses them). The window is tall enough
+# to hold the whole page.
+for at in 0.3 1.2; do
+  sed "s|</style>|.replay .moving { animation-delay: -${at}s !important; animation-play-state: paused !important; }</style>|" \
+    "$OUT/run.html" >"$OUT/replay-$at.html"
+  "$BROWSER" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1150,3400 \
+    --screenshot="$OUT/replay-$at.png" "file://$(realpath "$OUT/replay-$at.html")" >/dev/null 2>&1 || true
+done
+if ! grep -q 'class="moving veil"' "$OUT/run.html"; then
+  log "FAIL: replay: the run page has no replay"
+  failed=1
+elif [ ! -s "$OUT/replay-0.3.png" ] || [ ! -s "$OUT/replay-1.2.png" ]; then
+  log "FAIL: replay: the browser took no photograph of the replay"
+  failed=1
+elif cmp -s "$OUT/replay-0.3.png" "$OUT/replay-1.2.png"; then
+  log "FAIL: replay: the photographs 0.3 s and 1.2 s into the replay are the same: nothing moved"
+  failed=1
+else
+  log "ok: replay: the photographs 0.3 s and 1.2 s into the replay differ"
+fi
 [ $failed -eq 0 ] || exit 1
 log "passed"

@@ -256,8 +256,14 @@ fn every_documented_command_runs_and_agrees() {
         );
     }
 
+    // Each command runs in an empty directory of its own, so that what it writes
+    // (`--frames frames`, say) lands there and not in the checkout.
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("documented-commands");
     let mut failures = Vec::new();
-    for command in &all {
+    for (n, command) in all.iter().enumerate() {
+        let cwd = scratch.join(n.to_string());
+        let _ = std::fs::remove_dir_all(&cwd);
+        std::fs::create_dir_all(&cwd).expect("a scratch directory");
         let server = match setup(command) {
             Some(Setup::Alone) => None,
             Some(Setup::Server(start)) => Some(start()),
@@ -279,6 +285,7 @@ fn every_documented_command_runs_and_agrees() {
         }
         let output = Command::new(env!("CARGO_BIN_EXE_simulator"))
             .args(&args)
+            .current_dir(&cwd)
             .stdin(Stdio::null())
             .output()
             .expect("run the simulator");
@@ -292,10 +299,20 @@ fn every_documented_command_runs_and_agrees() {
             .matches("--live cannot draw here (standard error is not a terminal)")
             .count()
             == 1;
+        // `--frames DIR` with `--frame-count N`: N frames in DIR, or in each architecture's
+        // directory inside it.
+        let frames_missing = frame_dirs(command, &cwd).is_some_and(|(dirs, count)| {
+            dirs.is_empty()
+                || dirs.iter().any(|d| {
+                    std::fs::read_dir(d).map_or(0, |e| e.count()) != count
+                        || !d.join("frame-001.svg").is_file()
+                })
+        });
         if !output.status.success()
             || stdout.contains("DISAGREE")
             || stdout.contains("FAIL")
             || (command.contains("--live") && !fell_back)
+            || frames_missing
         {
             failures.push(format!(
                 "simulator {command}\n  exit: {:?}\n{stdout}{}",
@@ -305,4 +322,27 @@ fn every_documented_command_runs_and_agrees() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// For a command with `--frames DIR`: the directories that should hold the frames (DIR, or
+/// its subdirectories when the command writes several runs) and how many frames each should
+/// hold (`--frame-count`, 25 by default).
+fn frame_dirs(command: &str, cwd: &Path) -> Option<(Vec<PathBuf>, usize)> {
+    let words = words(command);
+    let at = |flag: &str| {
+        words
+            .iter()
+            .position(|w| w == flag)
+            .and_then(|i| words.get(i + 1))
+    };
+    let dir = cwd.join(at("--frames")?);
+    let count = at("--frame-count").map_or(25, |n| n.parse().unwrap_or(0));
+    let dirs = if command.starts_with("run") || command.starts_with("merge") {
+        vec![dir]
+    } else {
+        std::fs::read_dir(&dir)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    Some((dirs, count))
 }

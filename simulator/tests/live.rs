@@ -189,6 +189,32 @@ fn lab_1_shows_every_client_and_its_counts_are_the_reports() {
     assert_eq!(shown, reported, "view:\n{end}\nreport:\n{report}");
 }
 
+/// A comparison in a terminal: each architecture's view shows the prediction beside the
+/// served count, and under its title the architectures already measured, each as it ended.
+#[test]
+fn a_comparison_lists_the_architectures_already_measured_and_the_prediction() {
+    // The sequential server serves one of four 800 ms requests within 1 s; thread per
+    // connection serves all four, in about 800 ms, long enough to be seen.
+    let tmux = Tmux::start(
+        "compare --archs single,thread-per-conn --clients 4 --request 'GET /sleep/800' --timeout 1s --live",
+        "",
+        120,
+        40,
+    );
+    let second = tmux.wait_for(
+        "the second architecture's view",
+        Duration::from_secs(30),
+        |s| s.contains("servelab live · thread-per-conn") && s.contains("before: single"),
+    );
+    assert!(
+        second.contains("before: single · 4 clients: served 1 of 4 (predicted 1 served)"),
+        "{second}"
+    );
+    assert!(second.contains("(predicted 4 served)"), "{second}");
+    let end = tmux.wait_restored(Duration::from_secs(30));
+    assert_eq!(exit_status(&end), "0", "{end}");
+}
+
 /// `q` in the middle of a long run stops it: the report follows at once (the lab's later
 /// runs stop as soon as they start), and the terminal is restored.
 #[test]

@@ -12,7 +12,7 @@ use simulator::output::html::{self, Provenance};
 use simulator::{labs, Servers};
 
 /// Checks that `html` is well-formed: every element closed in order (void elements written
-/// `<br />`), comments and the doctype skipped. Returns the element names seen.
+/// `<br />`), comments, the doctype and an XML declaration skipped. Returns the element names seen.
 fn well_formed(html: &str) -> Result<Vec<String>, String> {
     let mut open: Vec<String> = Vec::new();
     let mut seen = Vec::new();
@@ -27,7 +27,8 @@ fn well_formed(html: &str) -> Result<Vec<String>, String> {
         let end = rest.find('>').ok_or("an unclosed tag")?;
         let tag = &rest[1..end];
         rest = &rest[end + 1..];
-        if tag.starts_with("!DOCTYPE") {
+        // The doctype, and an SVG file's XML declaration.
+        if tag.starts_with("!DOCTYPE") || tag.starts_with('?') {
             continue;
         }
         if let Some(name) = tag.strip_prefix('/') {
@@ -117,8 +118,61 @@ fn a_runs_page_shows_the_story_and_the_server_from_inside() {
             "served within the deadline",
             "predicted 2 served: agrees",
             "simulator run --report &#39;a b.html&#39;",
+            // The replay: the timeline and the server's queues, each with its curtain,
+            // and the checkbox that pauses them.
+            "<h2 id=\"replay\">Replay</h2>",
+            "<input type=\"checkbox\" class=\"pause\" id=\"pause\" />",
+            "each client&#39;s timeline, replayed",
+            "the server&#39;s queues and busy threads, replayed",
         ],
     );
+    assert_eq!(
+        page.matches("class=\"moving veil\"").count(),
+        2,
+        "a curtain per chart"
+    );
+    assert_eq!(page.matches("class=\"moving cursor\"").count(), 2);
+    assert!(!page.contains("<script"), "the replay needs no script");
+    // The frames for slides: the timeline at evenly spaced moments, each a complete file.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("frames-run");
+    let _ = std::fs::remove_dir_all(&dir);
+    let frames = simulator::output::frames::write(&report, &dir, 5).expect("the frames");
+    let names: Vec<String> = frames
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "frame-001.svg",
+            "frame-002.svg",
+            "frame-003.svg",
+            "frame-004.svg",
+            "frame-005.svg"
+        ]
+    );
+    let text: Vec<String> = frames
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("a frame"))
+        .collect();
+    for frame in &text {
+        assert!(
+            frame.contains("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+            "{frame}"
+        );
+        assert!(frame.contains(">t = "), "each frame names its moment");
+        well_formed(frame).unwrap_or_else(|e| panic!("a frame: {e}"));
+    }
+    assert!(
+        text[0].contains(">t = 0µs<"),
+        "the first frame is the start"
+    );
+    assert_ne!(text[1], text[3], "frames at different moments differ");
     // The text report of a run this small has a timeline with the deadline in one column.
     let text = report.to_text();
     assert!(text.contains("timeline: one column ="), "{text}");
@@ -160,6 +214,62 @@ fn a_load_run_page_has_its_time_series_and_a_large_one_samples_its_rows() {
             "one in 3 is drawn",
             "All clients by state over time",
             "Jain",
+        ],
+    );
+}
+
+/// A ramp's page draws the rate it asked for beside what was sent, and the `--slo` gates
+/// are a table, each as measured against required.
+#[test]
+fn a_ramps_page_shows_the_asked_rate_and_the_gates() {
+    let server = Servers::only("event-loop")
+        .start("event-loop", ServerArgs::default())
+        .expect("the server starts");
+    let stages = [
+        loadgen::scenario::Stage {
+            duration: Duration::from_millis(600),
+            rate: 400.0,
+        },
+        loadgen::scenario::Stage {
+            duration: Duration::from_millis(600),
+            rate: 0.0,
+        },
+    ];
+    let mut scenario = Scenario::get(4, "/", Duration::from_secs(1), Duration::ZERO);
+    scenario.load = Load::Rate(loadgen::scenario::OpenLoop {
+        rate: 200.0,
+        duration: Duration::from_millis(1200),
+        arrivals: loadgen::scenario::Arrivals::Constant,
+        when_busy: loadgen::scenario::WhenBusy::Queue,
+        seed: 1,
+        stages: loadgen::scenario::Stages::new(&stages).expect("two stages"),
+    });
+    let mut report = run::run_in_process(&server, &scenario, false).expect("the run");
+    server.stop().expect("stop");
+    report.gates = vec![
+        loadgen::slo::Judged {
+            gate: "served>=99%".into(),
+            measured: "100.00%".into(),
+            required: ">= 99%".into(),
+            met: true,
+        },
+        loadgen::slo::Judged {
+            gate: "p99<1us".into(),
+            measured: "80us".into(),
+            required: "< 1us".into(),
+            met: false,
+        },
+    ];
+    let page = html::run_page(&report, &provenance());
+    check_page(
+        "ramp",
+        &page,
+        &[
+            "Over time",
+            "asked (--stages)",
+            "Gates (--slo): 1 of 2 met",
+            "<code>p99&lt;1us</code>",
+            "MISSED",
         ],
     );
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{Defaults, OutputArgs, SaveArgs, ScenarioArgs, ServerChoice};
+use super::{Defaults, FramesArgs, OutputArgs, SaveArgs, ScenarioArgs, ServerChoice};
 use crate::output::{self, files, html, Format};
 use crate::{measure, SimError};
 
@@ -29,6 +29,8 @@ pub(crate) struct CompareArgs {
     output: OutputArgs,
     #[command(flatten)]
     live: crate::live::LiveArgs,
+    #[command(flatten)]
+    frames: FramesArgs,
     #[command(flatten)]
     files: SaveArgs,
 }
@@ -67,6 +69,11 @@ pub(crate) fn run(args: CompareArgs, flags: Vec<(String, String)>) -> Result<Exi
                 &dir.join(name.replace([':', '/'], "_")),
             )?);
         }
+    }
+    for report in &reports {
+        let name = report.architecture.as_deref().unwrap_or(&report.target);
+        args.frames
+            .write(report, Some(&name.replace([':', '/'], "_")))?;
     }
     if let Some(path) = &args.output.report {
         html::write(

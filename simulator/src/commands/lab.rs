@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use loadgen::scenario::Engine;
 
-use super::OutputArgs;
+use super::{FramesArgs, OutputArgs};
 use crate::labs::{self, LabEnv};
 use crate::output::{self, html, Format};
 use crate::SimError;
@@ -34,6 +34,8 @@ pub(crate) struct LabArgs {
     output: OutputArgs,
     #[command(flatten)]
     live: crate::live::LiveArgs,
+    #[command(flatten)]
+    frames: FramesArgs,
 }
 
 /// Runs `simulator lab`.
@@ -55,7 +57,7 @@ pub(crate) fn run(args: LabArgs) -> Result<ExitCode, SimError> {
     }
     let lab = labs::find(args.id.unwrap_or_default())?;
     let mut env = LabEnv::new(args.scale, args.target, args.engine);
-    env.record = args.output.report.is_some();
+    env.record = args.output.report.is_some() || args.frames.frames.is_some();
     let checks = lab.run(&env)?;
     match args.output.format {
         Format::Json => output::print_json(&serde_json::json!({
@@ -63,8 +65,11 @@ pub(crate) fn run(args: LabArgs) -> Result<ExitCode, SimError> {
         })),
         _ => output::print(&output::text::lab_text(&lab, &env, &checks)),
     }
+    let runs = env.recorded();
+    for (i, report) in runs.iter().enumerate() {
+        args.frames.write(report, Some(&format!("run-{}", i + 1)))?;
+    }
     if let Some(path) = &args.output.report {
-        let runs = env.recorded();
         html::write(
             path,
             &html::lab_page(&lab, &env, &checks, &runs, &html::Provenance::here()),

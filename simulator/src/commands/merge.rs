@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{OutputArgs, SaveArgs};
+use super::{FramesArgs, OutputArgs, SaveArgs};
 use crate::{shards, SimError};
 
 #[derive(Debug, Args)]
@@ -18,6 +18,8 @@ pub(crate) struct MergeArgs {
     output: OutputArgs,
     #[command(flatten)]
     files: SaveArgs,
+    #[command(flatten)]
+    frames: FramesArgs,
 }
 
 /// Runs `simulator merge`: exits 1 after the report when a shard is missing.
@@ -25,6 +27,7 @@ pub(crate) fn run(args: MergeArgs) -> Result<ExitCode, SimError> {
     args.output.log.init();
     let report = shards::merge(&args.dirs)?;
     super::deliver(&report, &args.output, args.files.save.as_deref())?;
+    args.frames.write(&report, None)?;
     let complete = report.shards.as_ref().is_none_or(|c| c.complete());
     Ok(if complete {
         ExitCode::SUCCESS

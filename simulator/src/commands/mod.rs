@@ -272,6 +272,43 @@ pub(crate) struct SaveArgs {
     pub(crate) save: Option<std::path::PathBuf>,
 }
 
+/// `--frames DIR`: the timeline as numbered SVG stills, for slides.
+#[derive(Debug, Args)]
+pub(crate) struct FramesArgs {
+    /// Also write the clients' timeline as numbered SVG frames into this directory
+    /// (frame-001.svg, ...; one directory per architecture or lab run inside it when there
+    /// are several): the run so far at evenly spaced moments, for slides.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) frames: Option<std::path::PathBuf>,
+    /// How many frames --frames writes, from the start to the end of the run.
+    #[arg(long, value_name = "N", default_value_t = 25, value_parser = clap::value_parser!(u16).range(2..=1000))]
+    pub(crate) frame_count: u16,
+}
+
+impl FramesArgs {
+    /// Writes `report`'s frames into the `--frames` directory (into `sub` inside it, if
+    /// given), and says so on stderr; nothing without `--frames`.
+    pub(crate) fn write(&self, report: &Report, sub: Option<&str>) -> Result<(), SimError> {
+        let Some(dir) = &self.frames else {
+            return Ok(());
+        };
+        let dir = match sub {
+            Some(sub) => dir.join(sub),
+            None => dir.clone(),
+        };
+        let written = output::frames::write(report, &dir, usize::from(self.frame_count))?;
+        if let (Some(first), Some(last)) = (written.first(), written.last()) {
+            eprintln!(
+                "wrote {} frames: {} to {}",
+                written.len(),
+                first.display(),
+                last.display()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The simulator's log levels (the servers' `--log` describes the servers' own).
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum LogLevel {

@@ -9,7 +9,7 @@ use contract::units::parse_duration;
 use loadgen::scenario::Shard;
 use loadgen::slo::Gates;
 
-use super::{Defaults, OutputArgs, SaveArgs, ScenarioArgs};
+use super::{Defaults, FramesArgs, OutputArgs, SaveArgs, ScenarioArgs};
 use crate::output::{self, files};
 use crate::{measure, target, SimError};
 
@@ -31,6 +31,8 @@ pub(crate) struct RunArgs {
     output: OutputArgs,
     #[command(flatten)]
     live: crate::live::LiveArgs,
+    #[command(flatten)]
+    frames: FramesArgs,
     #[command(flatten)]
     files: SaveArgs,
 }
@@ -146,6 +148,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, SimError> {
         .map(|dir| files::run_dir(dir, scenario.shard));
     let met = args.slo.as_ref().is_none_or(|gates| report.judge(gates));
     super::deliver(&report, &args.output, dir.as_deref())?;
+    args.frames.write(&report, None)?;
     Ok(if met {
         ExitCode::SUCCESS
     } else {

@@ -26,6 +26,9 @@ use loadgen::tally::live::ClientState;
 /// progress line.
 pub(crate) const MIN_SIZE: (u16, u16) = (60, 16);
 
+/// At most this many earlier runs of the command are listed under the title.
+const EARLIER_SHOWN: usize = 4;
+
 /// The width of the server's panel, when the server says what it is doing.
 const SERVER_PANEL: u16 = 34;
 
@@ -52,8 +55,9 @@ pub(crate) fn draw(frame: &mut Frame, model: &Model, layout: ViewLayout) {
     let area = frame.area();
     let big = layout == ViewLayout::Big;
     let footer = if model.shape.load { 3 } else { 2 };
+    let earlier = model.shape.earlier.len().min(EARLIER_SHOWN) as u16;
     let [title, body, counts, footer_area] = Layout::vertical([
-        Constraint::Length(if big { 2 } else { 1 }),
+        Constraint::Length(if big { 2 } else { 1 } + earlier),
         Constraint::Min(4),
         Constraint::Length(footer),
         Constraint::Length(if big { 1 } else { 2 }),
@@ -110,6 +114,15 @@ fn title_lines(model: &Model, big: bool) -> Vec<Line<'static>> {
         ));
     }
     let mut lines = vec![Line::from(spans)];
+    // A comparison's architectures measured before this one, each as it ended: one panel
+    // a line, so the room sees the whole comparison build up.
+    let earlier = &shape.earlier;
+    for line in &earlier[earlier.len().saturating_sub(EARLIER_SHOWN)..] {
+        lines.push(Line::styled(
+            format!("  before: {line}"),
+            Style::default().add_modifier(Modifier::DIM),
+        ));
+    }
     if big {
         lines.push(Line::raw(""));
     }
@@ -328,8 +341,15 @@ fn count_lines(model: &Model, width: u16) -> Vec<Line<'static>> {
             .fg(look(kind).0)
             .add_modifier(Modifier::BOLD)
     };
+    let predicted = model
+        .shape
+        .predicted
+        .as_ref()
+        .map(|p| format!(" (predicted {p})"))
+        .unwrap_or_default();
     let mut lines = vec![Line::from(vec![
         Span::styled(format!("served {served}"), bold(Kind::Served)),
+        Span::raw(predicted),
         Span::raw(" · "),
         Span::styled(format!("timed out {timed_out}"), bold(Kind::TimedOut)),
         Span::raw(" · "),
@@ -362,6 +382,23 @@ fn count_lines(model: &Model, width: u16) -> Vec<Line<'static>> {
         )));
     }
     lines
+}
+
+/// How the run ended, in a line for the next run's view of the same command: the server,
+/// the clients served of all, and the prediction.
+pub(crate) fn ended_line(model: &Model) -> String {
+    format!(
+        "{}: served {} of {}{}",
+        model.shape.title,
+        model.count(Kind::Served),
+        model.shape.clients,
+        model
+            .shape
+            .predicted
+            .as_ref()
+            .map(|p| format!(" (predicted {p})"))
+            .unwrap_or_default()
+    )
 }
 
 /// The outcome counts in a line of plain text, as the view's last frame had them.
@@ -441,6 +478,8 @@ mod tests {
             from_start: true,
             planned: Duration::from_millis(2000),
             load,
+            predicted: None,
+            earlier: Vec::new(),
         }
     }
 

@@ -25,7 +25,7 @@ pub(crate) mod screen;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 
 use clap::{Args, ValueEnum};
 use loadgen::engine::Monitor;
@@ -79,6 +79,25 @@ static QUIT: AtomicBool = AtomicBool::new(false);
 /// The fallback has been announced: it is said once per process, not once per run.
 static SAID: AtomicBool = AtomicBool::new(false);
 
+/// How each run this process has shown ended, a line each, oldest first: the next view
+/// lists them under its title (a comparison's architectures one after another). Shared
+/// because each run's view is a new value; a mutex because a view is made and ended on
+/// the coordinating thread of whichever run it watches. At most [`EARLIER_KEPT`] lines.
+static EARLIER: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Earlier runs remembered: more than a screen's title area would show.
+const EARLIER_KEPT: usize = 16;
+
+/// Remembers how a shown run ended, for the views of the runs after it.
+fn remember(line: String) {
+    // A poisoned lock only means a view panicked while holding it: the list is still whole.
+    let mut earlier = EARLIER.lock().unwrap_or_else(|p| p.into_inner());
+    if earlier.len() == EARLIER_KEPT {
+        earlier.remove(0);
+    }
+    earlier.push(line);
+}
+
 /// The layout asked for, if any.
 pub(crate) fn layout() -> Option<Layout> {
     match MODE.load(Ordering::Relaxed) {
@@ -119,11 +138,12 @@ fn fall_back(reason: &str) {
 }
 
 /// The monitor of a run of `scenario` against `server`: the live view when it was asked
-/// for and can be drawn (with the server's readings arriving on `stats`), else the
-/// progress line.
+/// for and can be drawn (with the server's readings arriving on `stats`, and `predicted`,
+/// the prediction in words, beside the measurement), else the progress line.
 pub(crate) fn monitor(
     server: &str,
     scenario: &Scenario,
+    predicted: Option<String>,
     stats: Option<mpsc::Receiver<StatsSample>>,
 ) -> Box<dyn Monitor> {
     let Some(layout) = layout() else {
@@ -131,11 +151,12 @@ pub(crate) fn monitor(
     };
     let size = ratatui::crossterm::terminal::size().ok();
     match decide(std::io::stderr().is_terminal(), size) {
-        Ok(()) => Box::new(screen::LiveView::new(
-            model::Shape::of(server, scenario),
-            layout,
-            stats,
-        )),
+        Ok(()) => {
+            let mut shape = model::Shape::of(server, scenario);
+            shape.predicted = predicted;
+            shape.earlier = EARLIER.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            Box::new(screen::LiveView::new(shape, layout, stats))
+        }
         Err(reason) => {
             fall_back(&reason);
             Box::new(Progress::default())

@@ -34,6 +34,12 @@ pub(crate) struct Shape {
     pub(crate) planned: Duration,
     /// A load run (a duration or a rate): requests per second and p99 are worth drawing.
     pub(crate) load: bool,
+    /// The prediction, in words ("2 served", "850 req/s"), shown beside the measurement;
+    /// `None` when the model does not know the server.
+    pub(crate) predicted: Option<String>,
+    /// How the earlier runs of the same command ended, oldest first, a line each (a
+    /// comparison's architectures already measured, a lab's earlier steps).
+    pub(crate) earlier: Vec<String>,
 }
 
 impl Shape {
@@ -46,6 +52,8 @@ impl Shape {
             from_start: scenario.deadline == DeadlineClock::FromStart,
             planned: scenario.planned_length(),
             load: scenario.load.is_load(),
+            predicted: None,
+            earlier: Vec::new(),
         }
     }
 }
@@ -262,6 +270,8 @@ mod tests {
             from_start: true,
             planned: Duration::from_millis(2000),
             load: false,
+            predicted: None,
+            earlier: Vec::new(),
         }
     }
 

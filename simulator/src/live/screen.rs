@@ -223,6 +223,7 @@ impl Monitor for LiveView {
         }
         if shown {
             eprintln!("simulator --live: {}", draw::summary(&self.model));
+            super::remember(draw::ended_line(&self.model));
         }
     }
 

@@ -22,6 +22,7 @@ use loadgen::Scenario;
 use server_core::RunningServer;
 
 use crate::live;
+use crate::predict;
 use crate::report::Report;
 use crate::servers::Servers;
 use crate::target::{self, ServerInfo};
@@ -54,9 +55,16 @@ pub fn run(
         Some(info) => format!("{} at {target}", info.architecture),
         None => target.to_owned(),
     };
-    measured(plan, &name, scenario, source, watch, |finished| {
-        Report::new(target, info, scenario, finished)
-    })
+    let predicted = predicted_in_words(info, scenario);
+    measured(
+        plan,
+        &name,
+        predicted,
+        scenario,
+        source,
+        watch,
+        |finished| Report::new(target, info, scenario, finished),
+    )
 }
 
 /// Runs `scenario` against a server running in this process, whose `/stats` it reads
@@ -74,18 +82,26 @@ pub fn run_in_process(
     plan.in_process = true;
     let source = (watch || live::asked()).then_some(Source::InProcess(server.context()));
     let name = info.architecture.clone();
-    measured(plan, &name, scenario, source, watch, |finished| {
-        Report::new(&target, Some(&info), scenario, finished)
-    })
+    let predicted = predicted_in_words(Some(&info), scenario);
+    measured(
+        plan,
+        &name,
+        predicted,
+        scenario,
+        source,
+        watch,
+        |finished| Report::new(&target, Some(&info), scenario, finished),
+    )
 }
 
 /// Runs `plan` with the background populations around it and the server watched from
-/// `source` (and shown as `name`), and makes the report with `report`, which keeps the server's readings if
+/// `source` (and shown as `name`, with the prediction `predicted` beside the measurement), and makes the report with `report`, which keeps the server's readings if
 /// `keep` (a report was asked for). The run is watched by the progress line, or the live
 /// view (`--live`).
 fn measured(
     plan: Plan,
     name: &str,
+    predicted: Option<String>,
     scenario: &Scenario,
     source: Option<Source<'_>>,
     keep: bool,
@@ -95,7 +111,7 @@ fn measured(
     // The live view's feed of the server's readings: unbounded, and drained by the view
     // five times a second, so it holds two or three readings at most.
     let (tap, readings) = mpsc::channel();
-    let mut monitor = live::monitor(name, scenario, Some(readings));
+    let mut monitor = live::monitor(name, scenario, predicted, Some(readings));
     let (finished, watched) =
         watch::during(source, Some(tap), || engine::run(plan, monitor.as_mut()));
     drop(monitor);
@@ -106,6 +122,22 @@ fn measured(
     }
     report.background = background;
     Ok(report)
+}
+
+/// The prediction for `scenario` against the server `info` describes, in the words the
+/// live view shows beside the measurement: "2 served", "3 to 4 served", "850 req/s".
+/// `None` for a server the model does not know, and for a shard (which predicts nothing:
+/// the merge predicts the whole run).
+fn predicted_in_words(info: Option<&ServerInfo>, scenario: &Scenario) -> Option<String> {
+    if scenario.shard.is_some() {
+        return None;
+    }
+    let prediction = predict::predict(info?, scenario)?;
+    match (prediction.served_text(), prediction.per_second) {
+        (Some(served), _) => Some(format!("{served} served")),
+        (None, Some(rate)) => Some(format!("{rate:.0} req/s")),
+        (None, None) => None,
+    }
 }
 
 /// Starts the scenario's background populations, if it has any, and returns once they

@@ -5,13 +5,15 @@
 //! * [`csv`]: one row per client (or per sweep step), for spreadsheets;
 //! * JSON is the [`Report`](crate::Report) itself, serialized (its schema is `docs/schema/`);
 //! * [`files`]: the directory `--save` writes, and what a failed shard leaves;
-//! * [`html`]: one self-contained page with charts.
+//! * [`html`]: one self-contained page with charts;
+//! * [`frames`]: the timeline as numbered SVG stills (`--frames DIR`), for slides.
 //!
 //! Stdout holds only the report; what the program says about itself (files written,
 //! progress, logs) goes to stderr, so `simulator ... --format json | jq` always works.
 
 pub mod csv;
 pub mod files;
+pub mod frames;
 pub mod html;
 pub mod text;
 

@@ -11,8 +11,10 @@
 //! prediction beside it; each client's timeline (a Gantt chart, the lecture's log as a
 //! picture); the latency distribution on a "nines" axis with the deadline marked; the run
 //! over time (load runs); the server's queues and busy threads over time, when the target is
-//! a servelab server whose `/stats` was watched during the run; fairness between clients;
-//! and the settings, the machine, the commit and the command that reproduce it.
+//! a servelab server whose `/stats` was watched during the run; a replay of the timeline and
+//! the queues (uncovered from left to right at the run's pace by a CSS animation, paused by
+//! a checkbox: still no script); fairness between clients; and the settings, the machine,
+//! the commit and the command that reproduce it.
 
 pub mod sections;
 pub mod svg;
@@ -86,6 +88,13 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .note { color: #616161; font-size: 0.9em; } pre { background: #f5f5f5; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 svg.chart { max-width: 100%; height: auto; display: block; margin: 0.4em 0; }
 details { margin: 0.6em 0; } summary { cursor: pointer; font-weight: bold; }
+.replay label { cursor: pointer; font-size: 0.9em; }
+.replay .veil { transform-box: fill-box; transform-origin: right center; animation: replay-uncover linear infinite; }
+.replay .cursor { animation: replay-cursor linear infinite; }
+.replay .pause:checked ~ svg .moving { animation-play-state: paused; }
+@keyframes replay-uncover { 0% { transform: scaleX(1); } 90%, 100% { transform: scaleX(0); } }
+@keyframes replay-cursor { 0% { transform: translateX(0); } 90%, 100% { transform: translateX(var(--travel)); } }
+@media (prefers-reduced-motion: reduce) { .replay .moving { animation-play-state: paused; } }
 ";
 
 /// A whole page around `body`.
@@ -117,7 +126,7 @@ pub fn run_page(report: &Report, provenance: &Provenance) -> String {
         .unwrap_or("a run")
         .to_owned();
     let mut body = format!("<h1>{}</h1>\n", escape(&title));
-    body.push_str(&sections::run_sections(report));
+    body.push_str(&sections::run_sections(report, ""));
     body.push_str(&sections::settings(report));
     page(&title, &body, provenance)
 }
@@ -132,7 +141,7 @@ pub fn compare_page(scenario: &Scenario, reports: &[Report], provenance: &Proven
         .to_owned();
     let mut body = format!("<h1>{}</h1>\n", escape(&title));
     body.push_str(&sections::comparison(reports));
-    for report in reports {
+    for (i, report) in reports.iter().enumerate() {
         let name = report.architecture.as_deref().unwrap_or(&report.target);
         let _ = write!(
             body,
@@ -140,7 +149,7 @@ pub fn compare_page(scenario: &Scenario, reports: &[Report], provenance: &Proven
             escape(name),
             report.summary.served,
             report.summary.clients,
-            sections::run_sections(report)
+            sections::run_sections(report, &format!("-{}", i + 1))
         );
     }
     if let Some(first) = reports.first() {
@@ -188,7 +197,7 @@ pub fn lab_page(
             if runs.len() <= 3 { " open" } else { "" },
             i + 1,
             escape(&title),
-            sections::run_sections(report)
+            sections::run_sections(report, &format!("-{}", i + 1))
         );
     }
     page(&title, &body, provenance)

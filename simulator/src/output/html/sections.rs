@@ -1,6 +1,7 @@
 //! The sections of the report's pages, each a piece of HTML with its charts.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
@@ -8,9 +9,10 @@ use super::svg::{self, colour, escape, Plot, Scale};
 use crate::labs::Check;
 use crate::measure::sweep::SweepReport;
 use crate::report::Report;
+use crate::watch::StatsSample;
 use loadgen::outcome::Outcome;
 use loadgen::record::{ClientRecord, Phase};
-use loadgen::scenario::Load;
+use loadgen::scenario::{Load, Stages};
 use loadgen::tally::Row;
 use loadgen::units::human_us;
 
@@ -48,7 +50,10 @@ fn ms(us: f64) -> String {
 }
 
 /// Everything about one run: outcome, timeline, latency, over time, server, fairness.
-pub fn run_sections(report: &Report) -> String {
+///
+/// `id` tells this run's elements apart from another's on the same page (a comparison's
+/// architectures); empty on a page of one run.
+pub fn run_sections(report: &Report, id: &str) -> String {
     let mut out = summary(report);
     out.push_str(&timeline(report));
     out.push_str(&latency(report));
@@ -58,6 +63,7 @@ pub fn run_sections(report: &Report) -> String {
     if !report.server_series.is_empty() {
         out.push_str(&server_side(report));
     }
+    out.push_str(&replay(report, id));
     out.push_str(&fairness(&report.clients));
     if let Some(config) = &report.server_config {
         let _ = write!(
@@ -133,6 +139,35 @@ fn summary(report: &Report) -> String {
     if let Some(p) = &report.prediction {
         let _ = writeln!(out, "<p class=\"note\">Rule: {}</p>", escape(&p.rule));
     }
+    out.push_str(&gates(report));
+    out
+}
+
+/// The `--slo` gates, each as measured against required (nothing without `--slo`).
+fn gates(report: &Report) -> String {
+    if report.gates.is_empty() {
+        return String::new();
+    }
+    let met = report.gates.iter().filter(|g| g.met).count();
+    let mut out = format!(
+        "<h3>Gates (--slo): {met} of {} met</h3>\n<table>\n<tr><th></th><th>gate</th><th>measured</th><th>required</th></tr>\n",
+        report.gates.len()
+    );
+    for g in &report.gates {
+        let (class, word) = if g.met {
+            ("agrees", "met")
+        } else {
+            ("disagrees", "MISSED")
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"{class}\">{word}</td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&g.gate),
+            escape(&g.measured),
+            escape(&g.required)
+        );
+    }
+    out.push_str("</table>\n");
     out
 }
 
@@ -157,9 +192,38 @@ fn phases(c: &ClientRecord, end_us: f64) -> Vec<(f64, f64, &'static str, &'stati
 /// vertical line, each row ending in its outcome's colour; for large runs also every
 /// client's state over time.
 fn timeline(report: &Report) -> String {
+    let Some(drawn) = timeline_plot(report) else {
+        return String::new();
+    };
+    let clients = &report.clients;
+    let load = report.scenario.load.is_load();
+    let mut out = String::from("<h2>Clients on a timeline</h2>\n");
+    out.push_str(&timeline_legend(clients));
+    out.push_str(&timeline_note(clients.len(), drawn.step, load));
+    out.push_str(&drawn.plot.finish("each client's timeline"));
+    if drawn.step > 1 {
+        out.push_str(&states_over_time(clients, drawn.span, drawn.x_max));
+    }
+    out
+}
+
+/// The timeline's chart, with what a replay or a frame needs to know of its axis.
+pub(crate) struct TimelinePlot {
+    pub(crate) plot: Plot,
+    /// Microseconds from the common start to the last client's end (or the deadline, or
+    /// the planned end of a load run, whichever is later): the part of the axis with data.
+    pub(crate) span: f64,
+    /// The axis's end, in microseconds.
+    pub(crate) x_max: f64,
+    /// One client in `step` has a row.
+    step: usize,
+}
+
+/// The timeline's chart (no legend, no heading), or `None` for a run without clients.
+pub(crate) fn timeline_plot(report: &Report) -> Option<TimelinePlot> {
     let clients = &report.clients;
     if clients.is_empty() {
-        return String::new();
+        return None;
     }
     let load = report.scenario.load.is_load();
     let timeout_us = report.scenario.timeout.as_micros() as f64;
@@ -188,7 +252,16 @@ fn timeline(report: &Report) -> String {
     } else {
         plot.vrule(timeout_us, colour::DEADLINE, "deadline");
     }
-    let mut out = String::from("<h2>Clients on a timeline</h2>\n");
+    Some(TimelinePlot {
+        plot,
+        span,
+        x_max,
+        step,
+    })
+}
+
+/// The timeline's legend: the phases' colours, then the outcomes that occur.
+fn timeline_legend(clients: &[ClientRecord]) -> String {
     let phases: Vec<(&str, &str)> = [
         Phase::Connecting,
         Phase::Waiting,
@@ -198,13 +271,51 @@ fn timeline(report: &Report) -> String {
     .iter()
     .map(|p| (phase_colour(*p), p.name()))
     .collect();
-    out.push_str(&svg::legend(&phases));
-    out.push_str(&outcome_legend(clients));
-    out.push_str(&timeline_note(clients.len(), step, load));
-    out.push_str(&plot.finish("each client's timeline"));
-    if step > 1 {
-        out.push_str(&states_over_time(clients, span, x_max));
+    format!("{}{}", svg::legend(&phases), outcome_legend(clients))
+}
+
+/// The replay: the timeline and the server's queues again, uncovered from left to right at
+/// the run's own pace (between 2 s and a minute a loop) by a CSS animation, with a
+/// checkbox that pauses it. `id` makes the checkbox's id unique on the page (a comparison
+/// has one replay per architecture).
+fn replay(report: &Report, id: &str) -> String {
+    let Some(mut drawn) = timeline_plot(report) else {
+        return String::new();
+    };
+    // The curtain crosses the whole axis in the time the axis stands for (the run's own
+    // pace), kept between 2 s and a minute; the loop then holds the whole chart for a
+    // tenth of its length. The server's chart is put on the same axis, so the two
+    // curtains move together.
+    let axis_s = drawn.x_max / 1e6;
+    let seconds = axis_s.clamp(2.0, 60.0);
+    let real = drawn.span / 1e6;
+    drawn.plot.curtain_animated(seconds / 0.9);
+    let server = server_plot(report, Some(axis_s)).map(|(mut plot, legend, _)| {
+        plot.curtain_animated(seconds / 0.9);
+        format!(
+            "{legend}{}",
+            plot.finish("the server's queues and busy threads, replayed")
+        )
+    });
+    let pace = if (seconds - axis_s).abs() < 0.05 {
+        format!("at the run's own pace ({real:.1} s)")
+    } else {
+        format!("{seconds:.0} s across the chart (the run took {real:.1} s)")
+    };
+    let mut out = format!(
+        "<h2 id=\"replay{id}\">Replay</h2>\n<div class=\"replay\">\n<input type=\"checkbox\" class=\"pause\" id=\"pause{id}\" /><label for=\"pause{id}\"> pause the replay</label>\n<p class=\"note\">The run again, {pace}: the red line is the moment, left of it what has happened.{}</p>\n",
+        if server.is_some() {
+            " Below the clients, the server's queues and busy threads on the same clock."
+        } else {
+            ""
+        }
+    );
+    out.push_str(&timeline_legend(&report.clients));
+    out.push_str(&drawn.plot.finish("each client's timeline, replayed"));
+    if let Some(server) = server {
+        out.push_str(&server);
     }
+    out.push_str("</div>\n");
     out
 }
 
@@ -490,14 +601,23 @@ fn over_time(report: &Report) -> String {
         (colour, name, points)
     };
     let mut out = String::from("<h2>Over time</h2>\n");
+    let mut lines = vec![
+        line(colour::SERIES[0], "served", |r| r.served),
+        line(colour::SERIES[3], "sent", |r| r.sent),
+        line(colour::SERIES[1], "errors", |r| r.errors),
+    ];
+    // On an open-loop ramp (`--stages`), the rate asked for in each second beside what was
+    // sent: the ramp's mean over the second, so the two lines meet where the generator kept up.
+    if let Load::Rate(open) = &report.scenario.load {
+        if !open.stages.is_empty() {
+            let asked = asked_per_second(&open.stages, rows.len());
+            lines.push((colour::SERIES[2], "asked (--stages)", asked));
+        }
+    }
     out.push_str(&per_second_chart(
         "requests per second",
         seconds,
-        &[
-            line(colour::SERIES[0], "served", |r| r.served),
-            line(colour::SERIES[3], "sent", |r| r.sent),
-            line(colour::SERIES[1], "errors", |r| r.errors),
-        ],
+        &lines,
         |v| format!("{v:.0}"),
     ));
     out.push_str(&per_second_chart(
@@ -512,18 +632,63 @@ fn over_time(report: &Report) -> String {
     out
 }
 
+/// The ramp's asked rate in each of the first `seconds` seconds: its mean over the second
+/// (the average of its value at ten points), placed at the second's middle as the series is.
+fn asked_per_second(stages: &Stages, seconds: usize) -> Points {
+    let end = stages.total();
+    (0..seconds)
+        .map(|second| {
+            let mean = (0..10)
+                .map(|tenth| {
+                    let t = Duration::from_millis(second as u64 * 1000 + tenth * 100 + 50);
+                    if t < end {
+                        stages.level_at(t)
+                    } else {
+                        0.0
+                    }
+                })
+                .sum::<f64>()
+                / 10.0;
+            (second as f64 + 0.5, mean)
+        })
+        .collect()
+}
+
 /// The server's queues and busy threads over time, from `/stats` polled during the run.
 fn server_side(report: &Report) -> String {
+    let Some((plot, legend, samples)) = server_plot(report, None) else {
+        return String::new();
+    };
+    let costs: Vec<u64> = samples.iter().map(|s| s.cost_us).collect();
+    let mean = costs.iter().sum::<u64>() as f64 / costs.len().max(1) as f64;
+    format!(
+        "<h2>Inside the server</h2>\n<p class=\"note\">The server's own <code>/stats</code>, read {} times during the run (every {} ms; each read took {} on average, at most {}): its queues' depths and its busy threads, on the same clock as the clients. No black-box load tool can show this.</p>\n{legend}{}",
+        samples.len(),
+        crate::watch::PERIOD.as_millis(),
+        human_us(mean as u64),
+        human_us(costs.iter().copied().max().unwrap_or(0)),
+        plot.finish("the server's queues and busy threads over time")
+    )
+}
+
+/// The chart of the server's queues and busy threads from the `/stats` read during the
+/// run, its legend, and the readings; `None` if none were read. The time axis ends at
+/// `x_max` seconds if given (a replay puts it on the timeline's axis), else a little past
+/// the last reading.
+fn server_plot(report: &Report, x_max: Option<f64>) -> Option<(Plot, String, &[StatsSample])> {
     let samples = &report.server_series;
+    if samples.is_empty() {
+        return None;
+    }
     let seconds = samples
         .last()
         .map_or(1.0, |s| s.at_ms as f64 / 1000.0)
         .max(0.001);
-    let x_max = if seconds < 1.0 {
+    let x_max = x_max.unwrap_or(if seconds < 1.0 {
         seconds * 1.05
     } else {
         svg::nice_max(seconds)
-    };
+    });
     let mut series: Vec<(&str, String, Points)> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for s in samples {
@@ -569,17 +734,7 @@ fn server_side(report: &Report) -> String {
         plot.line(points, colour, 2.0, false);
     }
     let legend: Vec<(&str, &str)> = series.iter().map(|(c, n, _)| (*c, n.as_str())).collect();
-    let costs: Vec<u64> = samples.iter().map(|s| s.cost_us).collect();
-    let mean = costs.iter().sum::<u64>() as f64 / costs.len().max(1) as f64;
-    format!(
-        "<h2>Inside the server</h2>\n<p class=\"note\">The server's own <code>/stats</code>, read {} times during the run (every {} ms; each read took {} on average, at most {}): its queues' depths and its busy threads, on the same clock as the clients. No black-box load tool can show this.</p>\n{}{}",
-        samples.len(),
-        crate::watch::PERIOD.as_millis(),
-        human_us(mean as u64),
-        human_us(costs.iter().copied().max().unwrap_or(0)),
-        svg::legend(&legend),
-        plot.finish("the server's queues and busy threads over time")
-    )
+    Some((plot, svg::legend(&legend), samples))
 }
 
 /// Jain's fairness index over the clients' served requests, and who got most and least.

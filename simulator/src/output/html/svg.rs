@@ -120,7 +120,7 @@ pub fn count_ticks(max: f64) -> Vec<f64> {
 }
 
 /// One chart: an SVG of `width` × `height` pixels with a plot area inside its margins.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Plot {
     width: f64,
     height: f64,
@@ -345,6 +345,73 @@ impl Plot {
             self.py(y),
             escape(title)
         );
+    }
+
+    /// A replay's curtain over the plot area, drawn over everything so far: a white veil
+    /// that uncovers the chart from left to right over `seconds`, led by a red line, then
+    /// holds the whole chart for a tenth of the loop and starts again. It moves by CSS
+    /// animation alone (the page's `replay-uncover` and `replay-cursor` keyframes), so the
+    /// page keeps no script; the page pauses it by setting `animation-play-state` on the
+    /// `moving` class.
+    pub fn curtain_animated(&mut self, seconds: f64) {
+        let (left, top, right, bottom) = self.area();
+        let (w, h) = (right - left, bottom - top);
+        let timing = format!("animation-duration: {seconds:.2}s");
+        let _ = write!(
+            self.body,
+            r#"<rect class="moving veil" x="{left:.1}" y="{top:.1}" width="{w:.1}" height="{h:.1}" fill="white" fill-opacity="0.88" style="{timing}" />"#
+        );
+        let _ = write!(
+            self.body,
+            r#"<line class="moving cursor" x1="{left:.1}" y1="{top:.1}" x2="{left:.1}" y2="{bottom:.1}" stroke="{}" stroke-width="2" style="{timing}; --travel: {w:.1}px" />"#,
+            colour::DEADLINE
+        );
+    }
+
+    /// A still of the replay at data x `at`: the chart right of `at` veiled, a red line at
+    /// `at`, and `label` (the moment) at the line's top. One frame of `--frames`.
+    pub fn curtain_at(&mut self, at: f64, label: &str) {
+        let (left, top, right, bottom) = self.area();
+        let x = self.px(at).clamp(left, right);
+        let _ = write!(
+            self.body,
+            r#"<rect x="{x:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="white" fill-opacity="0.88" />"#,
+            right - x,
+            bottom - top
+        );
+        let _ = write!(
+            self.body,
+            r#"<line x1="{x:.1}" y1="{top:.1}" x2="{x:.1}" y2="{bottom:.1}" stroke="{}" stroke-width="2" />"#,
+            colour::DEADLINE
+        );
+        let anchor = if x > (left + right) / 2.0 {
+            "end"
+        } else {
+            "start"
+        };
+        let nudge = if anchor == "end" { -4.0 } else { 4.0 };
+        let _ = write!(
+            self.body,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="{anchor}" font-size="13" font-weight="bold" fill="{}">{}</text>"#,
+            x + nudge,
+            top + 14.0,
+            colour::DEADLINE,
+            escape(label)
+        );
+    }
+
+    /// The finished chart as an SVG file of its own: with its namespace (a file needs it,
+    /// inline SVG does not) and a white background, so that it shows the same on a dark
+    /// slide.
+    pub fn finish_standalone(self, label: &str) -> String {
+        let (w, h) = (self.width, self.height);
+        let inline = self.finish(label);
+        let open_end = inline.find('>').map_or(0, |i| i + 1);
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}<rect x=\"0\" y=\"0\" width=\"{w:.0}\" height=\"{h:.0}\" fill=\"#ffffff\" />{}\n",
+            inline[..open_end].replacen("<svg ", "<svg xmlns=\"http://www.w3.org/2000/svg\" ", 1),
+            &inline[open_end..]
+        )
     }
 
     /// The finished SVG, described by `label` for screen readers.
