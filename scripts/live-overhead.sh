@@ -9,8 +9,8 @@
 # ratio. The live view's target: at least 0.95 × the plain run's rate at 1,000 clients.
 #
 # Usage: scripts/live-overhead.sh
-# Environment: CLIENTS (1000), DURATION (5s), RUNS (3), SERVER_CPU (1), LOAD_CPU (0),
-#              PORT (18490). Takes about RUNS × 2 × (DURATION + 3 s). Needs tmux.
+# Environment: CLIENTS (1000), DURATION (5s), RUNS (7: single rounds vary by ±10% here),
+#              SERVER_CPU (1), LOAD_CPU (0), PORT (18490). Takes about RUNS × 2 × (DURATION + 3 s). Needs tmux.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for arg in "$@"; do
@@ -27,7 +27,7 @@ command -v tmux >/dev/null || apt_install tmux
 
 CLIENTS=${CLIENTS:-1000}
 DURATION=${DURATION:-5s}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-7}
 SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 PORT=${PORT:-18490}
