@@ -153,6 +153,23 @@ impl Client {
         }
     }
 
+    /// Whether anything of the next answer has arrived, looking without waiting: bytes
+    /// waiting on the socket, or the server's close or reset (which end the answer too).
+    /// For a connection whose earlier answers were read whole, with nothing left over.
+    pub(crate) fn answer_begun(&self) -> bool {
+        if self.stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut one = [0u8; 1];
+        // Does not block: the socket is non-blocking for this one look.
+        let begun = match self.stream.peek(&mut one) {
+            Ok(_) => true,
+            Err(e) => e.kind() != ErrorKind::WouldBlock,
+        };
+        let _ = self.stream.set_nonblocking(false);
+        begun
+    }
+
     /// Whether the server has closed the connection (or reset it), looking without
     /// waiting: bytes waiting or nothing yet both mean it is still open.
     pub(crate) fn closed_by_server(&self) -> bool {

@@ -7,7 +7,6 @@
 //! concurrency the same way, with PxyDrive). The waits below only bound how long the
 //! grader waits for a broken server; none decides a verdict.
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use super::{Ctx, Verdict};
@@ -23,40 +22,58 @@ use crate::wire::{request, served_count, Client};
 /// cannot even accept the echo's before the sleep is done; only a design that works on
 /// both at once can finish the echo first. (A server that closes after every answer gets
 /// the sleep on a new connection, sent whole before the echo's connection starts.)
+///
+/// Nor does a race between threads decide it. One thread waits for the echo's whole answer
+/// and then looks, without waiting, whether any of the sleep's answer has arrived: the
+/// echo finished first only if nothing of the sleep's had. A sequential server writes the
+/// sleep's answer (and, asked to, closes) before it even accepts the echo's connection, so
+/// by the time the echo's answer is in, the sleep's bytes are already waiting on its socket,
+/// however late the grader's thread runs.
 pub(crate) fn overtake(ctx: &mut Ctx) -> Verdict {
     let slow_ms = ctx.ms(800).as_millis() as u64;
     let wait = ctx.ms(800 + 3000);
-    let (done, finished) = mpsc::channel::<(&'static str, Result<u16, String>)>();
     let sleep = request("GET", &format!("/sleep/{slow_ms}"), b"", true);
-    let slow = match held_connection(ctx, wait)
-        .and_then(|client| send_and_await(client, "sleep", &sleep, done.clone()))
+    let mut slow = match held_connection(ctx, wait).and_then(|mut client| {
+        // Blocks until the kernel took the whole request (bounded by the write timeout).
+        client
+            .send(&sleep)
+            .map_err(|e| format!("the sleep request could not be sent: {e}"))?;
+        Ok(client)
+    }) {
+        Ok(client) => client,
+        Err(why) => return Verdict::Fail(why),
+    };
+    let echo = request("POST", "/echo", b"overtake", true);
+    let mut quick = match Client::connect(ctx.addr, wait)
+        .and_then(|mut client| client.send(&echo).map(|()| client))
     {
-        Ok(handle) => handle,
-        Err(why) => return Verdict::Fail(why),
+        Ok(client) => client,
+        Err(e) => return Verdict::Fail(format!("the echo request could not be sent: {e}")),
     };
-    let quick = match Client::connect(ctx.addr, wait)
-        .map_err(|e| format!("the echo request could not be sent: {e}"))
-        .and_then(|client| {
-            let echo = request("POST", "/echo", b"overtake", true);
-            send_and_await(client, "echo", &echo, done.clone())
-        }) {
-        Ok(handle) => handle,
-        Err(why) => return Verdict::Fail(why),
-    };
-    let mut order = Vec::new();
-    for _ in 0..2 {
-        // Waits for the next answer to complete (bounded: a broken server fails here).
-        match finished.recv_timeout(wait + ctx.ms(500)) {
-            Ok((name, Ok(200))) => order.push(name),
-            Ok((name, Ok(status))) => {
-                return Verdict::Fail(format!("the {name} request was answered {status}, not 200"))
+    // Blocks until the echo's whole answer is in (bounded by `wait`: a sequential server
+    // first finishes the sleep).
+    let echoed = quick.read(false);
+    // Looks without waiting: had any of the sleep's answer arrived by then?
+    let sleep_begun = slow.answer_begun();
+    // Blocks until the sleep's whole answer is in (bounded by `wait`).
+    let slept = slow.read(false);
+    for (name, result) in [("sleep", &slept), ("echo", &echoed)] {
+        match result {
+            Ok(r) if r.status == 200 => {}
+            Ok(r) => {
+                return Verdict::Fail(format!(
+                    "the {name} request was answered {}, not 200",
+                    r.status
+                ))
             }
-            Ok((name, Err(e))) => return Verdict::Fail(format!("the {name} request failed: {e}")),
-            Err(_) => return Verdict::Fail("an answer never came".to_owned()),
+            Err(e) => return Verdict::Fail(format!("the {name} request failed: {e}")),
         }
     }
-    // Both threads have sent their result: joining them does not wait.
-    let _ = (slow.join(), quick.join());
+    let order = if sleep_begun {
+        ["sleep", "echo"]
+    } else {
+        ["echo", "sleep"]
+    };
     judge_overtake(ctx, &order, slow_ms)
 }
 
@@ -76,29 +93,6 @@ fn held_connection(ctx: &Ctx, wait: Duration) -> Result<Client, String> {
         return Client::connect(ctx.addr, wait).map_err(fail);
     }
     Ok(client)
-}
-
-/// Sends `bytes` on `client` from this thread, so that requests leave in the order this
-/// check sends them; a thread then waits for the answer and reports it on `done`.
-fn send_and_await(
-    mut client: Client,
-    name: &'static str,
-    bytes: &[u8],
-    done: mpsc::Sender<(&'static str, Result<u16, String>)>,
-) -> Result<std::thread::JoinHandle<()>, String> {
-    // Blocks until the kernel took the whole request (bounded by the write timeout).
-    client
-        .send(bytes)
-        .map_err(|e| format!("the {name} request could not be sent: {e}"))?;
-    Ok(std::thread::spawn(move || {
-        // Blocks until the answer has come (bounded by the client's read timeout).
-        let result = client
-            .read(false)
-            .map(|r| r.status)
-            .map_err(|e| e.to_string());
-        // The receiver waits for both; if it gave up, nobody needs the result.
-        let _ = done.send((name, result));
-    }))
 }
 
 fn judge_overtake(ctx: &Ctx, order: &[&str], slow_ms: u64) -> Verdict {
