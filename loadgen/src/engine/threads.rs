@@ -16,7 +16,7 @@
 use std::io;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -268,53 +268,12 @@ fn perform(
         }
         Step::Connect { deadline } => {
             *conn = None;
-            // Blocks until connected, refused, or the deadline.
-            match Connection::open(plan.addr, deadline) {
-                Ok(c) => {
-                    *conn = Some(c);
-                    Event::Connected
-                }
-                Err(mut failure) if failure.fatal.is_some() => {
-                    // The simulator itself ran out (of descriptors, of ports): the whole
-                    // run stops, since what follows would not be the server's doing.
-                    if let Some(reason) = failure.fatal.take() {
-                        shared.abort.raise(reason);
-                    }
-                    Event::Failed(failure)
-                }
-                Err(failure) => Event::Failed(failure),
-            }
+            connect(conn, deadline, shared)
         }
         Step::Exchange {
             deadline,
             want_thread,
-        } => {
-            // Scenario runs judge every step to the millisecond; load runs save the system
-            // call that would reset the read timeout before every read.
-            let exact = !plan.scenario.load.is_load();
-            let head_only = plan.scenario.request.is_head();
-            match conn.as_mut() {
-                // Blocks until the whole response is in, or the deadline.
-                Some(c) => match c.exchange(request, deadline, exact, head_only, want_thread) {
-                    Ok(mut reply) if link.is_active() => {
-                        // The answer's trip back: the client hears it only then.
-                        reply.first_byte += one_way;
-                        if travel(one_way + link.transfer(reply.size), deadline) {
-                            Event::Replied(reply)
-                        } else {
-                            *conn = None;
-                            Event::Failed(Failure::no_answer())
-                        }
-                    }
-                    Ok(reply) => Event::Replied(reply),
-                    Err(failure) => {
-                        *conn = None;
-                        Event::Failed(failure)
-                    }
-                },
-                None => Event::Failed(Failure::new(Outcome::Reset, "no connection to send on")),
-            }
-        }
+        } => exchange(conn, request, deadline, want_thread, one_way, shared),
         Step::Leave { until } => {
             *conn = None;
             // Away until the ramp brings the client back: nothing to do meanwhile.
@@ -330,6 +289,66 @@ fn perform(
         Step::Idle | Step::Done => return None,
     };
     Some(event)
+}
+
+/// A connect for the client, into `conn`; blocks until connected, refused, or `deadline`.
+fn connect(conn: &mut Option<Connection>, deadline: Instant, shared: &Shared) -> Event {
+    // Blocks until connected, refused, or the deadline.
+    match Connection::open(shared.plan.addr, deadline) {
+        Ok(c) => {
+            *conn = Some(c);
+            Event::Connected
+        }
+        Err(mut failure) if failure.fatal.is_some() => {
+            // The simulator itself ran out (of descriptors, of ports): the whole run
+            // stops, since what follows would not be the server's doing.
+            if let Some(reason) = failure.fatal.take() {
+                shared.abort.raise(reason);
+            }
+            Event::Failed(failure)
+        }
+        Err(failure) => Event::Failed(failure),
+    }
+}
+
+/// One exchange on `conn`: sends `request` and reads the answer, bounded by `deadline`;
+/// on an emulated path the answer then travels back (`one_way` and its transfer time)
+/// before the client hears it. A failed exchange drops the connection.
+fn exchange(
+    conn: &mut Option<Connection>,
+    request: &[u8],
+    deadline: Instant,
+    want_thread: bool,
+    one_way: Duration,
+    shared: &Shared,
+) -> Event {
+    let plan = &shared.plan;
+    let link = &plan.scenario.link;
+    // Scenario runs judge every step to the millisecond; load runs save the system call
+    // that would reset the read timeout before every read.
+    let exact = !plan.scenario.load.is_load();
+    let head_only = plan.scenario.request.is_head();
+    let Some(c) = conn.as_mut() else {
+        return Event::Failed(Failure::new(Outcome::Reset, "no connection to send on"));
+    };
+    // Blocks until the whole response is in, or the deadline.
+    match c.exchange(request, deadline, exact, head_only, want_thread) {
+        Ok(mut reply) if link.is_active() => {
+            // The answer's trip back: the client hears it only then.
+            reply.first_byte += one_way;
+            if travel(one_way + link.transfer(reply.size), deadline) {
+                Event::Replied(reply)
+            } else {
+                *conn = None;
+                Event::Failed(Failure::no_answer())
+            }
+        }
+        Ok(reply) => Event::Replied(reply),
+        Err(failure) => {
+            *conn = None;
+            Event::Failed(failure)
+        }
+    }
 }
 
 /// Emulated path ([`crate::link`]): waits out a trip of `length` on the path, or until

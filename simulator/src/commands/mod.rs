@@ -350,52 +350,17 @@ impl ScenarioArgs {
         }
         let request = RequestSpec::parse(
             self.request.as_deref().unwrap_or(defaults.request),
-            self.body,
+            self.body.clone(),
             self.body_uuid,
         )?;
         let mut clients_ramp = Stages::default();
         let (clients, load) = match (self.rate, self.duration, self.requests) {
             _ if self.closed => {
-                let stages = self.stages.unwrap_or_default();
-                if self.clients.is_some() {
-                    return Err(SimError::Usage(
-                        "--closed --stages sets the clients by its stages (the most at once is the highest stage); leave out --clients".into(),
-                    ));
-                }
-                if self.arrivals.is_some()
-                    || self.connections.is_some()
-                    || self.when_busy.is_some()
-                    || self.seed.is_some()
-                {
-                    return Err(SimError::Usage(
-                        "--closed --stages ramps clients, each sending back to back; --arrivals, --connections, --when-busy and --seed are for an open loop".into(),
-                    ));
-                }
-                let peak = stages.peak().ceil();
-                if peak > 1_000_000.0 {
-                    return Err(SimError::Usage(format!(
-                        "--closed --stages: a stage's value is a number of clients, at most 1000000; got {peak}"
-                    )));
-                }
+                let (clients, stages) = self.closed_ramp()?;
                 clients_ramp = stages;
-                (peak as usize, Load::Duration(stages.total()))
+                (clients, Load::Duration(stages.total()))
             }
-            _ if self.stages.is_some() => {
-                let stages = self.stages.unwrap_or_default();
-                let peak = stages.as_slice().iter().map(|s| s.rate).fold(0.0, f64::max);
-                if peak > MAX_RATE {
-                    return Err(SimError::Usage(format!(
-                        "--stages: a rate is requests per second, at most {MAX_RATE}; got {peak}"
-                    )));
-                }
-                let open = OpenLoop::staged(
-                    stages,
-                    self.arrivals.unwrap_or_default(),
-                    self.when_busy.unwrap_or_default(),
-                    self.seed.unwrap_or(1),
-                );
-                (self.connections.unwrap_or(64), Load::Rate(open))
-            }
+            _ if self.stages.is_some() => (self.connections.unwrap_or(64), self.open_ramp()?),
             (Some(rate), Some(duration), _) => {
                 if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE) {
                     return Err(SimError::Usage(format!(
@@ -426,16 +391,7 @@ impl ScenarioArgs {
                 "--clients (or --connections) must be at least 1".into(),
             ));
         }
-        if self.engine_threads == Some(0) {
-            return Err(SimError::Usage(
-                "--engine-threads must be at least 1".into(),
-            ));
-        }
-        if self.engine == Engine::Threads && self.engine_threads.is_some() {
-            return Err(SimError::Usage(
-                "--engine-threads is for the event-driven engine; --engine threads runs a thread per client".into(),
-            ));
-        }
+        self.check_engine()?;
         Ok(Scenario {
             clients,
             timeout,
@@ -454,6 +410,68 @@ impl ScenarioArgs {
             },
             clients_ramp,
         })
+    }
+}
+
+impl ScenarioArgs {
+    /// `--closed --stages`: the most clients at once (the highest stage) and the ramp, or
+    /// the sentence that says which flag does not belong with it.
+    fn closed_ramp(&self) -> Result<(usize, Stages), SimError> {
+        let stages = self.stages.unwrap_or_default();
+        if self.clients.is_some() {
+            return Err(SimError::Usage(
+                "--closed --stages sets the clients by its stages (the most at once is the highest stage); leave out --clients".into(),
+            ));
+        }
+        if self.arrivals.is_some()
+            || self.connections.is_some()
+            || self.when_busy.is_some()
+            || self.seed.is_some()
+        {
+            return Err(SimError::Usage(
+                "--closed --stages ramps clients, each sending back to back; --arrivals, --connections, --when-busy and --seed are for an open loop".into(),
+            ));
+        }
+        let peak = stages.peak().ceil();
+        if peak > 1_000_000.0 {
+            return Err(SimError::Usage(format!(
+                "--closed --stages: a stage's value is a number of clients, at most 1000000; got {peak}"
+            )));
+        }
+        Ok((peak as usize, stages))
+    }
+
+    /// `--stages` on an open loop: the ramped schedule, or the sentence that says a rate
+    /// is too high.
+    fn open_ramp(&self) -> Result<Load, SimError> {
+        let stages = self.stages.unwrap_or_default();
+        let peak = stages.peak();
+        if peak > MAX_RATE {
+            return Err(SimError::Usage(format!(
+                "--stages: a rate is requests per second, at most {MAX_RATE}; got {peak}"
+            )));
+        }
+        Ok(Load::Rate(OpenLoop::staged(
+            stages,
+            self.arrivals.unwrap_or_default(),
+            self.when_busy.unwrap_or_default(),
+            self.seed.unwrap_or(1),
+        )))
+    }
+
+    /// The engine's flags agree with each other.
+    fn check_engine(&self) -> Result<(), SimError> {
+        if self.engine_threads == Some(0) {
+            return Err(SimError::Usage(
+                "--engine-threads must be at least 1".into(),
+            ));
+        }
+        if self.engine == Engine::Threads && self.engine_threads.is_some() {
+            return Err(SimError::Usage(
+                "--engine-threads is for the event-driven engine; --engine threads runs a thread per client".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

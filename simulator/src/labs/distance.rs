@@ -38,8 +38,15 @@ pub(super) const LAB27: Lab = Lab {
 
 /// The clients, each `ROUND_TRIP` away (zero: on loopback).
 fn far_clients(round_trip: Duration) -> Scenario {
+    // 32 clients, each with a 900 ms deadline from the common start, and no hold: a
+    // client's time on the server is its four round trips and nothing else.
     let mut scenario = Scenario::get(32, "/", Duration::from_millis(900), Duration::ZERO);
+    // Four requests on one connection: the thread a connection holds is held through the
+    // three round trips between them, which is what distance costs a thread-per-connection
+    // design.
     scenario.load = Load::Requests(4);
+    // Every client at the same distance (a spread would leave the served count to the
+    // draw); no bandwidth limit: `GET /` is a few hundred bytes each way.
     scenario.link = Link {
         rtt: Rtt {
             min: round_trip,
@@ -54,10 +61,15 @@ fn far_clients(round_trip: Duration) -> Scenario {
 /// connection needs for it.
 pub(super) fn lab27(env: &LabEnv) -> Result<Vec<Check>, SimError> {
     let mut checks = Vec::new();
+    // The same three servers twice: first on loopback, the control, where every design
+    // serves everyone; then 50 ms away, where only the designs that do not tie a thread to a
+    // connection keep doing so.
     for round_trip in [Duration::ZERO, Duration::from_millis(50)] {
         let scenario = far_clients(round_trip);
         let far = !round_trip.is_zero();
         let away = if far { "50 ms away" } else { "on loopback" };
+        // Step 1: the pool of 4. Its prediction knows the distance (see `predict`), so the
+        // check is the predicted count: all 32 on loopback, 16 when far.
         let pool = Servers::default().with("workers", 4);
         checks.push(served_step(
             env,
@@ -71,6 +83,8 @@ pub(super) fn lab27(env: &LabEnv) -> Result<Vec<Check>, SimError> {
                 format!("{away}: a client holds a worker for about a millisecond")
             },
         )?);
+        // Step 2: a thread per connection, measured by hand rather than with `served_step`,
+        // because its `/stats` is wanted too: the threads' peak is the price of distance.
         let flags = Servers::default();
         let (report, stats) = measure(
             env,
@@ -97,6 +111,8 @@ pub(super) fn lab27(env: &LabEnv) -> Result<Vec<Check>, SimError> {
                 peak >= 30,
             ));
         }
+        // Step 3: the event loop, with its default two reactors: a far connection waits in
+        // the poll set between its round trips and costs no thread.
         checks.push(served_step(
             env,
             "event-loop",

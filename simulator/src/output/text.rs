@@ -600,6 +600,12 @@ pub fn sweep_text(report: &SweepReport) -> String {
             if step.meets_goal { "" } else { "   ✗" }
         );
     }
+    sweep_knee_text(report, &mut out);
+    out
+}
+
+/// The end of a sweep's text: the measured knee, and the predicted one with its rule.
+fn sweep_knee_text(report: &SweepReport, out: &mut String) {
     let _ = writeln!(
         out,
         "\nknee: {}",
@@ -631,7 +637,6 @@ pub fn sweep_text(report: &SweepReport) -> String {
             );
         }
     }
-    out
 }
 
 /// The printed result of a lab.

@@ -191,6 +191,17 @@ pub(super) struct Reactor<'p> {
 /// A failure the run cannot go on after: the simulator's own, not the server's.
 type Fatal = Error;
 
+/// What starting a client's next step did ([`Reactor::begin`]).
+enum Began {
+    /// It waits for something (a socket, a timer): the turn of this client is over.
+    Waits,
+    /// It ended at once with `event` for the client; `retry`: a connect that failed at
+    /// once, to be tried again only after a pause.
+    Ended { event: Event, retry: bool },
+    /// The client is done.
+    Done,
+}
+
 impl<'p> Reactor<'p> {
     /// The loop of one engine thread, for `clients`, waiting on `poll`. Open loops pass the
     /// thread's share of the schedule.
@@ -455,64 +466,83 @@ impl<'p> Reactor<'p> {
                 // The step in progress goes on.
                 return Ok(());
             }
-            // The client's next step: each either starts something the loop waits for
-            // (and returns nothing), or ends at once with an event for the client.
-            happened = match self.slots[i].client.next(plan, now, tally) {
-                Step::Connect { deadline } if self.link.is_active() => {
-                    // The handshake's round trip first; the real connect comes after it.
-                    self.slots[i].close();
-                    self.slots[i].io = Io::Dialing;
-                    self.set_deadline(i, deadline);
-                    let back = now + self.slots[i].one_way * 2;
-                    self.set_link(i, back);
-                    None
+            // The client's next step: it either starts something the loop waits for, or
+            // ends at once with an event for the client, or the client is done.
+            happened = match self.begin(i, now, tally)? {
+                Began::Waits => None,
+                Began::Ended { event, retry } => {
+                    retry_later = retry;
+                    Some(event)
                 }
-                Step::Connect { deadline } => {
-                    let failed = self.connect(i, deadline)?;
-                    retry_later = failed.is_some();
-                    failed
-                }
-                Step::Exchange {
-                    deadline,
-                    want_thread,
-                } if self.link.is_active() => {
-                    self.prepare(i, deadline, want_thread);
-                    let slot = &mut self.slots[i];
-                    slot.io = Io::Departing;
-                    let arrives = now + slot.one_way + self.link.transfer(slot.unsent.len());
-                    self.set_link(i, arrives);
-                    None
-                }
-                Step::Exchange {
-                    deadline,
-                    want_thread,
-                } => self.exchange(i, deadline, want_thread, now),
-                Step::Hold { until } => {
-                    self.slots[i].io = Io::Holding;
-                    self.set_deadline(i, until);
-                    None
-                }
-                Step::Leave { until } => {
-                    // Away from the server: no socket, only the timer of the return.
-                    self.slots[i].close();
-                    self.slots[i].io = Io::Holding;
-                    self.set_deadline(i, until);
-                    None
-                }
-                Step::Idle => {
-                    self.idle(i, now, tally);
-                    None
-                }
-                Step::Done => {
-                    let slot = &mut self.slots[i];
-                    slot.close();
-                    slot.io = Io::Done;
-                    slot.deadline = None;
-                    self.live -= 1;
-                    return Ok(());
-                }
+                Began::Done => return Ok(()),
             };
         }
+    }
+
+    /// Asks slot `i`'s client for its next step and starts it: a connect (after the
+    /// handshake's round trip when the clients are far), an exchange (its request leaving
+    /// over the link when far), a hold, a time away, an idle wait, or the end.
+    fn begin(&mut self, i: usize, now: Instant, tally: &mut Tally) -> Result<Began, Fatal> {
+        let plan = self.plan;
+        let ended = |event: Option<Event>, retry: bool| match event {
+            Some(event) => Began::Ended { event, retry },
+            None => Began::Waits,
+        };
+        Ok(match self.slots[i].client.next(plan, now, tally) {
+            Step::Connect { deadline } if self.link.is_active() => {
+                // The handshake's round trip first; the real connect comes after it.
+                self.slots[i].close();
+                self.slots[i].io = Io::Dialing;
+                self.set_deadline(i, deadline);
+                let back = now + self.slots[i].one_way * 2;
+                self.set_link(i, back);
+                Began::Waits
+            }
+            Step::Connect { deadline } => {
+                // A connect that fails at once is tried again only after a pause.
+                let failed = self.connect(i, deadline)?;
+                ended(failed, true)
+            }
+            Step::Exchange {
+                deadline,
+                want_thread,
+            } if self.link.is_active() => {
+                self.prepare(i, deadline, want_thread);
+                let slot = &mut self.slots[i];
+                slot.io = Io::Departing;
+                let arrives = now + slot.one_way + self.link.transfer(slot.unsent.len());
+                self.set_link(i, arrives);
+                Began::Waits
+            }
+            Step::Exchange {
+                deadline,
+                want_thread,
+            } => ended(self.exchange(i, deadline, want_thread, now), false),
+            Step::Hold { until } => {
+                self.slots[i].io = Io::Holding;
+                self.set_deadline(i, until);
+                Began::Waits
+            }
+            Step::Leave { until } => {
+                // Away from the server: no socket, only the timer of the return.
+                self.slots[i].close();
+                self.slots[i].io = Io::Holding;
+                self.set_deadline(i, until);
+                Began::Waits
+            }
+            Step::Idle => {
+                self.idle(i, now, tally);
+                Began::Waits
+            }
+            Step::Done => {
+                let slot = &mut self.slots[i];
+                slot.close();
+                slot.io = Io::Done;
+                slot.deadline = None;
+                self.live -= 1;
+                Began::Done
+            }
+        })
     }
 
     /// Starts a non-blocking connect for slot `i`, to give up at `deadline`. Returns the
