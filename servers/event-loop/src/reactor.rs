@@ -873,17 +873,27 @@ impl Reactor {
         true
     }
 
-    /// Closes connection `key`. Requests it still owed are counted finished (abandoned).
-    /// A helper still computing for it is told to stop (`gone`); its answer, if it comes,
-    /// finds the key empty or reused, and is dropped. Closing is immediate: the socket is
-    /// deregistered and closed, and the slab key is free for the next connection.
+    /// Closes connection `key`. Requests it still owed are counted finished: their client
+    /// left, so nobody waits for them.
     fn close(&mut self, key: usize) {
+        self.remove(key, true);
+    }
+
+    /// Removes connection `key`; `finished`: whether the requests it still owed count as
+    /// finished (its client left) or stay in flight (abandoned at the shutdown timeout, for
+    /// the server's last line and exit status to count). A helper still computing for it
+    /// is told to stop (`gone`); its answer, if it comes, finds the key empty or reused, and
+    /// is dropped. Closing is immediate: the socket is deregistered and closed, and the slab
+    /// key is free for the next connection.
+    fn remove(&mut self, key: usize, finished: bool) {
         if let Some(mut conn) = self.conns.try_remove(key) {
             if let Some(gone) = &conn.gone {
                 gone.store(true, Relaxed);
             }
-            for _ in 0..conn.machine.owed() {
-                self.ctx.stats.request_finished();
+            if finished {
+                for _ in 0..conn.machine.owed() {
+                    self.ctx.stats.request_finished();
+                }
             }
             let _ = self.poll.registry().deregister(&mut conn.stream);
             // Dropping `conn` unregisters it from the server, then closes the socket.
@@ -896,6 +906,8 @@ impl Reactor {
     /// Gives up on every connection left (the grace period is over). Returns how many
     /// requests were abandoned. Their clients see the connection close without an answer:
     /// the one promise shutdown cannot keep past its timeout, and the log says how many.
+    /// The abandoned requests stay counted in flight, so the server's last line counts them
+    /// and it exits 1, whether this reactor gives up before or after `main` stops waiting.
     fn abandon_all(&mut self) -> u64 {
         let owed: usize = self.conns.iter().map(|(_, c)| c.machine.owed()).sum();
         if owed > 0 {
@@ -906,7 +918,7 @@ impl Reactor {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            self.close(key);
+            self.remove(key, false);
         }
         owed as u64
     }
