@@ -207,6 +207,11 @@ fn timeline(report: &Report) -> String {
     out
 }
 
+/// The timeline's margins, in pixels: the clients' ids on the left, the server thread
+/// that answered each on the right.
+const TIMELINE_LEFT: f64 = 56.0;
+const TIMELINE_RIGHT: f64 = 120.0;
+
 /// The timeline's chart, with what a replay or a frame needs to know of its axis.
 pub(crate) struct TimelinePlot {
     pub(crate) plot: Plot,
@@ -240,8 +245,8 @@ pub(crate) fn timeline_plot(report: &Report) -> Option<TimelinePlot> {
     let row_h = if rows.len() > 60 { 5.0 } else { 14.0 };
     let height = 60.0 + rows.len() as f64 * row_h;
     let mut plot = Plot::linear(1000.0, height, x_max, rows.len() as f64)
-        .left_margin(56.0)
-        .right_margin(120.0);
+        .left_margin(TIMELINE_LEFT)
+        .right_margin(TIMELINE_RIGHT);
     plot.x_axis(&svg::ticks(x_max), ms, "time since the common start");
     for (i, c) in rows.iter().enumerate() {
         let y1 = (rows.len() - i) as f64 - 0.1;
@@ -394,8 +399,8 @@ fn states_over_time(clients: &[ClientRecord], span: f64, x_max: f64) -> String {
     const BUCKETS: usize = 100;
     let width = span.max(1.0) / BUCKETS as f64;
     let mut plot = Plot::linear(1000.0, 260.0, x_max, clients.len() as f64)
-        .left_margin(56.0)
-        .right_margin(120.0);
+        .left_margin(TIMELINE_LEFT)
+        .right_margin(TIMELINE_RIGHT);
     plot.x_axis(&svg::ticks(x_max), ms, "time since the common start");
     plot.y_axis(
         &svg::count_ticks(clients.len() as f64),
@@ -673,8 +678,8 @@ fn server_side(report: &Report) -> String {
 
 /// The chart of the server's queues and busy threads from the `/stats` read during the
 /// run, its legend, and the readings; `None` if none were read. The time axis ends at
-/// `x_max` seconds if given (a replay puts it on the timeline's axis), else a little past
-/// the last reading.
+/// `x_max` seconds if given (a replay puts it on the timeline's axis and margins), else a
+/// little past the last reading.
 fn server_plot(report: &Report, x_max: Option<f64>) -> Option<(Plot, String, &[StatsSample])> {
     let samples = &report.server_series;
     if samples.is_empty() {
@@ -684,6 +689,7 @@ fn server_plot(report: &Report, x_max: Option<f64>) -> Option<(Plot, String, &[S
         .last()
         .map_or(1.0, |s| s.at_ms as f64 / 1000.0)
         .max(0.001);
+    let on_timeline_axis = x_max.is_some();
     let x_max = x_max.unwrap_or(if seconds < 1.0 {
         seconds * 1.05
     } else {
@@ -720,6 +726,10 @@ fn server_plot(report: &Report, x_max: Option<f64>) -> Option<(Plot, String, &[S
         .fold(0.0, f64::max);
     let y_max = svg::nice_max(max.max(1.0) * 1.05);
     let mut plot = Plot::linear(1000.0, 260.0, x_max, y_max);
+    if on_timeline_axis {
+        // The timeline's margins too, so that the same moment is the same column in both.
+        plot = plot.left_margin(TIMELINE_LEFT).right_margin(TIMELINE_RIGHT);
+    }
     plot.x_axis(
         &svg::ticks(x_max),
         |s| format!("{s:.1}s"),
