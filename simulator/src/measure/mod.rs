@@ -17,7 +17,6 @@ use std::sync::mpsc;
 use loadgen::attack::{self, Attack};
 use loadgen::client::Plan;
 use loadgen::engine::{self, threads::Spawner};
-use loadgen::record::Finished;
 use loadgen::Scenario;
 use server_core::RunningServer;
 
@@ -55,16 +54,7 @@ pub fn run(
         Some(info) => format!("{} at {target}", info.architecture),
         None => target.to_owned(),
     };
-    let predicted = predicted_in_words(info, scenario);
-    measured(
-        plan,
-        &name,
-        predicted,
-        scenario,
-        source,
-        watch,
-        |finished| Report::new(target, info, scenario, finished),
-    )
+    measured(plan, &name, target, info, scenario, source, watch)
 }
 
 /// Runs `scenario` against a server running in this process, whose `/stats` it reads
@@ -82,31 +72,24 @@ pub fn run_in_process(
     plan.in_process = true;
     let source = (watch || live::asked()).then_some(Source::InProcess(server.context()));
     let name = info.architecture.clone();
-    let predicted = predicted_in_words(Some(&info), scenario);
-    measured(
-        plan,
-        &name,
-        predicted,
-        scenario,
-        source,
-        watch,
-        |finished| Report::new(&target, Some(&info), scenario, finished),
-    )
+    measured(plan, &name, &target, Some(&info), scenario, source, watch)
 }
 
-/// Runs `plan` with the background populations around it and the server watched from
-/// `source` (and shown as `name`, with the prediction `predicted` beside the measurement), and makes the report with `report`, which keeps the server's readings if
-/// `keep` (a report was asked for). The run is watched by the progress line, or the live
-/// view (`--live`).
+/// Runs `plan` against `target` with the background populations around it and the server
+/// watched from `source`, and reports it; the report keeps the server's readings if `keep`
+/// (a report was asked for). The run is watched by the progress line, or by the live view
+/// (`--live`), which shows the server as `name` and the prediction from `info` beside the
+/// measurement.
 fn measured(
     plan: Plan,
     name: &str,
-    predicted: Option<String>,
+    target: &str,
+    info: Option<&ServerInfo>,
     scenario: &Scenario,
     source: Option<Source<'_>>,
     keep: bool,
-    report: impl FnOnce(Finished) -> Report,
 ) -> Result<Report, SimError> {
+    let predicted = predicted_in_words(info, scenario);
     let attack = background(plan.addr, scenario)?;
     // The live view's feed of the server's readings: unbounded, and drained by the view
     // five times a second, so it holds two or three readings at most.
@@ -116,7 +99,7 @@ fn measured(
         watch::during(source, Some(tap), || engine::run(plan, monitor.as_mut()));
     drop(monitor);
     let background = attack.map(Attack::stop).unwrap_or_default();
-    let mut report = report(finished?);
+    let mut report = Report::new(target, info, scenario, finished?);
     if keep {
         report.server_series = watched;
     }
