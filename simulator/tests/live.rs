@@ -206,10 +206,13 @@ fn a_comparison_lists_the_architectures_already_measured_and_the_prediction() {
         Duration::from_secs(30),
         |s| s.contains("servelab live · thread-per-conn") && s.contains("before: single"),
     );
-    assert!(
-        second.contains("before: single · 4 clients: served 1 of 4 (predicted 1 served)"),
-        "{second}"
-    );
+    // The measured count depends on the machine (one 800 ms answer inside a 1 s deadline);
+    // the line's shape and the prediction do not.
+    let before = second
+        .lines()
+        .find(|l| l.contains("before: single · 4 clients: served "))
+        .unwrap_or_else(|| panic!("no line for the first architecture:\n{second}"));
+    assert!(before.contains(" of 4 (predicted 1 served)"), "{second}");
     assert!(second.contains("(predicted 4 served)"), "{second}");
     let end = tmux.wait_restored(Duration::from_secs(30));
     assert_eq!(exit_status(&end), "0", "{end}");
